@@ -1,0 +1,95 @@
+/// @file
+/// Zero padding of the spatial axes of NCHW tensors, written into reusable buffers.
+#ifndef XCNN_CORE_PADDING_HPP
+#define XCNN_CORE_PADDING_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstring>
+
+#include "error.hpp"
+#include "xtensor_shim.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// Copies the contiguous NCHW tensor `src` (n, c, h, w) into the contiguous `dst`
+/// (n, c, out_h, out_w) so that src(., ., y, x) lands at dst(., ., y + top, x + left), and
+/// zeroes the rest of dst. Negative offsets crop: the parts of src outside dst are dropped.
+/// One pass over dst, row by row with memcpy: no temporary, unlike `xt::pad`.
+template <class T>
+void place_2d(const T* src, std::size_t planes, std::size_t h, std::size_t w, T* dst, std::size_t out_h,
+              std::size_t out_w, std::ptrdiff_t top, std::ptrdiff_t left)
+{
+    const auto ih = static_cast<std::ptrdiff_t>(h), iw = static_cast<std::ptrdiff_t>(w);
+    const auto oh = static_cast<std::ptrdiff_t>(out_h), ow = static_cast<std::ptrdiff_t>(out_w);
+    // Columns of dst that receive data: [col_begin, col_end).
+    const std::ptrdiff_t col_begin = std::clamp<std::ptrdiff_t>(left, 0, ow);
+    const std::ptrdiff_t col_end = std::clamp<std::ptrdiff_t>(left + iw, 0, ow);
+    for (std::size_t p = 0; p < planes; ++p)
+    {
+        const T* plane_in = src + p * h * w;
+        T* plane_out = dst + p * out_h * out_w;
+        for (std::ptrdiff_t y = 0; y < oh; ++y)
+        {
+            T* row = plane_out + y * ow;
+            const std::ptrdiff_t sy = y - top;
+            if (sy < 0 || sy >= ih || col_begin >= col_end)
+            {
+                std::fill(row, row + ow, T(0));
+                continue;
+            }
+            std::fill(row, row + col_begin, T(0));
+            std::memcpy(row + col_begin, plane_in + sy * iw + (col_begin - left),
+                        static_cast<std::size_t>(col_end - col_begin) * sizeof(T));
+            std::fill(row + col_end, row + ow, T(0));
+        }
+    }
+}
+
+} // namespace detail
+
+/// Writes `x` (N, C, H, W) zero-padded by `pad_h` rows above and below and `pad_w` columns left
+/// and right into `out`, resized to (N, C, H + 2 pad_h, W + 2 pad_w). `out` keeps its memory
+/// when its shape does not change, so a layer calling this on every batch allocates once.
+/// @throws value_error if `x` and `out` are the same tensor (the resize would destroy `x`).
+template <class T>
+void zero_pad2d_into(const xt::xtensor<T, 4>& x, std::size_t pad_h, std::size_t pad_w, xt::xtensor<T, 4>& out)
+{
+    if (&x == &out)
+    {
+        throw value_error("zero_pad2d_into: the input and the output must be different tensors");
+    }
+    const auto& s = x.shape();
+    const std::array<std::size_t, 4> shape{s[0], s[1], s[2] + 2 * pad_h, s[3] + 2 * pad_w};
+    if (out.shape() != shape)
+    {
+        out.resize(shape);
+    }
+    detail::place_2d(x.data(), s[0] * s[1], s[2], s[3], out.data(), shape[2], shape[3],
+                     static_cast<std::ptrdiff_t>(pad_h), static_cast<std::ptrdiff_t>(pad_w));
+}
+
+/// `x` (N, C, H, W) zero-padded by `pad_h` rows above and below and `pad_w` columns on each
+/// side; `numpy.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))`.
+template <class E>
+auto zero_pad2d(const xt::xexpression<E>& x, std::size_t pad_h, std::size_t pad_w)
+{
+    using T = typename E::value_type;
+    if (x.derived_cast().dimension() != 4)
+    {
+        throw shape_error(detail::concat("zero_pad2d: expected a rank-4 (N, C, H, W) input, got shape ",
+                                         detail::shape_to_string(x.derived_cast().shape())));
+    }
+    const xt::xtensor<T, 4> input = x.derived_cast();
+    xt::xtensor<T, 4> out;
+    zero_pad2d_into(input, pad_h, pad_w, out);
+    return out;
+}
+
+} // namespace xcnn
+
+#endif // XCNN_CORE_PADDING_HPP
