@@ -1,0 +1,386 @@
+/// @file
+/// `xcnn::Conv2D`: 2-D convolution (cross-correlation, as in PyTorch) of NCHW tensors as one
+/// contraction of a window view with the kernel.
+#ifndef XCNN_LAYERS_CONV2D_HPP
+#define XCNN_LAYERS_CONV2D_HPP
+
+#include <array>
+#include <cstddef>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/gemm.hpp"
+#include "../core/padding.hpp"
+#include "../core/tensordot.hpp"
+#include "../core/windows.hpp"
+#include "../core/xtensor_shim.hpp"
+#include "../network/parameter.hpp"
+#include "init.hpp"
+#include "layer.hpp"
+
+namespace xcnn
+{
+
+/// Height and width of a kernel, stride or padding.
+using size2 = std::array<std::size_t, 2>;
+
+/// Options of a `Conv2D`, named after PyTorch's `torch::nn::Conv2dOptions`: each setter
+/// returns the options so they chain, each getter has the setter's name.
+/// `Conv2D<float>(Conv2DOptions(3, 16, 5).stride(2).padding({1, 2}))`.
+class Conv2DOptions
+{
+public:
+    Conv2DOptions(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size)
+        : Conv2DOptions(in_channels, out_channels, size2{kernel_size, kernel_size})
+    {
+    }
+    Conv2DOptions(std::size_t in_channels, std::size_t out_channels, size2 kernel_size)
+        : m_in(in_channels), m_out(out_channels), m_kernel(kernel_size)
+    {
+    }
+
+    std::size_t in_channels() const noexcept { return m_in; }
+    std::size_t out_channels() const noexcept { return m_out; }
+    size2 kernel_size() const noexcept { return m_kernel; }
+    size2 stride() const noexcept { return m_stride; }
+    size2 padding() const noexcept { return m_padding; }
+
+    Conv2DOptions& stride(std::size_t s) { return stride(size2{s, s}); }
+    Conv2DOptions& stride(size2 s)
+    {
+        m_stride = s;
+        return *this;
+    }
+    Conv2DOptions& padding(std::size_t p) { return padding(size2{p, p}); }
+    Conv2DOptions& padding(size2 p)
+    {
+        m_padding = p;
+        return *this;
+    }
+
+private:
+    std::size_t m_in;
+    std::size_t m_out;
+    size2 m_kernel;
+    size2 m_stride{1, 1};
+    size2 m_padding{0, 0};
+};
+
+/// 2-D convolution over NCHW input with PyTorch's semantics and layouts: `weight()` is
+/// (C_out, C_in, KH, KW), `bias()` is (C_out), output (N, C_out, OH, OW) with
+/// OH = (H + 2 pad_h - KH) / stride_h + 1.
+///
+/// The forward pass is the contraction of the window view (N, C_in, OH, OW, KH, KW) of the
+/// zero-padded input with the kernel over (C_in, KH, KW); see docs/design.md.
+template <class T>
+class Conv2D
+{
+    static_assert(std::is_floating_point<T>::value, "xcnn::Conv2D<T>: T must be float or double");
+
+public:
+    using value_type = T;
+    using input_type = xt::xtensor<T, 4>;
+    using output_type = xt::xtensor<T, 4>;
+    static constexpr int input_rank = 4;
+    static constexpr int output_rank = 4;
+
+    Conv2D(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size, std::size_t stride = 1,
+           std::size_t padding = 0)
+        : Conv2D(Conv2DOptions(in_channels, out_channels, kernel_size).stride(stride).padding(padding))
+    {
+    }
+
+    explicit Conv2D(const Conv2DOptions& options) : m_options(options)
+    {
+        const auto k = options.kernel_size();
+        const auto s = options.stride();
+        if (options.in_channels() == 0 || options.out_channels() == 0)
+        {
+            throw value_error(detail::concat(name(), ": channel counts must be >= 1"));
+        }
+        if (k[0] == 0 || k[1] == 0)
+        {
+            throw value_error(detail::concat(name(), ": kernel_size must be >= 1"));
+        }
+        if (s[0] == 0 || s[1] == 0)
+        {
+            throw value_error(detail::concat(name(), ": stride must be >= 1"));
+        }
+        m_weight.resize({options.out_channels(), options.in_channels(), k[0], k[1]});
+        m_bias.resize({options.out_channels()});
+        m_weight_grad = xt::zeros<T>(m_weight.shape());
+        m_bias_grad = xt::zeros<T>(m_bias.shape());
+        std::mt19937 rng(detail::default_init_seed);
+        reset_parameters(rng);
+    }
+
+    const Conv2DOptions& options() const noexcept { return m_options; }
+
+    /// (C_out, C_in, KH, KW). Assign a tensor of this shape to load weights.
+    xt::xtensor<T, 4>& weight() noexcept { return m_weight; }
+    const xt::xtensor<T, 4>& weight() const noexcept { return m_weight; }
+    /// (C_out).
+    xt::xtensor<T, 1>& bias() noexcept { return m_bias; }
+    const xt::xtensor<T, 1>& bias() const noexcept { return m_bias; }
+    /// dLoss/dweight of the last `backward` (overwritten, not accumulated).
+    const xt::xtensor<T, 4>& weight_grad() const noexcept { return m_weight_grad; }
+    const xt::xtensor<T, 1>& bias_grad() const noexcept { return m_bias_grad; }
+
+    std::vector<parameter<T>> parameters()
+    {
+        check_parameter_shapes();
+        return {parameter<T>("weight", m_weight, m_weight_grad), parameter<T>("bias", m_bias, m_bias_grad)};
+    }
+    std::size_t num_parameters() const { return m_weight.size() + m_bias.size(); }
+
+    /// Kaiming-uniform weights and uniform biases, PyTorch's defaults, drawn from `rng`.
+    void reset_parameters(std::mt19937& rng)
+    {
+        const std::size_t fan_in = m_options.in_channels() * m_options.kernel_size()[0] * m_options.kernel_size()[1];
+        init::kaiming_uniform(m_weight, fan_in, rng);
+        init::bias_uniform(m_bias, fan_in, rng);
+    }
+
+    std::string name() const
+    {
+        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
+        return detail::concat("Conv2D(", m_options.in_channels(), ", ", m_options.out_channels(),
+                              ", kernel_size=", detail::shape_to_string(k), ", stride=", detail::shape_to_string(s),
+                              ", padding=", detail::shape_to_string(p), ")");
+    }
+
+    /// (N, C_out, OH, OW) for an (N, C_in, H, W) input.
+    /// @throws shape_error for another rank or channel count, or an input smaller than the kernel.
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    {
+        detail::require_rank(name(), input_shape, 4, "(N, C, H, W)");
+        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
+        if (input_shape[1] != m_options.in_channels())
+        {
+            throw shape_error(detail::concat(name(), ": expected ", m_options.in_channels(),
+                                             " input channels, got input ", detail::shape_to_string(input_shape)));
+        }
+        for (std::size_t d = 0; d < 2; ++d)
+        {
+            if (input_shape[2 + d] + 2 * p[d] < k[d])
+            {
+                throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
+                                                 " padded by ", detail::shape_to_string(p),
+                                                 " is smaller than the kernel ", detail::shape_to_string(k)));
+            }
+        }
+        return {input_shape[0], m_options.out_channels(), (input_shape[2] + 2 * p[0] - k[0]) / s[0] + 1,
+                (input_shape[3] + 2 * p[1] - k[1]) / s[1] + 1};
+    }
+
+    /// y = conv(x, weight) + bias; keeps the padded input for `backward`.
+    const output_type& forward(const input_type& x)
+    {
+        run(x);
+        m_has_cache = true;
+        return m_output;
+    }
+
+    /// Same result as `forward`, marked as inference: `backward` after it is an error.
+    const output_type& predict(const input_type& x)
+    {
+        run(x);
+        m_has_cache = false;
+        return m_output;
+    }
+
+    /// @overload for inputs of any expression type (e.g. `xt::xarray`); checks the rank.
+    template <class E>
+    const output_type& forward(const xt::xexpression<E>& x)
+    {
+        return forward(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+    }
+    /// @overload for inputs of any expression type.
+    template <class E>
+    const output_type& predict(const xt::xexpression<E>& x)
+    {
+        return predict(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+    }
+
+    /// dX for dY = `grad_output`; overwrites `weight_grad()` and `bias_grad()`.
+    const input_type& backward(const output_type& grad_output)
+    {
+        if (!m_has_cache)
+        {
+            throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
+        }
+        detail::require_grad_shape(name(), grad_output.shape(), m_output.shape());
+        check_parameter_shapes();
+        const auto& ys = grad_output.shape();
+        const std::size_t n = ys[0], c_out = ys[1], oh = ys[2], ow = ys[3];
+        const auto windows = view_as_windows(m_padded, m_options.kernel_size(), m_options.stride());
+        const auto dy = detail::make_tensor_ref<const T>(grad_output.data(), ys, grad_output.strides());
+
+        // dW (C_out, C_in, KH, KW) = dY (N, C_out, OH, OW) . windows (N, C_in, OH, OW, KH, KW)
+        // over (N, OH, OW).
+        detail::contract<T>(
+            dy, {0, 2, 3}, detail::ref_of<T>(windows, m_scratch), {0, 2, 3},
+            detail::make_tensor_ref<T>(m_weight_grad.data(), m_weight_grad.shape(), m_weight_grad.strides()), {},
+            m_tables, m_workspace);
+
+        // db = sum of dY over (N, OH, OW).
+        for (std::size_t o = 0; o < c_out; ++o)
+        {
+            T sum = 0;
+            for (std::size_t b = 0; b < n; ++b)
+            {
+                const T* plane = grad_output.data() + (b * c_out + o) * oh * ow;
+                for (std::size_t i = 0; i < oh * ow; ++i)
+                {
+                    sum += plane[i];
+                }
+            }
+            m_bias_grad(o) = sum;
+        }
+
+        const auto s = m_options.stride();
+        if (s[0] == 1 && s[1] == 1)
+        {
+            backward_input_unit_stride(grad_output);
+        }
+        else
+        {
+            backward_input_strided(grad_output);
+        }
+        return m_input_grad;
+    }
+
+private:
+    void check_parameter_shapes() const
+    {
+        const auto k = m_options.kernel_size();
+        const std::array<std::size_t, 4> w{m_options.out_channels(), m_options.in_channels(), k[0], k[1]};
+        if (m_weight.shape() != w || m_bias.size() != m_options.out_channels())
+        {
+            throw shape_error(detail::concat(name(), ": weight ", detail::shape_to_string(m_weight.shape()),
+                                             " and bias ", detail::shape_to_string(m_bias.shape()),
+                                             " were assigned with shapes other than ", detail::shape_to_string(w),
+                                             " and (", m_options.out_channels(), ",)"));
+        }
+    }
+
+    void run(const input_type& x)
+    {
+        const auto out_shape = output_shape(detail::to_vector_shape(x.shape()));
+        check_parameter_shapes();
+        zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
+        detail::ensure_shape(m_output, out_shape);
+
+        // The window view (N, C_in, OH, OW, KH, KW) contracted with W (C_out, C_in, KH, KW) over
+        // (C_in, KH, KW) gives (C_out, N, OH, OW); writing it through Y's strides permuted to
+        // that order lands it in NCHW directly.
+        const auto windows = view_as_windows(m_padded, m_options.kernel_size(), m_options.stride());
+        const auto& ys = m_output.shape();
+        const auto& yt = m_output.strides();
+        const auto out =
+            detail::make_tensor_ref<T>(m_output.data(), std::array<std::size_t, 4>{ys[1], ys[0], ys[2], ys[3]},
+                                       std::array<std::ptrdiff_t, 4>{yt[1], yt[0], yt[2], yt[3]});
+        gemm_epilogue<T> epilogue;
+        epilogue.row_bias = m_bias.data();
+        detail::contract<T>(detail::make_tensor_ref<const T>(m_weight.data(), m_weight.shape(), m_weight.strides()),
+                            {1, 2, 3}, detail::ref_of<T>(windows, m_scratch), {1, 4, 5}, out, epilogue, m_tables,
+                            m_workspace);
+    }
+
+    /// Stride 1: dX = the windows of dY padded by (K - 1 - pad) contracted with the kernel
+    /// rotated by 180 degrees over (C_out, KH, KW). A padding larger than K - 1 makes the
+    /// "padding" negative, i.e. a crop, which `place_2d` handles.
+    void backward_input_unit_stride(const output_type& grad_output)
+    {
+        const auto k = m_options.kernel_size(), p = m_options.padding();
+        const auto& ys = grad_output.shape();
+        const std::size_t n = ys[0], c_out = ys[1];
+        const std::size_t h = m_padded.shape()[2] - 2 * p[0], w = m_padded.shape()[3] - 2 * p[1];
+        const std::size_t c_in = m_options.in_channels();
+        detail::ensure_shape(m_grad_padded, std::array<std::size_t, 4>{n, c_out, h + k[0] - 1, w + k[1] - 1});
+        detail::place_2d(grad_output.data(), n * c_out, ys[2], ys[3], m_grad_padded.data(), h + k[0] - 1, w + k[1] - 1,
+                         static_cast<std::ptrdiff_t>(k[0]) - 1 - static_cast<std::ptrdiff_t>(p[0]),
+                         static_cast<std::ptrdiff_t>(k[1]) - 1 - static_cast<std::ptrdiff_t>(p[1]));
+        detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
+
+        const auto windows = view_as_windows(m_grad_padded, k, std::size_t(1)); // (N, C_out, H, W, KH, KW)
+        // W rotated by 180 degrees in its spatial axes: start at the last tap, negative strides.
+        const std::ptrdiff_t sh = static_cast<std::ptrdiff_t>(k[1]), sc = sh * static_cast<std::ptrdiff_t>(k[0]);
+        const auto rotated = detail::make_tensor_ref<const T>(
+            m_weight.data() + (k[0] - 1) * k[1] + (k[1] - 1), std::array<std::size_t, 4>{c_out, c_in, k[0], k[1]},
+            std::array<std::ptrdiff_t, 4>{sc * static_cast<std::ptrdiff_t>(c_in), sc, -sh, -1});
+        const auto& xs = m_input_grad.shape();
+        const auto& xst = m_input_grad.strides();
+        const auto out =
+            detail::make_tensor_ref<T>(m_input_grad.data(), std::array<std::size_t, 4>{xs[1], xs[0], xs[2], xs[3]},
+                                       std::array<std::ptrdiff_t, 4>{xst[1], xst[0], xst[2], xst[3]});
+        // (C_in) free in W, (N, H, W) free in the windows: the result (C_in, N, H, W).
+        detail::contract<T>(rotated, {0, 2, 3}, detail::ref_of<T>(windows, m_scratch), {1, 4, 5}, out, {}, m_tables,
+                            m_workspace);
+    }
+
+    /// Stride > 1, the general form (col2im as contractions): for each kernel tap (kh, kw),
+    /// W[:, :, kh, kw] contracted with dY over C_out gives (C_in, N, OH, OW), accumulated into
+    /// the padded dX at rows kh + stride * oh and columns kw + stride * ow. Each tap writes a
+    /// disjoint strided set, so the taps are separate contractions; rows and columns no window
+    /// reaches (when (H + 2 pad - K) is not a multiple of the stride) keep a zero gradient.
+    void backward_input_strided(const output_type& grad_output)
+    {
+        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
+        const auto& ys = grad_output.shape();
+        const std::size_t n = ys[0], c_out = ys[1], oh = ys[2], ow = ys[3];
+        const std::size_t c_in = m_options.in_channels();
+        const std::size_t hp = m_padded.shape()[2], wp = m_padded.shape()[3];
+        detail::ensure_shape(m_input_grad_padded, m_padded.shape());
+        std::fill(m_input_grad_padded.begin(), m_input_grad_padded.end(), T(0));
+
+        const auto dy = detail::make_tensor_ref<const T>(grad_output.data(), ys, grad_output.strides());
+        const auto plane = static_cast<std::ptrdiff_t>(hp * wp);
+        const std::array<std::size_t, 4> tap_shape{c_in, n, oh, ow};
+        const std::array<std::ptrdiff_t, 4> tap_strides{plane, plane * static_cast<std::ptrdiff_t>(c_in),
+                                                        static_cast<std::ptrdiff_t>(s[0] * wp),
+                                                        static_cast<std::ptrdiff_t>(s[1])};
+        gemm_epilogue<T> accumulate;
+        accumulate.beta = T(1);
+        const auto kk = static_cast<std::ptrdiff_t>(k[0] * k[1]);
+        for (std::size_t kh = 0; kh < k[0]; ++kh)
+        {
+            for (std::size_t kw = 0; kw < k[1]; ++kw)
+            {
+                const auto tap = detail::make_tensor_ref<const T>(
+                    m_weight.data() + kh * k[1] + kw, std::array<std::size_t, 2>{c_out, c_in},
+                    std::array<std::ptrdiff_t, 2>{kk * static_cast<std::ptrdiff_t>(c_in), kk});
+                const auto out =
+                    detail::make_tensor_ref<T>(m_input_grad_padded.data() + kh * wp + kw, tap_shape, tap_strides);
+                detail::contract<T>(tap, {0}, dy, {1}, out, accumulate, m_tables, m_workspace);
+            }
+        }
+        const std::size_t h = hp - 2 * p[0], w = wp - 2 * p[1];
+        detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
+        detail::place_2d(m_input_grad_padded.data(), n * c_in, hp, wp, m_input_grad.data(), h, w,
+                         -static_cast<std::ptrdiff_t>(p[0]), -static_cast<std::ptrdiff_t>(p[1]));
+    }
+
+    Conv2DOptions m_options;
+    xt::xtensor<T, 4> m_weight;
+    xt::xtensor<T, 1> m_bias;
+    xt::xtensor<T, 4> m_weight_grad;
+    xt::xtensor<T, 1> m_bias_grad;
+
+    xt::xtensor<T, 4> m_padded;            // zero-padded input of the last forward
+    xt::xtensor<T, 4> m_output;            // y
+    xt::xtensor<T, 4> m_input_grad;        // dX
+    xt::xtensor<T, 4> m_grad_padded;       // dY placed for the stride-1 dX contraction
+    xt::xtensor<T, 4> m_input_grad_padded; // padded dX accumulated by the strided form
+    xt::xarray<T> m_scratch;               // unused unless an operand needs evaluating
+    detail::contraction_tables m_tables;
+    gemm_workspace<T> m_workspace;
+    bool m_has_cache = false;
+    input_type m_converted_input; // inputs of other expression types, evaluated
+};
+
+} // namespace xcnn
+
+#endif // XCNN_LAYERS_CONV2D_HPP

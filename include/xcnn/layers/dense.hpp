@@ -1,0 +1,199 @@
+/// @file
+/// `xcnn::Dense`: fully connected layer, PyTorch's `Linear`.
+#ifndef XCNN_LAYERS_DENSE_HPP
+#define XCNN_LAYERS_DENSE_HPP
+
+#include <array>
+#include <cstddef>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/gemm.hpp"
+#include "../core/tensordot.hpp"
+#include "../core/xtensor_shim.hpp"
+#include "../network/parameter.hpp"
+#include "init.hpp"
+#include "layer.hpp"
+
+namespace xcnn
+{
+
+/// y = x W^T + b for x (N, in_features); `weight()` is (out_features, in_features) and
+/// `bias()` (out_features), PyTorch's `Linear` layout.
+template <class T>
+class Dense
+{
+    static_assert(std::is_floating_point<T>::value, "xcnn::Dense<T>: T must be float or double");
+
+public:
+    using value_type = T;
+    using input_type = xt::xtensor<T, 2>;
+    using output_type = xt::xtensor<T, 2>;
+    static constexpr int input_rank = 2;
+    static constexpr int output_rank = 2;
+
+    Dense(std::size_t in_features, std::size_t out_features) : m_in(in_features), m_out(out_features)
+    {
+        if (in_features == 0 || out_features == 0)
+        {
+            throw value_error(detail::concat(name(), ": feature counts must be >= 1"));
+        }
+        m_weight.resize({out_features, in_features});
+        m_bias.resize({out_features});
+        m_weight_grad = xt::zeros<T>(m_weight.shape());
+        m_bias_grad = xt::zeros<T>(m_bias.shape());
+        std::mt19937 rng(detail::default_init_seed);
+        reset_parameters(rng);
+    }
+
+    std::size_t in_features() const noexcept { return m_in; }
+    std::size_t out_features() const noexcept { return m_out; }
+
+    xt::xtensor<T, 2>& weight() noexcept { return m_weight; }
+    const xt::xtensor<T, 2>& weight() const noexcept { return m_weight; }
+    xt::xtensor<T, 1>& bias() noexcept { return m_bias; }
+    const xt::xtensor<T, 1>& bias() const noexcept { return m_bias; }
+    const xt::xtensor<T, 2>& weight_grad() const noexcept { return m_weight_grad; }
+    const xt::xtensor<T, 1>& bias_grad() const noexcept { return m_bias_grad; }
+
+    std::vector<parameter<T>> parameters()
+    {
+        check_parameter_shapes();
+        return {parameter<T>("weight", m_weight, m_weight_grad), parameter<T>("bias", m_bias, m_bias_grad)};
+    }
+    std::size_t num_parameters() const { return m_weight.size() + m_bias.size(); }
+
+    void reset_parameters(std::mt19937& rng)
+    {
+        init::kaiming_uniform(m_weight, m_in, rng);
+        init::bias_uniform(m_bias, m_in, rng);
+    }
+
+    std::string name() const { return detail::concat("Dense(", m_in, ", ", m_out, ")"); }
+
+    /// (N, out_features) for an (N, in_features) input.
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    {
+        detail::require_rank(name(), input_shape, 2, "(N, features)");
+        if (input_shape[1] != m_in)
+        {
+            throw shape_error(detail::concat(name(), ": expected ", m_in, " input features, got input ",
+                                             detail::shape_to_string(input_shape)));
+        }
+        return {input_shape[0], m_out};
+    }
+
+    /// y = x W^T + b; keeps x for `backward`.
+    const output_type& forward(const input_type& x)
+    {
+        run(x);
+        detail::ensure_shape(m_input, x.shape());
+        std::copy(x.begin(), x.end(), m_input.begin());
+        m_has_cache = true;
+        return m_output;
+    }
+
+    const output_type& predict(const input_type& x)
+    {
+        run(x);
+        m_has_cache = false;
+        return m_output;
+    }
+
+    /// @overload for inputs of any expression type (e.g. `xt::xarray`); checks the rank.
+    template <class E>
+    const output_type& forward(const xt::xexpression<E>& x)
+    {
+        return forward(detail::evaluate_input<2>(name(), x, m_converted_input, "(N, features)"));
+    }
+    /// @overload for inputs of any expression type.
+    template <class E>
+    const output_type& predict(const xt::xexpression<E>& x)
+    {
+        return predict(detail::evaluate_input<2>(name(), x, m_converted_input, "(N, features)"));
+    }
+
+    /// dX = dY W; overwrites dW = dY^T X and db = sum of dY over the batch.
+    const input_type& backward(const output_type& grad_output)
+    {
+        if (!m_has_cache)
+        {
+            throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
+        }
+        detail::require_grad_shape(name(), grad_output.shape(), m_output.shape());
+        check_parameter_shapes();
+        const auto dy = ref(grad_output);
+        const auto x = ref(m_input);
+        detail::contract<T>(dy, {0}, x, {0}, mutable_ref(m_weight_grad), {}, m_tables, m_workspace);
+        detail::ensure_shape(m_input_grad, m_input.shape());
+        detail::contract<T>(dy, {1}, ref(m_weight), {0}, mutable_ref(m_input_grad), {}, m_tables, m_workspace);
+        const std::size_t n = grad_output.shape()[0];
+        for (std::size_t o = 0; o < m_out; ++o)
+        {
+            m_bias_grad(o) = T(0);
+        }
+        for (std::size_t b = 0; b < n; ++b)
+        {
+            const T* row = grad_output.data() + b * m_out;
+            for (std::size_t o = 0; o < m_out; ++o)
+            {
+                m_bias_grad(o) += row[o];
+            }
+        }
+        return m_input_grad;
+    }
+
+private:
+    template <std::size_t N>
+    static detail::tensor_ref<const T> ref(const xt::xtensor<T, N>& t)
+    {
+        return detail::make_tensor_ref<const T>(t.data(), t.shape(), t.strides());
+    }
+    template <std::size_t N>
+    static detail::tensor_ref<T> mutable_ref(xt::xtensor<T, N>& t)
+    {
+        return detail::make_tensor_ref<T>(t.data(), t.shape(), t.strides());
+    }
+
+    void check_parameter_shapes() const
+    {
+        const std::array<std::size_t, 2> w{m_out, m_in};
+        if (m_weight.shape() != w || m_bias.size() != m_out)
+        {
+            throw shape_error(detail::concat(name(), ": weight ", detail::shape_to_string(m_weight.shape()),
+                                             " and bias ", detail::shape_to_string(m_bias.shape()),
+                                             " were assigned with shapes other than ", detail::shape_to_string(w),
+                                             " and (", m_out, ",)"));
+        }
+    }
+
+    void run(const input_type& x)
+    {
+        const auto out_shape = output_shape(detail::to_vector_shape(x.shape()));
+        check_parameter_shapes();
+        detail::ensure_shape(m_output, out_shape);
+        gemm_epilogue<T> epilogue;
+        epilogue.col_bias = m_bias.data();
+        detail::contract<T>(ref(x), {1}, ref(m_weight), {1}, mutable_ref(m_output), epilogue, m_tables, m_workspace);
+    }
+
+    std::size_t m_in;
+    std::size_t m_out;
+    xt::xtensor<T, 2> m_weight;
+    xt::xtensor<T, 1> m_bias;
+    xt::xtensor<T, 2> m_weight_grad;
+    xt::xtensor<T, 1> m_bias_grad;
+    xt::xtensor<T, 2> m_input;
+    xt::xtensor<T, 2> m_output;
+    xt::xtensor<T, 2> m_input_grad;
+    detail::contraction_tables m_tables;
+    gemm_workspace<T> m_workspace;
+    bool m_has_cache = false;
+    input_type m_converted_input; // inputs of other expression types, evaluated
+};
+
+} // namespace xcnn
+
+#endif // XCNN_LAYERS_DENSE_HPP

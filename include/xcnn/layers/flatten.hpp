@@ -1,0 +1,96 @@
+/// @file
+/// `xcnn::Flatten`: (N, C, H, W) -> (N, C * H * W), the bridge from convolutions to `Dense`.
+#ifndef XCNN_LAYERS_FLATTEN_HPP
+#define XCNN_LAYERS_FLATTEN_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/xtensor_shim.hpp"
+#include "../network/parameter.hpp"
+#include "layer.hpp"
+
+namespace xcnn
+{
+
+/// Flattens each sample of an NCHW batch in row-major (C, H, W) order, as `torch.flatten(x, 1)`.
+template <class T>
+class Flatten
+{
+public:
+    using value_type = T;
+    using input_type = xt::xtensor<T, 4>;
+    using output_type = xt::xtensor<T, 2>;
+    static constexpr int input_rank = 4;
+    static constexpr int output_rank = 2;
+
+    std::string name() const { return "Flatten()"; }
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    {
+        detail::require_rank(name(), input_shape, 4, "(N, C, H, W)");
+        return {input_shape[0], input_shape[1] * input_shape[2] * input_shape[3]};
+    }
+    std::vector<parameter<T>> parameters() { return {}; }
+    std::size_t num_parameters() const { return 0; }
+    void reset_parameters(std::mt19937&) {}
+
+    const output_type& forward(const input_type& x)
+    {
+        predict(x);
+        m_input_shape = x.shape();
+        m_has_cache = true;
+        return m_output;
+    }
+
+    const output_type& predict(const input_type& x)
+    {
+        m_has_cache = false;
+        const auto& s = x.shape();
+        detail::ensure_shape(m_output, std::array<std::size_t, 2>{s[0], s[1] * s[2] * s[3]});
+        std::copy(x.begin(), x.end(), m_output.begin());
+        return m_output;
+    }
+
+    /// @overload for inputs of any expression type (e.g. `xt::xarray`); checks the rank.
+    template <class E>
+    const output_type& forward(const xt::xexpression<E>& x)
+    {
+        return forward(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+    }
+    /// @overload for inputs of any expression type.
+    template <class E>
+    const output_type& predict(const xt::xexpression<E>& x)
+    {
+        return predict(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+    }
+
+    /// The gradient reshaped back to the input's (N, C, H, W).
+    const input_type& backward(const output_type& grad_output)
+    {
+        if (!m_has_cache)
+        {
+            throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
+        }
+        const auto& s = m_input_shape;
+        detail::require_grad_shape(name(), grad_output.shape(), std::array<std::size_t, 2>{s[0], s[1] * s[2] * s[3]});
+        detail::ensure_shape(m_input_grad, s);
+        std::copy(grad_output.begin(), grad_output.end(), m_input_grad.begin());
+        return m_input_grad;
+    }
+
+private:
+    std::array<std::size_t, 4> m_input_shape{};
+    output_type m_output;
+    input_type m_input_grad;
+    bool m_has_cache = false;
+    input_type m_converted_input; // inputs of other expression types, evaluated
+};
+
+} // namespace xcnn
+
+#endif // XCNN_LAYERS_FLATTEN_HPP

@@ -1,0 +1,180 @@
+/// @file
+/// `xcnn::MaxPool2D`: max over sliding windows of NCHW tensors.
+#ifndef XCNN_LAYERS_MAXPOOL2D_HPP
+#define XCNN_LAYERS_MAXPOOL2D_HPP
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/xtensor_shim.hpp"
+#include "../network/parameter.hpp"
+#include "layer.hpp"
+
+namespace xcnn
+{
+
+/// Max pooling with PyTorch's `MaxPool2d` semantics (no padding, floor mode): output
+/// (N, C, (H - KH) / SH + 1, (W - KW) / SW + 1). The stride defaults to the kernel size.
+/// Ties go to the first maximum in row-major window order, as in PyTorch.
+template <class T>
+class MaxPool2D
+{
+public:
+    using value_type = T;
+    using input_type = xt::xtensor<T, 4>;
+    using output_type = xt::xtensor<T, 4>;
+    using size2 = std::array<std::size_t, 2>;
+    static constexpr int input_rank = 4;
+    static constexpr int output_rank = 4;
+
+    explicit MaxPool2D(std::size_t kernel_size) : MaxPool2D(size2{kernel_size, kernel_size}) {}
+    MaxPool2D(std::size_t kernel_size, std::size_t stride)
+        : MaxPool2D(size2{kernel_size, kernel_size}, size2{stride, stride})
+    {
+    }
+    explicit MaxPool2D(size2 kernel_size) : MaxPool2D(kernel_size, kernel_size) {}
+    MaxPool2D(size2 kernel_size, size2 stride) : m_kernel(kernel_size), m_stride(stride)
+    {
+        if (m_kernel[0] == 0 || m_kernel[1] == 0)
+        {
+            throw value_error(detail::concat(name(), ": kernel_size must be >= 1"));
+        }
+        if (m_stride[0] == 0 || m_stride[1] == 0)
+        {
+            throw value_error(detail::concat(name(), ": stride must be >= 1"));
+        }
+    }
+
+    size2 kernel_size() const noexcept { return m_kernel; }
+    size2 stride() const noexcept { return m_stride; }
+
+    std::string name() const
+    {
+        return detail::concat("MaxPool2D(kernel_size=", detail::shape_to_string(m_kernel),
+                              ", stride=", detail::shape_to_string(m_stride), ")");
+    }
+
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    {
+        detail::require_rank(name(), input_shape, 4, "(N, C, H, W)");
+        if (input_shape[2] < m_kernel[0] || input_shape[3] < m_kernel[1])
+        {
+            throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
+                                             " is smaller than the kernel ", detail::shape_to_string(m_kernel)));
+        }
+        return {input_shape[0], input_shape[1], (input_shape[2] - m_kernel[0]) / m_stride[0] + 1,
+                (input_shape[3] - m_kernel[1]) / m_stride[1] + 1};
+    }
+    std::vector<parameter<T>> parameters() { return {}; }
+    std::size_t num_parameters() const { return 0; }
+    void reset_parameters(std::mt19937&) {}
+
+    /// Max of each window; remembers where each maximum came from for `backward`.
+    const output_type& forward(const input_type& x)
+    {
+        run(x, true);
+        m_input_shape = x.shape();
+        m_has_cache = true;
+        return m_output;
+    }
+
+    const output_type& predict(const input_type& x)
+    {
+        run(x, false);
+        m_has_cache = false;
+        return m_output;
+    }
+
+    /// @overload for inputs of any expression type (e.g. `xt::xarray`); checks the rank.
+    template <class E>
+    const output_type& forward(const xt::xexpression<E>& x)
+    {
+        return forward(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+    }
+    /// @overload for inputs of any expression type.
+    template <class E>
+    const output_type& predict(const xt::xexpression<E>& x)
+    {
+        return predict(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+    }
+
+    /// Routes each output gradient to the input element that was the window's maximum
+    /// (summing where overlapping windows share a maximum).
+    const input_type& backward(const output_type& grad_output)
+    {
+        if (!m_has_cache)
+        {
+            throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
+        }
+        detail::require_grad_shape(name(), grad_output.shape(), m_output.shape());
+        detail::ensure_shape(m_input_grad, m_input_shape);
+        std::fill(m_input_grad.begin(), m_input_grad.end(), T(0));
+        const T* dy = grad_output.data();
+        T* dx = m_input_grad.data();
+        for (std::size_t i = 0, size = grad_output.size(); i < size; ++i)
+        {
+            dx[m_argmax[i]] += dy[i];
+        }
+        return m_input_grad;
+    }
+
+private:
+    void run(const input_type& x, bool keep_argmax)
+    {
+        const auto out = output_shape(detail::to_vector_shape(x.shape()));
+        detail::ensure_shape(m_output, out);
+        m_argmax.resize(keep_argmax ? m_output.size() : 0);
+        const auto& s = x.shape();
+        const std::size_t h = s[2], w = s[3], oh = out[2], ow = out[3];
+        const T* in = x.data();
+        T* y = m_output.data();
+        std::size_t o = 0;
+        for (std::size_t plane = 0; plane < s[0] * s[1]; ++plane)
+        {
+            const std::size_t base = plane * h * w;
+            for (std::size_t i = 0; i < oh; ++i)
+            {
+                for (std::size_t j = 0; j < ow; ++j, ++o)
+                {
+                    std::size_t best = base + i * m_stride[0] * w + j * m_stride[1];
+                    for (std::size_t a = 0; a < m_kernel[0]; ++a)
+                    {
+                        const std::size_t row = base + (i * m_stride[0] + a) * w + j * m_stride[1];
+                        for (std::size_t b = 0; b < m_kernel[1]; ++b)
+                        {
+                            const T v = in[row + b], m = in[best];
+                            // A NaN wins and stays, so NaNs propagate as in PyTorch.
+                            if (v > m || (v != v && m == m))
+                            {
+                                best = row + b;
+                            }
+                        }
+                    }
+                    y[o] = in[best];
+                    if (keep_argmax)
+                    {
+                        m_argmax[o] = best;
+                    }
+                }
+            }
+        }
+    }
+
+    size2 m_kernel;
+    size2 m_stride;
+    std::array<std::size_t, 4> m_input_shape{};
+    output_type m_output;
+    input_type m_input_grad;
+    std::vector<std::size_t> m_argmax;
+    bool m_has_cache = false;
+    input_type m_converted_input; // inputs of other expression types, evaluated
+};
+
+} // namespace xcnn
+
+#endif // XCNN_LAYERS_MAXPOOL2D_HPP

@@ -1,0 +1,505 @@
+// Naive loop references for the layer tests: every layer written as the plainest possible loops
+// over tensor indices, independently of the library (no view_as_windows, no GEMM, no padding
+// buffers). They accumulate in double so they also serve as the accurate reference for float.
+#ifndef XCNN_TESTS_SUPPORT_NAIVE_LAYERS_HPP
+#define XCNN_TESTS_SUPPORT_NAIVE_LAYERS_HPP
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include <xcnn/core/xtensor_shim.hpp> // xtensor's headers, whatever its version's layout
+
+namespace xcnn_test
+{
+namespace naive
+{
+
+using index2 = std::array<std::size_t, 2>;
+
+/// Output extent of a window of `k` sliding `s` apart over `n + 2 p` positions (floor mode).
+inline std::size_t out_extent(std::size_t n, std::size_t k, std::size_t s, std::size_t p)
+{
+    if (n + 2 * p < k || s == 0)
+    {
+        throw std::invalid_argument("naive::out_extent: window does not fit");
+    }
+    return (n + 2 * p - k) / s + 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conv2D (cross-correlation, PyTorch's Conv2d), NCHW, weight (C_out, C_in, KH, KW).
+// ---------------------------------------------------------------------------------------------
+
+/// y(n, o, oy, ox) = b(o) + sum_{c, ky, kx} x(n, c, oy*sh + ky - ph, ox*sw + kx - pw) w(o, c, ky, kx),
+/// with x = 0 outside the input. The seven loops, literally. If `magnitude` is given it receives
+/// |b(o)| + sum |x| |w| over the same terms: the scale of the rounding error of the sum.
+template <class T>
+xt::xtensor<double, 4> conv2d(const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4>& w, const xt::xtensor<T, 1>& b,
+                              index2 stride, index2 padding, xt::xtensor<double, 4>* magnitude = nullptr)
+{
+    const std::size_t n_batch = x.shape()[0], c_in = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
+    const std::size_t c_out = w.shape()[0], kh = w.shape()[2], kw = w.shape()[3];
+    if (w.shape()[1] != c_in || b.shape()[0] != c_out)
+    {
+        throw std::invalid_argument("naive::conv2d: inconsistent shapes");
+    }
+    const std::size_t oh = out_extent(h, kh, stride[0], padding[0]);
+    const std::size_t ow = out_extent(wd, kw, stride[1], padding[1]);
+    xt::xtensor<double, 4> y({n_batch, c_out, oh, ow});
+    if (magnitude != nullptr)
+    {
+        magnitude->resize({n_batch, c_out, oh, ow});
+    }
+    for (std::size_t n = 0; n < n_batch; ++n)
+    {
+        for (std::size_t o = 0; o < c_out; ++o)
+        {
+            for (std::size_t oy = 0; oy < oh; ++oy)
+            {
+                for (std::size_t ox = 0; ox < ow; ++ox)
+                {
+                    double acc = static_cast<double>(b(o));
+                    double mag = std::abs(static_cast<double>(b(o)));
+                    for (std::size_t c = 0; c < c_in; ++c)
+                    {
+                        for (std::size_t ky = 0; ky < kh; ++ky)
+                        {
+                            for (std::size_t kx = 0; kx < kw; ++kx)
+                            {
+                                const long iy = static_cast<long>(oy * stride[0] + ky) - static_cast<long>(padding[0]);
+                                const long ix = static_cast<long>(ox * stride[1] + kx) - static_cast<long>(padding[1]);
+                                if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(wd))
+                                {
+                                    continue;
+                                }
+                                const double xv = static_cast<double>(
+                                    x(n, c, static_cast<std::size_t>(iy), static_cast<std::size_t>(ix)));
+                                const double wv = static_cast<double>(w(o, c, ky, kx));
+                                acc += xv * wv;
+                                mag += std::abs(xv * wv);
+                            }
+                        }
+                    }
+                    y(n, o, oy, ox) = acc;
+                    if (magnitude != nullptr)
+                    {
+                        (*magnitude)(n, o, oy, ox) = mag;
+                    }
+                }
+            }
+        }
+    }
+    return y;
+}
+
+struct conv2d_grads
+{
+    xt::xtensor<double, 4> dx;
+    xt::xtensor<double, 4> dw;
+    xt::xtensor<double, 1> db;
+    // Sums of the absolute values of the terms of each entry: the scale of its rounding error.
+    xt::xtensor<double, 4> dx_magnitude;
+    xt::xtensor<double, 4> dw_magnitude;
+    xt::xtensor<double, 1> db_magnitude;
+};
+
+/// Gradients of sum(y * dy) by the same seven loops, scattering each term's contribution:
+/// dx(n, c, iy, ix) += dy w, dw(o, c, ky, kx) += dy x, db(o) += dy.
+template <class T, class G>
+conv2d_grads conv2d_backward(const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4>& w, const xt::xtensor<G, 4>& dy,
+                             index2 stride, index2 padding)
+{
+    const std::size_t n_batch = x.shape()[0], c_in = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
+    const std::size_t c_out = w.shape()[0], kh = w.shape()[2], kw = w.shape()[3];
+    const std::size_t oh = out_extent(h, kh, stride[0], padding[0]);
+    const std::size_t ow = out_extent(wd, kw, stride[1], padding[1]);
+    if (dy.shape()[0] != n_batch || dy.shape()[1] != c_out || dy.shape()[2] != oh || dy.shape()[3] != ow)
+    {
+        throw std::invalid_argument("naive::conv2d_backward: dy has the wrong shape");
+    }
+    conv2d_grads g;
+    g.dx = xt::zeros<double>({n_batch, c_in, h, wd});
+    g.dw = xt::zeros<double>({c_out, c_in, kh, kw});
+    g.db = xt::zeros<double>({c_out});
+    g.dx_magnitude = xt::zeros<double>({n_batch, c_in, h, wd});
+    g.dw_magnitude = xt::zeros<double>({c_out, c_in, kh, kw});
+    g.db_magnitude = xt::zeros<double>({c_out});
+    for (std::size_t n = 0; n < n_batch; ++n)
+    {
+        for (std::size_t o = 0; o < c_out; ++o)
+        {
+            for (std::size_t oy = 0; oy < oh; ++oy)
+            {
+                for (std::size_t ox = 0; ox < ow; ++ox)
+                {
+                    const double d = static_cast<double>(dy(n, o, oy, ox));
+                    g.db(o) += d;
+                    g.db_magnitude(o) += std::abs(d);
+                    for (std::size_t c = 0; c < c_in; ++c)
+                    {
+                        for (std::size_t ky = 0; ky < kh; ++ky)
+                        {
+                            for (std::size_t kx = 0; kx < kw; ++kx)
+                            {
+                                const long iy = static_cast<long>(oy * stride[0] + ky) - static_cast<long>(padding[0]);
+                                const long ix = static_cast<long>(ox * stride[1] + kx) - static_cast<long>(padding[1]);
+                                if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(wd))
+                                {
+                                    continue;
+                                }
+                                const auto y_ = static_cast<std::size_t>(iy);
+                                const auto x_ = static_cast<std::size_t>(ix);
+                                const double dx_term = d * static_cast<double>(w(o, c, ky, kx));
+                                const double dw_term = d * static_cast<double>(x(n, c, y_, x_));
+                                g.dx(n, c, y_, x_) += dx_term;
+                                g.dw(o, c, ky, kx) += dw_term;
+                                g.dx_magnitude(n, c, y_, x_) += std::abs(dx_term);
+                                g.dw_magnitude(o, c, ky, kx) += std::abs(dw_term);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MaxPool2D (PyTorch's MaxPool2d, no padding, floor mode).
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+struct maxpool2d_result
+{
+    xt::xtensor<T, 4> y;
+    xt::xtensor<std::size_t, 4> arg_row; // input row of each output's maximum
+    xt::xtensor<std::size_t, 4> arg_col; // input column of each output's maximum
+};
+
+/// Max of each window. The first maximum in row-major window order wins ties; a NaN beats any
+/// number and the first NaN wins, so NaNs propagate.
+template <class T>
+maxpool2d_result<T> maxpool2d(const xt::xtensor<T, 4>& x, index2 kernel, index2 stride)
+{
+    const std::size_t n_batch = x.shape()[0], channels = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
+    const std::size_t oh = out_extent(h, kernel[0], stride[0], 0);
+    const std::size_t ow = out_extent(wd, kernel[1], stride[1], 0);
+    maxpool2d_result<T> r;
+    r.y.resize({n_batch, channels, oh, ow});
+    r.arg_row.resize({n_batch, channels, oh, ow});
+    r.arg_col.resize({n_batch, channels, oh, ow});
+    for (std::size_t n = 0; n < n_batch; ++n)
+    {
+        for (std::size_t c = 0; c < channels; ++c)
+        {
+            for (std::size_t oy = 0; oy < oh; ++oy)
+            {
+                for (std::size_t ox = 0; ox < ow; ++ox)
+                {
+                    std::size_t best_r = oy * stride[0], best_c = ox * stride[1];
+                    for (std::size_t ky = 0; ky < kernel[0]; ++ky)
+                    {
+                        for (std::size_t kx = 0; kx < kernel[1]; ++kx)
+                        {
+                            const std::size_t iy = oy * stride[0] + ky, ix = ox * stride[1] + kx;
+                            const T v = x(n, c, iy, ix);
+                            const T best = x(n, c, best_r, best_c);
+                            const bool take = std::isnan(v) ? !std::isnan(best) : (!std::isnan(best) && v > best);
+                            if (take)
+                            {
+                                best_r = iy;
+                                best_c = ix;
+                            }
+                        }
+                    }
+                    r.y(n, c, oy, ox) = x(n, c, best_r, best_c);
+                    r.arg_row(n, c, oy, ox) = best_r;
+                    r.arg_col(n, c, oy, ox) = best_c;
+                }
+            }
+        }
+    }
+    return r;
+}
+
+/// dx: each output gradient added to its window's maximum (summed where windows share one).
+template <class T, class G>
+xt::xtensor<double, 4> maxpool2d_backward(const maxpool2d_result<T>& forward, const std::array<std::size_t, 4>& x_shape,
+                                          const xt::xtensor<G, 4>& dy)
+{
+    xt::xtensor<double, 4> dx = xt::zeros<double>(x_shape);
+    const auto& s = forward.y.shape();
+    for (std::size_t n = 0; n < s[0]; ++n)
+    {
+        for (std::size_t c = 0; c < s[1]; ++c)
+        {
+            for (std::size_t oy = 0; oy < s[2]; ++oy)
+            {
+                for (std::size_t ox = 0; ox < s[3]; ++ox)
+                {
+                    dx(n, c, forward.arg_row(n, c, oy, ox), forward.arg_col(n, c, oy, ox)) +=
+                        static_cast<double>(dy(n, c, oy, ox));
+                }
+            }
+        }
+    }
+    return dx;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dense (PyTorch's Linear): y = x W^T + b, weight (out, in).
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+xt::xtensor<double, 2> dense(const xt::xtensor<T, 2>& x, const xt::xtensor<T, 2>& w, const xt::xtensor<T, 1>& b,
+                             xt::xtensor<double, 2>* magnitude = nullptr)
+{
+    const std::size_t n_batch = x.shape()[0], in = x.shape()[1], out = w.shape()[0];
+    if (w.shape()[1] != in || b.shape()[0] != out)
+    {
+        throw std::invalid_argument("naive::dense: inconsistent shapes");
+    }
+    xt::xtensor<double, 2> y({n_batch, out});
+    if (magnitude != nullptr)
+    {
+        magnitude->resize({n_batch, out});
+    }
+    for (std::size_t n = 0; n < n_batch; ++n)
+    {
+        for (std::size_t o = 0; o < out; ++o)
+        {
+            double acc = static_cast<double>(b(o));
+            double mag = std::abs(acc);
+            for (std::size_t i = 0; i < in; ++i)
+            {
+                const double term = static_cast<double>(x(n, i)) * static_cast<double>(w(o, i));
+                acc += term;
+                mag += std::abs(term);
+            }
+            y(n, o) = acc;
+            if (magnitude != nullptr)
+            {
+                (*magnitude)(n, o) = mag;
+            }
+        }
+    }
+    return y;
+}
+
+struct dense_grads
+{
+    xt::xtensor<double, 2> dx;
+    xt::xtensor<double, 2> dw;
+    xt::xtensor<double, 1> db;
+    // Sums of the absolute values of the terms of each entry: the scale of its rounding error.
+    xt::xtensor<double, 2> dx_magnitude;
+    xt::xtensor<double, 2> dw_magnitude;
+    xt::xtensor<double, 1> db_magnitude;
+};
+
+/// dx(n, i) = sum_o dy(n, o) w(o, i); dw(o, i) = sum_n dy(n, o) x(n, i); db(o) = sum_n dy(n, o).
+template <class T, class G>
+dense_grads dense_backward(const xt::xtensor<T, 2>& x, const xt::xtensor<T, 2>& w, const xt::xtensor<G, 2>& dy)
+{
+    const std::size_t n_batch = x.shape()[0], in = x.shape()[1], out = w.shape()[0];
+    dense_grads g;
+    g.dx = xt::zeros<double>({n_batch, in});
+    g.dw = xt::zeros<double>({out, in});
+    g.db = xt::zeros<double>({out});
+    g.dx_magnitude = xt::zeros<double>({n_batch, in});
+    g.dw_magnitude = xt::zeros<double>({out, in});
+    g.db_magnitude = xt::zeros<double>({out});
+    for (std::size_t n = 0; n < n_batch; ++n)
+    {
+        for (std::size_t o = 0; o < out; ++o)
+        {
+            const double d = static_cast<double>(dy(n, o));
+            g.db(o) += d;
+            g.db_magnitude(o) += std::abs(d);
+            for (std::size_t i = 0; i < in; ++i)
+            {
+                const double dx_term = d * static_cast<double>(w(o, i));
+                const double dw_term = d * static_cast<double>(x(n, i));
+                g.dx(n, i) += dx_term;
+                g.dw(o, i) += dw_term;
+                g.dx_magnitude(n, i) += std::abs(dx_term);
+                g.dw_magnitude(o, i) += std::abs(dw_term);
+            }
+        }
+    }
+    return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReLU (element-wise, any rank) and Flatten.
+// ---------------------------------------------------------------------------------------------
+
+/// max(x, 0) element by element over the flat storage.
+template <class T, std::size_t N>
+xt::xtensor<T, N> relu(const xt::xtensor<T, N>& x)
+{
+    xt::xtensor<T, N> y(x.shape());
+    for (std::size_t i = 0; i < x.size(); ++i)
+    {
+        const T v = x.data()[i];
+        y.data()[i] = v > T(0) ? v : T(0);
+    }
+    return y;
+}
+
+/// dy where x > 0, else 0 (PyTorch's subgradient 0 at x = 0).
+template <class T, std::size_t N>
+xt::xtensor<T, N> relu_backward(const xt::xtensor<T, N>& x, const xt::xtensor<T, N>& dy)
+{
+    xt::xtensor<T, N> dx(x.shape());
+    for (std::size_t i = 0; i < x.size(); ++i)
+    {
+        dx.data()[i] = x.data()[i] > T(0) ? dy.data()[i] : T(0);
+    }
+    return dx;
+}
+
+/// (N, C, H, W) -> (N, C*H*W) with feature index (c * H + h) * W + w.
+template <class T>
+xt::xtensor<T, 2> flatten(const xt::xtensor<T, 4>& x)
+{
+    const auto& s = x.shape();
+    xt::xtensor<T, 2> y({s[0], s[1] * s[2] * s[3]});
+    for (std::size_t n = 0; n < s[0]; ++n)
+    {
+        for (std::size_t c = 0; c < s[1]; ++c)
+        {
+            for (std::size_t h = 0; h < s[2]; ++h)
+            {
+                for (std::size_t w = 0; w < s[3]; ++w)
+                {
+                    y(n, (c * s[2] + h) * s[3] + w) = x(n, c, h, w);
+                }
+            }
+        }
+    }
+    return y;
+}
+
+} // namespace naive
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers shared by the layer tests.
+// ---------------------------------------------------------------------------------------------
+
+/// A tensor of the given shape filled with U(lo, hi) draws from `rng`.
+template <class T, std::size_t N>
+xt::xtensor<T, N> random_tensor(const std::array<std::size_t, N>& shape, std::mt19937& rng, double lo = -1.0,
+                                double hi = 1.0)
+{
+    xt::xtensor<T, N> t(shape);
+    std::uniform_real_distribution<double> dist(lo, hi);
+    for (auto& v : t)
+    {
+        v = static_cast<T>(dist(rng));
+    }
+    return t;
+}
+
+/// sum(y * r) over the flat storage, in double: the scalar loss of the gradient checks.
+template <class A, class B>
+double weighted_sum(const A& y, const B& r)
+{
+    if (y.size() != r.size())
+    {
+        throw std::invalid_argument("weighted_sum: sizes differ");
+    }
+    double s = 0;
+    for (std::size_t i = 0; i < y.size(); ++i)
+    {
+        s += static_cast<double>(y.data()[i]) * static_cast<double>(r.data()[i]);
+    }
+    return s;
+}
+
+/// True when the two tensors have the same rank and extents.
+template <class A, class B>
+bool same_extents(const A& a, const B& b)
+{
+    return a.shape().size() == b.shape().size() && std::equal(a.shape().begin(), a.shape().end(), b.shape().begin());
+}
+
+/// max_i |a_i - b_i| / (scale_i + floor) over the flat storage; +infinity if the sizes differ or
+/// any difference is NaN (so NaNs never hide behind a max).
+template <class A, class B, class S>
+double max_scaled_error(const A& a, const B& b, const S& scale, double floor = 1e-300)
+{
+    if (a.size() != b.size() || a.size() != scale.size())
+    {
+        return std::numeric_limits<double>::infinity();
+    }
+    double worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+    {
+        const double e = std::abs(static_cast<double>(a.data()[i]) - static_cast<double>(b.data()[i])) /
+                         (static_cast<double>(scale.data()[i]) + floor);
+        if (std::isnan(e))
+        {
+            return std::numeric_limits<double>::infinity();
+        }
+        worst = e > worst ? e : worst;
+    }
+    return worst;
+}
+
+/// ||a - b|| / max(||a||, ||b||) over the flat storage; +infinity on a size mismatch or a NaN.
+template <class A, class B>
+double flat_relative_error(const A& a, const B& b)
+{
+    if (a.size() != b.size())
+    {
+        return std::numeric_limits<double>::infinity();
+    }
+    double diff = 0, na = 0, nb = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+    {
+        const double x = static_cast<double>(a.data()[i]), y = static_cast<double>(b.data()[i]);
+        diff += (x - y) * (x - y);
+        na += x * x;
+        nb += y * y;
+    }
+    const double denom = std::sqrt(na > nb ? na : nb);
+    if (std::isnan(diff) || std::isnan(denom))
+    {
+        return std::numeric_limits<double>::infinity();
+    }
+    if (denom == 0)
+    {
+        return diff == 0 ? 0.0 : std::numeric_limits<double>::infinity();
+    }
+    return std::sqrt(diff) / denom;
+}
+
+/// True when every element is bit-for-bit equal (NaNs compare unequal).
+template <class A, class B>
+bool identical(const A& a, const B& b)
+{
+    if (!xcnn_test::same_extents(a, b))
+    {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.size(); ++i)
+    {
+        if (!(a.data()[i] == b.data()[i]))
+        {
+            return false;
+        }
+    }
+    return true;
+}
+
+} // namespace xcnn_test
+
+#endif // XCNN_TESTS_SUPPORT_NAIVE_LAYERS_HPP
