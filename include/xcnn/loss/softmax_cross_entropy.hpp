@@ -1,0 +1,118 @@
+/// @file
+/// `xcnn::SoftmaxCrossEntropy`: softmax and negative log-likelihood fused, PyTorch's
+/// `CrossEntropyLoss` with mean reduction.
+#ifndef XCNN_LOSS_SOFTMAX_CROSS_ENTROPY_HPP
+#define XCNN_LOSS_SOFTMAX_CROSS_ENTROPY_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/error.hpp"
+#include "../core/xtensor_shim.hpp"
+
+namespace xcnn
+{
+
+/// Mean cross-entropy of softmax(logits) against integer class labels.
+///
+/// Fusing the two keeps the gradient simple and exact, (softmax - one_hot) / N, and the
+/// log-sum-exp shift by each row's maximum keeps it finite for any finite logits.
+template <class T>
+class SoftmaxCrossEntropy
+{
+public:
+    using value_type = T;
+
+    /// Loss for logits (N, classes) and labels (N) in [0, classes); caches the softmax.
+    /// @throws shape_error if the shapes disagree, value_error if a label is out of range.
+    T forward(const xt::xtensor<T, 2>& logits, const xt::xtensor<std::int64_t, 1>& labels)
+    {
+        const std::size_t n = logits.shape()[0], classes = logits.shape()[1];
+        if (labels.size() != n)
+        {
+            throw shape_error(detail::concat("SoftmaxCrossEntropy: logits ", detail::shape_to_string(logits.shape()),
+                                             " need ", n, " labels, got labels ",
+                                             detail::shape_to_string(labels.shape())));
+        }
+        if (n == 0 || classes == 0)
+        {
+            throw shape_error(detail::concat("SoftmaxCrossEntropy: logits ", detail::shape_to_string(logits.shape()),
+                                             " must have at least one sample and one class"));
+        }
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            if (labels(i) < 0 || static_cast<std::uint64_t>(labels(i)) >= classes)
+            {
+                throw value_error(detail::concat("SoftmaxCrossEntropy: label ", labels(i), " at index ", i,
+                                                 " is out of range for ", classes, " classes (logits ",
+                                                 detail::shape_to_string(logits.shape()), ")"));
+            }
+        }
+        if (m_probabilities.shape() != logits.shape())
+        {
+            m_probabilities.resize(logits.shape());
+        }
+        if (m_labels.shape() != labels.shape())
+        {
+            m_labels.resize(labels.shape());
+        }
+        std::copy(labels.begin(), labels.end(), m_labels.begin());
+        T total = 0;
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            const T* row = logits.data() + i * classes;
+            T* p = m_probabilities.data() + i * classes;
+            const T shift = *std::max_element(row, row + classes);
+            T sum = 0;
+            for (std::size_t c = 0; c < classes; ++c)
+            {
+                p[c] = std::exp(row[c] - shift);
+                sum += p[c];
+            }
+            for (std::size_t c = 0; c < classes; ++c)
+            {
+                p[c] /= sum;
+            }
+            total += std::log(sum) + shift - row[static_cast<std::size_t>(labels(i))];
+        }
+        return total / static_cast<T>(n);
+    }
+
+    /// dLoss/dlogits = (softmax(logits) - one_hot(labels)) / N for the last `forward`.
+    const xt::xtensor<T, 2>& backward()
+    {
+        if (m_labels.size() == 0)
+        {
+            throw error("SoftmaxCrossEntropy: backward needs a forward first");
+        }
+        const std::size_t n = m_probabilities.shape()[0], classes = m_probabilities.shape()[1];
+        if (m_grad.shape() != m_probabilities.shape())
+        {
+            m_grad.resize(m_probabilities.shape());
+        }
+        const T scale = T(1) / static_cast<T>(n);
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            for (std::size_t c = 0; c < classes; ++c)
+            {
+                m_grad(i, c) = m_probabilities(i, c) * scale;
+            }
+            m_grad(i, static_cast<std::size_t>(m_labels(i))) -= scale;
+        }
+        return m_grad;
+    }
+
+    /// softmax(logits) of the last `forward`.
+    const xt::xtensor<T, 2>& probabilities() const noexcept { return m_probabilities; }
+
+private:
+    xt::xtensor<T, 2> m_probabilities;
+    xt::xtensor<T, 2> m_grad;
+    xt::xtensor<std::int64_t, 1> m_labels;
+};
+
+} // namespace xcnn
+
+#endif // XCNN_LOSS_SOFTMAX_CROSS_ENTROPY_HPP

@@ -1,0 +1,327 @@
+/// @file
+/// `xcnn::Sequential`: layers chained at compile time, forward and backward.
+#ifndef XCNN_NETWORK_SEQUENTIAL_HPP
+#define XCNN_NETWORK_SEQUENTIAL_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <iomanip>
+#include <random>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../layers/layer.hpp"
+#include "parameter.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// Rank of the tensor leaving layer `i` of a chain, `any_rank` while it is not yet fixed.
+template <std::size_t N>
+constexpr int produced_rank(const std::array<int, N>& out, std::size_t i)
+{
+    int rank = any_rank;
+    for (std::size_t k = 0; k <= i; ++k)
+    {
+        rank = out[k] == any_rank ? rank : out[k];
+    }
+    return rank;
+}
+
+/// Instantiated for every pair of neighbours; the template arguments in the compiler's
+/// message say which layer and which ranks.
+template <std::size_t LayerIndex, int ProducedRank, int ExpectedRank>
+struct check_neighbour_ranks
+{
+    static_assert(ProducedRank == any_rank || ExpectedRank == any_rank || ProducedRank == ExpectedRank,
+                  "xcnn::Sequential: layer LayerIndex expects a tensor of rank ExpectedRank but the layer "
+                  "before it produces rank ProducedRank (e.g. a Dense right after a Conv2D needs a Flatten "
+                  "between them)");
+    static constexpr bool value = true;
+};
+
+} // namespace detail
+
+/// A network that runs its layers in order: `forward` chains their outputs, `backward` runs
+/// them in reverse and returns the gradient of the input.
+///
+/// Built with class template argument deduction:
+///
+///     xcnn::Sequential net{xcnn::Conv2D<float>(1, 8, 3, 1, 1), xcnn::ReLU<float>{},
+///                          xcnn::Flatten<float>{}, xcnn::Dense<float>(8 * 28 * 28, 10)};
+///
+/// Neighbours must agree on tensor rank (checked at compile time); sizes are checked at run
+/// time and a mismatch throws `shape_error` naming the layer's index, the layer and the shapes.
+/// A Sequential is itself a layer, so it nests.
+template <class... Layers>
+class Sequential
+{
+    static_assert(sizeof...(Layers) >= 1, "xcnn::Sequential needs at least one layer");
+    using first_layer = std::tuple_element_t<0, std::tuple<Layers...>>;
+
+public:
+    using value_type = typename first_layer::value_type;
+    static_assert((std::is_same<value_type, typename Layers::value_type>::value && ...),
+                  "xcnn::Sequential: every layer must have the same scalar type (all float or all double)");
+
+    static constexpr std::size_t layer_count = sizeof...(Layers);
+    static constexpr std::array<int, layer_count> layer_input_ranks{Layers::input_rank...};
+    static constexpr std::array<int, layer_count> layer_output_ranks{Layers::output_rank...};
+    static constexpr int input_rank = layer_input_ranks[0];
+    static constexpr int output_rank = detail::produced_rank(layer_output_ranks, layer_count - 1);
+
+private:
+    template <std::size_t... I>
+    static constexpr bool check_ranks(std::index_sequence<I...>)
+    {
+        return (detail::check_neighbour_ranks<I + 1, detail::produced_rank(layer_output_ranks, I),
+                                              layer_input_ranks[I + 1]>::value &&
+                ... && true);
+    }
+    static_assert(check_ranks(std::make_index_sequence<layer_count - 1>{}), "xcnn::Sequential: rank mismatch");
+
+public:
+    explicit Sequential(Layers... layers) : m_layers(std::move(layers)...) {}
+
+    /// Layer `I` (0-based).
+    template <std::size_t I>
+    auto& get() noexcept
+    {
+        return std::get<I>(m_layers);
+    }
+    template <std::size_t I>
+    const auto& get() const noexcept
+    {
+        return std::get<I>(m_layers);
+    }
+    static constexpr std::size_t size() noexcept { return layer_count; }
+
+    /// Runs every layer's `forward` (keeping what `backward` needs); returns the last output,
+    /// a reference to a buffer of the last layer that the next call overwrites.
+    template <class X>
+    decltype(auto) forward(const X& x)
+    {
+        return forward_from<0>(x);
+    }
+
+    /// Runs every layer's `predict`: same result as `forward`, no training caches.
+    template <class X>
+    decltype(auto) predict(const X& x)
+    {
+        return predict_from<0>(x);
+    }
+
+    /// Runs every layer's `backward` from the last to the first; returns dLoss/dinput and
+    /// leaves each layer's parameter gradients overwritten.
+    template <class G>
+    decltype(auto) backward(const G& grad_output)
+    {
+        return backward_from<layer_count - 1>(grad_output);
+    }
+
+    /// Every (parameter, gradient) pair, named like PyTorch's `state_dict` keys ("0.weight").
+    std::vector<parameter<value_type>> parameters()
+    {
+        std::vector<parameter<value_type>> all;
+        collect_parameters(all, std::make_index_sequence<layer_count>{});
+        return all;
+    }
+
+    std::size_t num_parameters() const
+    {
+        return std::apply([](const auto&... layer) { return (std::size_t(0) + ... + layer.num_parameters()); },
+                          m_layers);
+    }
+
+    /// Re-draws every layer's parameters, in layer order, from `rng`.
+    void reset_parameters(std::mt19937& rng)
+    {
+        std::apply([&](auto&... layer) { (layer.reset_parameters(rng), ...); }, m_layers);
+    }
+
+    /// Re-draws every layer's parameters from `std::mt19937(seed)`: one seed, one network.
+    void reset_parameters(std::mt19937::result_type seed)
+    {
+        std::mt19937 rng(seed);
+        reset_parameters(rng);
+    }
+
+    /// Shape of the output for an input of `input_shape`.
+    /// @throws shape_error naming the first layer that cannot take its input.
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    {
+        std::vector<std::size_t> shape = input_shape;
+        for_each_layer(
+            [&](std::size_t index, const auto& layer)
+            {
+                try
+                {
+                    shape = layer.output_shape(shape);
+                }
+                catch (const shape_error& e)
+                {
+                    throw shape_error(detail::concat("Sequential layer ", index, ": ", e.what()));
+                }
+            });
+        return shape;
+    }
+
+    std::string name() const
+    {
+        std::string out = "Sequential(";
+        for_each_layer([&](std::size_t index, const auto& layer) { out += (index ? ", " : "") + layer.name(); });
+        return out + ")";
+    }
+
+    /// A table of the layers with their output shapes and parameter counts for an input of
+    /// `input_shape`, like `torchsummary`/Keras' `summary()`.
+    std::string summary(const std::vector<std::size_t>& input_shape) const
+    {
+        struct row
+        {
+            std::string index, layer, shape, params;
+        };
+        std::vector<row> rows{{"", "Input", detail::shape_to_string(input_shape), ""}};
+        std::vector<std::size_t> shape = input_shape;
+        for_each_layer(
+            [&](std::size_t index, const auto& layer)
+            {
+                try
+                {
+                    shape = layer.output_shape(shape);
+                }
+                catch (const shape_error& e)
+                {
+                    throw shape_error(detail::concat("Sequential layer ", index, ": ", e.what()));
+                }
+                rows.push_back({std::to_string(index), layer.name(), detail::shape_to_string(shape),
+                                std::to_string(layer.num_parameters())});
+            });
+        row widths{"#", "Layer", "Output shape", "Params"};
+        std::size_t w_index = widths.index.size(), w_layer = widths.layer.size(), w_shape = widths.shape.size(),
+                    w_params = widths.params.size();
+        for (const auto& r : rows)
+        {
+            w_index = std::max(w_index, r.index.size());
+            w_layer = std::max(w_layer, r.layer.size());
+            w_shape = std::max(w_shape, r.shape.size());
+            w_params = std::max(w_params, r.params.size());
+        }
+        std::ostringstream out;
+        auto print = [&](const row& r)
+        {
+            out << std::left << std::setw(int(w_index)) << r.index << "  " << std::setw(int(w_layer)) << r.layer << "  "
+                << std::setw(int(w_shape)) << r.shape << "  " << std::right << std::setw(int(w_params)) << r.params
+                << '\n';
+        };
+        const std::string rule(w_index + w_layer + w_shape + w_params + 6, '-');
+        out << rule << '\n';
+        print(widths);
+        out << rule << '\n';
+        for (const auto& r : rows)
+        {
+            print(r);
+        }
+        out << rule << '\n' << "Total parameters: " << num_parameters() << '\n';
+        return out.str();
+    }
+
+private:
+    template <class F>
+    void for_each_layer(F&& f) const
+    {
+        for_each_layer_impl(f, std::make_index_sequence<layer_count>{});
+    }
+    template <class F, std::size_t... I>
+    void for_each_layer_impl(F& f, std::index_sequence<I...>) const
+    {
+        (f(I, std::get<I>(m_layers)), ...);
+    }
+
+    template <std::size_t... I>
+    void collect_parameters(std::vector<parameter<value_type>>& all, std::index_sequence<I...>)
+    {
+        auto add = [&](std::size_t index, auto&& params)
+        {
+            for (auto& p : params)
+            {
+                p.add_prefix(std::to_string(index) + ".");
+                all.push_back(std::move(p));
+            }
+        };
+        (add(I, std::get<I>(m_layers).parameters()), ...);
+    }
+
+    /// Runs `call` (a layer's forward/predict/backward) and names the layer in a shape error.
+    template <std::size_t I, class F>
+    static decltype(auto) guarded(F&& call)
+    {
+        try
+        {
+            return call();
+        }
+        catch (const shape_error& e)
+        {
+            throw shape_error(detail::concat("Sequential layer ", I, ": ", e.what()));
+        }
+    }
+
+    template <std::size_t I, class X>
+    decltype(auto) forward_from(const X& x)
+    {
+        if constexpr (I == layer_count)
+        {
+            return (x);
+        }
+        else
+        {
+            const auto& y = *guarded<I>([&] { return &std::get<I>(m_layers).forward(x); });
+            return forward_from<I + 1>(y);
+        }
+    }
+
+    template <std::size_t I, class X>
+    decltype(auto) predict_from(const X& x)
+    {
+        if constexpr (I == layer_count)
+        {
+            return (x);
+        }
+        else
+        {
+            const auto& y = *guarded<I>([&] { return &std::get<I>(m_layers).predict(x); });
+            return predict_from<I + 1>(y);
+        }
+    }
+
+    template <std::size_t I, class G>
+    decltype(auto) backward_from(const G& grad)
+    {
+        const auto& dx = *guarded<I>([&] { return &std::get<I>(m_layers).backward(grad); });
+        if constexpr (I == 0)
+        {
+            return (dx);
+        }
+        else
+        {
+            return backward_from<I - 1>(dx);
+        }
+    }
+
+    std::tuple<Layers...> m_layers;
+};
+
+template <class... Layers>
+Sequential(Layers...) -> Sequential<Layers...>;
+
+} // namespace xcnn
+
+#endif // XCNN_NETWORK_SEQUENTIAL_HPP

@@ -1,0 +1,27 @@
+/// @file
+/// Everything xcnn offers, in one include: `#include <xcnn/xcnn.hpp>`.
+#ifndef XCNN_XCNN_HPP
+#define XCNN_XCNN_HPP
+
+#include "version.hpp"
+
+#include "core/error.hpp"
+#include "core/gemm.hpp"
+#include "core/padding.hpp"
+#include "core/tensordot.hpp"
+#include "core/windows.hpp"
+
+#include "layers/conv2d.hpp"
+#include "layers/dense.hpp"
+#include "layers/flatten.hpp"
+#include "layers/init.hpp"
+#include "layers/maxpool2d.hpp"
+#include "layers/relu.hpp"
+
+#include "loss/metrics.hpp"
+#include "loss/softmax_cross_entropy.hpp"
+#include "network/parameter.hpp"
+#include "network/sequential.hpp"
+#include "optim/sgd.hpp"
+
+#endif // XCNN_XCNN_HPP
