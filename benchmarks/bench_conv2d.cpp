@@ -1,0 +1,81 @@
+// Conv2D forward and forward+backward on the layer the performance targets use ("L1"):
+// N = 64, 32 -> 64 channels, 32x32, 3x3, padding 1. Reports GFLOP/s with
+// 2 * N * C_out * C_in * 9 * 32 * 32 FLOP for the forward pass and three times that for both.
+#include <xcnn/xcnn.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+namespace
+{
+
+struct conv_case
+{
+    std::size_t n, c_in, c_out, hw, k, stride, pad;
+    double forward_flop() const
+    {
+        const std::size_t out = (hw + 2 * pad - k) / stride + 1;
+        return 2.0 * double(n * c_out * c_in * k * k * out * out);
+    }
+};
+
+conv_case from(const benchmark::State& state)
+{
+    return {std::size_t(state.range(0)), std::size_t(state.range(1)), std::size_t(state.range(2)),
+            std::size_t(state.range(3)), std::size_t(state.range(4)), std::size_t(state.range(5)),
+            std::size_t(state.range(6))};
+}
+
+xt::xtensor<float, 4> random_input(const conv_case& c)
+{
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> dist(-1.f, 1.f);
+    xt::xtensor<float, 4> x({c.n, c.c_in, c.hw, c.hw});
+    for (auto& v : x)
+    {
+        v = dist(rng);
+    }
+    return x;
+}
+
+void conv_forward(benchmark::State& state)
+{
+    const auto c = from(state);
+    xcnn::Conv2D<float> conv(c.c_in, c.c_out, c.k, c.stride, c.pad);
+    const auto x = random_input(c);
+    conv.forward(x); // warm-up: buffers sized once
+    for (auto _ : state)
+    {
+        benchmark::DoNotOptimize(conv.forward(x).data());
+    }
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(c.forward_flop() * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+void conv_forward_backward(benchmark::State& state)
+{
+    const auto c = from(state);
+    xcnn::Conv2D<float> conv(c.c_in, c.c_out, c.k, c.stride, c.pad);
+    const auto x = random_input(c);
+    xt::xtensor<float, 4> dy = conv.forward(x);
+    conv.backward(dy);
+    for (auto _ : state)
+    {
+        conv.forward(x);
+        benchmark::DoNotOptimize(conv.backward(dy).data());
+    }
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(3 * c.forward_flop() * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+} // namespace
+
+// Arguments: N, C_in, C_out, H = W, K, stride, padding.
+BENCHMARK(conv_forward)->Args({64, 32, 64, 32, 3, 1, 1})->Args({64, 1, 6, 28, 5, 1, 2})->Unit(benchmark::kMillisecond);
+BENCHMARK(conv_forward_backward)
+    ->Args({64, 32, 64, 32, 3, 1, 1})
+    ->Args({64, 1, 6, 28, 5, 1, 2})
+    ->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();
