@@ -576,18 +576,18 @@ void workspace_reuse()
         CHECK(worst <= tolerance<T>(sz.k, 1.25, 0.5) + 2 * base_tolerance<T>());
         if (t == 3)
         {
-            a_after_large = ws.packed_a.data();
-            b_after_large = ws.packed_b.data();
-            a_capacity = ws.packed_a.capacity();
-            b_capacity = ws.packed_b.capacity();
+            a_after_large = ws.threads.at(0).packed_a.data();
+            b_after_large = ws.threads.at(0).packed_b.data();
+            a_capacity = ws.threads.at(0).packed_a.capacity();
+            b_capacity = ws.threads.at(0).packed_b.capacity();
         }
         if (t == 4 || t == 5)
         {
             // Smaller calls keep the grown buffers instead of releasing or reallocating them.
-            CHECK(ws.packed_a.data() == a_after_large);
-            CHECK(ws.packed_b.data() == b_after_large);
-            CHECK(ws.packed_a.capacity() >= a_capacity);
-            CHECK(ws.packed_b.capacity() >= b_capacity);
+            CHECK(ws.threads.at(0).packed_a.data() == a_after_large);
+            CHECK(ws.threads.at(0).packed_b.data() == b_after_large);
+            CHECK(ws.threads.at(0).packed_a.capacity() >= a_capacity);
+            CHECK(ws.threads.at(0).packed_b.capacity() >= b_capacity);
         }
     }
 }

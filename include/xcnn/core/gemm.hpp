@@ -18,9 +18,11 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "error.hpp"
+#include "threading.hpp"
 #include "xtensor_shim.hpp"
 
 namespace xcnn
@@ -49,14 +51,18 @@ struct gemm_epilogue
     const T* col_bias = nullptr;
 };
 
-/// Packing buffers of the GEMM. Reusing one across calls avoids re-allocating (and
-/// page-faulting) the panels on every call: the buffers only ever grow, so once a workspace
-/// has served the largest shape, later calls allocate nothing.
+/// Packing buffers of the GEMM, one set per thread. Reusing one workspace across calls avoids
+/// re-allocating (and page-faulting) the panels on every call: the buffers only ever grow, so
+/// once a workspace has served the largest shape at a thread count, later calls allocate nothing.
 template <class T>
 struct gemm_workspace
 {
-    std::vector<T, xsimd::aligned_allocator<T, 64>> packed_a;
-    std::vector<T, xsimd::aligned_allocator<T, 64>> packed_b;
+    struct buffers
+    {
+        std::vector<T, xsimd::aligned_allocator<T, 64>> packed_a;
+        std::vector<T, xsimd::aligned_allocator<T, 64>> packed_b;
+    };
+    std::vector<buffers> threads;
 };
 
 namespace detail
@@ -108,55 +114,86 @@ void pack_a(const offset_matrix<const T>& a, std::size_t i0, std::size_t mc, std
 }
 
 /// Packs rows [k0, k0 + kc) x columns [j0, j0 + nc) of B into NR-column panels laid out
-/// k-major. Panels whose columns are contiguous in memory are copied row by row; others are
-/// gathered through the column table.
+/// k-major. A panel's columns are split once into runs that are contiguous in memory (a window
+/// view's columns are contiguous along an image row), and each run is copied for every k.
 template <class T, std::size_t NR>
-void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst)
+void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc,
+            T* dst)
 {
+    std::size_t run_start[NR];
+    std::size_t run_length[NR];
     for (std::size_t p = 0; p < nc; p += NR)
     {
         const std::size_t cols = std::min(NR, nc - p);
         const std::ptrdiff_t* col = b.col + j0 + p;
-        bool contiguous = true;
-        for (std::size_t c = 1; c < cols; ++c)
+        std::size_t runs = 0;
+        for (std::size_t c = 0; c < cols;)
         {
-            contiguous = contiguous && col[c] == col[0] + static_cast<std::ptrdiff_t>(c);
-        }
-        for (std::size_t k = 0; k < kc; ++k)
-        {
-            const T* src = b.data + b.row[k0 + k];
-            T* out = dst + k * NR;
-            if (contiguous)
+            std::size_t length = 1;
+            while (c + length < cols && col[c + length] == col[c] + static_cast<std::ptrdiff_t>(length))
             {
-                std::memcpy(out, src + col[0], cols * sizeof(T));
+                ++length;
             }
-            else
+            run_start[runs] = c;
+            run_length[runs] = length;
+            ++runs;
+            c += length;
+        }
+        using batch = xsimd::batch<T>;
+        if (runs == 1 && cols == NR)
+        {
+            // The whole panel row is contiguous: two vector copies per k.
+            for (std::size_t k = 0; k < kc; ++k)
             {
-                for (std::size_t c = 0; c < cols; ++c)
+                const T* src = b.data + b.row[k0 + k] + col[0];
+                T* out = dst + k * NR;
+                for (std::size_t c = 0; c < NR; c += batch::size)
                 {
-                    out[c] = src[col[c]];
+                    batch::load_unaligned(src + c).store_aligned(out + c);
                 }
             }
-            for (std::size_t c = cols; c < NR; ++c)
+        }
+        else
+        {
+            // Short runs (a row boundary of the image, a strided or transposed operand): plain
+            // element copies, which beat a memcpy call per run.
+            for (std::size_t k = 0; k < kc; ++k)
             {
-                out[c] = T(0);
+                const T* src = b.data + b.row[k0 + k];
+                T* out = dst + k * NR;
+                for (std::size_t r = 0; r < runs; ++r)
+                {
+                    const std::size_t c = run_start[r];
+                    const T* from = src + col[c];
+                    for (std::size_t t = 0; t < run_length[r]; ++t)
+                    {
+                        out[c + t] = from[t];
+                    }
+                }
+                for (std::size_t c = cols; c < NR; ++c)
+                {
+                    out[c] = T(0);
+                }
             }
         }
         dst += NR * kc;
     }
 }
 
-/// tile (MR x NR, row-major) = packed A panel * packed B panel over kc steps.
-template <class T, std::size_t MR, std::size_t NR>
+/// tile (ROWS x NR, row-major) = the first ROWS rows of a packed A panel (MR rows apart)
+/// times a packed B panel, over kc steps. ROWS < MR serves the bottom edge of C without
+/// computing rows that would be thrown away (a 1-channel convolution has M = 1).
+template <class T, std::size_t MR, std::size_t NR, std::size_t ROWS>
 void micro_kernel(std::size_t kc, const T* a, const T* b, T* tile)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
     static_assert(NR == 2 * S, "the micro-kernel holds two vector registers per tile row");
-    batch acc0[MR];
-    batch acc1[MR];
+    static_assert(ROWS >= 1 && ROWS <= MR, "a micro-tile has 1 to MR rows");
+    batch acc0[ROWS];
+    batch acc1[ROWS];
 #pragma GCC unroll 16
-    for (std::size_t r = 0; r < MR; ++r)
+    for (std::size_t r = 0; r < ROWS; ++r)
     {
         acc0[r] = batch(T(0));
         acc1[r] = batch(T(0));
@@ -166,7 +203,7 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T* tile)
         const batch b0 = batch::load_aligned(b);
         const batch b1 = batch::load_aligned(b + S);
 #pragma GCC unroll 16
-        for (std::size_t r = 0; r < MR; ++r)
+        for (std::size_t r = 0; r < ROWS; ++r)
         {
             const batch ar(a[r]);
             acc0[r] = xsimd::fma(ar, b0, acc0[r]);
@@ -176,20 +213,83 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T* tile)
         b += NR;
     }
 #pragma GCC unroll 16
-    for (std::size_t r = 0; r < MR; ++r)
+    for (std::size_t r = 0; r < ROWS; ++r)
     {
         acc0[r].store_unaligned(tile + r * NR);
         acc1[r].store_unaligned(tile + r * NR + S);
     }
 }
 
+template <class T, std::size_t MR, std::size_t NR, std::size_t... R>
+void micro_kernel_rows(std::size_t rows, std::size_t kc, const T* a, const T* b, T* tile, std::index_sequence<R...>)
+{
+    // One instantiation per row count; `rows` picks it.
+    (void)((rows == R + 1 ? (micro_kernel<T, MR, NR, R + 1>(kc, a, b, tile), true) : false) || ...);
+}
+
+/// The micro-kernel for a tile of `rows` (1 to MR) rows.
+template <class T, std::size_t MR, std::size_t NR>
+void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* b, T* tile)
+{
+    if (rows == MR)
+    {
+        micro_kernel<T, MR, NR, MR>(kc, a, b, tile);
+    }
+    else
+    {
+        micro_kernel_rows<T, MR, NR>(rows, kc, a, b, tile, std::make_index_sequence<MR - 1>{});
+    }
+}
+
 /// Writes `rows x cols` of a micro-tile into C. `first` is true for the first K block, which
-/// applies beta and the biases; later K blocks accumulate.
+/// applies beta and the biases; later K blocks accumulate. Full-width tiles whose columns are
+/// contiguous in C (the common case: rows of an NCHW output) are written with vector loads and
+/// stores; the others element by element through the column table.
 template <class T, std::size_t NR>
 void write_tile(const T* tile, std::size_t rows, std::size_t cols, const offset_matrix<T>& c, std::size_t i0,
                 std::size_t j0, const gemm_epilogue<T>& ep, bool first)
 {
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
     const std::ptrdiff_t* col = c.col + j0;
+    bool contiguous = cols == NR;
+    for (std::size_t j = 1; contiguous && j < NR; ++j)
+    {
+        contiguous = col[j] == col[0] + static_cast<std::ptrdiff_t>(j);
+    }
+    if (contiguous)
+    {
+        const batch alpha(ep.alpha);
+        const batch beta(ep.beta);
+        for (std::size_t r = 0; r < rows; ++r)
+        {
+            T* out = c.data + c.row[i0 + r] + col[0];
+            const T* acc = tile + r * NR;
+            const batch row_bias(first && ep.row_bias ? ep.row_bias[i0 + r] : T(0));
+            for (std::size_t j = 0; j < NR; j += S)
+            {
+                batch value = alpha * batch::load_aligned(acc + j);
+                if (first)
+                {
+                    value += row_bias;
+                    if (ep.col_bias)
+                    {
+                        value += batch::load_unaligned(ep.col_bias + j0 + j);
+                    }
+                    if (ep.beta != T(0))
+                    {
+                        value = xsimd::fma(beta, batch::load_unaligned(out + j), value);
+                    }
+                }
+                else
+                {
+                    value += batch::load_unaligned(out + j);
+                }
+                value.store_unaligned(out + j);
+            }
+        }
+        return;
+    }
     for (std::size_t r = 0; r < rows; ++r)
     {
         T* out = c.data + c.row[i0 + r];
@@ -242,15 +342,69 @@ void gemm_empty_k(std::size_t m, std::size_t n, const offset_matrix<T>& c, const
 
 } // namespace detail
 
+namespace detail
+{
+
+/// One thread's GEMM over the whole of its (sub-)matrices, with its own packing buffers.
+template <class T>
+void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const T>& a,
+                 const offset_matrix<const T>& b, const offset_matrix<T>& c, const gemm_epilogue<T>& epilogue,
+                 typename gemm_workspace<T>::buffers& buffers)
+{
+    using blocking = gemm_blocking<T>;
+    constexpr std::size_t MR = blocking::mr;
+    constexpr std::size_t NR = blocking::nr;
+    // Equal K blocks: K = 288 runs as 2 x 144 rather than 256 + 32, whose short second block
+    // would pay a full write-back for little work.
+    const std::size_t k_blocks = (k + blocking::kc - 1) / blocking::kc;
+    const std::size_t kc_max = (k + k_blocks - 1) / k_blocks;
+    const std::size_t mc_max = std::min(blocking::mc, (m + MR - 1) / MR * MR);
+    const std::size_t nc_max = std::min(blocking::nc, (n + NR - 1) / NR * NR);
+    buffers.packed_a.resize(std::max(buffers.packed_a.size(), mc_max * kc_max));
+    buffers.packed_b.resize(std::max(buffers.packed_b.size(), nc_max * kc_max));
+    alignas(64) T tile[MR * NR];
+
+    for (std::size_t j0 = 0; j0 < n; j0 += blocking::nc)
+    {
+        const std::size_t nc = std::min(blocking::nc, n - j0);
+        for (std::size_t k0 = 0; k0 < k; k0 += kc_max)
+        {
+            const std::size_t kc = std::min(kc_max, k - k0);
+            const bool first = k0 == 0;
+            pack_b<T, NR>(b, k0, kc, j0, nc, buffers.packed_b.data());
+            for (std::size_t i0 = 0; i0 < m; i0 += blocking::mc)
+            {
+                const std::size_t mc = std::min(blocking::mc, m - i0);
+                pack_a<T, MR>(a, i0, mc, k0, kc, buffers.packed_a.data());
+                for (std::size_t jr = 0; jr < nc; jr += NR)
+                {
+                    const T* b_panel = buffers.packed_b.data() + jr * kc;
+                    for (std::size_t ir = 0; ir < mc; ir += MR)
+                    {
+                        const T* a_panel = buffers.packed_a.data() + ir * kc;
+                        const std::size_t rows = std::min(MR, mc - ir);
+                        run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, tile);
+                        write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first);
+                    }
+                }
+            }
+        }
+    }
+}
+
+} // namespace detail
+
 /// `C = alpha * A(m x k) * B(k x n) + beta * C + biases`, every matrix addressed through its
 /// offset tables (see `offset_matrix`). C must not overlap A or B.
+///
+/// With several threads (`set_num_threads`), each thread computes its own block of columns of C
+/// (or of rows, when C has too few columns to share), so the result does not depend on the
+/// thread count.
 template <class T>
 void gemm(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const T>& a, const offset_matrix<const T>& b,
           const offset_matrix<T>& c, const gemm_epilogue<T>& epilogue, gemm_workspace<T>& workspace)
 {
     using blocking = detail::gemm_blocking<T>;
-    constexpr std::size_t MR = blocking::mr;
-    constexpr std::size_t NR = blocking::nr;
     if (m == 0 || n == 0)
     {
         return;
@@ -260,38 +414,40 @@ void gemm(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const
         detail::gemm_empty_k(m, n, c, epilogue);
         return;
     }
-    const std::size_t kc_max = std::min(blocking::kc, k);
-    const std::size_t mc_max = std::min(blocking::mc, (m + MR - 1) / MR * MR);
-    const std::size_t nc_max = std::min(blocking::nc, (n + NR - 1) / NR * NR);
-    workspace.packed_a.resize(std::max(workspace.packed_a.size(), mc_max * kc_max));
-    workspace.packed_b.resize(std::max(workspace.packed_b.size(), nc_max * kc_max));
-    alignas(64) T tile[MR * NR];
-
-    for (std::size_t j0 = 0; j0 < n; j0 += blocking::nc)
+    const std::size_t threads = get_num_threads();
+    if (workspace.threads.size() < threads)
     {
-        const std::size_t nc = std::min(blocking::nc, n - j0);
-        for (std::size_t k0 = 0; k0 < k; k0 += blocking::kc)
-        {
-            const std::size_t kc = std::min(blocking::kc, k - k0);
-            const bool first = k0 == 0;
-            detail::pack_b<T, NR>(b, k0, kc, j0, nc, workspace.packed_b.data());
-            for (std::size_t i0 = 0; i0 < m; i0 += blocking::mc)
-            {
-                const std::size_t mc = std::min(blocking::mc, m - i0);
-                detail::pack_a<T, MR>(a, i0, mc, k0, kc, workspace.packed_a.data());
-                for (std::size_t jr = 0; jr < nc; jr += NR)
-                {
-                    const T* b_panel = workspace.packed_b.data() + jr * kc;
-                    for (std::size_t ir = 0; ir < mc; ir += MR)
-                    {
-                        const T* a_panel = workspace.packed_a.data() + ir * kc;
-                        detail::micro_kernel<T, MR, NR>(kc, a_panel, b_panel, tile);
-                        detail::write_tile<T, NR>(tile, std::min(MR, mc - ir), std::min(NR, nc - jr), c, i0 + ir,
-                                                  j0 + jr, epilogue, first);
-                    }
-                }
-            }
-        }
+        workspace.threads.resize(threads);
+    }
+    // Too little work to share: a thread costs a wake-up of a few microseconds.
+    const bool parallel = threads > 1 && double(m) * double(n) * double(k) >= 1e6;
+    const std::size_t column_units = (n + blocking::nr - 1) / blocking::nr;
+    const std::size_t row_units = (m + blocking::mr - 1) / blocking::mr;
+    if (!parallel)
+    {
+        detail::gemm_serial(m, n, k, a, b, c, epilogue, workspace.threads[0]);
+    }
+    else if (column_units >= 2 * threads || column_units >= row_units)
+    {
+        detail::parallel_for(n, blocking::nr,
+                             [&](std::size_t begin, std::size_t end, std::size_t worker)
+                             {
+                                 gemm_epilogue<T> ep = epilogue;
+                                 ep.col_bias = ep.col_bias ? ep.col_bias + begin : nullptr;
+                                 detail::gemm_serial<T>(m, end - begin, k, a, {b.data, b.row, b.col + begin},
+                                                        {c.data, c.row, c.col + begin}, ep, workspace.threads[worker]);
+                             });
+    }
+    else
+    {
+        detail::parallel_for(m, blocking::mr,
+                             [&](std::size_t begin, std::size_t end, std::size_t worker)
+                             {
+                                 gemm_epilogue<T> ep = epilogue;
+                                 ep.row_bias = ep.row_bias ? ep.row_bias + begin : nullptr;
+                                 detail::gemm_serial<T>(end - begin, n, k, {a.data, a.row + begin, a.col}, b,
+                                                        {c.data, c.row + begin, c.col}, ep, workspace.threads[worker]);
+                             });
     }
 }
 

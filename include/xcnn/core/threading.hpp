@@ -1,0 +1,258 @@
+/// @file
+/// The thread count xcnn's kernels use, and the small persistent pool that runs them.
+///
+/// xcnn parallelises inside its kernels (the GEMM splits its output between threads), never
+/// across user calls. The thread count is the one process-wide setting of the library:
+/// `xcnn::set_num_threads(n)`, or the environment variable `XCNN_NUM_THREADS` read on first
+/// use; the default is 1, like PyTorch on small machines. Keep BLAS libraries at one thread when
+/// xcnn uses several: oversubscribed cores cost more than they give.
+#ifndef XCNN_CORE_THREADING_HPP
+#define XCNN_CORE_THREADING_HPP
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "error.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// Workers that sleep on a condition variable between jobs. A job is a function called once
+/// per worker index in [0, workers); the calling thread runs index 0 itself.
+class thread_pool
+{
+public:
+    thread_pool() = default;
+    thread_pool(const thread_pool&) = delete;
+    thread_pool& operator=(const thread_pool&) = delete;
+
+    ~thread_pool() { resize(1); }
+
+    std::size_t size() const noexcept { return m_threads.size() + 1; }
+
+    /// Sets the number of workers, the calling thread included (at least 1).
+    void resize(std::size_t workers)
+    {
+        workers = std::max<std::size_t>(workers, 1);
+        if (workers == size())
+        {
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> lock(m_mutex);
+            m_stop = true;
+            ++m_generation;
+        }
+        m_wake.notify_all();
+        for (auto& t : m_threads)
+        {
+            t.join();
+        }
+        m_threads.clear();
+        m_stop = false;
+        // Each worker starts from the current generation, so a job published right after
+        // this returns is seen by every worker, however late it starts running.
+        const std::size_t generation = m_generation;
+        for (std::size_t i = 1; i < workers; ++i)
+        {
+            m_threads.emplace_back([this, i, generation] { work(i, generation); });
+        }
+    }
+
+    /// Runs `job(i)` for every worker index i and returns when all have finished. The first
+    /// exception thrown by any worker is rethrown here. Calls from inside a job run serially.
+    void run(const std::function<void(std::size_t)>& job)
+    {
+        if (m_threads.empty() || in_worker())
+        {
+            for (std::size_t i = 0; i < size(); ++i)
+            {
+                job(i);
+            }
+            return;
+        }
+        std::lock_guard<std::mutex> serial(m_run_mutex);
+        {
+            std::lock_guard<std::mutex> lock(m_mutex);
+            m_job = &job;
+            m_pending = m_threads.size();
+            m_error = nullptr;
+            ++m_generation;
+        }
+        m_wake.notify_all();
+        in_worker() = true;
+        try
+        {
+            job(0);
+        }
+        catch (...)
+        {
+            record(std::current_exception());
+        }
+        in_worker() = false;
+        std::unique_lock<std::mutex> lock(m_mutex);
+        m_done.wait(lock, [this] { return m_pending == 0; });
+        m_job = nullptr;
+        if (m_error)
+        {
+            std::rethrow_exception(m_error);
+        }
+    }
+
+private:
+    static bool& in_worker()
+    {
+        thread_local bool flag = false;
+        return flag;
+    }
+
+    void record(std::exception_ptr e)
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        if (!m_error)
+        {
+            m_error = e;
+        }
+    }
+
+    void work(std::size_t index, std::size_t seen)
+    {
+        in_worker() = true;
+        for (;;)
+        {
+            const std::function<void(std::size_t)>* job = nullptr;
+            {
+                std::unique_lock<std::mutex> lock(m_mutex);
+                m_wake.wait(lock, [&] { return m_generation != seen; });
+                seen = m_generation;
+                if (m_stop)
+                {
+                    return;
+                }
+                job = m_job;
+            }
+            try
+            {
+                (*job)(index);
+            }
+            catch (...)
+            {
+                record(std::current_exception());
+            }
+            {
+                std::lock_guard<std::mutex> lock(m_mutex);
+                --m_pending;
+            }
+            m_done.notify_one();
+        }
+    }
+
+    std::vector<std::thread> m_threads;
+    std::mutex m_mutex;
+    std::mutex m_run_mutex;
+    std::condition_variable m_wake;
+    std::condition_variable m_done;
+    const std::function<void(std::size_t)>* m_job = nullptr;
+    std::size_t m_generation = 0;
+    std::size_t m_pending = 0;
+    std::exception_ptr m_error;
+    bool m_stop = false;
+};
+
+/// Parses `XCNN_NUM_THREADS`; 1 when unset, 0 or not a positive number.
+inline std::size_t threads_from_environment()
+{
+    const char* value = std::getenv("XCNN_NUM_THREADS");
+    if (value == nullptr)
+    {
+        return 1;
+    }
+    char* end = nullptr;
+    const long n = std::strtol(value, &end, 10);
+    return (end != value && *end == '\0' && n > 0) ? static_cast<std::size_t>(n) : 1;
+}
+
+/// The process-wide pool, created on first use with `XCNN_NUM_THREADS` workers.
+inline thread_pool& global_pool()
+{
+    static thread_pool pool;
+    static const bool initialised = [] {
+        pool.resize(threads_from_environment());
+        return true;
+    }();
+    (void)initialised;
+    return pool;
+}
+
+} // namespace detail
+
+/// Sets how many threads xcnn's kernels use (the calling thread included); 0 means one per
+/// hardware thread. Not to be called while another thread is inside an xcnn kernel.
+inline void set_num_threads(std::size_t threads)
+{
+    if (threads == 0)
+    {
+        threads = std::max<std::size_t>(std::thread::hardware_concurrency(), 1);
+    }
+    if (threads > 1024)
+    {
+        throw value_error(detail::concat("set_num_threads: ", threads, " threads is not a sensible count"));
+    }
+    detail::global_pool().resize(threads);
+}
+
+/// How many threads xcnn's kernels use.
+inline std::size_t get_num_threads() { return detail::global_pool().size(); }
+
+namespace detail
+{
+
+/// Calls `body(begin, end)` on contiguous chunks of [0, count) in parallel, chunk boundaries
+/// rounded to multiples of `grain`; at most one chunk per thread, so every thread's share is
+/// decided up front and the result does not depend on timing.
+template <class F>
+void parallel_for(std::size_t count, std::size_t grain, F&& body)
+{
+    auto& pool = global_pool();
+    grain = std::max<std::size_t>(grain, 1);
+    const std::size_t units = (count + grain - 1) / grain;
+    const std::size_t workers = std::min(pool.size(), units);
+    if (workers <= 1)
+    {
+        if (count > 0)
+        {
+            body(std::size_t(0), count, std::size_t(0));
+        }
+        return;
+    }
+    pool.run(
+        [&](std::size_t worker)
+        {
+            if (worker >= workers)
+            {
+                return;
+            }
+            const std::size_t begin = std::min(count, units * worker / workers * grain);
+            const std::size_t end = std::min(count, units * (worker + 1) / workers * grain);
+            if (begin < end)
+            {
+                body(begin, end, worker);
+            }
+        });
+}
+
+} // namespace detail
+} // namespace xcnn
+
+#endif // XCNN_CORE_THREADING_HPP
