@@ -117,8 +117,7 @@ void pack_a(const offset_matrix<const T>& a, std::size_t i0, std::size_t mc, std
 /// k-major. A panel's columns are split once into runs that are contiguous in memory (a window
 /// view's columns are contiguous along an image row), and each run is copied for every k.
 template <class T, std::size_t NR>
-void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc,
-            T* dst)
+void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst)
 {
     std::size_t run_start[NR];
     std::size_t run_length[NR];

@@ -187,7 +187,8 @@ inline std::size_t threads_from_environment()
 inline thread_pool& global_pool()
 {
     static thread_pool pool;
-    static const bool initialised = [] {
+    static const bool initialised = []
+    {
         pool.resize(threads_from_environment());
         return true;
     }();
@@ -213,7 +214,10 @@ inline void set_num_threads(std::size_t threads)
 }
 
 /// How many threads xcnn's kernels use.
-inline std::size_t get_num_threads() { return detail::global_pool().size(); }
+inline std::size_t get_num_threads()
+{
+    return detail::global_pool().size();
+}
 
 namespace detail
 {
