@@ -629,3 +629,35 @@ TEST_CASE("Sequential + SoftmaxCrossEntropy pass a finite-difference gradient ch
         CHECK(largest > 1e-4); // not vacuous
     }
 }
+
+TEST_CASE("Sequential::backward_parameters gives backward's parameter gradients without dX of the input",
+          "[sequential]")
+{
+    std::mt19937 rng(77);
+    auto make = [] {
+        xcnn::Sequential inner{xcnn::Conv2D<double>(xcnn::Conv2DOptions(2, 3, 3).stride(2).padding(1)),
+                               xcnn::ReLU<double>{}};
+        xcnn::Sequential net{inner, xcnn::Flatten<double>{}, xcnn::Dense<double>(3 * 4 * 4, 5)};
+        net.reset_parameters(5u);
+        return net;
+    };
+    auto full = make();
+    auto partial = make();
+    xt::xtensor<double, 4> x({3, 2, 7, 8});
+    xcnn_test::fill_uniform(x, rng);
+    xt::xtensor<double, 2> dy({3, 5});
+    xcnn_test::fill_uniform(dy, rng);
+    full.forward(x);
+    full.backward(dy);
+    partial.forward(x);
+    partial.backward_parameters(dy);
+    const auto a = full.parameters();
+    const auto b = partial.parameters();
+    REQUIRE(a.size() == b.size());
+    for (std::size_t i = 0; i < a.size(); ++i)
+    {
+        CAPTURE(a[i].name());
+        const bool identical = a[i].grad() == b[i].grad();
+        CHECK(identical);
+    }
+}

@@ -32,28 +32,39 @@ using size2 = std::array<std::size_t, 2>;
 class Conv2DOptions
 {
 public:
+    /// A square `kernel_size` x `kernel_size` kernel, stride 1, no padding.
     Conv2DOptions(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size)
         : Conv2DOptions(in_channels, out_channels, size2{kernel_size, kernel_size})
     {
     }
+    /// A (KH, KW) kernel, stride 1, no padding.
     Conv2DOptions(std::size_t in_channels, std::size_t out_channels, size2 kernel_size)
         : m_in(in_channels), m_out(out_channels), m_kernel(kernel_size)
     {
     }
 
+    /// C_in, the channels of the input.
     std::size_t in_channels() const noexcept { return m_in; }
+    /// C_out, the channels of the output.
     std::size_t out_channels() const noexcept { return m_out; }
+    /// (KH, KW).
     size2 kernel_size() const noexcept { return m_kernel; }
+    /// (SH, SW); (1, 1) unless set.
     size2 stride() const noexcept { return m_stride; }
+    /// (PH, PW) zeros added on each side; (0, 0) unless set.
     size2 padding() const noexcept { return m_padding; }
 
+    /// The same stride along H and W.
     Conv2DOptions& stride(std::size_t s) { return stride(size2{s, s}); }
+    /// Stride (SH, SW).
     Conv2DOptions& stride(size2 s)
     {
         m_stride = s;
         return *this;
     }
+    /// The same padding along H and W.
     Conv2DOptions& padding(std::size_t p) { return padding(size2{p, p}); }
+    /// Padding (PH, PW).
     Conv2DOptions& padding(size2 p)
     {
         m_padding = p;
@@ -80,18 +91,29 @@ class Conv2D
     static_assert(std::is_floating_point<T>::value, "xcnn::Conv2D<T>: T must be float or double");
 
 public:
+    /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    /// What `forward` takes: (N, C_in, H, W).
     using input_type = xt::xtensor<T, 4>;
+    /// What `forward` returns: (N, C_out, OH, OW).
     using output_type = xt::xtensor<T, 4>;
+    /// Rank of the input; `Sequential` checks it against the previous layer at compile time.
     static constexpr int input_rank = 4;
+    /// Rank of the output; `Sequential` checks it against the next layer at compile time.
     static constexpr int output_rank = 4;
 
+    /// A square kernel, stride and padding: `Conv2D<float>(3, 16, 5, 1, 2)` is PyTorch's
+    /// `Conv2d(3, 16, 5, stride=1, padding=2)`. The parameters get PyTorch's default initialisation
+    /// from a fixed seed (see `reset_parameters`).
+    /// @throws value_error if a channel count, the kernel size or the stride is zero.
     Conv2D(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size, std::size_t stride = 1,
            std::size_t padding = 0)
         : Conv2D(Conv2DOptions(in_channels, out_channels, kernel_size).stride(stride).padding(padding))
     {
     }
 
+    /// Any kernel, stride and padding, e.g. `Conv2D<float>(Conv2DOptions(3, 16, {3, 5}).stride(2))`.
+    /// @throws value_error if a channel count, a kernel size or a stride is zero.
     explicit Conv2D(const Conv2DOptions& options) : m_options(options)
     {
         const auto k = options.kernel_size();
@@ -116,23 +138,30 @@ public:
         reset_parameters(rng);
     }
 
+    /// The channels, kernel size, stride and padding the layer was built with.
     const Conv2DOptions& options() const noexcept { return m_options; }
 
     /// (C_out, C_in, KH, KW). Assign a tensor of this shape to load weights.
     xt::xtensor<T, 4>& weight() noexcept { return m_weight; }
+    /// (C_out, C_in, KH, KW), read-only.
     const xt::xtensor<T, 4>& weight() const noexcept { return m_weight; }
     /// (C_out).
     xt::xtensor<T, 1>& bias() noexcept { return m_bias; }
+    /// (C_out), read-only.
     const xt::xtensor<T, 1>& bias() const noexcept { return m_bias; }
     /// dLoss/dweight of the last `backward` (overwritten, not accumulated).
     const xt::xtensor<T, 4>& weight_grad() const noexcept { return m_weight_grad; }
+    /// dLoss/dbias of the last `backward` (overwritten, not accumulated).
     const xt::xtensor<T, 1>& bias_grad() const noexcept { return m_bias_grad; }
 
+    /// Handles on the weight and the bias with their gradients, named "weight" and "bias".
+    /// @throws shape_error if `weight()` or `bias()` was assigned a tensor of another shape.
     std::vector<parameter<T>> parameters()
     {
         check_parameter_shapes();
         return {parameter<T>("weight", m_weight, m_weight_grad), parameter<T>("bias", m_bias, m_bias_grad)};
     }
+    /// Number of trainable scalars, C_out * C_in * KH * KW + C_out.
     std::size_t num_parameters() const { return m_weight.size() + m_bias.size(); }
 
     /// Kaiming-uniform weights and uniform biases, PyTorch's defaults, drawn from `rng`.
@@ -143,6 +172,8 @@ public:
         init::bias_uniform(m_bias, fan_in, rng);
     }
 
+    /// `Conv2D(C_in, C_out, kernel_size=(KH, KW), stride=(SH, SW), padding=(PH, PW))`, as shown in
+    /// `Sequential::summary` and in error messages.
     std::string name() const
     {
         const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
@@ -191,13 +222,15 @@ public:
         return m_output;
     }
 
-    /// @overload for inputs of any expression type (e.g. `xt::xarray`); checks the rank.
+    /// @overload
+    /// For inputs of any expression type (e.g. `xt::xarray`); checks the rank.
     template <class E>
     const output_type& forward(const xt::xexpression<E>& x)
     {
         return forward(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
     }
-    /// @overload for inputs of any expression type.
+    /// @overload
+    /// For inputs of any expression type.
     template <class E>
     const output_type& predict(const xt::xexpression<E>& x)
     {
@@ -206,6 +239,23 @@ public:
 
     /// dX for dY = `grad_output`; overwrites `weight_grad()` and `bias_grad()`.
     const input_type& backward(const output_type& grad_output)
+    {
+        backward_parameters(grad_output);
+        const auto s = m_options.stride();
+        if (s[0] == 1 && s[1] == 1)
+        {
+            backward_input_unit_stride(grad_output);
+        }
+        else
+        {
+            backward_input_strided(grad_output);
+        }
+        return m_input_grad;
+    }
+
+    /// Overwrites `weight_grad()` and `bias_grad()` without computing dX: what a first layer,
+    /// whose input needs no gradient, does in training (`Sequential::backward_parameters`).
+    void backward_parameters(const output_type& grad_output)
     {
         if (!m_has_cache)
         {
@@ -239,17 +289,6 @@ public:
             }
             m_bias_grad(o) = sum;
         }
-
-        const auto s = m_options.stride();
-        if (s[0] == 1 && s[1] == 1)
-        {
-            backward_input_unit_stride(grad_output);
-        }
-        else
-        {
-            backward_input_strided(grad_output);
-        }
-        return m_input_grad;
     }
 
 private:

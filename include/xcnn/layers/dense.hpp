@@ -28,12 +28,20 @@ class Dense
     static_assert(std::is_floating_point<T>::value, "xcnn::Dense<T>: T must be float or double");
 
 public:
+    /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    /// What `forward` takes: (N, in_features).
     using input_type = xt::xtensor<T, 2>;
+    /// What `forward` returns: (N, out_features).
     using output_type = xt::xtensor<T, 2>;
+    /// Rank of the input; `Sequential` checks it against the previous layer at compile time.
     static constexpr int input_rank = 2;
+    /// Rank of the output; `Sequential` checks it against the next layer at compile time.
     static constexpr int output_rank = 2;
 
+    /// Maps `in_features` inputs to `out_features` outputs. The parameters get PyTorch's default
+    /// initialisation from a fixed seed (see `reset_parameters`).
+    /// @throws value_error if a feature count is zero.
     Dense(std::size_t in_features, std::size_t out_features) : m_in(in_features), m_out(out_features)
     {
         if (in_features == 0 || out_features == 0)
@@ -48,29 +56,42 @@ public:
         reset_parameters(rng);
     }
 
+    /// Number of input features.
     std::size_t in_features() const noexcept { return m_in; }
+    /// Number of output features.
     std::size_t out_features() const noexcept { return m_out; }
 
+    /// (out_features, in_features). Assign a tensor of this shape to load weights.
     xt::xtensor<T, 2>& weight() noexcept { return m_weight; }
+    /// (out_features, in_features), read-only.
     const xt::xtensor<T, 2>& weight() const noexcept { return m_weight; }
+    /// (out_features). Assign a tensor of this shape to load biases.
     xt::xtensor<T, 1>& bias() noexcept { return m_bias; }
+    /// (out_features), read-only.
     const xt::xtensor<T, 1>& bias() const noexcept { return m_bias; }
+    /// dLoss/dweight of the last `backward` (overwritten, not accumulated).
     const xt::xtensor<T, 2>& weight_grad() const noexcept { return m_weight_grad; }
+    /// dLoss/dbias of the last `backward` (overwritten, not accumulated).
     const xt::xtensor<T, 1>& bias_grad() const noexcept { return m_bias_grad; }
 
+    /// Handles on the weight and the bias with their gradients, named "weight" and "bias".
+    /// @throws shape_error if `weight()` or `bias()` was assigned a tensor of another shape.
     std::vector<parameter<T>> parameters()
     {
         check_parameter_shapes();
         return {parameter<T>("weight", m_weight, m_weight_grad), parameter<T>("bias", m_bias, m_bias_grad)};
     }
+    /// Number of trainable scalars, out_features * in_features + out_features.
     std::size_t num_parameters() const { return m_weight.size() + m_bias.size(); }
 
+    /// Kaiming-uniform weights and uniform biases, PyTorch's defaults, drawn from `rng`.
     void reset_parameters(std::mt19937& rng)
     {
         init::kaiming_uniform(m_weight, m_in, rng);
         init::bias_uniform(m_bias, m_in, rng);
     }
 
+    /// `Dense(in_features, out_features)`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return detail::concat("Dense(", m_in, ", ", m_out, ")"); }
 
     /// (N, out_features) for an (N, in_features) input.
@@ -95,6 +116,7 @@ public:
         return m_output;
     }
 
+    /// Same result as `forward`, marked as inference: `backward` after it is an error.
     const output_type& predict(const input_type& x)
     {
         run(x);
@@ -102,13 +124,15 @@ public:
         return m_output;
     }
 
-    /// @overload for inputs of any expression type (e.g. `xt::xarray`); checks the rank.
+    /// @overload
+    /// For inputs of any expression type (e.g. `xt::xarray`); checks the rank.
     template <class E>
     const output_type& forward(const xt::xexpression<E>& x)
     {
         return forward(detail::evaluate_input<2>(name(), x, m_converted_input, "(N, features)"));
     }
-    /// @overload for inputs of any expression type.
+    /// @overload
+    /// For inputs of any expression type.
     template <class E>
     const output_type& predict(const xt::xexpression<E>& x)
     {
@@ -118,17 +142,25 @@ public:
     /// dX = dY W; overwrites dW = dY^T X and db = sum of dY over the batch.
     const input_type& backward(const output_type& grad_output)
     {
+        backward_parameters(grad_output);
+        detail::ensure_shape(m_input_grad, m_input.shape());
+        detail::contract<T>(ref(grad_output), {1}, ref(m_weight), {0}, mutable_ref(m_input_grad), {}, m_tables,
+                            m_workspace);
+        return m_input_grad;
+    }
+
+    /// Overwrites dW and db without computing dX (for a first layer, whose input needs no
+    /// gradient).
+    void backward_parameters(const output_type& grad_output)
+    {
         if (!m_has_cache)
         {
             throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
         }
         detail::require_grad_shape(name(), grad_output.shape(), m_output.shape());
         check_parameter_shapes();
-        const auto dy = ref(grad_output);
-        const auto x = ref(m_input);
-        detail::contract<T>(dy, {0}, x, {0}, mutable_ref(m_weight_grad), {}, m_tables, m_workspace);
-        detail::ensure_shape(m_input_grad, m_input.shape());
-        detail::contract<T>(dy, {1}, ref(m_weight), {0}, mutable_ref(m_input_grad), {}, m_tables, m_workspace);
+        detail::contract<T>(ref(grad_output), {0}, ref(m_input), {0}, mutable_ref(m_weight_grad), {}, m_tables,
+                            m_workspace);
         const std::size_t n = grad_output.shape()[0];
         for (std::size_t o = 0; o < m_out; ++o)
         {
@@ -142,7 +174,6 @@ public:
                 m_bias_grad(o) += row[o];
             }
         }
-        return m_input_grad;
     }
 
 private:

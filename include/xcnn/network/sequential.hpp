@@ -36,6 +36,18 @@ constexpr int produced_rank(const std::array<int, N>& out, std::size_t i)
     return rank;
 }
 
+/// Whether layer L can skip its input gradient (`backward_parameters(dy)`).
+template <class L, class G, class = void>
+struct has_backward_parameters : std::false_type
+{
+};
+template <class L, class G>
+struct has_backward_parameters<L, G,
+                               std::void_t<decltype(std::declval<L&>().backward_parameters(std::declval<const G&>()))>>
+    : std::true_type
+{
+};
+
 /// Instantiated for every pair of neighbours; the template arguments in the compiler's
 /// message say which layer and which ranks.
 template <std::size_t LayerIndex, int ProducedRank, int ExpectedRank>
@@ -68,14 +80,20 @@ class Sequential
     using first_layer = std::tuple_element_t<0, std::tuple<Layers...>>;
 
 public:
+    /// Scalar type every layer shares (`float` or `double`).
     using value_type = typename first_layer::value_type;
     static_assert((std::is_same<value_type, typename Layers::value_type>::value && ...),
                   "xcnn::Sequential: every layer must have the same scalar type (all float or all double)");
 
+    /// Number of layers.
     static constexpr std::size_t layer_count = sizeof...(Layers);
+    /// `input_rank` of each layer (`any_rank` for layers that keep the rank, such as ReLU).
     static constexpr std::array<int, layer_count> layer_input_ranks{Layers::input_rank...};
+    /// `output_rank` of each layer.
     static constexpr std::array<int, layer_count> layer_output_ranks{Layers::output_rank...};
+    /// Rank the network takes, the first layer's: a Sequential is a layer and can be nested.
     static constexpr int input_rank = layer_input_ranks[0];
+    /// Rank the network returns: that of the last layer that fixes a rank.
     static constexpr int output_rank = detail::produced_rank(layer_output_ranks, layer_count - 1);
 
 private:
@@ -89,6 +107,8 @@ private:
     static_assert(check_ranks(std::make_index_sequence<layer_count - 1>{}), "xcnn::Sequential: rank mismatch");
 
 public:
+    /// The layers, in the order they run. Usually written with class template argument deduction,
+    /// `xcnn::Sequential net{layer0, layer1, ...}`.
     explicit Sequential(Layers... layers) : m_layers(std::move(layers)...) {}
 
     /// Layer `I` (0-based).
@@ -97,11 +117,13 @@ public:
     {
         return std::get<I>(m_layers);
     }
+    /// Layer `I` (0-based), read-only.
     template <std::size_t I>
     const auto& get() const noexcept
     {
         return std::get<I>(m_layers);
     }
+    /// Number of layers, `layer_count`.
     static constexpr std::size_t size() noexcept { return layer_count; }
 
     /// Runs every layer's `forward` (keeping what `backward` needs); returns the last output,
@@ -127,6 +149,15 @@ public:
         return backward_from<layer_count - 1>(grad_output);
     }
 
+    /// Like `backward`, but the first layer only computes its parameter gradients, not the
+    /// gradient of the network's input, which training never needs (a first convolution with
+    /// one input channel would spend most of its backward time on it).
+    template <class G>
+    void backward_parameters(const G& grad_output)
+    {
+        backward_parameters_from<layer_count - 1>(grad_output);
+    }
+
     /// Every (parameter, gradient) pair, named like PyTorch's `state_dict` keys ("0.weight").
     std::vector<parameter<value_type>> parameters()
     {
@@ -135,6 +166,7 @@ public:
         return all;
     }
 
+    /// Number of trainable scalars of all layers together.
     std::size_t num_parameters() const
     {
         return std::apply([](const auto&... layer) { return (std::size_t(0) + ... + layer.num_parameters()); },
@@ -174,6 +206,7 @@ public:
         return shape;
     }
 
+    /// `Sequential(<name of layer 0>, <name of layer 1>, ...)`.
     std::string name() const
     {
         std::string out = "Sequential(";
@@ -316,9 +349,33 @@ private:
         }
     }
 
+    template <std::size_t I, class G>
+    void backward_parameters_from(const G& grad)
+    {
+        if constexpr (I == 0)
+        {
+            auto& layer = std::get<0>(m_layers);
+            if constexpr (detail::has_backward_parameters<std::decay_t<decltype(layer)>, G>::value)
+            {
+                guarded<0>([&] { return (layer.backward_parameters(grad), 0); });
+            }
+            else
+            {
+                guarded<0>([&] { return &layer.backward(grad); });
+            }
+        }
+        else
+        {
+            const auto& dx = *guarded<I>([&] { return &std::get<I>(m_layers).backward(grad); });
+            backward_parameters_from<I - 1>(dx);
+        }
+    }
+
     std::tuple<Layers...> m_layers;
 };
 
+/// Deduction guide: `Sequential net{Conv2D<float>(1, 8, 3), ReLU<float>{}}` is a
+/// `Sequential<Conv2D<float>, ReLU<float>>`.
 template <class... Layers>
 Sequential(Layers...) -> Sequential<Layers...>;
 
