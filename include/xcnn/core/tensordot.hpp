@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -20,12 +21,19 @@ namespace detail
 
 /// Where the elements of a tensor live: element (i0, i1, ...) is `data[sum(ik * strides[k])]`.
 /// Strides are in elements and may be zero or negative.
+/// Shapes, strides and axis lists of up to 8 axes live inline (no heap allocation), so a layer's
+/// contraction on a steady shape allocates nothing.
+using small_shape = xt::svector<std::size_t, 8>;
+using small_strides = xt::svector<std::ptrdiff_t, 8>;
+/// A list of axes, e.g. `{1, 4, 5}`.
+using axes_list = xt::svector<std::size_t, 8>;
+
 template <class T>
 struct tensor_ref
 {
     T* data = nullptr;
-    std::vector<std::size_t> shape;
-    std::vector<std::ptrdiff_t> strides;
+    small_shape shape;
+    small_strides strides;
 };
 
 /// A `tensor_ref` over a raw buffer with the given shape and strides.
@@ -58,8 +66,8 @@ tensor_ref<const T> ref_of(const E& e, xt::xarray<T>& storage)
 
 /// Offsets of every element of the sub-tensor spanned by `axes`, in row-major order over
 /// those axes (the last listed axis varies fastest). These are the offset tables of the GEMM.
-inline void axis_offsets(const std::vector<std::size_t>& shape, const std::vector<std::ptrdiff_t>& strides,
-                         const std::vector<std::size_t>& axes, std::vector<std::ptrdiff_t>& out)
+inline void axis_offsets(const small_shape& shape, const small_strides& strides, const axes_list& axes,
+                         std::vector<std::ptrdiff_t>& out)
 {
     std::size_t count = 1;
     for (auto axis : axes)
@@ -95,14 +103,13 @@ inline void axis_offsets(const std::vector<std::size_t>& shape, const std::vecto
 struct contraction_tables
 {
     std::vector<std::ptrdiff_t> a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;
-    std::vector<std::size_t> free_a, free_b, out_rows, out_cols;
+    axes_list free_a, free_b, out_rows, out_cols;
 };
 
 /// Checks the axes of a contraction and returns the free axes of a and b.
 template <class A, class B>
-void check_contraction(const tensor_ref<A>& a, const std::vector<std::size_t>& axes_a, const tensor_ref<B>& b,
-                       const std::vector<std::size_t>& axes_b, std::vector<std::size_t>& free_a,
-                       std::vector<std::size_t>& free_b)
+void check_contraction(const tensor_ref<A>& a, const axes_list& axes_a, const tensor_ref<B>& b,
+                       const axes_list& axes_b, axes_list& free_a, axes_list& free_b)
 {
     auto fail = [&](const std::string& why)
     {
@@ -114,26 +121,29 @@ void check_contraction(const tensor_ref<A>& a, const std::vector<std::size_t>& a
     {
         fail("a and b must contract the same number of axes");
     }
-    auto free_axes = [&](const std::vector<std::size_t>& shape, const std::vector<std::size_t>& axes,
-                         std::vector<std::size_t>& out, const char* name)
+    auto free_axes = [&](const small_shape& shape, const axes_list& axes, axes_list& out, const char* name)
     {
-        std::vector<bool> used(shape.size(), false);
+        if (shape.size() > 64)
+        {
+            fail(concat(name, " has more than 64 axes"));
+        }
+        std::uint64_t used = 0;
         for (auto axis : axes)
         {
             if (axis >= shape.size())
             {
                 fail(concat("axis ", axis, " is out of range for ", name));
             }
-            if (used[axis])
+            if (used & (std::uint64_t(1) << axis))
             {
                 fail(concat("axis ", axis, " of ", name, " is listed twice"));
             }
-            used[axis] = true;
+            used |= std::uint64_t(1) << axis;
         }
         out.clear();
         for (std::size_t i = 0; i < shape.size(); ++i)
         {
-            if (!used[i])
+            if (!(used & (std::uint64_t(1) << i)))
             {
                 out.push_back(i);
             }
@@ -153,10 +163,10 @@ void check_contraction(const tensor_ref<A>& a, const std::vector<std::size_t>& a
 
 /// The shape NumPy's tensordot gives: the free axes of a, then the free axes of b.
 template <class A, class B>
-std::vector<std::size_t> contraction_shape(const tensor_ref<A>& a, const std::vector<std::size_t>& free_a,
-                                           const tensor_ref<B>& b, const std::vector<std::size_t>& free_b)
+small_shape contraction_shape(const tensor_ref<A>& a, const axes_list& free_a, const tensor_ref<B>& b,
+                              const axes_list& free_b)
 {
-    std::vector<std::size_t> shape;
+    small_shape shape;
     for (auto axis : free_a)
     {
         shape.push_back(a.shape[axis]);
@@ -173,8 +183,8 @@ std::vector<std::size_t> contraction_shape(const tensor_ref<A>& a, const std::ve
 /// permuted strides is how a layer gets NCHW output from a contraction whose natural axis order
 /// is (C, N, H, W), with no transpose pass.
 template <class T>
-void contract(const tensor_ref<const T>& a, const std::vector<std::size_t>& axes_a, const tensor_ref<const T>& b,
-              const std::vector<std::size_t>& axes_b, const tensor_ref<T>& out, const gemm_epilogue<T>& epilogue,
+void contract(const tensor_ref<const T>& a, const axes_list& axes_a, const tensor_ref<const T>& b,
+              const axes_list& axes_b, const tensor_ref<T>& out, const gemm_epilogue<T>& epilogue,
               contraction_tables& tables, gemm_workspace<T>& workspace)
 {
     check_contraction(a, axes_a, b, axes_b, tables.free_a, tables.free_b);
@@ -212,8 +222,7 @@ constexpr std::ptrdiff_t tensordot_rank()
 }
 
 template <std::ptrdiff_t Rank, class E1, class E2>
-auto tensordot_impl(const E1& a, const E2& b, const std::vector<std::size_t>& axes_a,
-                    const std::vector<std::size_t>& axes_b)
+auto tensordot_impl(const E1& a, const E2& b, const axes_list& axes_a, const axes_list& axes_b)
 {
     using T = typename E1::value_type;
     static_assert(std::is_same<T, typename E2::value_type>::value,
@@ -263,27 +272,31 @@ auto tensordot(const xt::xexpression<E1>& a, const xt::xexpression<E2>& b, const
                const std::size_t (&axes_b)[N])
 {
     return detail::tensordot_impl<detail::tensordot_rank<E1, E2, std::ptrdiff_t(N)>()>(
-        a.derived_cast(), b.derived_cast(), std::vector<std::size_t>(axes_a, axes_a + N),
-        std::vector<std::size_t>(axes_b, axes_b + N));
+        a.derived_cast(), b.derived_cast(), detail::axes_list(axes_a, axes_a + N),
+        detail::axes_list(axes_b, axes_b + N));
 }
 
-/// @overload with axes in `std::array`s.
+/// @overload
+/// With axes in `std::array`s.
 template <class E1, class E2, std::size_t N>
 auto tensordot(const xt::xexpression<E1>& a, const xt::xexpression<E2>& b, const std::array<std::size_t, N>& axes_a,
                const std::array<std::size_t, N>& axes_b)
 {
     return detail::tensordot_impl<detail::tensordot_rank<E1, E2, std::ptrdiff_t(N)>()>(
-        a.derived_cast(), b.derived_cast(), std::vector<std::size_t>(axes_a.begin(), axes_a.end()),
-        std::vector<std::size_t>(axes_b.begin(), axes_b.end()));
+        a.derived_cast(), b.derived_cast(), detail::axes_list(axes_a.begin(), axes_a.end()),
+        detail::axes_list(axes_b.begin(), axes_b.end()));
 }
 
-/// @overload with axes known only at run time; the result is an `xt::xarray`.
+/// @overload
+/// With axes known only at run time; the result is an `xt::xarray`.
 template <class E1, class E2>
 xt::xarray<typename E1::value_type> tensordot(const xt::xexpression<E1>& a, const xt::xexpression<E2>& b,
                                               const std::vector<std::size_t>& axes_a,
                                               const std::vector<std::size_t>& axes_b)
 {
-    return detail::tensordot_impl<-1>(a.derived_cast(), b.derived_cast(), axes_a, axes_b);
+    return detail::tensordot_impl<-1>(a.derived_cast(), b.derived_cast(),
+                                      detail::axes_list(axes_a.begin(), axes_a.end()),
+                                      detail::axes_list(axes_b.begin(), axes_b.end()));
 }
 
 } // namespace xcnn

@@ -15,7 +15,6 @@
 #include <cstddef>
 #include <cstdlib>
 #include <exception>
-#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -72,7 +71,10 @@ public:
 
     /// Runs `job(i)` for every worker index i and returns when all have finished. The first
     /// exception thrown by any worker is rethrown here. Calls from inside a job run serially.
-    void run(const std::function<void(std::size_t)>& job)
+    /// The job is passed by reference and type-erased into two pointers, not a `std::function`,
+    /// so running a job never allocates.
+    template <class Job>
+    void run(const Job& job)
     {
         if (m_threads.empty() || in_worker())
         {
@@ -86,6 +88,7 @@ public:
         {
             std::lock_guard<std::mutex> lock(m_mutex);
             m_job = &job;
+            m_call = [](const void* f, std::size_t worker) { (*static_cast<const Job*>(f))(worker); };
             m_pending = m_threads.size();
             m_error = nullptr;
             ++m_generation;
@@ -131,7 +134,8 @@ private:
         in_worker() = true;
         for (;;)
         {
-            const std::function<void(std::size_t)>* job = nullptr;
+            const void* job = nullptr;
+            void (*call)(const void*, std::size_t) = nullptr;
             {
                 std::unique_lock<std::mutex> lock(m_mutex);
                 m_wake.wait(lock, [&] { return m_generation != seen; });
@@ -141,10 +145,11 @@ private:
                     return;
                 }
                 job = m_job;
+                call = m_call;
             }
             try
             {
-                (*job)(index);
+                call(job, index);
             }
             catch (...)
             {
@@ -163,7 +168,8 @@ private:
     std::mutex m_run_mutex;
     std::condition_variable m_wake;
     std::condition_variable m_done;
-    const std::function<void(std::size_t)>* m_job = nullptr;
+    const void* m_job = nullptr;
+    void (*m_call)(const void*, std::size_t) = nullptr;
     std::size_t m_generation = 0;
     std::size_t m_pending = 0;
     std::exception_ptr m_error;

@@ -22,10 +22,10 @@ namespace detail
 /// through their own strides, so windows of a transposed or sliced tensor stay zero-copy;
 /// anything else is addressed as xtensor's row-major flat adaptor of it.
 template <class E>
-std::pair<std::vector<std::ptrdiff_t>, std::size_t> flat_strides_of(const E& e)
+std::pair<xt::svector<std::ptrdiff_t, 8>, std::size_t> flat_strides_of(const E& e)
 {
     const auto& shape = e.shape();
-    std::vector<std::ptrdiff_t> strides(shape.size());
+    xt::svector<std::ptrdiff_t, 8> strides(shape.size());
     if constexpr (xt::has_data_interface<std::decay_t<E>>::value)
     {
         std::copy(e.strides().begin(), e.strides().end(), strides.begin());
@@ -157,35 +157,40 @@ auto view_as_windows(E&& x, const std::size_t (&window_shape)[W], std::size_t st
     return detail::view_as_windows_impl(std::forward<E>(x), detail::to_array(window_shape), detail::filled<W>(step));
 }
 
-/// @overload with one step per window axis.
+/// @overload
+/// With one step per window axis.
 template <class E, std::size_t W>
 auto view_as_windows(E&& x, const std::size_t (&window_shape)[W], const std::size_t (&step)[W])
 {
     return detail::view_as_windows_impl(std::forward<E>(x), detail::to_array(window_shape), detail::to_array(step));
 }
 
-/// @overload for window shapes held in a `std::array`.
+/// @overload
+/// For window shapes held in a `std::array`.
 template <class E, std::size_t W>
 auto view_as_windows(E&& x, const std::array<std::size_t, W>& window_shape, std::size_t step = 1)
 {
     return detail::view_as_windows_impl(std::forward<E>(x), window_shape, detail::filled<W>(step));
 }
 
-/// @overload for window shapes and steps held in `std::array`s.
+/// @overload
+/// For window shapes and steps held in `std::array`s.
 template <class E, std::size_t W>
 auto view_as_windows(E&& x, const std::array<std::size_t, W>& window_shape, const std::array<std::size_t, W>& step)
 {
     return detail::view_as_windows_impl(std::forward<E>(x), window_shape, step);
 }
 
-/// @overload for window shapes known only at run time; the view has a dynamic rank.
+/// @overload
+/// For window shapes known only at run time; the view has a dynamic rank.
 template <class E>
 auto view_as_windows(E&& x, const std::vector<std::size_t>& window_shape, const std::vector<std::size_t>& step)
 {
     return detail::view_as_windows_impl(std::forward<E>(x), window_shape, step);
 }
 
-/// @overload for window shapes known only at run time, with one step for every axis.
+/// @overload
+/// For window shapes known only at run time, with one step for every axis.
 template <class E>
 auto view_as_windows(E&& x, const std::vector<std::size_t>& window_shape, std::size_t step = 1)
 {

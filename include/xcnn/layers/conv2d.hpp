@@ -186,24 +186,8 @@ public:
     /// @throws shape_error for another rank or channel count, or an input smaller than the kernel.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
-        detail::require_rank(name(), input_shape, 4, "(N, C, H, W)");
-        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
-        if (input_shape[1] != m_options.in_channels())
-        {
-            throw shape_error(detail::concat(name(), ": expected ", m_options.in_channels(),
-                                             " input channels, got input ", detail::shape_to_string(input_shape)));
-        }
-        for (std::size_t d = 0; d < 2; ++d)
-        {
-            if (input_shape[2 + d] + 2 * p[d] < k[d])
-            {
-                throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
-                                                 " padded by ", detail::shape_to_string(p),
-                                                 " is smaller than the kernel ", detail::shape_to_string(k)));
-            }
-        }
-        return {input_shape[0], m_options.out_channels(), (input_shape[2] + 2 * p[0] - k[0]) / s[0] + 1,
-                (input_shape[3] + 2 * p[1] - k[1]) / s[1] + 1};
+        const auto shape = checked_output_shape(input_shape);
+        return std::vector<std::size_t>(shape.begin(), shape.end());
     }
 
     /// y = conv(x, weight) + bias; keeps the padded input for `backward`.
@@ -227,14 +211,14 @@ public:
     template <class E>
     const output_type& forward(const xt::xexpression<E>& x)
     {
-        return forward(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+        return forward(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
     }
     /// @overload
     /// For inputs of any expression type.
     template <class E>
     const output_type& predict(const xt::xexpression<E>& x)
     {
-        return predict(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+        return predict(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
     }
 
     /// dX for dY = `grad_output`; overwrites `weight_grad()` and `bias_grad()`.
@@ -261,7 +245,7 @@ public:
         {
             throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
         }
-        detail::require_grad_shape(name(), grad_output.shape(), m_output.shape());
+        detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
         check_parameter_shapes();
         const auto& ys = grad_output.shape();
         const std::size_t n = ys[0], c_out = ys[1], oh = ys[2], ow = ys[3];
@@ -292,6 +276,31 @@ public:
     }
 
 private:
+    /// Validates an input shape (any container of sizes) and returns the output shape, without
+    /// allocating.
+    template <class S>
+    std::array<std::size_t, 4> checked_output_shape(const S& input_shape) const
+    {
+        detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
+        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
+        if (input_shape[1] != m_options.in_channels())
+        {
+            throw shape_error(detail::concat(name(), ": expected ", m_options.in_channels(),
+                                             " input channels, got input ", detail::shape_to_string(input_shape)));
+        }
+        for (std::size_t d = 0; d < 2; ++d)
+        {
+            if (input_shape[2 + d] + 2 * p[d] < k[d])
+            {
+                throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
+                                                 " padded by ", detail::shape_to_string(p),
+                                                 " is smaller than the kernel ", detail::shape_to_string(k)));
+            }
+        }
+        return {input_shape[0], m_options.out_channels(), (input_shape[2] + 2 * p[0] - k[0]) / s[0] + 1,
+                (input_shape[3] + 2 * p[1] - k[1]) / s[1] + 1};
+    }
+
     void check_parameter_shapes() const
     {
         const auto k = m_options.kernel_size();
@@ -307,7 +316,7 @@ private:
 
     void run(const input_type& x)
     {
-        const auto out_shape = output_shape(detail::to_vector_shape(x.shape()));
+        const auto out_shape = checked_output_shape(x.shape());
         check_parameter_shapes();
         zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
         detail::ensure_shape(m_output, out_shape);

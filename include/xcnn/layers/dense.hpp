@@ -97,13 +97,8 @@ public:
     /// (N, out_features) for an (N, in_features) input.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
-        detail::require_rank(name(), input_shape, 2, "(N, features)");
-        if (input_shape[1] != m_in)
-        {
-            throw shape_error(detail::concat(name(), ": expected ", m_in, " input features, got input ",
-                                             detail::shape_to_string(input_shape)));
-        }
-        return {input_shape[0], m_out};
+        const auto shape = checked_output_shape(input_shape);
+        return std::vector<std::size_t>(shape.begin(), shape.end());
     }
 
     /// y = x W^T + b; keeps x for `backward`.
@@ -129,14 +124,14 @@ public:
     template <class E>
     const output_type& forward(const xt::xexpression<E>& x)
     {
-        return forward(detail::evaluate_input<2>(name(), x, m_converted_input, "(N, features)"));
+        return forward(detail::evaluate_input<2>(*this, x, m_converted_input, "(N, features)"));
     }
     /// @overload
     /// For inputs of any expression type.
     template <class E>
     const output_type& predict(const xt::xexpression<E>& x)
     {
-        return predict(detail::evaluate_input<2>(name(), x, m_converted_input, "(N, features)"));
+        return predict(detail::evaluate_input<2>(*this, x, m_converted_input, "(N, features)"));
     }
 
     /// dX = dY W; overwrites dW = dY^T X and db = sum of dY over the batch.
@@ -157,7 +152,7 @@ public:
         {
             throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
         }
-        detail::require_grad_shape(name(), grad_output.shape(), m_output.shape());
+        detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
         check_parameter_shapes();
         detail::contract<T>(ref(grad_output), {0}, ref(m_input), {0}, mutable_ref(m_weight_grad), {}, m_tables,
                             m_workspace);
@@ -177,6 +172,20 @@ public:
     }
 
 private:
+    /// Validates an input shape (any container of sizes) and returns the output shape, without
+    /// allocating.
+    template <class S>
+    std::array<std::size_t, 2> checked_output_shape(const S& input_shape) const
+    {
+        detail::require_rank(*this, input_shape, 2, "(N, features)");
+        if (input_shape[1] != m_in)
+        {
+            throw shape_error(detail::concat(name(), ": expected ", m_in, " input features, got input ",
+                                             detail::shape_to_string(input_shape)));
+        }
+        return {input_shape[0], m_out};
+    }
+
     template <std::size_t N>
     static detail::tensor_ref<const T> ref(const xt::xtensor<T, N>& t)
     {
@@ -202,7 +211,7 @@ private:
 
     void run(const input_type& x)
     {
-        const auto out_shape = output_shape(detail::to_vector_shape(x.shape()));
+        const auto out_shape = checked_output_shape(x.shape());
         check_parameter_shapes();
         detail::ensure_shape(m_output, out_shape);
         gemm_epilogue<T> epilogue;

@@ -23,22 +23,34 @@ template <class T>
 class Flatten
 {
 public:
+    /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    /// What `forward` takes: (N, C, H, W).
     using input_type = xt::xtensor<T, 4>;
+    /// What `forward` returns: (N, C * H * W).
     using output_type = xt::xtensor<T, 2>;
+    /// Rank of the input; `Sequential` checks it against the previous layer at compile time.
     static constexpr int input_rank = 4;
+    /// Rank of the output; `Sequential` checks it against the next layer at compile time.
     static constexpr int output_rank = 2;
 
+    /// `Flatten()`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return "Flatten()"; }
+    /// (N, C * H * W) for an (N, C, H, W) input.
+    /// @throws shape_error for an input of another rank.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
-        detail::require_rank(name(), input_shape, 4, "(N, C, H, W)");
+        detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
         return {input_shape[0], input_shape[1] * input_shape[2] * input_shape[3]};
     }
+    /// None: this layer has no parameters.
     std::vector<parameter<T>> parameters() { return {}; }
+    /// 0: this layer has no parameters.
     std::size_t num_parameters() const { return 0; }
+    /// Nothing to draw; present so every layer has the same interface.
     void reset_parameters(std::mt19937&) {}
 
+    /// Each sample copied into one row of (N, C * H * W); remembers the input shape for `backward`.
     const output_type& forward(const input_type& x)
     {
         predict(x);
@@ -47,6 +59,7 @@ public:
         return m_output;
     }
 
+    /// Same result as `forward`, marked as inference: `backward` after it is an error.
     const output_type& predict(const input_type& x)
     {
         m_has_cache = false;
@@ -56,17 +69,19 @@ public:
         return m_output;
     }
 
-    /// @overload for inputs of any expression type (e.g. `xt::xarray`); checks the rank.
+    /// @overload
+    /// For inputs of any expression type (e.g. `xt::xarray`); checks the rank.
     template <class E>
     const output_type& forward(const xt::xexpression<E>& x)
     {
-        return forward(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+        return forward(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
     }
-    /// @overload for inputs of any expression type.
+    /// @overload
+    /// For inputs of any expression type.
     template <class E>
     const output_type& predict(const xt::xexpression<E>& x)
     {
-        return predict(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+        return predict(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
     }
 
     /// The gradient reshaped back to the input's (N, C, H, W).
@@ -77,7 +92,7 @@ public:
             throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
         }
         const auto& s = m_input_shape;
-        detail::require_grad_shape(name(), grad_output.shape(), std::array<std::size_t, 2>{s[0], s[1] * s[2] * s[3]});
+        detail::require_grad_shape(*this, grad_output.shape(), std::array<std::size_t, 2>{s[0], s[1] * s[2] * s[3]});
         detail::ensure_shape(m_input_grad, s);
         std::copy(grad_output.begin(), grad_output.end(), m_input_grad.begin());
         return m_input_grad;

@@ -48,24 +48,25 @@ void ensure_shape(Tensor& t, const Shape& shape)
     }
 }
 
-/// Throws `shape_error` unless `shape` has rank `rank`.
-template <class Shape>
-void require_rank(const std::string& layer, const Shape& shape, std::size_t rank, const char* layout)
+/// Throws `shape_error` unless `shape` has rank `rank`. The layer's name is only built when the
+/// check fails: these checks run on every call and must not allocate.
+template <class Layer, class Shape>
+void require_rank(const Layer& layer, const Shape& shape, std::size_t rank, const char* layout)
 {
     if (shape.size() != rank)
     {
-        throw shape_error(detail::concat(layer, ": expected a rank-", rank, " input ", layout, ", got shape ",
+        throw shape_error(detail::concat(layer.name(), ": expected a rank-", rank, " input ", layout, ", got shape ",
                                          detail::shape_to_string(shape)));
     }
 }
 
 /// Throws `shape_error` unless the gradient has the shape of the layer's last output.
-template <class S1, class S2>
-void require_grad_shape(const std::string& layer, const S1& grad_shape, const S2& output_shape)
+template <class Layer, class S1, class S2>
+void require_grad_shape(const Layer& layer, const S1& grad_shape, const S2& output_shape)
 {
     if (!std::equal(grad_shape.begin(), grad_shape.end(), output_shape.begin(), output_shape.end()))
     {
-        throw shape_error(detail::concat(layer, ": backward got a gradient of shape ",
+        throw shape_error(detail::concat(layer.name(), ": backward got a gradient of shape ",
                                          detail::shape_to_string(grad_shape), " but the last forward produced ",
                                          detail::shape_to_string(output_shape), " (call forward before backward)"));
     }
@@ -74,8 +75,8 @@ void require_grad_shape(const std::string& layer, const S1& grad_shape, const S2
 /// Converts an input of any expression type (an `xt::xarray`, a view) to the layer's fixed-rank
 /// input type in `buffer`, after checking its rank, so a wrong rank is a `shape_error` rather
 /// than an xtensor assertion.
-template <std::size_t N, class T, class E>
-const xt::xtensor<T, N>& evaluate_input(const std::string& layer, const xt::xexpression<E>& expression,
+template <std::size_t N, class Layer, class T, class E>
+const xt::xtensor<T, N>& evaluate_input(const Layer& layer, const xt::xexpression<E>& expression,
                                         xt::xtensor<T, N>& buffer, const char* layout)
 {
     const auto& x = expression.derived_cast();

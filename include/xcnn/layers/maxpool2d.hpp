@@ -25,19 +25,33 @@ template <class T>
 class MaxPool2D
 {
 public:
+    /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    /// What `forward` takes: (N, C, H, W).
     using input_type = xt::xtensor<T, 4>;
+    /// What `forward` returns: (N, C, OH, OW).
     using output_type = xt::xtensor<T, 4>;
+    /// Height and width of a window or a stride.
     using size2 = std::array<std::size_t, 2>;
+    /// Rank of the input; `Sequential` checks it against the previous layer at compile time.
     static constexpr int input_rank = 4;
+    /// Rank of the output; `Sequential` checks it against the next layer at compile time.
     static constexpr int output_rank = 4;
 
+    /// A square window, moved by its own size (PyTorch's default stride).
+    /// @throws value_error if `kernel_size` is zero.
     explicit MaxPool2D(std::size_t kernel_size) : MaxPool2D(size2{kernel_size, kernel_size}) {}
+    /// A square window and stride.
+    /// @throws value_error if a size is zero.
     MaxPool2D(std::size_t kernel_size, std::size_t stride)
         : MaxPool2D(size2{kernel_size, kernel_size}, size2{stride, stride})
     {
     }
+    /// A (KH, KW) window, moved by its own size.
+    /// @throws value_error if a size is zero.
     explicit MaxPool2D(size2 kernel_size) : MaxPool2D(kernel_size, kernel_size) {}
+    /// A (KH, KW) window moved by (SH, SW).
+    /// @throws value_error if a size is zero.
     MaxPool2D(size2 kernel_size, size2 stride) : m_kernel(kernel_size), m_stride(stride)
     {
         if (m_kernel[0] == 0 || m_kernel[1] == 0)
@@ -50,28 +64,31 @@ public:
         }
     }
 
+    /// (KH, KW).
     size2 kernel_size() const noexcept { return m_kernel; }
+    /// (SH, SW).
     size2 stride() const noexcept { return m_stride; }
 
+    /// `MaxPool2D(kernel_size=(KH, KW), stride=(SH, SW))`, as shown in `Sequential::summary` and in
+    /// error messages.
     std::string name() const
     {
         return detail::concat("MaxPool2D(kernel_size=", detail::shape_to_string(m_kernel),
                               ", stride=", detail::shape_to_string(m_stride), ")");
     }
 
+    /// (N, C, (H - KH) / SH + 1, (W - KW) / SW + 1) for an (N, C, H, W) input.
+    /// @throws shape_error for another rank or an input smaller than the window.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
-        detail::require_rank(name(), input_shape, 4, "(N, C, H, W)");
-        if (input_shape[2] < m_kernel[0] || input_shape[3] < m_kernel[1])
-        {
-            throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
-                                             " is smaller than the kernel ", detail::shape_to_string(m_kernel)));
-        }
-        return {input_shape[0], input_shape[1], (input_shape[2] - m_kernel[0]) / m_stride[0] + 1,
-                (input_shape[3] - m_kernel[1]) / m_stride[1] + 1};
+        const auto shape = checked_output_shape(input_shape);
+        return std::vector<std::size_t>(shape.begin(), shape.end());
     }
+    /// None: this layer has no parameters.
     std::vector<parameter<T>> parameters() { return {}; }
+    /// 0: this layer has no parameters.
     std::size_t num_parameters() const { return 0; }
+    /// Nothing to draw; present so every layer has the same interface.
     void reset_parameters(std::mt19937&) {}
 
     /// Max of each window; remembers where each maximum came from for `backward`.
@@ -83,6 +100,7 @@ public:
         return m_output;
     }
 
+    /// Same result as `forward`, marked as inference: `backward` after it is an error.
     const output_type& predict(const input_type& x)
     {
         run(x, false);
@@ -90,17 +108,19 @@ public:
         return m_output;
     }
 
-    /// @overload for inputs of any expression type (e.g. `xt::xarray`); checks the rank.
+    /// @overload
+    /// For inputs of any expression type (e.g. `xt::xarray`); checks the rank.
     template <class E>
     const output_type& forward(const xt::xexpression<E>& x)
     {
-        return forward(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+        return forward(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
     }
-    /// @overload for inputs of any expression type.
+    /// @overload
+    /// For inputs of any expression type.
     template <class E>
     const output_type& predict(const xt::xexpression<E>& x)
     {
-        return predict(detail::evaluate_input<4>(name(), x, m_converted_input, "(N, C, H, W)"));
+        return predict(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
     }
 
     /// Routes each output gradient to the input element that was the window's maximum
@@ -111,7 +131,7 @@ public:
         {
             throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
         }
-        detail::require_grad_shape(name(), grad_output.shape(), m_output.shape());
+        detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
         detail::ensure_shape(m_input_grad, m_input_shape);
         std::fill(m_input_grad.begin(), m_input_grad.end(), T(0));
         const T* dy = grad_output.data();
@@ -124,9 +144,24 @@ public:
     }
 
 private:
+    /// Validates an input shape (any container of sizes) and returns the output shape, without
+    /// allocating.
+    template <class S>
+    std::array<std::size_t, 4> checked_output_shape(const S& input_shape) const
+    {
+        detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
+        if (input_shape[2] < m_kernel[0] || input_shape[3] < m_kernel[1])
+        {
+            throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
+                                             " is smaller than the kernel ", detail::shape_to_string(m_kernel)));
+        }
+        return {input_shape[0], input_shape[1], (input_shape[2] - m_kernel[0]) / m_stride[0] + 1,
+                (input_shape[3] - m_kernel[1]) / m_stride[1] + 1};
+    }
+
     void run(const input_type& x, bool keep_argmax)
     {
-        const auto out = output_shape(detail::to_vector_shape(x.shape()));
+        const auto out = checked_output_shape(x.shape());
         detail::ensure_shape(m_output, out);
         m_argmax.resize(keep_argmax ? m_output.size() : 0);
         const auto& s = x.shape();

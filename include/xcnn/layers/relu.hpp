@@ -22,15 +22,24 @@ template <class T>
 class ReLU
 {
 public:
+    /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    /// `any_rank`: ReLU takes a tensor of any rank from 1 to `max_rank`.
     static constexpr int input_rank = any_rank;
+    /// `any_rank`: the output has the rank and shape of the input.
     static constexpr int output_rank = any_rank;
+    /// Highest rank ReLU takes.
     static constexpr std::size_t max_rank = 8;
 
+    /// `ReLU()`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return "ReLU()"; }
+    /// `input_shape` itself: ReLU keeps the shape.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const { return input_shape; }
+    /// None: this layer has no parameters.
     std::vector<parameter<T>> parameters() { return {}; }
+    /// 0: this layer has no parameters.
     std::size_t num_parameters() const { return 0; }
+    /// Nothing to draw; present so every layer has the same interface.
     void reset_parameters(std::mt19937&) {}
 
     /// max(x, 0) (NaN stays NaN); keeps the output, whose sign is the mask `backward` needs.
@@ -72,7 +81,7 @@ public:
                                        " gradient needs a forward (not predict) of that rank first"));
         }
         const auto& y = std::get<N - 1>(m_outputs);
-        detail::require_grad_shape(name(), grad_output.shape(), y.shape());
+        detail::require_grad_shape(*this, grad_output.shape(), y.shape());
         auto& dx = std::get<N - 1>(m_input_grads);
         detail::ensure_shape(dx, y.shape());
         const T* out = y.data();
