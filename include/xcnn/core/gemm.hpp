@@ -33,8 +33,11 @@ namespace xcnn
 template <class T>
 struct offset_matrix
 {
+    /// Base pointer the offsets are added to.
     T* data = nullptr;
+    /// Offset of each row (M or K entries), in elements.
     const std::ptrdiff_t* row = nullptr;
+    /// Offset of each column (K or N entries), in elements.
     const std::ptrdiff_t* col = nullptr;
 };
 
@@ -42,6 +45,7 @@ struct offset_matrix
 template <class T>
 struct gemm_epilogue
 {
+    /// Scale of the product: C = alpha * A * B + beta * C.
     T alpha = T(1);
     /// 0 means C is write-only: its old contents (even NaN) are never read.
     T beta = T(0);
@@ -57,11 +61,15 @@ struct gemm_epilogue
 template <class T>
 struct gemm_workspace
 {
+    /// The packed panels of one thread.
     struct buffers
     {
+        /// MR x KC panels of A.
         std::vector<T, xsimd::aligned_allocator<T, 64>> packed_a;
+        /// KC x NR panels of B.
         std::vector<T, xsimd::aligned_allocator<T, 64>> packed_b;
     };
+    /// One set of buffers per thread, grown on demand.
     std::vector<buffers> threads;
 };
 
@@ -81,7 +89,7 @@ struct gemm_blocking
     static constexpr std::size_t mr = XSIMD_WITH_AVX512F ? 12 : 6;
     static constexpr std::size_t kc = 256;
     static constexpr std::size_t mc = mr * 10;
-    static constexpr std::size_t nc = nr * 96;
+    static constexpr std::size_t nc = nr * 16;
 };
 
 /// Packs rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into MR-row panels laid out k-major,
@@ -375,13 +383,15 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
             {
                 const std::size_t mc = std::min(blocking::mc, m - i0);
                 pack_a<T, MR>(a, i0, mc, k0, kc, buffers.packed_a.data());
-                for (std::size_t jr = 0; jr < nc; jr += NR)
+                // The A micro-panel (kc x MR) stays in L1 while the B micro-panels stream from
+                // the L2-sized packed block: the order BLIS uses for wide-vector machines.
+                for (std::size_t ir = 0; ir < mc; ir += MR)
                 {
-                    const T* b_panel = buffers.packed_b.data() + jr * kc;
-                    for (std::size_t ir = 0; ir < mc; ir += MR)
+                    const T* a_panel = buffers.packed_a.data() + ir * kc;
+                    const std::size_t rows = std::min(MR, mc - ir);
+                    for (std::size_t jr = 0; jr < nc; jr += NR)
                     {
-                        const T* a_panel = buffers.packed_a.data() + ir * kc;
-                        const std::size_t rows = std::min(MR, mc - ir);
+                        const T* b_panel = buffers.packed_b.data() + jr * kc;
                         run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, tile);
                         write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first);
                     }

@@ -86,17 +86,6 @@ const xt::xtensor<T, N>& evaluate_input(const Layer& layer, const xt::xexpressio
     return buffer;
 }
 
-inline std::vector<std::size_t> to_vector_shape(const std::vector<std::size_t>& s)
-{
-    return s;
-}
-
-template <class S>
-std::vector<std::size_t> to_vector_shape(const S& s)
-{
-    return std::vector<std::size_t>(s.begin(), s.end());
-}
-
 } // namespace detail
 } // namespace xcnn
 
