@@ -129,6 +129,23 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
 {
     std::size_t run_start[NR];
     std::size_t run_length[NR];
+    // Runs of consecutive k whose rows are contiguous in memory (a window view contracted over
+    // (N, OH, OW), as for a convolution's dW: consecutive output columns are adjacent pixels).
+    std::size_t k_run_start[gemm_blocking<T>::kc];
+    std::size_t k_run_length[gemm_blocking<T>::kc];
+    std::size_t k_runs = 0;
+    for (std::size_t k = 0; k < kc;)
+    {
+        std::size_t length = 1;
+        while (k + length < kc && b.row[k0 + k + length] == b.row[k0 + k] + static_cast<std::ptrdiff_t>(length))
+        {
+            ++length;
+        }
+        k_run_start[k_runs] = k;
+        k_run_length[k_runs] = length;
+        ++k_runs;
+        k += length;
+    }
     for (std::size_t p = 0; p < nc; p += NR)
     {
         const std::size_t cols = std::min(NR, nc - p);
@@ -157,6 +174,31 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
                 for (std::size_t c = 0; c < NR; c += batch::size)
                 {
                     batch::load_unaligned(src + c).store_aligned(out + c);
+                }
+            }
+        }
+        else if (4 * runs > cols && 4 * k_runs <= kc)
+        {
+            // Short column runs but long k runs: copy column by column along k, reading memory
+            // in order (a transposing copy).
+            for (std::size_t c = 0; c < cols; ++c)
+            {
+                const T* src = b.data + col[c];
+                for (std::size_t r = 0; r < k_runs; ++r)
+                {
+                    const T* from = src + b.row[k0 + k_run_start[r]];
+                    T* out = dst + k_run_start[r] * NR + c;
+                    for (std::size_t t = 0; t < k_run_length[r]; ++t)
+                    {
+                        out[t * NR] = from[t];
+                    }
+                }
+            }
+            for (std::size_t k = 0; k < kc; ++k)
+            {
+                for (std::size_t c = cols; c < NR; ++c)
+                {
+                    dst[k * NR + c] = T(0);
                 }
             }
         }

@@ -259,17 +259,35 @@ public:
             detail::make_tensor_ref<T>(m_weight_grad.data(), m_weight_grad.shape(), m_weight_grad.strides()), {},
             m_tables, m_workspace);
 
-        // db = sum of dY over (N, OH, OW).
+        // db = sum of dY over (N, OH, OW), with vector partial sums (a scalar sum cannot be
+        // vectorised by the compiler without reordering it).
+        using batch = xsimd::batch<T>;
+        constexpr std::size_t S = batch::size;
+        const std::size_t plane_size = oh * ow;
+        const std::size_t vector_end = plane_size - plane_size % S;
         for (std::size_t o = 0; o < c_out; ++o)
         {
+            batch partial(T(0));
             T sum = 0;
             for (std::size_t b = 0; b < n; ++b)
             {
-                const T* plane = grad_output.data() + (b * c_out + o) * oh * ow;
-                for (std::size_t i = 0; i < oh * ow; ++i)
+                const T* plane = grad_output.data() + (b * c_out + o) * plane_size;
+                for (std::size_t i = 0; i < vector_end; i += S)
+                {
+                    partial += batch::load_unaligned(plane + i);
+                }
+                for (std::size_t i = vector_end; i < plane_size; ++i)
                 {
                     sum += plane[i];
                 }
+            }
+            // Lanes summed through memory: xsimd::hadd trips a false -Wmaybe-uninitialized in
+            // GCC 12's AVX-512 intrinsics for double.
+            alignas(64) T lanes[S];
+            partial.store_aligned(lanes);
+            for (std::size_t l = 0; l < S; ++l)
+            {
+                sum += lanes[l];
             }
             m_bias_grad(o) = sum;
         }
