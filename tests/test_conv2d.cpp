@@ -419,6 +419,7 @@ TEST_CASE("Conv2D: hand-picked edge geometries match the naive loops", "[conv2d]
         {1, 2, 260, 6, 7, {3, 3}, {2, 2}, {1, 1}, ctor::scalar},      // strided dX: K = C_out = 260 per tap
         {1, 2, 260, 5, 5, {3, 3}, {1, 1}, {1, 1}, ctor::scalar},      // unit-stride dX: K = C_out*KH*KW = 2340
         {2, 1, 1, 40, 40, {1, 1}, {1, 1}, {0, 0}, ctor::scalar},      // forward: N = N*OH*OW = 3200
+        {2, 3, 13, 5, 70, {3, 3}, {1, 1}, {1, 1}, ctor::scalar},      // rows wider than 2 micro-tiles: B read in place
     };
     // clang-format on
     std::mt19937 rng(7);

@@ -124,8 +124,11 @@ void pack_a(const offset_matrix<const T>& a, std::size_t i0, std::size_t mc, std
 /// Packs rows [k0, k0 + kc) x columns [j0, j0 + nc) of B into NR-column panels laid out
 /// k-major. A panel's columns are split once into runs that are contiguous in memory (a window
 /// view's columns are contiguous along an image row), and each run is copied for every k.
+/// Panels that are one contiguous run on every row are not copied at all: `direct[panel]` is
+/// set to their base so the micro-kernel reads them in place (nullptr for packed panels).
 template <class T, std::size_t NR>
-void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst)
+void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc, T* dst,
+            const T** direct)
 {
     std::size_t run_start[NR];
     std::size_t run_length[NR];
@@ -163,19 +166,12 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
             ++runs;
             c += length;
         }
-        using batch = xsimd::batch<T>;
+        direct[p / NR] = nullptr;
         if (runs == 1 && cols == NR)
         {
-            // The whole panel row is contiguous: two vector copies per k.
-            for (std::size_t k = 0; k < kc; ++k)
-            {
-                const T* src = b.data + b.row[k0 + k] + col[0];
-                T* out = dst + k * NR;
-                for (std::size_t c = 0; c < NR; c += batch::size)
-                {
-                    batch::load_unaligned(src + c).store_aligned(out + c);
-                }
-            }
+            // Every row of the panel is contiguous in memory (NR adjacent pixels of a window
+            // row): the micro-kernel reads it in place, no copy.
+            direct[p / NR] = b.data + col[0];
         }
         else if (4 * runs > cols && 4 * k_runs <= kc)
         {
@@ -232,8 +228,8 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
 /// tile (ROWS x NR, row-major) = the first ROWS rows of a packed A panel (MR rows apart)
 /// times a packed B panel, over kc steps. ROWS < MR serves the bottom edge of C without
 /// computing rows that would be thrown away (a 1-channel convolution has M = 1).
-template <class T, std::size_t MR, std::size_t NR, std::size_t ROWS>
-void micro_kernel(std::size_t kc, const T* a, const T* b, T* tile)
+template <class T, std::size_t MR, std::size_t NR, std::size_t ROWS, bool DIRECT>
+void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows, T* tile)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
@@ -249,8 +245,10 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T* tile)
     }
     for (std::size_t k = 0; k < kc; ++k)
     {
-        const batch b0 = batch::load_aligned(b);
-        const batch b1 = batch::load_aligned(b + S);
+        // DIRECT: row k of the panel lives at b + b_rows[k] in the operand itself.
+        const T* bk = DIRECT ? b + b_rows[k] : b;
+        const batch b0 = DIRECT ? batch::load_unaligned(bk) : batch::load_aligned(bk);
+        const batch b1 = DIRECT ? batch::load_unaligned(bk + S) : batch::load_aligned(bk + S);
 #pragma GCC unroll 16
         for (std::size_t r = 0; r < ROWS; ++r)
         {
@@ -259,7 +257,10 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T* tile)
             acc1[r] = xsimd::fma(ar, b1, acc1[r]);
         }
         a += MR;
-        b += NR;
+        if (!DIRECT)
+        {
+            b += NR;
+        }
     }
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < ROWS; ++r)
@@ -269,24 +270,38 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, T* tile)
     }
 }
 
-template <class T, std::size_t MR, std::size_t NR, std::size_t... R>
-void micro_kernel_rows(std::size_t rows, std::size_t kc, const T* a, const T* b, T* tile, std::index_sequence<R...>)
+template <class T, std::size_t MR, std::size_t NR, bool DIRECT, std::size_t... R>
+void micro_kernel_rows(std::size_t rows, std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows, T* tile,
+                       std::index_sequence<R...>)
 {
     // One instantiation per row count; `rows` picks it.
-    (void)((rows == R + 1 ? (micro_kernel<T, MR, NR, R + 1>(kc, a, b, tile), true) : false) || ...);
+    (void)((rows == R + 1 ? (micro_kernel<T, MR, NR, R + 1, DIRECT>(kc, a, b, b_rows, tile), true) : false) || ...);
 }
 
-/// The micro-kernel for a tile of `rows` (1 to MR) rows.
+/// The micro-kernel for a tile of `rows` (1 to MR) rows, on a packed B panel or, when `direct`
+/// is not null, on B read in place at `direct + b_rows[k]`.
 template <class T, std::size_t MR, std::size_t NR>
-void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* b, T* tile)
+void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* packed, const T* direct,
+                      const std::ptrdiff_t* b_rows, T* tile)
 {
-    if (rows == MR)
+    if (direct != nullptr)
     {
-        micro_kernel<T, MR, NR, MR>(kc, a, b, tile);
+        if (rows == MR)
+        {
+            micro_kernel<T, MR, NR, MR, true>(kc, a, direct, b_rows, tile);
+        }
+        else
+        {
+            micro_kernel_rows<T, MR, NR, true>(rows, kc, a, direct, b_rows, tile, std::make_index_sequence<MR - 1>{});
+        }
+    }
+    else if (rows == MR)
+    {
+        micro_kernel<T, MR, NR, MR, false>(kc, a, packed, b_rows, tile);
     }
     else
     {
-        micro_kernel_rows<T, MR, NR>(rows, kc, a, b, tile, std::make_index_sequence<MR - 1>{});
+        micro_kernel_rows<T, MR, NR, false>(rows, kc, a, packed, b_rows, tile, std::make_index_sequence<MR - 1>{});
     }
 }
 
@@ -412,6 +427,7 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
     buffers.packed_a.resize(std::max(buffers.packed_a.size(), mc_max * kc_max));
     buffers.packed_b.resize(std::max(buffers.packed_b.size(), nc_max * kc_max));
     alignas(64) T tile[MR * NR];
+    const T* direct[blocking::nc / NR];
 
     for (std::size_t j0 = 0; j0 < n; j0 += blocking::nc)
     {
@@ -420,7 +436,7 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
         {
             const std::size_t kc = std::min(kc_max, k - k0);
             const bool first = k0 == 0;
-            pack_b<T, NR>(b, k0, kc, j0, nc, buffers.packed_b.data());
+            pack_b<T, NR>(b, k0, kc, j0, nc, buffers.packed_b.data(), direct);
             for (std::size_t i0 = 0; i0 < m; i0 += blocking::mc)
             {
                 const std::size_t mc = std::min(blocking::mc, m - i0);
@@ -434,7 +450,7 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
                     for (std::size_t jr = 0; jr < nc; jr += NR)
                     {
                         const T* b_panel = buffers.packed_b.data() + jr * kc;
-                        run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, tile);
+                        run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, direct[jr / NR], b.row + k0, tile);
                         write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first);
                     }
                 }
