@@ -86,13 +86,17 @@ private:
 /// The forward pass is the contraction of the window view (N, C_in, OH, OW, KH, KW) of the
 /// zero-padded input with the kernel over (C_in, KH, KW); see docs/design.md.
 template <class T>
-class Conv2D
+class Conv2D : public detail::expression_input<Conv2D<T>, T, 4>
 {
     static_assert(std::is_floating_point<T>::value, "xcnn::Conv2D<T>: T must be float or double");
 
 public:
     /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    using detail::expression_input<Conv2D<T>, T, 4>::forward;
+    using detail::expression_input<Conv2D<T>, T, 4>::predict;
+    /// The input layout named in rank errors.
+    static constexpr const char* input_layout = "(N, C, H, W)";
     /// What `forward` takes: (N, C_in, H, W).
     using input_type = xt::xtensor<T, 4>;
     /// What `forward` returns: (N, C_out, OH, OW).
@@ -204,21 +208,6 @@ public:
         run(x);
         m_has_cache = false;
         return m_output;
-    }
-
-    /// @overload
-    /// For inputs of any expression type (e.g. `xt::xarray`); checks the rank.
-    template <class E>
-    const output_type& forward(const xt::xexpression<E>& x)
-    {
-        return forward(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
-    }
-    /// @overload
-    /// For inputs of any expression type.
-    template <class E>
-    const output_type& predict(const xt::xexpression<E>& x)
-    {
-        return predict(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
     }
 
     /// dX for dY = `grad_output`; overwrites `weight_grad()` and `bias_grad()`.
@@ -444,7 +433,6 @@ private:
     detail::contraction_tables m_tables;
     gemm_workspace<T> m_workspace;
     bool m_has_cache = false;
-    input_type m_converted_input; // inputs of other expression types, evaluated
 };
 
 } // namespace xcnn

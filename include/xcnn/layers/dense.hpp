@@ -23,13 +23,17 @@ namespace xcnn
 /// y = x W^T + b for x (N, in_features); `weight()` is (out_features, in_features) and
 /// `bias()` (out_features), PyTorch's `Linear` layout.
 template <class T>
-class Dense
+class Dense : public detail::expression_input<Dense<T>, T, 2>
 {
     static_assert(std::is_floating_point<T>::value, "xcnn::Dense<T>: T must be float or double");
 
 public:
     /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    using detail::expression_input<Dense<T>, T, 2>::forward;
+    using detail::expression_input<Dense<T>, T, 2>::predict;
+    /// The input layout named in rank errors.
+    static constexpr const char* input_layout = "(N, features)";
     /// What `forward` takes: (N, in_features).
     using input_type = xt::xtensor<T, 2>;
     /// What `forward` returns: (N, out_features).
@@ -117,21 +121,6 @@ public:
         run(x);
         m_has_cache = false;
         return m_output;
-    }
-
-    /// @overload
-    /// For inputs of any expression type (e.g. `xt::xarray`); checks the rank.
-    template <class E>
-    const output_type& forward(const xt::xexpression<E>& x)
-    {
-        return forward(detail::evaluate_input<2>(*this, x, m_converted_input, "(N, features)"));
-    }
-    /// @overload
-    /// For inputs of any expression type.
-    template <class E>
-    const output_type& predict(const xt::xexpression<E>& x)
-    {
-        return predict(detail::evaluate_input<2>(*this, x, m_converted_input, "(N, features)"));
     }
 
     /// dX = dY W; overwrites dW = dY^T X and db = sum of dY over the batch.
@@ -231,7 +220,6 @@ private:
     detail::contraction_tables m_tables;
     gemm_workspace<T> m_workspace;
     bool m_has_cache = false;
-    input_type m_converted_input; // inputs of other expression types, evaluated
 };
 
 } // namespace xcnn

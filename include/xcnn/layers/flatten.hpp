@@ -20,11 +20,15 @@ namespace xcnn
 
 /// Flattens each sample of an NCHW batch in row-major (C, H, W) order, as `torch.flatten(x, 1)`.
 template <class T>
-class Flatten
+class Flatten : public detail::expression_input<Flatten<T>, T, 4>
 {
 public:
     /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    using detail::expression_input<Flatten<T>, T, 4>::forward;
+    using detail::expression_input<Flatten<T>, T, 4>::predict;
+    /// The input layout named in rank errors.
+    static constexpr const char* input_layout = "(N, C, H, W)";
     /// What `forward` takes: (N, C, H, W).
     using input_type = xt::xtensor<T, 4>;
     /// What `forward` returns: (N, C * H * W).
@@ -69,21 +73,6 @@ public:
         return m_output;
     }
 
-    /// @overload
-    /// For inputs of any expression type (e.g. `xt::xarray`); checks the rank.
-    template <class E>
-    const output_type& forward(const xt::xexpression<E>& x)
-    {
-        return forward(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
-    }
-    /// @overload
-    /// For inputs of any expression type.
-    template <class E>
-    const output_type& predict(const xt::xexpression<E>& x)
-    {
-        return predict(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
-    }
-
     /// The gradient reshaped back to the input's (N, C, H, W).
     const input_type& backward(const output_type& grad_output)
     {
@@ -103,7 +92,6 @@ private:
     output_type m_output;
     input_type m_input_grad;
     bool m_has_cache = false;
-    input_type m_converted_input; // inputs of other expression types, evaluated
 };
 
 } // namespace xcnn

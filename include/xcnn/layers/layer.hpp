@@ -86,6 +86,36 @@ const xt::xtensor<T, N>& evaluate_input(const Layer& layer, const xt::xexpressio
     return buffer;
 }
 
+/// Base of the fixed-rank layers: `forward` and `predict` for inputs of any expression type (an
+/// `xt::xarray`, a view), whose rank is checked (a wrong rank is a `shape_error` naming the
+/// layer, not an xtensor assertion) before they are evaluated into the layer's input type. The
+/// layer's own overloads for its input type take precedence and never copy.
+template <class Derived, class T, std::size_t N>
+class expression_input
+{
+public:
+    /// @overload
+    /// For inputs of any expression type; checks the rank and evaluates the input first.
+    template <class E>
+    decltype(auto) forward(const xt::xexpression<E>& x)
+    {
+        auto& self = static_cast<Derived&>(*this);
+        return self.forward(evaluate_input<N>(self, x, m_converted_input, Derived::input_layout));
+    }
+
+    /// @overload
+    /// For inputs of any expression type; checks the rank and evaluates the input first.
+    template <class E>
+    decltype(auto) predict(const xt::xexpression<E>& x)
+    {
+        auto& self = static_cast<Derived&>(*this);
+        return self.predict(evaluate_input<N>(self, x, m_converted_input, Derived::input_layout));
+    }
+
+private:
+    xt::xtensor<T, N> m_converted_input;
+};
+
 } // namespace detail
 } // namespace xcnn
 

@@ -22,11 +22,15 @@ namespace xcnn
 /// (N, C, (H - KH) / SH + 1, (W - KW) / SW + 1). The stride defaults to the kernel size.
 /// Ties go to the first maximum in row-major window order, as in PyTorch.
 template <class T>
-class MaxPool2D
+class MaxPool2D : public detail::expression_input<MaxPool2D<T>, T, 4>
 {
 public:
     /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
+    using detail::expression_input<MaxPool2D<T>, T, 4>::forward;
+    using detail::expression_input<MaxPool2D<T>, T, 4>::predict;
+    /// The input layout named in rank errors.
+    static constexpr const char* input_layout = "(N, C, H, W)";
     /// What `forward` takes: (N, C, H, W).
     using input_type = xt::xtensor<T, 4>;
     /// What `forward` returns: (N, C, OH, OW).
@@ -106,21 +110,6 @@ public:
         run(x, false);
         m_has_cache = false;
         return m_output;
-    }
-
-    /// @overload
-    /// For inputs of any expression type (e.g. `xt::xarray`); checks the rank.
-    template <class E>
-    const output_type& forward(const xt::xexpression<E>& x)
-    {
-        return forward(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
-    }
-    /// @overload
-    /// For inputs of any expression type.
-    template <class E>
-    const output_type& predict(const xt::xexpression<E>& x)
-    {
-        return predict(detail::evaluate_input<4>(*this, x, m_converted_input, "(N, C, H, W)"));
     }
 
     /// Routes each output gradient to the input element that was the window's maximum
@@ -207,7 +196,6 @@ private:
     input_type m_input_grad;
     std::vector<std::size_t> m_argmax;
     bool m_has_cache = false;
-    input_type m_converted_input; // inputs of other expression types, evaluated
 };
 
 } // namespace xcnn
