@@ -3,6 +3,7 @@
 #include "catch_compat.hpp"
 
 #include "support/gradcheck.hpp"
+#include "support/shapes.hpp"
 
 #include <xcnn/core/error.hpp>
 #include <xcnn/core/windows.hpp>
@@ -19,49 +20,11 @@
 namespace
 {
 
-using shape_t = std::vector<std::size_t>;
-
-template <class S>
-shape_t to_shape(const S& s)
-{
-    return shape_t(s.begin(), s.end());
-}
-
-std::size_t product(const shape_t& shape)
-{
-    std::size_t n = 1;
-    for (auto d : shape)
-    {
-        n *= d;
-    }
-    return n;
-}
-
-/// Odometer over the multi-indices of `shape` (last axis fastest). False once it wraps around.
-bool next_index(shape_t& idx, const shape_t& shape)
-{
-    for (std::size_t i = idx.size(); i-- > 0;)
-    {
-        if (++idx[i] < shape[i])
-        {
-            return true;
-        }
-        idx[i] = 0;
-    }
-    return false;
-}
-
-std::string str(const shape_t& s)
-{
-    std::ostringstream out;
-    out << '(';
-    for (std::size_t i = 0; i < s.size(); ++i)
-    {
-        out << (i ? ", " : "") << s[i];
-    }
-    out << ')';
-    return out.str();
-}
+using xcnn_test::next_index;
+using xcnn_test::product;
+using xcnn_test::shape_t;
+using xcnn_test::str;
+using xcnn_test::to_shape;
 
 /// A tensor of the given shape holding 1, 2, 3, ... in row-major order: every element is
 /// distinct, so any indexing mistake changes a value.
