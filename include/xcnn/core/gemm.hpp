@@ -149,6 +149,16 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
         ++k_runs;
         k += length;
     }
+    // Reading a panel in place pays off only while its rows lie close together (a window view:
+    // neighbouring taps and channels of one image region). Rows far apart, like those of a
+    // large row-major matrix, put every k on another page: those panels are packed.
+    std::ptrdiff_t lowest = b.row[k0], highest = b.row[k0];
+    for (std::size_t k = 1; k < kc; ++k)
+    {
+        lowest = std::min(lowest, b.row[k0 + k]);
+        highest = std::max(highest, b.row[k0 + k]);
+    }
+    const bool may_read_in_place = static_cast<std::size_t>(highest - lowest) * sizeof(T) <= 256 * 1024;
     for (std::size_t p = 0; p < nc; p += NR)
     {
         const std::size_t cols = std::min(NR, nc - p);
@@ -167,11 +177,25 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
             c += length;
         }
         direct[p / NR] = nullptr;
-        if (runs == 1 && cols == NR)
+        using batch = xsimd::batch<T>;
+        if (runs == 1 && cols == NR && may_read_in_place)
         {
             // Every row of the panel is contiguous in memory (NR adjacent pixels of a window
             // row): the micro-kernel reads it in place, no copy.
             direct[p / NR] = b.data + col[0];
+        }
+        else if (runs == 1 && cols == NR)
+        {
+            // The whole panel row is contiguous: two vector copies per k.
+            for (std::size_t k = 0; k < kc; ++k)
+            {
+                const T* src = b.data + b.row[k0 + k] + col[0];
+                T* out = dst + k * NR;
+                for (std::size_t c = 0; c < NR; c += batch::size)
+                {
+                    batch::load_unaligned(src + c).store_aligned(out + c);
+                }
+            }
         }
         else if (4 * runs > cols && 4 * k_runs <= kc)
         {
