@@ -1,0 +1,433 @@
+#!/usr/bin/env python3
+"""Runs xcnn's benchmarks and the same layers and models in PyTorch, interleaved, and prints
+markdown tables of the results and their ratios.
+
+    cmake --preset bench && cmake --build --preset bench
+    python3 benchmarks/compare_pytorch.py build/bench
+
+What runs, at 1 and at 2 threads (see docs/performance.md):
+  GEMM    xcnn::gemm vs OpenBLAS cblas_sgemm with its default kernel and with
+          OPENBLAS_CORETYPE=Haswell (bench_gemm), GFLOP/s; no PyTorch here.
+  L1      Conv2D 32->64, 3x3, pad 1 on 64x32x32x32: forward, and forward + backward with dX
+          (bench_conv2d), GFLOP/s = 2 N C_out C_in 9 H W per forward, three times that for both.
+  models  LeNet-5 and the seed net, batch 64: training step (forward, cross-entropy, backward,
+          SGD with momentum) and inference (bench_models), images/s.
+
+Each xcnn case is its own process (`--benchmark_filter=^name$ --benchmark_format=json`); each
+PyTorch case runs in this process with torch.set_num_threads(t). The order is xcnn case, torch
+case, next xcnn case, ... and the whole list is repeated (--repetitions), so a slow spell of a
+shared machine hits both sides. The tables show medians over the repetitions, and the range of
+the per-repetition ratios (each computed from a pair measured back to back). The one-thread cases
+are also shown per CPU second (work / CPU time used), which a busy machine disturbs less than
+wall-clock time, and the last table gives each side's two-thread / one-thread speed-up.
+
+Threads: PyTorch's own thread count defaults to 1 on small machines, so it is always set. PyTorch
+calls OpenBLAS for its dense layers; OpenBLAS is kept at one thread (OPENBLAS_NUM_THREADS=1) so it
+never competes with PyTorch's OpenMP threads or xcnn's. The OpenBLAS cases of bench_gemm set their
+thread count themselves (openblas_set_num_threads). Two-thread numbers only mean something when
+the other core is idle: the script prints the load average before and after.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+# Before torch is imported: torch's BLAS (OpenBLAS on Debian) at one thread.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+BATCH = 64
+L1_FORWARD_FLOP = 2.0 * 64 * 64 * 32 * 3 * 3 * 32 * 32  # N C_out C_in KH KW OH OW
+GEMM_SHAPES = {  # name: (M, K, N), as in bench_gemm.cpp
+    "square": (1024, 1024, 1024),
+    "L1_forward": (64, 288, 65536),
+    "L1_dW": (64, 65536, 288),
+    "L1_dX": (32, 576, 65536),
+}
+
+
+def import_torch():
+    """torch, re-running the script with Debian's python3 when this interpreter (e.g. a pyenv one)
+    does not have python3-torch."""
+    try:
+        import torch  # noqa: F401
+
+        return torch
+    except ImportError:
+        system = "/usr/bin/python3"
+        if os.path.exists(system) and os.path.realpath(sys.executable) != os.path.realpath(system):
+            print(f"compare_pytorch: no torch in {sys.executable}; re-running with {system}", file=sys.stderr)
+            os.execv(system, [system] + sys.argv)
+        sys.exit("compare_pytorch: PyTorch is missing (Debian: apt-get install python3-torch)")
+
+
+# --------------------------------------------------------------------------------------------
+# xcnn: one benchmark per process
+
+
+def run_xcnn(binary, name, counter, min_time, env_extra):
+    """Runs one case of a Google Benchmark binary; returns (value of `counter` per wall-clock
+    second, the same per CPU second of the main thread, context)."""
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    env.pop("XCNN_NUM_THREADS", None)  # the benchmarks set their thread count themselves
+    env.update(env_extra)
+    command = [
+        binary,
+        f"--benchmark_filter=^{name}$",
+        "--benchmark_format=json",
+        f"--benchmark_min_time={min_time}",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"compare_pytorch: {' '.join(command)} failed ({result.returncode}):\n{result.stderr}")
+    report = json.loads(result.stdout)
+    runs = [b for b in report["benchmarks"] if b.get("run_type", "iteration") == "iteration"]
+    if len(runs) != 1:
+        sys.exit(f"compare_pytorch: filter {name!r} matched {len(runs)} benchmarks in {binary}")
+    if runs[0].get("error_occurred"):
+        sys.exit(f"compare_pytorch: {name}: {runs[0].get('error_message')}")
+    run = runs[0]
+    per_cpu_second = float(run[counter]) * float(run["real_time"]) / float(run["cpu_time"])
+    return float(run[counter]), per_cpu_second, report.get("context", {})
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch: the same layers and models
+
+
+def torch_cases(torch):
+    nn = torch.nn
+
+    def lenet():
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(400, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, 10),
+        )  # fmt: skip
+
+    def seed():
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(16 * 28 * 28, 10),
+        )  # fmt: skip
+
+    def l1_forward():
+        torch.manual_seed(0)
+        conv = nn.Conv2d(32, 64, 3, padding=1)
+        x = torch.rand(64, 32, 32, 32) * 2 - 1
+
+        def step():
+            with torch.no_grad():
+                conv(x)
+
+        return step
+
+    def l1_forward_backward():
+        # dX too (x requires grad), like xcnn's Conv2D::backward.
+        torch.manual_seed(0)
+        conv = nn.Conv2d(32, 64, 3, padding=1)
+        x = (torch.rand(64, 32, 32, 32) * 2 - 1).requires_grad_(True)
+        dy = torch.rand(64, 64, 32, 32) * 2 - 1
+
+        def step():
+            conv.zero_grad(set_to_none=True)
+            x.grad = None
+            conv(x).backward(dy)
+
+        return step
+
+    def train(make):
+        def build():
+            torch.manual_seed(0)
+            model = make()
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            loss_fn = nn.CrossEntropyLoss()
+            images = torch.rand(BATCH, 1, 28, 28) * 2 - 1
+            labels = torch.randint(0, 10, (BATCH,))
+
+            def step():
+                optimizer.zero_grad(set_to_none=True)
+                loss_fn(model(images), labels).backward()
+                optimizer.step()
+
+            return step
+
+        return build
+
+    def infer(make):
+        def build():
+            torch.manual_seed(0)
+            model = make().eval()
+            images = torch.rand(BATCH, 1, 28, 28) * 2 - 1
+
+            def step():
+                with torch.no_grad():
+                    model(images)
+
+            return step
+
+        return build
+
+    return {
+        "l1_forward": (l1_forward, L1_FORWARD_FLOP / 1e9),
+        "l1_forward_backward": (l1_forward_backward, 3 * L1_FORWARD_FLOP / 1e9),
+        "lenet_train": (train(lenet), BATCH),
+        "lenet_predict": (infer(lenet), BATCH),
+        "seed_train": (train(seed), BATCH),
+        "seed_predict": (infer(seed), BATCH),
+    }
+
+
+def run_torch(torch, step, work, threads, min_time):
+    """Work units (GFLOP or images) per wall-clock second of `step` at `threads` threads, and per
+    CPU second of the process."""
+    torch.set_num_threads(threads)
+    for _ in range(3):  # warm-up: allocator caches, oneDNN primitives, OpenMP pool
+        step()
+    count = 0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    while True:
+        step()
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return work * count / elapsed, work * count / (time.process_time() - cpu_start)
+
+
+# --------------------------------------------------------------------------------------------
+# The plan, the runs and the tables
+
+
+def plan(build_dir, threads, groups, have_openblas):
+    """The measurements of one repetition, in run order: list of dicts."""
+    bench = lambda name: os.path.join(build_dir, "benchmarks", name)  # noqa: E731
+    items = []
+    for t in threads:
+        if "gemm" in groups:
+            for shape in GEMM_SHAPES:
+                row = ("gemm", shape, t)
+                items.append(dict(row=row, column="xcnn", binary=bench("bench_gemm"),
+                                  name=f"gemm/xcnn/{shape}/threads:{t}/real_time", counter="GFLOP/s", env={}))
+                if have_openblas:
+                    name = f"gemm/openblas/{shape}/threads:{t}/real_time"
+                    items.append(dict(row=row, column="openblas", binary=bench("bench_gemm"), name=name,
+                                      counter="GFLOP/s", env={"OPENBLAS_NUM_THREADS": str(t)}))
+                    items.append(dict(row=row, column="openblas_haswell", binary=bench("bench_gemm"), name=name,
+                                      counter="GFLOP/s",
+                                      env={"OPENBLAS_NUM_THREADS": str(t), "OPENBLAS_CORETYPE": "Haswell"}))
+        if "layers" in groups:
+            for case, bench_name in (("l1_forward", "conv_forward"), ("l1_forward_backward", "conv_forward_backward")):
+                row = ("layers", case, t)
+                items.append(dict(row=row, column="xcnn", binary=bench("bench_conv2d"),
+                                  name=f"{bench_name}/64/32/64/32/3/1/1/{t}/real_time", counter="GFLOP/s", env={}))
+                items.append(dict(row=row, column="torch", case=case))
+        if "models" in groups:
+            for model in ("lenet", "seed"):
+                for step, bench_name in (("train", "train_step"), ("predict", "predict")):
+                    case = f"{model}_{step}"
+                    row = ("models", case, t)
+                    items.append(dict(row=row, column="xcnn", binary=bench("bench_models"),
+                                      name=f"{bench_name}/{model}/threads:{t}/real_time", counter="images/s", env={}))
+                    items.append(dict(row=row, column="torch", case=case))
+    return items
+
+
+def has_openblas_cases(build_dir):
+    binary = os.path.join(build_dir, "benchmarks", "bench_gemm")
+    listing = subprocess.run([binary, "--benchmark_list_tests"], capture_output=True, text=True, check=True)
+    return "gemm/openblas/" in listing.stdout
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def fmt(value, unit):
+    return f"{value:,.0f}" if unit == "images/s" else f"{value:.1f}"
+
+
+def ratio_range(pairs):
+    ratios = [a / b for a, b in pairs if b > 0]
+    return f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "-"
+
+
+def print_tables(results, cpu_results, context):
+    """results, cpu_results: {(group, case, threads): {column: [value per repetition]}}, per
+    wall-clock second and per CPU second."""
+    gemm = sorted((k for k in results if k[0] == "gemm"), key=lambda k: (list(GEMM_SHAPES).index(k[1]), k[2]))
+    if gemm:
+        core = context.get("openblas_core", "?")
+        print("\n### GEMM (float, GFLOP/s; xcnn::gemm vs OpenBLAS cblas_sgemm)\n")
+        print(f"| shape (M×K×N) | threads | xcnn | OpenBLAS {core} | OpenBLAS Haswell | xcnn / best OpenBLAS "
+              "| range |")
+        print("|---|---|---|---|---|---|---|")
+        for key in gemm:
+            r = results[key]
+            m, k, n = GEMM_SHAPES[key[1]]
+            x = statistics.median(r["xcnn"])
+            if "openblas" in r:
+                o = statistics.median(r["openblas"])
+                h = statistics.median(r["openblas_haswell"])
+                best = [max(a, b) for a, b in zip(r["openblas"], r["openblas_haswell"])]
+                cells = [f"{o:.1f}", f"{h:.1f}", f"{x / max(o, h):.2f}", ratio_range(zip(r["xcnn"], best))]
+            else:
+                cells = ["-", "-", "-", "-"]
+            print(f"| {key[1]} {m}×{k}×{n} | {key[2]} | {x:.1f} | " + " | ".join(cells) + " |")
+    labels = {
+        "l1_forward": ("L1 conv forward", "GFLOP/s"),
+        "l1_forward_backward": ("L1 conv forward + backward (with dX)", "GFLOP/s"),
+        "lenet_train": ("LeNet-5 training step", "images/s"),
+        "lenet_predict": ("LeNet-5 inference", "images/s"),
+        "seed_train": ("seed net training step", "images/s"),
+        "seed_predict": ("seed net inference", "images/s"),
+    }
+    rest = [k for k in results if k[0] != "gemm"]
+    if rest:
+        rest.sort(key=lambda k: (list(labels).index(k[1]), k[2]))
+        print("\n### Layers and models vs PyTorch (batch 64, float32; higher is better)\n")
+        print("| case | threads | unit | xcnn | PyTorch | xcnn / PyTorch | range |")
+        print("|---|---|---|---|---|---|---|")
+        for key in rest:
+            r = results[key]
+            label, unit = labels[key[1]]
+            x, p = statistics.median(r["xcnn"]), statistics.median(r["torch"])
+            print(f"| {label} | {key[2]} | {unit} | {fmt(x, unit)} | {fmt(p, unit)} | {x / p:.2f} | "
+                  f"{ratio_range(zip(r['xcnn'], r['torch']))} |")
+    one_thread = [k for k in gemm if k[2] == 1] + [k for k in rest if k[2] == 1]
+    if one_thread:
+        print("\n### One thread, per CPU second (steadier than wall-clock time on a busy machine)\n")
+        print("Work divided by the CPU time the case used (xcnn: its thread; PyTorch: the process), "
+              "so time slices lost to other processes do not count; their cache pollution still does.\n")
+        print("| case | unit | xcnn | reference | xcnn / reference |")
+        print("|---|---|---|---|---|")
+        for key in one_thread:
+            r = cpu_results[key]
+            x = statistics.median(r["xcnn"])
+            if key[0] == "gemm":
+                m, k, n = GEMM_SHAPES[key[1]]
+                name, unit = f"GEMM {key[1]} {m}×{k}×{n}", "GFLOP/s"
+                refs = {c: statistics.median(r[c]) for c in ("openblas", "openblas_haswell") if c in r}
+                if not refs:
+                    print(f"| {name} | {unit} | {x:.1f} | - | - |")
+                    continue
+                best = max(refs, key=refs.get)
+                label = "Haswell" if best == "openblas_haswell" else context.get("openblas_core", "default")
+                label = f"OpenBLAS {label}"
+                ref, ref_text = refs[best], f"{refs[best]:.1f} ({label})"
+            else:
+                (name, unit), ref = labels[key[1]], statistics.median(r["torch"])
+                ref_text = f"{fmt(ref, unit)} (PyTorch)"
+            print(f"| {name} | {unit} | {fmt(x, unit)} | {ref_text} | {x / ref:.2f} |")
+    scaling = sorted({(k[0], k[1]) for k in results if (k[0], k[1], 1) in results and (k[0], k[1], 2) in results},
+                     key=lambda k: (k[0] != "gemm", list(GEMM_SHAPES).index(k[1]) if k[0] == "gemm" else
+                                    list(labels).index(k[1])))
+    if scaling:
+        print("\n### Two threads / one thread (ratio of the medians)\n")
+        print("| case | xcnn | reference |")
+        print("|---|---|---|")
+        for group, case in scaling:
+            one, two = results[(group, case, 1)], results[(group, case, 2)]
+            speedup = lambda column: statistics.median(two[column]) / statistics.median(one[column])  # noqa: E731
+            if group == "gemm":
+                name, refs = f"GEMM {case}", [c for c in ("openblas", "openblas_haswell") if c in one]
+                names = {"openblas": "OpenBLAS", "openblas_haswell": "OpenBLAS Haswell"}
+                reference = ", ".join(f"{names[c]} {speedup(c):.2f}" for c in refs) or "-"
+            else:
+                name, reference = labels[case][0], f"PyTorch {speedup('torch'):.2f}"
+            print(f"| {name} | {speedup('xcnn'):.2f} | {reference} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("build_dir", nargs="?", default="build/bench",
+                        help="CMake build directory with benchmarks/bench_* (default: build/bench)")
+    parser.add_argument("--repetitions", type=int, default=3, help="passes over all cases (default 3)")
+    parser.add_argument("--min-time", type=float, default=0.5,
+                        help="seconds each case is timed for, per repetition (default 0.5)")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--only", default="gemm,layers,models",
+                        help="comma-separated groups among gemm, layers, models (default: all)")
+    parser.add_argument("--json", help="also write every measurement to this JSON file")
+    args = parser.parse_args()
+
+    torch = import_torch()
+    threads = [int(t) for t in args.threads.split(",")]
+    groups = set(args.only.split(","))
+    unknown = groups - {"gemm", "layers", "models"}
+    if unknown:
+        parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
+    for name in ("bench_gemm", "bench_conv2d", "bench_models"):
+        path = os.path.join(args.build_dir, "benchmarks", name)
+        if not os.access(path, os.X_OK):
+            sys.exit(f"compare_pytorch: {path} not found; build with: cmake --preset bench && "
+                     f"cmake --build --preset bench")
+
+    have_openblas = "gemm" in groups and has_openblas_cases(args.build_dir)
+    items = plan(args.build_dir, threads, groups, have_openblas)
+    torch_table = torch_cases(torch)
+    torch_steps = {}  # built once, reused by every repetition
+    load_before = os.getloadavg()
+    started = time.time()
+    results, cpu_results, context, cores = {}, {}, {}, {}
+    for rep in range(args.repetitions):
+        for item in items:
+            label = f"[{rep + 1}/{args.repetitions}] {'/'.join(map(str, item['row']))} {item['column']}"
+            if item["column"] == "torch":
+                build, work = torch_table[item["case"]]
+                if item["case"] not in torch_steps:
+                    torch_steps[item["case"]] = build()
+                value, per_cpu = run_torch(torch, torch_steps[item["case"]], work, item["row"][2], args.min_time)
+            else:
+                value, per_cpu, ctx = run_xcnn(item["binary"], item["name"], item["counter"], args.min_time,
+                                               item["env"])
+                if "openblas_core" in ctx:
+                    cores[item["column"]] = ctx["openblas_core"]
+                    if item["column"] == "openblas":
+                        context["openblas_core"] = ctx["openblas_core"]
+                if "xcnn_simd" in ctx:
+                    context["xcnn_simd"] = ctx["xcnn_simd"]
+            print(f"{label}: {value:.1f}", file=sys.stderr, flush=True)
+            results.setdefault(item["row"], {}).setdefault(item["column"], []).append(value)
+            cpu_results.setdefault(item["row"], {}).setdefault(item["column"], []).append(per_cpu)
+    load_after = os.getloadavg()
+
+    print(f"## xcnn vs PyTorch {torch.__version__} — {cpu_model()}, {os.cpu_count()} logical CPUs\n")
+    print(f"- build dir `{args.build_dir}`; {args.repetitions} repetitions of ≥ {args.min_time} s per case, "
+          f"interleaved; medians shown, `range` = min–max of the per-repetition ratios")
+    print(f"- load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
+          f"{', '.join(f'{v:.2f}' for v in load_after)}; wall time {time.time() - started:.0f} s")
+    if max(load_before[0], load_after[0]) > 1.0:
+        print("- **the load average exceeded 1: other processes were using the CPUs, so the numbers "
+              "(the two-thread ones above all) are lower and noisier than on an idle machine**")
+    if cores:
+        print(f"- OpenBLAS kernels: default = {cores.get('openblas', '?')}, with OPENBLAS_CORETYPE=Haswell = "
+              f"{cores.get('openblas_haswell', '?')}; xcnn's SIMD target: {context.get('xcnn_simd', '?')}")
+    print(f"- PyTorch: torch.set_num_threads(t), OPENBLAS_NUM_THREADS=1, "
+          f"oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}")
+    print_tables(results, cpu_results, context)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"load_before": load_before, "load_after": load_after, "context": context, "cores": cores,
+                       "results": [{"group": k[0], "case": k[1], "threads": k[2], "values": v,
+                                    "per_cpu_second": cpu_results[k]}
+                                   for k, v in results.items()]}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
