@@ -34,7 +34,7 @@ jobs=2
 
 # --- dependencies ----------------------------------------------------------------------------
 packages=(build-essential cmake libxtensor-dev xtl-dev libxsimd-dev catch2 zlib1g-dev
-          libbenchmark-dev libopenblas-dev python3-numpy)
+          libbenchmark-dev libopenblas-dev python3-numpy pkg-config)
 
 if command -v dpkg > /dev/null 2>&1; then
     missing=()

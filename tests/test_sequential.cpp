@@ -634,7 +634,8 @@ TEST_CASE("Sequential::backward_parameters gives backward's parameter gradients 
           "[sequential]")
 {
     std::mt19937 rng(77);
-    auto make = [] {
+    auto make = []
+    {
         xcnn::Sequential inner{xcnn::Conv2D<double>(xcnn::Conv2DOptions(2, 3, 3).stride(2).padding(1)),
                                xcnn::ReLU<double>{}};
         xcnn::Sequential net{inner, xcnn::Flatten<double>{}, xcnn::Dense<double>(3 * 4 * 4, 5)};

@@ -24,4 +24,10 @@
 #include "network/sequential.hpp"
 #include "optim/sgd.hpp"
 
+#include "io/gzip.hpp"
+#include "io/idx.hpp"
+#include "io/mnist.hpp"
+#include "io/model.hpp"
+#include "io/npy.hpp"
+
 #endif // XCNN_XCNN_HPP

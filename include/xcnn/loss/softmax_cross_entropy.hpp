@@ -23,6 +23,7 @@ template <class T>
 class SoftmaxCrossEntropy
 {
 public:
+    /// Scalar type of the logits and of the loss (`float` or `double`).
     using value_type = T;
 
     /// Loss for logits (N, classes) and labels (N) in [0, classes); caches the softmax.

@@ -23,21 +23,29 @@ template <class T>
 class parameter
 {
 public:
+    /// Scalar type of the tensor.
     using value_type = T;
 
+    /// A handle named `name` on a layer's tensor `value` and its gradient `grad`, of the same
+    /// shape. Both containers must outlive the handle.
     template <std::size_t N>
     parameter(std::string name, xt::xtensor<T, N>& value, xt::xtensor<T, N>& grad)
         : m_name(std::move(name)), m_value(&value), m_grad(&grad), m_access(&access<N>())
     {
     }
 
+    /// The name: "weight", "bias", or "3.weight" inside a `Sequential`.
     const std::string& name() const noexcept { return m_name; }
     /// Prefixes the name, as a container does for the parameters of its children ("0." + "weight").
     void add_prefix(const std::string& prefix) { m_name = prefix + m_name; }
 
+    /// The `size()` values, contiguous in row-major order.
     T* data() const { return m_access->data(m_value); }
+    /// The `size()` gradient values, laid out like `data()`.
     T* grad_data() const { return m_access->data(m_grad); }
+    /// Number of elements of the tensor.
     std::size_t size() const { return m_access->size(m_value); }
+    /// Shape of the tensor and of its gradient.
     std::vector<std::size_t> shape() const { return m_access->shape(m_value); }
 
     /// The parameter's values as an xtensor expression one may read or assign to.

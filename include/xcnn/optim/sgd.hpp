@@ -27,6 +27,9 @@ template <class T>
 class SGD
 {
 public:
+    /// Updates `parameters` (usually `net.parameters()`) with learning rate `lr`, `momentum` and L2
+    /// penalty `weight_decay`; as in PyTorch, both default to 0.
+    /// @throws value_error if `lr` is negative or not finite, or `momentum` or `weight_decay` is negative.
     SGD(std::vector<parameter<T>> parameters, T lr, T momentum = T(0), T weight_decay = T(0))
         : m_parameters(std::move(parameters)), m_momentum(momentum), m_weight_decay(weight_decay)
     {
@@ -39,6 +42,7 @@ public:
         m_buffers.resize(m_parameters.size());
     }
 
+    /// The learning rate.
     T lr() const noexcept { return m_lr; }
     /// Changes the learning rate, e.g. for a schedule.
     void set_lr(T lr)
@@ -49,8 +53,11 @@ public:
         }
         m_lr = lr;
     }
+    /// The momentum factor (0: plain SGD).
     T momentum() const noexcept { return m_momentum; }
+    /// The L2 penalty factor added to each gradient.
     T weight_decay() const noexcept { return m_weight_decay; }
+    /// The parameters this optimizer updates.
     const std::vector<parameter<T>>& parameters() const noexcept { return m_parameters; }
     /// Momentum buffer of parameter i (empty before the first step or without momentum).
     const std::vector<T>& momentum_buffer(std::size_t i) const { return m_buffers.at(i); }

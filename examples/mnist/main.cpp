@@ -1,0 +1,686 @@
+// xcnn-mnist: train and evaluate a CNN on MNIST-format data (MNIST, Fashion-MNIST, ...).
+//
+//   xcnn-mnist --data data/mnist                       # LeNet, the default recipe
+//   xcnn-mnist --data DIR --model seed --epochs 3 --lr 0.01 --log run.csv --save model.xcnn
+//   xcnn-mnist --data DIR --load model.xcnn --eval-only
+//
+// Run with --help for every option. Exit status: 0 success, 1 a runtime error (missing or
+// invalid data, a model file that does not fit), 2 invalid arguments.
+#include "models.hpp"
+
+#include <xcnn/core/threading.hpp>
+#include <xcnn/xcnn.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(_WIN32)
+#include <io.h>
+#define XCNN_ISATTY(fd) _isatty(fd)
+#else
+#include <unistd.h>
+#define XCNN_ISATTY(fd) isatty(fd)
+#endif
+
+namespace
+{
+
+constexpr std::size_t classes = 10;
+constexpr std::size_t image_size = 28;
+
+// The default recipe (no --lr given): SGD with momentum 0.9 and weight decay 5e-4, batch 64,
+// 10 epochs, the learning rate warmed up linearly from 0 to 0.05 over the first half epoch and
+// then decayed to 0 along a cosine, per step. With --lr X the learning rate is X, constant, and
+// there is no weight decay: a plain PyTorch training loop.
+constexpr int default_epochs = 10;
+constexpr std::size_t default_batch = 64;
+constexpr double default_peak_lr = 0.05;
+constexpr double default_warmup_epochs = 0.5;
+constexpr double default_momentum = 0.9;
+constexpr double default_weight_decay = 5e-4;
+
+const char* const usage_text = R"(usage: xcnn-mnist [options]
+
+Trains a CNN on MNIST-format data and evaluates it on the test set after every epoch.
+
+  --data DIR         directory with train-images-idx3-ubyte, train-labels-idx1-ubyte,
+                     t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each raw or .gz)
+                     [data/mnist]
+  --model NAME       lenet: LeNet-5 with ReLU (Conv 6@5x5 pad 2, pool, Conv 16@5x5, pool,
+                            Dense 120, 84, 10)
+                     seed:  Conv 8@3x3 pad 1, Conv 16@3x3 pad 1, Dense 10   [lenet]
+  --epochs N         passes over the training set [10]
+  --batch-size N     images per SGD step [64]
+  --lr X             constant learning rate X, no weight decay; without --lr: the
+                     default recipe, warm-up to 0.05 over half an epoch, cosine decay to
+                     0, weight decay 5e-4
+  --momentum X       SGD momentum in [0, 1) [0.9]
+  --seed N           seed of the initial weights and of the shuffling [1]
+  --threads N        threads for xcnn's kernels, 0 = one per hardware thread
+                     [XCNN_NUM_THREADS or 1]
+  --save FILE        save the model to FILE after every epoch (atomically)
+  --load FILE        start from the model in FILE (saved with --save, same --model)
+  --eval-only        only evaluate the model loaded with --load on the test set
+  --log CSV          write epoch,train_loss,test_loss,test_accuracy,seconds per epoch
+                     (accuracy a fraction in [0, 1], seconds the epoch's wall time)
+  -h, --help         show this help
+
+Exit status: 0 success, 1 runtime error (data, model file), 2 invalid arguments.
+)";
+
+struct usage_error : std::runtime_error
+{
+    using std::runtime_error::runtime_error;
+};
+
+struct options
+{
+    std::string data = "data/mnist";
+    std::string model = "lenet";
+    int epochs = default_epochs;
+    std::size_t batch_size = default_batch;
+    bool lr_given = false;
+    double lr = default_peak_lr;
+    double momentum = default_momentum;
+    std::uint32_t seed = 1;
+    bool threads_given = false;
+    std::size_t threads = 1;
+    std::string save, load, log;
+    bool eval_only = false;
+    bool help = false;
+};
+
+unsigned long long parse_unsigned(const std::string& option, const std::string& value, unsigned long long max)
+{
+    std::size_t used = 0;
+    unsigned long long v = 0;
+    try
+    {
+        if (value.empty() || value[0] == '-' || value[0] == '+')
+        {
+            throw std::invalid_argument(value);
+        }
+        v = std::stoull(value, &used, 10);
+    }
+    catch (const std::exception&)
+    {
+        throw usage_error(option + " expects a non-negative integer, got '" + value + "'");
+    }
+    if (used != value.size())
+    {
+        throw usage_error(option + " expects a non-negative integer, got '" + value + "'");
+    }
+    if (v > max)
+    {
+        throw usage_error(option + " must be at most " + std::to_string(max) + ", got " + value);
+    }
+    return v;
+}
+
+double parse_double(const std::string& option, const std::string& value)
+{
+    std::size_t used = 0;
+    double v = 0;
+    try
+    {
+        v = std::stod(value, &used);
+    }
+    catch (const std::exception&)
+    {
+        throw usage_error(option + " expects a number, got '" + value + "'");
+    }
+    if (used != value.size() || !std::isfinite(v))
+    {
+        throw usage_error(option + " expects a finite number, got '" + value + "'");
+    }
+    return v;
+}
+
+options parse_arguments(int argc, char** argv)
+{
+    options o;
+    for (int i = 1; i < argc; ++i)
+    {
+        std::string arg = argv[i];
+        std::string value;
+        bool has_inline_value = false;
+        if (arg.rfind("--", 0) == 0)
+        {
+            const auto eq = arg.find('=');
+            if (eq != std::string::npos)
+            {
+                value = arg.substr(eq + 1);
+                arg = arg.substr(0, eq);
+                has_inline_value = true;
+            }
+        }
+        auto next = [&]() -> std::string
+        {
+            if (has_inline_value)
+            {
+                return value;
+            }
+            if (i + 1 >= argc)
+            {
+                throw usage_error(arg + " needs a value");
+            }
+            return argv[++i];
+        };
+        auto no_value = [&]
+        {
+            if (has_inline_value)
+            {
+                throw usage_error(arg + " takes no value");
+            }
+        };
+        if (arg == "-h" || arg == "--help")
+        {
+            no_value();
+            o.help = true;
+        }
+        else if (arg == "--data")
+        {
+            o.data = next();
+            if (o.data.empty())
+            {
+                throw usage_error("--data needs a directory");
+            }
+        }
+        else if (arg == "--model")
+        {
+            o.model = next();
+            if (o.model != "lenet" && o.model != "seed")
+            {
+                throw usage_error("--model must be lenet or seed, got '" + o.model + "'");
+            }
+        }
+        else if (arg == "--epochs")
+        {
+            o.epochs = static_cast<int>(parse_unsigned(arg, next(), 1000000));
+            if (o.epochs < 1)
+            {
+                throw usage_error("--epochs must be at least 1");
+            }
+        }
+        else if (arg == "--batch-size")
+        {
+            o.batch_size = static_cast<std::size_t>(parse_unsigned(arg, next(), 1u << 20));
+            if (o.batch_size < 1)
+            {
+                throw usage_error("--batch-size must be at least 1");
+            }
+        }
+        else if (arg == "--lr")
+        {
+            o.lr = parse_double(arg, next());
+            o.lr_given = true;
+            if (!(o.lr > 0))
+            {
+                throw usage_error("--lr must be positive");
+            }
+        }
+        else if (arg == "--momentum")
+        {
+            o.momentum = parse_double(arg, next());
+            if (!(o.momentum >= 0 && o.momentum < 1))
+            {
+                throw usage_error("--momentum must be in [0, 1)");
+            }
+        }
+        else if (arg == "--seed")
+        {
+            o.seed = static_cast<std::uint32_t>(parse_unsigned(arg, next(), 0xFFFFFFFFull));
+        }
+        else if (arg == "--threads")
+        {
+            o.threads = static_cast<std::size_t>(parse_unsigned(arg, next(), 1024));
+            o.threads_given = true;
+        }
+        else if (arg == "--save")
+        {
+            o.save = next();
+            if (o.save.empty())
+            {
+                throw usage_error("--save needs a file name");
+            }
+        }
+        else if (arg == "--load")
+        {
+            o.load = next();
+            if (o.load.empty())
+            {
+                throw usage_error("--load needs a file name");
+            }
+        }
+        else if (arg == "--log")
+        {
+            o.log = next();
+            if (o.log.empty())
+            {
+                throw usage_error("--log needs a file name");
+            }
+        }
+        else if (arg == "--eval-only")
+        {
+            no_value();
+            o.eval_only = true;
+        }
+        else if (arg.rfind("-", 0) == 0)
+        {
+            throw usage_error("unknown option '" + arg + "'");
+        }
+        else
+        {
+            throw usage_error("unexpected argument '" + arg + "'");
+        }
+    }
+    if (o.eval_only && o.load.empty())
+    {
+        throw usage_error("--eval-only needs --load FILE (a model to evaluate)");
+    }
+    if (o.eval_only && !o.save.empty())
+    {
+        throw usage_error("--save has no effect with --eval-only");
+    }
+    return o;
+}
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point start)
+{
+    return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+std::string format_duration(double seconds)
+{
+    const long s = std::lround(std::max(0.0, seconds));
+    std::ostringstream out;
+    if (s >= 3600)
+    {
+        out << s / 3600 << ':' << std::setw(2) << std::setfill('0') << (s / 60) % 60 << ':' << std::setw(2) << s % 60;
+    }
+    else
+    {
+        out << s / 60 << ':' << std::setw(2) << std::setfill('0') << s % 60;
+    }
+    return out.str();
+}
+
+/// Progress of one epoch: a bar redrawn in place on a terminal, plain lines at 25/50/75 %
+/// otherwise (logs, pipes, CI).
+class progress
+{
+public:
+    progress(bool terminal, int epoch, int epochs, std::size_t batches)
+        : m_terminal(terminal), m_epoch(epoch), m_epochs(epochs), m_batches(batches), m_start(clock_type::now())
+    {
+    }
+
+    void update(std::size_t batch, double mean_loss, std::size_t images)
+    {
+        const double elapsed = seconds_since(m_start);
+        const double rate = elapsed > 0 ? static_cast<double>(images) / elapsed : 0.0;
+        const double eta =
+            batch > 0 ? elapsed * static_cast<double>(m_batches - batch) / static_cast<double>(batch) : 0;
+        std::ostringstream status;
+        status << std::setw(std::to_string(m_batches).size()) << batch << '/' << m_batches << "  loss " << std::fixed
+               << std::setprecision(4) << mean_loss << "  " << std::setprecision(0) << rate << " img/s  ETA "
+               << format_duration(eta);
+        if (m_terminal)
+        {
+            if (batch != m_batches && elapsed - m_last_draw < 0.1)
+            {
+                return;
+            }
+            m_last_draw = elapsed;
+            constexpr std::size_t width = 20;
+            const std::size_t filled = m_batches ? width * batch / m_batches : width;
+            std::string bar(filled, '=');
+            if (filled < width)
+            {
+                bar += '>';
+                bar.append(width - filled - 1, ' ');
+            }
+            std::cout << "\r\033[Kepoch " << m_epoch << '/' << m_epochs << " [" << bar << "] " << status.str()
+                      << std::flush;
+        }
+        else
+        {
+            const std::size_t quarter = (m_batches + 3) / 4;
+            if (batch < m_batches && quarter > 0 && batch % quarter == 0)
+            {
+                std::cout << "epoch " << m_epoch << '/' << m_epochs << "  batch " << status.str() << std::endl;
+            }
+        }
+    }
+
+    void finish()
+    {
+        if (m_terminal)
+        {
+            std::cout << "\r\033[K" << std::flush;
+        }
+    }
+
+private:
+    bool m_terminal;
+    int m_epoch, m_epochs;
+    std::size_t m_batches;
+    clock_type::time_point m_start;
+    double m_last_draw = -1;
+};
+
+struct evaluation
+{
+    double loss = 0;
+    double accuracy = 0;
+    std::array<std::array<std::size_t, classes>, classes> confusion{}; // [true][predicted]
+};
+
+template <class Net>
+evaluation evaluate(Net& net, const xcnn::io::labelled_images<float>& test)
+{
+    constexpr std::size_t chunk = 500;
+    const std::size_t n = test.labels.size();
+    evaluation result;
+    xcnn::SoftmaxCrossEntropy<float> loss;
+    xt::xtensor<float, 4> images;
+    xt::xtensor<std::int64_t, 1> labels;
+    std::size_t correct = 0;
+    const std::size_t pixels = image_size * image_size;
+    for (std::size_t start = 0; start < n; start += chunk)
+    {
+        const std::size_t count = std::min(chunk, n - start);
+        if (images.shape()[0] != count)
+        {
+            images.resize(std::array<std::size_t, 4>{count, std::size_t(1), image_size, image_size});
+            labels.resize(std::array<std::size_t, 1>{count});
+        }
+        std::copy(test.images.data() + start * pixels, test.images.data() + (start + count) * pixels, images.data());
+        std::copy(test.labels.data() + start, test.labels.data() + start + count, labels.data());
+        const auto& logits = net.predict(images);
+        result.loss += static_cast<double>(loss.forward(logits, labels)) * static_cast<double>(count);
+        const auto predicted = xcnn::argmax(logits);
+        for (std::size_t i = 0; i < count; ++i)
+        {
+            const auto t = static_cast<std::size_t>(labels(i)), p = static_cast<std::size_t>(predicted(i));
+            ++result.confusion[t][p];
+            correct += t == p ? 1 : 0;
+        }
+    }
+    result.loss /= static_cast<double>(std::max<std::size_t>(n, 1));
+    result.accuracy = static_cast<double>(correct) / static_cast<double>(std::max<std::size_t>(n, 1));
+    return result;
+}
+
+void print_confusion(const evaluation& e)
+{
+    std::cout << "\nconfusion matrix (rows: true label, columns: predicted label)\n      ";
+    for (std::size_t c = 0; c < classes; ++c)
+    {
+        std::cout << std::setw(6) << c;
+    }
+    std::cout << "   recall\n";
+    for (std::size_t t = 0; t < classes; ++t)
+    {
+        std::cout << std::setw(6) << t;
+        std::size_t total = 0;
+        for (std::size_t p = 0; p < classes; ++p)
+        {
+            std::cout << std::setw(6) << e.confusion[t][p];
+            total += e.confusion[t][p];
+        }
+        std::cout << "   ";
+        if (total > 0)
+        {
+            std::cout << std::fixed << std::setprecision(1) << std::setw(5)
+                      << 100.0 * static_cast<double>(e.confusion[t][t]) / static_cast<double>(total) << " %";
+        }
+        else
+        {
+            std::cout << "    -";
+        }
+        std::cout << '\n';
+    }
+}
+
+/// Checks what the models need: 28x28 single-channel images, labels in [0, 10).
+void check_dataset(const xcnn::io::labelled_images<float>& d, const std::string& what)
+{
+    const auto& s = d.images.shape();
+    if (s[2] != image_size || s[3] != image_size)
+    {
+        throw xcnn::shape_error("the " + what + " images are " + std::to_string(s[2]) + "x" + std::to_string(s[3]) +
+                                "; the models take 28x28 images");
+    }
+    for (std::size_t i = 0; i < d.labels.size(); ++i)
+    {
+        if (d.labels(i) < 0 || d.labels(i) >= static_cast<std::int64_t>(classes))
+        {
+            throw xcnn::value_error("the " + what + " label " + std::to_string(i) + " is " +
+                                    std::to_string(d.labels(i)) + "; the models have 10 classes (0 to 9)");
+        }
+    }
+    if (d.labels.size() == 0)
+    {
+        throw xcnn::value_error("the " + what + " set is empty");
+    }
+}
+
+/// The learning rate of the default recipe at `step` of `total` steps.
+double scheduled_lr(std::size_t step, std::size_t total, std::size_t steps_per_epoch)
+{
+    const double warmup = std::max(1.0, default_warmup_epochs * static_cast<double>(steps_per_epoch));
+    const double s = static_cast<double>(step);
+    if (s < warmup)
+    {
+        return default_peak_lr * (s + 1) / warmup;
+    }
+    const double progress = (s - warmup) / std::max(1.0, static_cast<double>(total) - warmup);
+    return default_peak_lr * 0.5 * (1 + std::cos(3.14159265358979323846 * std::min(1.0, progress)));
+}
+
+template <class Net>
+int run(Net net, const options& o)
+{
+    net.reset_parameters(o.seed);
+    if (!o.load.empty())
+    {
+        xcnn::load(net, o.load);
+        std::cout << "loaded " << o.load << '\n';
+    }
+
+    const auto load_start = clock_type::now();
+    const auto test = xcnn::io::load_mnist<float>(o.data, xcnn::io::mnist_split::test);
+    check_dataset(test, "test");
+    xcnn::io::labelled_images<float> train;
+    if (!o.eval_only)
+    {
+        train = xcnn::io::load_mnist<float>(o.data, xcnn::io::mnist_split::train);
+        check_dataset(train, "training");
+    }
+    std::cout << "data: " << o.data << ": " << train.labels.size() << " training and " << test.labels.size()
+              << " test images (" << std::fixed << std::setprecision(1) << seconds_since(load_start) << " s to load)\n";
+    std::cout << std::defaultfloat << std::setprecision(6);
+    std::cout << "model: " << o.model << ", " << net.num_parameters()
+              << " parameters; threads: " << xcnn::get_num_threads() << '\n';
+
+    std::ofstream log;
+    if (!o.log.empty())
+    {
+        log.open(o.log, std::ios::trunc);
+        if (!log)
+        {
+            throw xcnn::io_error("cannot write the log file '" + o.log + "'");
+        }
+        log << "epoch,train_loss,test_loss,test_accuracy,seconds\n" << std::flush;
+    }
+
+    if (o.eval_only)
+    {
+        const auto start = clock_type::now();
+        const auto e = evaluate(net, test);
+        const double seconds = seconds_since(start);
+        std::cout << "test loss " << std::fixed << std::setprecision(4) << e.loss << "  test accuracy "
+                  << std::setprecision(2) << 100 * e.accuracy << " %  (" << std::setprecision(1) << seconds << " s)\n";
+        if (log)
+        {
+            log << "0,," << std::setprecision(6) << e.loss << ',' << e.accuracy << ',' << std::setprecision(3)
+                << seconds << '\n'
+                << std::flush;
+        }
+        print_confusion(e);
+        return 0;
+    }
+
+    const std::size_t n = train.labels.size();
+    const std::size_t batches = (n + o.batch_size - 1) / o.batch_size;
+    const std::size_t total_steps = batches * static_cast<std::size_t>(o.epochs);
+    std::cout << "recipe: SGD, batch " << o.batch_size << ", momentum " << o.momentum << ", " << o.epochs
+              << " epoch(s), ";
+    if (o.lr_given)
+    {
+        std::cout << "learning rate " << o.lr << " (constant)";
+    }
+    else
+    {
+        std::cout << "learning rate warm-up to " << default_peak_lr << " then cosine decay, weight decay "
+                  << default_weight_decay;
+    }
+    std::cout << ", seed " << o.seed << "\n\n";
+
+    xcnn::SoftmaxCrossEntropy<float> loss;
+    const double weight_decay = o.lr_given ? 0.0 : default_weight_decay;
+    xcnn::SGD<float> sgd(net.parameters(), static_cast<float>(o.lr), static_cast<float>(o.momentum),
+                         static_cast<float>(weight_decay));
+    std::seed_seq shuffle_seed{o.seed, 0x5eedu};
+    std::mt19937 shuffle_rng(shuffle_seed);
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t(0));
+    xt::xtensor<float, 4> images;
+    xt::xtensor<std::int64_t, 1> labels;
+    const std::size_t pixels = image_size * image_size;
+    const bool terminal = XCNN_ISATTY(1) != 0;
+    evaluation last;
+    std::size_t step = 0;
+    for (int epoch = 1; epoch <= o.epochs; ++epoch)
+    {
+        const auto epoch_start = clock_type::now();
+        std::shuffle(order.begin(), order.end(), shuffle_rng);
+        progress bar(terminal, epoch, o.epochs, batches);
+        double loss_sum = 0;
+        for (std::size_t b = 0; b < batches; ++b, ++step)
+        {
+            const std::size_t begin = b * o.batch_size, count = std::min(o.batch_size, n - begin);
+            if (images.shape()[0] != count)
+            {
+                images.resize(std::array<std::size_t, 4>{count, std::size_t(1), image_size, image_size});
+                labels.resize(std::array<std::size_t, 1>{count});
+            }
+            for (std::size_t i = 0; i < count; ++i)
+            {
+                const std::size_t src = order[begin + i];
+                std::copy(train.images.data() + src * pixels, train.images.data() + (src + 1) * pixels,
+                          images.data() + i * pixels);
+                labels(i) = train.labels(src);
+            }
+            if (!o.lr_given)
+            {
+                sgd.set_lr(static_cast<float>(scheduled_lr(step, total_steps, batches)));
+            }
+            const auto& logits = net.forward(images);
+            const float value = loss.forward(logits, labels);
+            if (!std::isfinite(value))
+            {
+                bar.finish();
+                throw xcnn::numeric_error("training diverged in epoch " + std::to_string(epoch) + " at batch " +
+                                          std::to_string(b + 1) + " (loss " + std::to_string(value) +
+                                          "); try a smaller --lr");
+            }
+            net.backward(loss.backward());
+            sgd.step();
+            loss_sum += static_cast<double>(value) * static_cast<double>(count);
+            bar.update(b + 1, loss_sum / static_cast<double>(begin + count), begin + count);
+        }
+        bar.finish();
+        const double train_seconds = seconds_since(epoch_start);
+        const double train_loss = loss_sum / static_cast<double>(n);
+        last = evaluate(net, test);
+        const double seconds = seconds_since(epoch_start);
+        std::cout << "epoch " << epoch << '/' << o.epochs << "  train loss " << std::fixed << std::setprecision(4)
+                  << train_loss << "  test loss " << last.loss << "  test accuracy " << std::setprecision(2)
+                  << 100 * last.accuracy << " %  (" << std::setprecision(1) << train_seconds << " s training, "
+                  << std::setprecision(0) << static_cast<double>(n) / train_seconds << " img/s; "
+                  << std::setprecision(1) << seconds - train_seconds << " s test)" << std::endl;
+        if (log)
+        {
+            log << epoch << ',' << std::setprecision(6) << train_loss << ',' << last.loss << ',' << last.accuracy << ','
+                << std::setprecision(3) << seconds << '\n'
+                << std::flush;
+        }
+        if (!o.save.empty())
+        {
+            xcnn::save(net, o.save);
+        }
+    }
+    if (!o.save.empty())
+    {
+        std::cout << "saved " << o.save << '\n';
+    }
+    print_confusion(last);
+    std::cout << "\nfinal test accuracy " << std::fixed << std::setprecision(2) << 100 * last.accuracy << " %\n";
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    options o;
+    try
+    {
+        o = parse_arguments(argc, argv);
+    }
+    catch (const usage_error& e)
+    {
+        std::cerr << "xcnn-mnist: " << e.what() << "\n\n" << usage_text;
+        return 2;
+    }
+    if (o.help)
+    {
+        std::cout << usage_text;
+        return 0;
+    }
+    try
+    {
+        if (o.threads_given)
+        {
+            xcnn::set_num_threads(o.threads);
+        }
+        return o.model == "lenet" ? run(mnist_models::make_lenet<float>(), o)
+                                  : run(mnist_models::make_seed_net<float>(), o);
+    }
+    catch (const std::exception& e)
+    {
+        std::cout << std::flush;
+        std::cerr << "xcnn-mnist: error: " << e.what() << '\n';
+        return 1;
+    }
+}
