@@ -21,6 +21,8 @@
 #include <xcnn/network/sequential.hpp>
 #include <xcnn/optim/sgd.hpp>
 
+#include "models.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
@@ -32,30 +34,14 @@ namespace
 
 constexpr std::size_t batch = 64;
 
+// The networks of the MNIST example, so the benchmark measures exactly what it trains.
 auto make_lenet()
 {
-    return xcnn::Sequential{xcnn::Conv2D<float>(1, 6, 5, 1, 2),
-                            xcnn::ReLU<float>{},
-                            xcnn::MaxPool2D<float>(2),
-                            xcnn::Conv2D<float>(6, 16, 5),
-                            xcnn::ReLU<float>{},
-                            xcnn::MaxPool2D<float>(2),
-                            xcnn::Flatten<float>{},
-                            xcnn::Dense<float>(400, 120),
-                            xcnn::ReLU<float>{},
-                            xcnn::Dense<float>(120, 84),
-                            xcnn::ReLU<float>{},
-                            xcnn::Dense<float>(84, 10)};
+    return mnist_models::make_lenet<float>();
 }
-
 auto make_seed()
 {
-    return xcnn::Sequential{xcnn::Conv2D<float>(1, 8, 3, 1, 1),
-                            xcnn::ReLU<float>{},
-                            xcnn::Conv2D<float>(8, 16, 3, 1, 1),
-                            xcnn::ReLU<float>{},
-                            xcnn::Flatten<float>{},
-                            xcnn::Dense<float>(16 * 28 * 28, 10)};
+    return mnist_models::make_seed_net<float>();
 }
 
 /// A batch of images uniform in [-1, 1) and labels in [0, 10), from a fixed seed.

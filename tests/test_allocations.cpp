@@ -4,6 +4,8 @@
 
 #include <xcnn/xcnn.hpp>
 
+#include "models.hpp"
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -118,18 +120,7 @@ TEST_CASE("a steady-state LeNet training step allocates nothing, at 1 and 2 thre
     xcnn::set_num_threads(threads);
     CAPTURE(threads);
 
-    xcnn::Sequential net{xcnn::Conv2D<float>(1, 6, 5, 1, 2),
-                         xcnn::ReLU<float>{},
-                         xcnn::MaxPool2D<float>(2),
-                         xcnn::Conv2D<float>(6, 16, 5),
-                         xcnn::ReLU<float>{},
-                         xcnn::MaxPool2D<float>(2),
-                         xcnn::Flatten<float>{},
-                         xcnn::Dense<float>(400, 120),
-                         xcnn::ReLU<float>{},
-                         xcnn::Dense<float>(120, 84),
-                         xcnn::ReLU<float>{},
-                         xcnn::Dense<float>(84, 10)};
+    auto net = mnist_models::make_lenet<float>();
     net.reset_parameters(3u);
     std::mt19937 rng(4);
     std::uniform_real_distribution<float> pixel(0.f, 1.f);

@@ -1,6 +1,8 @@
 // IDX reader/writer (io/idx.hpp, io/mnist.hpp, io/gzip.hpp): round trips raw and gzip, and every
 // malformed file gives a clear exception — never a crash or a huge allocation.
 #include "catch_compat.hpp"
+
+#include "support/error_of.hpp"
 #include "support/temp_dir.hpp"
 
 #include <xcnn/io/idx.hpp>
@@ -93,19 +95,7 @@ void check_images(const xt::xtensor<float, 4>& images, const bytes& pixels, std:
     CHECK(wrong == 0);
 }
 
-template <class F>
-std::string error_of(F&& f)
-{
-    try
-    {
-        f();
-    }
-    catch (const xcnn::error& e)
-    {
-        return e.what();
-    }
-    return "(no exception)";
-}
+using xcnn_test::error_of;
 
 } // namespace
 

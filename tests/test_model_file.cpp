@@ -2,6 +2,8 @@
 // a truncated file, a newer version or another architecture is a clear error that leaves the
 // network unchanged; a failed save leaves the previous file intact and no temporary file behind.
 #include "catch_compat.hpp"
+
+#include "support/error_of.hpp"
 #include "support/temp_dir.hpp"
 
 #include <xcnn/io/model.hpp>
@@ -45,19 +47,7 @@ std::vector<std::vector<unsigned char>> parameter_bytes(Net& net)
     return out;
 }
 
-template <class F>
-std::string error_of(F&& f)
-{
-    try
-    {
-        f();
-    }
-    catch (const xcnn::error& e)
-    {
-        return e.what();
-    }
-    return "(no exception)";
-}
+using xcnn_test::error_of;
 
 bool has_temporary_files(const xcnn_test::temp_dir& dir)
 {

@@ -4,6 +4,8 @@
 // LeNet with PyTorch's weights gives PyTorch's logits, and the same losses and logits after two
 // SGD steps with momentum.
 #include "catch_compat.hpp"
+
+#include "support/error_of.hpp"
 #include "support/temp_dir.hpp"
 
 #include "models.hpp" // examples/mnist: the LeNet of xcnn-mnist
@@ -27,19 +29,7 @@ namespace
 
 const std::string fixture = std::string(XCNN_TEST_FIXTURES_DIR) + "/torch_lenet";
 
-template <class F>
-std::string error_of(F&& f)
-{
-    try
-    {
-        f();
-    }
-    catch (const xcnn::error& e)
-    {
-        return e.what();
-    }
-    return "(no exception)";
-}
+using xcnn_test::error_of;
 
 /// The concatenation of `parts` (one allocation, no vector::insert: GCC 12's -Warray-bounds
 /// misfires on insert into a short vector).
