@@ -108,8 +108,8 @@ struct contraction_tables
 
 /// Checks the axes of a contraction and returns the free axes of a and b.
 template <class A, class B>
-void check_contraction(const tensor_ref<A>& a, const axes_list& axes_a, const tensor_ref<B>& b,
-                       const axes_list& axes_b, axes_list& free_a, axes_list& free_b)
+void check_contraction(const tensor_ref<A>& a, const axes_list& axes_a, const tensor_ref<B>& b, const axes_list& axes_b,
+                       axes_list& free_a, axes_list& free_b)
 {
     auto fail = [&](const std::string& why)
     {

@@ -88,7 +88,10 @@ public:
         {
             std::lock_guard<std::mutex> lock(m_mutex);
             m_job = &job;
-            m_call = [](const void* f, std::size_t worker) { (*static_cast<const Job*>(f))(worker); };
+            m_call = [](const void* f, std::size_t worker)
+            {
+                (*static_cast<const Job*>(f))(worker);
+            };
             m_pending = m_threads.size();
             m_error = nullptr;
             ++m_generation;
