@@ -131,14 +131,14 @@ public:
     template <class X>
     decltype(auto) forward(const X& x)
     {
-        return forward_from<0>(x);
+        return run_from<true, 0>(x);
     }
 
     /// Runs every layer's `predict`: same result as `forward`, no training caches.
     template <class X>
     decltype(auto) predict(const X& x)
     {
-        return predict_from<0>(x);
+        return run_from<false, 0>(x);
     }
 
     /// Runs every layer's `backward` from the last to the first; returns dLoss/dinput and
@@ -146,7 +146,7 @@ public:
     template <class G>
     decltype(auto) backward(const G& grad_output)
     {
-        return backward_from<layer_count - 1>(grad_output);
+        return backward_from<true, layer_count - 1>(grad_output);
     }
 
     /// Like `backward`, but the first layer only computes its parameter gradients, not the
@@ -155,7 +155,7 @@ public:
     template <class G>
     void backward_parameters(const G& grad_output)
     {
-        backward_parameters_from<layer_count - 1>(grad_output);
+        backward_from<false, layer_count - 1>(grad_output);
     }
 
     /// Every (parameter, gradient) pair, named like PyTorch's `state_dict` keys ("0.weight").
@@ -307,8 +307,9 @@ private:
         }
     }
 
-    template <std::size_t I, class X>
-    decltype(auto) forward_from(const X& x)
+    /// Runs layer I and the ones after it: `forward` when training, `predict` otherwise.
+    template <bool Training, std::size_t I, class X>
+    decltype(auto) run_from(const X& x)
     {
         if constexpr (I == layer_count)
         {
@@ -316,58 +317,44 @@ private:
         }
         else
         {
-            const auto& y = *guarded<I>([&] { return &std::get<I>(m_layers).forward(x); });
-            return forward_from<I + 1>(y);
+            auto& layer = std::get<I>(m_layers);
+            const auto& y = *guarded<I>(
+                [&]
+                {
+                    if constexpr (Training)
+                    {
+                        return &layer.forward(x);
+                    }
+                    else
+                    {
+                        return &layer.predict(x);
+                    }
+                });
+            return run_from<Training, I + 1>(y);
         }
     }
 
-    template <std::size_t I, class X>
-    decltype(auto) predict_from(const X& x)
-    {
-        if constexpr (I == layer_count)
-        {
-            return (x);
-        }
-        else
-        {
-            const auto& y = *guarded<I>([&] { return &std::get<I>(m_layers).predict(x); });
-            return predict_from<I + 1>(y);
-        }
-    }
-
-    template <std::size_t I, class G>
+    /// Runs `backward` of layer I and the ones before it and returns dX of the first layer, or,
+    /// without InputGrad, lets the first layer compute only its parameter gradients when it can.
+    template <bool InputGrad, std::size_t I, class G>
     decltype(auto) backward_from(const G& grad)
     {
-        const auto& dx = *guarded<I>([&] { return &std::get<I>(m_layers).backward(grad); });
-        if constexpr (I == 0)
+        auto& layer = std::get<I>(m_layers);
+        if constexpr (I == 0 && !InputGrad && detail::has_backward_parameters<std::decay_t<decltype(layer)>, G>::value)
         {
-            return (dx);
+            guarded<0>([&] { return (layer.backward_parameters(grad), 0); });
         }
         else
         {
-            return backward_from<I - 1>(dx);
-        }
-    }
-
-    template <std::size_t I, class G>
-    void backward_parameters_from(const G& grad)
-    {
-        if constexpr (I == 0)
-        {
-            auto& layer = std::get<0>(m_layers);
-            if constexpr (detail::has_backward_parameters<std::decay_t<decltype(layer)>, G>::value)
+            const auto& dx = *guarded<I>([&] { return &layer.backward(grad); });
+            if constexpr (I > 0)
             {
-                guarded<0>([&] { return (layer.backward_parameters(grad), 0); });
+                return backward_from<InputGrad, I - 1>(dx);
             }
-            else
+            else if constexpr (InputGrad)
             {
-                guarded<0>([&] { return &layer.backward(grad); });
+                return (dx);
             }
-        }
-        else
-        {
-            const auto& dx = *guarded<I>([&] { return &std::get<I>(m_layers).backward(grad); });
-            backward_parameters_from<I - 1>(dx);
         }
     }
 
