@@ -421,3 +421,221 @@ TEST_CASE("MNIST directories: standard names, raw or .gz, and matching counts")
         CHECK_THAT(error_of([&] { xcnn::io::load_idx_labels(dir / "nope"); }), xcnn_test::contains("nope'"));
     }
 }
+
+namespace
+{
+
+/// What reading a damaged file gave: a clean xcnn::error, exactly the original content, or a
+/// different content (a damage nothing detected).
+enum class outcome
+{
+    error,
+    identical,
+    different
+};
+
+template <class Read, class Expected>
+outcome outcome_of(Read&& read, const Expected& expected)
+{
+    try
+    {
+        return read() == expected ? outcome::identical : outcome::different;
+    }
+    catch (const xcnn::error&)
+    {
+        return outcome::error;
+    }
+}
+
+/// A small image file (3 images of 5 x 4) and the images it holds.
+struct small_images
+{
+    sample_set samples = make_samples(3, 5, 4, 9);
+    bytes file = idx_file(0x08, {3, 5, 4}, samples.pixels);
+    xt::xtensor<float, 4> images = read_seekable(file);
+
+    static xt::xtensor<float, 4> read_seekable(const bytes& b)
+    {
+        auto in = stream_of(b);
+        return xcnn::io::read_idx_images<float>(in, "mem");
+    }
+    static xt::xtensor<float, 4> read_unseekable(const bytes& b)
+    {
+        unseekable_buf buf(b);
+        std::istream in(&buf);
+        return xcnn::io::read_idx_images<float>(in, "pipe");
+    }
+};
+
+} // namespace
+
+TEST_CASE("IDX files cut at every byte, raw and gzip, are clean errors")
+{
+    xcnn_test::temp_dir dir;
+    const small_images s;
+    std::size_t tried = 0;
+    for (std::size_t n = 0; n < s.file.size(); ++n)
+    {
+        const bytes cut(s.file.begin(), s.file.begin() + static_cast<long>(n));
+        INFO("raw file cut to " << n << " of " << s.file.size() << " bytes");
+        CHECK(outcome_of([&] { return small_images::read_seekable(cut); }, s.images) == outcome::error);
+        CHECK(outcome_of([&] { return small_images::read_unseekable(cut); }, s.images) == outcome::error);
+        xcnn_test::write_bytes(dir / "cut", cut);
+        CHECK(outcome_of([&] { return xcnn::io::load_idx_images<float>(dir / "cut"); }, s.images) == outcome::error);
+        tried += 3;
+    }
+    if (xcnn::io::has_zlib)
+    {
+        xcnn::io::write_gzip_file(dir / "good.gz", s.file.data(), s.file.size());
+        const auto gz = xcnn_test::read_bytes(dir / "good.gz");
+        REQUIRE(outcome_of([&] { return xcnn::io::load_idx_images<float>(dir / "good.gz"); }, s.images) ==
+                outcome::identical);
+        // Every prefix, down to the last byte of the gzip trailer (CRC-32 and length): zlib
+        // must report the end as premature, not deliver the data as if complete.
+        for (std::size_t n = 0; n < gz.size(); ++n)
+        {
+            xcnn_test::write_bytes(dir / "cut.gz", bytes(gz.begin(), gz.begin() + static_cast<long>(n)));
+            INFO("gzip file cut to " << n << " of " << gz.size() << " bytes");
+            CHECK(outcome_of([&] { return xcnn::io::load_idx_images<float>(dir / "cut.gz"); }, s.images) ==
+                  outcome::error);
+            ++tried;
+        }
+    }
+    WARN("IDX truncation: " << tried << " truncated inputs, each a clean xcnn::error");
+}
+
+TEST_CASE("IDX files with trailing garbage are clean errors, raw and gzip")
+{
+    xcnn_test::temp_dir dir;
+    const small_images s;
+    std::size_t tried = 0;
+    std::vector<bytes> garbage;
+    for (std::size_t k : {1u, 2u, 3u, 4u, 7u, 16u, 100u, 1000u})
+    {
+        garbage.push_back(bytes(k, 0));
+        garbage.push_back(random_bytes(k, static_cast<unsigned>(k)));
+    }
+    garbage.push_back(s.file); // two files back to back
+    for (const auto& tail : garbage)
+    {
+        bytes longer = s.file;
+        longer.insert(longer.end(), tail.begin(), tail.end());
+        INFO(tail.size() << " bytes of garbage after the data");
+        CHECK(outcome_of([&] { return small_images::read_seekable(longer); }, s.images) == outcome::error);
+        CHECK(outcome_of([&] { return small_images::read_unseekable(longer); }, s.images) == outcome::error);
+        xcnn_test::write_bytes(dir / "long", longer);
+        CHECK(outcome_of([&] { return xcnn::io::load_idx_images<float>(dir / "long"); }, s.images) == outcome::error);
+        tried += 3;
+        if (xcnn::io::has_zlib)
+        {
+            // The garbage inside the compressed data: the IDX reader sees it.
+            xcnn::io::write_gzip_file(dir / "long.gz", longer.data(), longer.size());
+            CHECK(outcome_of([&] { return xcnn::io::load_idx_images<float>(dir / "long.gz"); }, s.images) ==
+                  outcome::error);
+            // The garbage after the gzip member: zlib, like gunzip, ignores bytes after a complete
+            // member that do not start another one. The content is then intact, never different.
+            xcnn::io::write_gzip_file(dir / "good.gz", s.file.data(), s.file.size());
+            auto gz = xcnn_test::read_bytes(dir / "good.gz");
+            gz.insert(gz.end(), tail.begin(), tail.end());
+            xcnn_test::write_bytes(dir / "trailing.gz", gz);
+            CHECK(outcome_of([&] { return xcnn::io::load_idx_images<float>(dir / "trailing.gz"); }, s.images) !=
+                  outcome::different);
+            tried += 2;
+        }
+    }
+    if (xcnn::io::has_zlib)
+    {
+        // A second gzip member is more content (RFC 1952 multi-member files): extra data.
+        xcnn::io::write_gzip_file(dir / "a.gz", s.file.data(), s.file.size());
+        xcnn::io::write_gzip_file(dir / "b.gz", s.file.data(), 1);
+        auto two = xcnn_test::read_bytes(dir / "a.gz");
+        const auto second = xcnn_test::read_bytes(dir / "b.gz");
+        two.insert(two.end(), second.begin(), second.end());
+        xcnn_test::write_bytes(dir / "two.gz", two);
+        CHECK_THAT(error_of([&] { xcnn::io::load_idx_images<float>(dir / "two.gz"); }),
+                   xcnn_test::contains("more data follows (extra data after the last element)"));
+        ++tried;
+    }
+    WARN("IDX trailing garbage: " << tried << " inputs, each a clean xcnn::error or the intact content");
+}
+
+TEST_CASE("every damaged header byte of an IDX file is a clean error or reads the same")
+{
+    xcnn_test::temp_dir dir;
+    const small_images s;
+    std::size_t tried = 0, accepted = 0;
+    const std::size_t header = 4 + 4 * 3;
+    for (std::size_t i = 0; i < header; ++i)
+    {
+        for (unsigned mask = 1; mask < 256; ++mask)
+        {
+            bytes bad = s.file;
+            bad[i] = static_cast<unsigned char>(bad[i] ^ mask);
+            INFO("header byte " << i << " xor " << mask);
+            const outcome seekable = outcome_of([&] { return small_images::read_seekable(bad); }, s.images);
+            const outcome piped = outcome_of([&] { return small_images::read_unseekable(bad); }, s.images);
+            // No single changed header byte can describe the same 60 pixels as rank-3 ubyte images.
+            CHECK(seekable == outcome::error);
+            CHECK(piped == seekable);
+            accepted += seekable != outcome::error ? 1 : 0;
+            tried += 2;
+        }
+        if (xcnn::io::has_zlib)
+        {
+            bytes bad = s.file;
+            bad[i] ^= 0xFF;
+            xcnn::io::write_gzip_file(dir / "bad.gz", bad.data(), bad.size());
+            CHECK(outcome_of([&] { return xcnn::io::load_idx_images<float>(dir / "bad.gz"); }, s.images) ==
+                  outcome::error);
+            ++tried;
+        }
+    }
+    CHECK(accepted == 0);
+
+    // Labels: a type byte changed from ubyte to byte still reads labels 0..9 identically; nothing
+    // else may read as different labels.
+    const bytes labels_file = idx_file(0x08, {3}, {3, 1, 4});
+    auto lin = stream_of(labels_file);
+    const auto labels = xcnn::io::read_idx_labels(lin);
+    std::size_t labels_identical = 0;
+    for (std::size_t i = 0; i < 8; ++i)
+    {
+        for (unsigned mask = 1; mask < 256; ++mask)
+        {
+            bytes bad = labels_file;
+            bad[i] = static_cast<unsigned char>(bad[i] ^ mask);
+            INFO("label header byte " << i << " xor " << mask);
+            const outcome o = outcome_of(
+                [&]
+                {
+                    auto in = stream_of(bad);
+                    return xcnn::io::read_idx_labels(in);
+                },
+                labels);
+            CHECK(o != outcome::different);
+            labels_identical += o == outcome::identical ? 1 : 0;
+            ++tried;
+        }
+    }
+    CHECK(labels_identical == 1); // 0x08 ^ 0x01 = 0x09, signed bytes
+
+    if (xcnn::io::has_zlib)
+    {
+        // Every byte of the gzip file itself: zlib's CRC-32 and length check catch the data,
+        // the header flags and the trailer; only bytes gunzip ignores too (time stamp, extra
+        // flags, OS) may leave the content as it was.
+        xcnn::io::write_gzip_file(dir / "good.gz", s.file.data(), s.file.size());
+        const auto gz = xcnn_test::read_bytes(dir / "good.gz");
+        for (std::size_t i = 0; i < gz.size(); ++i)
+        {
+            auto bad = gz;
+            bad[i] ^= 0xFF;
+            xcnn_test::write_bytes(dir / "bad.gz", bad);
+            INFO("gzip byte " << i << " of " << gz.size());
+            CHECK(outcome_of([&] { return xcnn::io::load_idx_images<float>(dir / "bad.gz"); }, s.images) !=
+                  outcome::different);
+            ++tried;
+        }
+    }
+    WARN("IDX damaged bytes: " << tried << " inputs, none read as different data");
+}

@@ -12,7 +12,9 @@
 #include <csignal>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/resource.h>
@@ -376,4 +378,193 @@ TEST_CASE("records of other kinds ride along and are skipped by load")
     auto twice = file;
     twice.records.push_back(twice.records[0]);
     CHECK_THROWS_AS(xcnn::io::write_model_file(dir / "twice.xcnn", twice), xcnn::value_error);
+}
+
+namespace
+{
+
+/// Offsets in a model file of the data bytes of its parameter records, in order: the bytes
+/// `load` copies into the network. Walks the documented layout independently of decode_model.
+std::vector<std::pair<std::size_t, std::size_t>> parameter_data_ranges(const std::vector<unsigned char>& file)
+{
+    using xcnn::io::detail::load_le;
+    std::vector<std::pair<std::size_t, std::size_t>> ranges;
+    std::size_t pos = load_le<std::uint32_t>(file.data() + 12);
+    const std::uint64_t count = load_le<std::uint64_t>(file.data() + 24);
+    for (std::uint64_t i = 0; i < count; ++i)
+    {
+        const std::size_t body = load_le<std::uint64_t>(file.data() + pos);
+        const std::size_t rank = load_le<std::uint16_t>(file.data() + pos + 10);
+        const std::size_t name = load_le<std::uint32_t>(file.data() + pos + 12);
+        const std::size_t data = pos + 16 + name + 8 * rank;
+        if (file[pos + 8] == static_cast<unsigned char>(xcnn::io::record_kind::parameter))
+        {
+            ranges.emplace_back(data, pos + 8 + body);
+        }
+        pos += 8 + body;
+    }
+    return ranges;
+}
+
+/// Rewrites the length field and the CRC-32 so that a damaged file passes both checks and the
+/// structure parser behind them is what must catch the damage.
+void repair_length_and_checksum(std::vector<unsigned char>& file)
+{
+    xcnn::io::detail::store_le(file.data() + 16, static_cast<std::uint64_t>(file.size()));
+    xcnn::io::detail::store_le(file.data() + file.size() - 4, xcnn::io::detail::crc32(file.data(), file.size() - 4));
+}
+
+/// `load_state` of `bytes` into `net`: true if it loaded, false after a clean xcnn::error (which
+/// must leave the network unchanged). Any other exception fails the test.
+template <class Net>
+bool load_or_refuse(Net& net, const std::vector<unsigned char>& bytes)
+{
+    const auto before = parameter_bytes(net);
+    try
+    {
+        xcnn::load_state(net, xcnn::io::decode_model(bytes, "mutated.xcnn"), "mutated.xcnn");
+        return true;
+    }
+    catch (const xcnn::error&)
+    {
+        REQUIRE(parameter_bytes(net) == before);
+        return false;
+    }
+}
+
+} // namespace
+
+TEST_CASE("a model file cut at every byte or followed by garbage is refused and changes nothing")
+{
+    xcnn_test::temp_dir dir;
+    auto saved = small_net();
+    saved.reset_parameters(31u);
+    xcnn::save(saved, dir / "m.xcnn");
+    const auto good = xcnn_test::read_bytes(dir / "m.xcnn");
+    auto net = small_net();
+    net.reset_parameters(32u);
+    std::size_t tried = 0;
+
+    for (std::size_t n = 0; n < good.size(); ++n)
+    {
+        INFO("cut to " << n << " of " << good.size() << " bytes");
+        const std::vector<unsigned char> cut(good.begin(), good.begin() + static_cast<long>(n));
+        CHECK_FALSE(load_or_refuse(net, cut));
+        CHECK_THROWS_AS(xcnn::io::decode_model(cut, "cut.xcnn"), xcnn::format_error);
+        ++tried;
+        // With the length and checksum made to match, the records themselves must not fit.
+        if (n >= 44)
+        {
+            auto repaired = cut;
+            repair_length_and_checksum(repaired);
+            CHECK_FALSE(load_or_refuse(net, repaired));
+            ++tried;
+        }
+    }
+    // Through the file API as well, at a few offsets (the same decode runs behind it).
+    for (std::size_t n : {std::size_t(0), std::size_t(43), good.size() / 3, good.size() - 1})
+    {
+        xcnn_test::write_bytes(dir / "cut.xcnn", std::vector<unsigned char>(good.begin(), good.begin() + long(n)));
+        CHECK_THROWS_AS(xcnn::load(net, dir / "cut.xcnn"), xcnn::format_error);
+        ++tried;
+    }
+
+    std::vector<std::vector<unsigned char>> garbage;
+    std::mt19937 rng(5);
+    for (std::size_t k : {1u, 3u, 4u, 8u, 40u, 1000u})
+    {
+        garbage.emplace_back(k, 0);
+        std::vector<unsigned char> random(k);
+        for (auto& b : random)
+        {
+            b = static_cast<unsigned char>(rng());
+        }
+        garbage.push_back(random);
+    }
+    garbage.push_back(good); // two model files back to back
+    for (const auto& tail : garbage)
+    {
+        INFO(tail.size() << " bytes of garbage after the file");
+        auto longer = good;
+        longer.insert(longer.end(), tail.begin(), tail.end());
+        CHECK_FALSE(load_or_refuse(net, longer));
+        CHECK_THAT(error_of([&] { xcnn::io::decode_model(longer, "long.xcnn"); }),
+                   xcnn_test::contains("(extra bytes at the end)"));
+        // Garbage between the last record and a matching length and checksum.
+        auto inside = std::vector<unsigned char>(good.begin(), good.end() - 4);
+        inside.insert(inside.end(), tail.begin(), tail.end());
+        inside.resize(inside.size() + 4);
+        repair_length_and_checksum(inside);
+        CHECK_FALSE(load_or_refuse(net, inside));
+        CHECK_THAT(error_of([&] { xcnn::io::decode_model(inside, "long.xcnn"); }),
+                   xcnn_test::contains("bytes after the last of the 6 records the header announces"));
+        tried += 2;
+    }
+    WARN("model file truncation and trailing garbage: " << tried << " inputs, each refused cleanly");
+}
+
+TEST_CASE("every byte of a model file damaged behind a valid checksum: refused, or exactly what it says")
+{
+    // The CRC-32 catches any damaged byte (see above). Here the length and checksum are rewritten
+    // after the damage, so each byte is checked by the structure parser and the network match:
+    // the result must be a clean error that leaves the network as it was, or a network holding
+    // exactly the file's values — the original ones, with the damaged byte if it is a weight's.
+    xcnn_test::temp_dir dir;
+    auto saved = small_net();
+    saved.reset_parameters(33u);
+    xcnn::save(saved, dir / "m.xcnn");
+    const auto good = xcnn_test::read_bytes(dir / "m.xcnn");
+    const auto original = parameter_bytes(saved);
+    const auto ranges = parameter_data_ranges(good);
+    REQUIRE(ranges.size() == 4);
+
+    auto net = small_net();
+    std::size_t tried = 0, refused = 0, same_model = 0, one_weight_byte = 0;
+    for (std::size_t i = 0; i < good.size() - 4; ++i)
+    {
+        if (i >= 16 && i < 24)
+        {
+            continue; // the length field, which the repair rewrites
+        }
+        for (unsigned mask : {0x01u, 0x80u, 0xFFu})
+        {
+            auto bad = good;
+            bad[i] = static_cast<unsigned char>(bad[i] ^ mask);
+            repair_length_and_checksum(bad);
+            INFO("byte " << i << " xor " << mask);
+            net.reset_parameters(34u);
+            ++tried;
+            if (!load_or_refuse(net, bad))
+            {
+                ++refused;
+                continue;
+            }
+            // Which parameter's data holds the damaged byte, if any.
+            auto expected = original;
+            bool in_weights = false;
+            for (std::size_t k = 0; k < ranges.size(); ++k)
+            {
+                if (i >= ranges[k].first && i < ranges[k].second)
+                {
+                    expected[k][i - ranges[k].first] ^= static_cast<unsigned char>(mask);
+                    in_weights = true;
+                }
+            }
+            CHECK(parameter_bytes(net) == expected);
+            (in_weights ? one_weight_byte : same_model) += 1;
+        }
+    }
+    // Damaged weights load as damaged weights (only the checksum could tell), header reserved
+    // bytes and metadata load as the same model; everything structural is refused.
+    std::size_t weight_bytes = 0;
+    for (const auto& p : original)
+    {
+        weight_bytes += p.size();
+    }
+    CHECK(one_weight_byte == 3 * weight_bytes);
+    CHECK(refused > 0);
+    CHECK(same_model > 0);
+    WARN("model file bytes damaged behind a valid checksum: " << tried << " inputs: " << refused << " refused, "
+                                                              << same_model << " the same model, " << one_weight_byte
+                                                              << " the damaged weight byte");
 }
