@@ -8,7 +8,9 @@
 #include <xcnn/io/idx.hpp>
 #include <xcnn/io/mnist.hpp>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <streambuf>
@@ -638,4 +640,37 @@ TEST_CASE("every damaged header byte of an IDX file is a clean error or reads th
         }
     }
     WARN("IDX damaged bytes: " << tried << " inputs, none read as different data");
+}
+
+TEST_CASE("read_idx into a type that cannot hold a value is a value_error, not undefined behaviour")
+{
+    // Found by fuzz_idx (UBSan: "1e+30 is outside the range of representable values of type
+    // 'long'"): a float converted to an integer type it does not fit in is undefined behaviour.
+    auto read_as = [](const auto& values, auto as)
+    {
+        std::ostringstream out(std::ios::binary);
+        xcnn::io::write_idx(out, values);
+        std::istringstream in(out.str(), std::ios::binary);
+        return xcnn::io::read_idx<decltype(as)>(in, "v.idx");
+    };
+    const xt::xtensor<float, 1> floats = {0.5f, -7.75f, 3.25f, 1e30f};
+    CHECK_THROWS_AS(read_as(floats, std::int64_t{}), xcnn::value_error);
+    CHECK_THAT(error_of([&] { read_as(floats, std::int64_t{}); }),
+               xcnn_test::contains("'v.idx': element 3 of the float32 (0x0D) data, 1e+30, is outside the range of "
+                                   "the requested type [-9223372036854775808, 9223372036854775807]"));
+    const xt::xtensor<float, 1> in_range = {0.5f, -7.75f, 3.25f};
+    CHECK((read_as(in_range, std::int64_t{}) == xt::xtensor<std::int64_t, 1>{0, -7, 3})); // truncated, like a cast
+    CHECK_THROWS_AS(read_as(xt::xtensor<double, 1>{std::nan("")}, std::int32_t{}), xcnn::value_error);
+    CHECK_THROWS_AS(read_as(xt::xtensor<double, 1>{-1.0}, std::uint8_t{}), xcnn::value_error);
+    CHECK(read_as(xt::xtensor<double, 1>{-0.99}, std::uint8_t{})(0) == 0);
+    // The bounds of int64 as doubles: -2^63 fits, 2^63 does not.
+    CHECK(read_as(xt::xtensor<double, 1>{-9223372036854775808.0}, std::int64_t{})(0) ==
+          std::numeric_limits<std::int64_t>::min());
+    CHECK_THROWS_AS(read_as(xt::xtensor<double, 1>{9223372036854775808.0}, std::int64_t{}), xcnn::value_error);
+    // Integers that would wrap.
+    CHECK_THROWS_AS(read_as(xt::xtensor<std::int32_t, 1>{70000}, std::int16_t{}), xcnn::value_error);
+    CHECK_THROWS_AS(read_as(xt::xtensor<std::int8_t, 1>{-1}, std::uint8_t{}), xcnn::value_error);
+    CHECK_THROWS_AS(read_as(xt::xtensor<std::uint8_t, 1>{200}, std::int8_t{}), xcnn::value_error);
+    CHECK(read_as(xt::xtensor<std::uint8_t, 1>{127}, std::int8_t{})(0) == 127);
+    CHECK(read_as(xt::xtensor<std::int16_t, 1>{-32768}, std::int32_t{})(0) == -32768);
 }

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <fstream>
 #include <istream>
+#include <limits>
 #include <memory>
 #include <ostream>
 #include <sstream>
@@ -322,6 +323,72 @@ T idx_element(const unsigned char* p, idx_type type)
     return T(0);
 }
 
+/// True if the stored value `v` converts to `T` exactly up to truncation: a floating-point
+/// value outside an integer type's range (or NaN) would be undefined behaviour, an integer outside
+/// it would silently wrap. Floating-point `T` takes anything (IEEE: out of range is infinite).
+template <class T, class S>
+bool idx_value_fits(S v) noexcept
+{
+    if constexpr (std::is_floating_point<T>::value)
+    {
+        (void)v;
+        return true;
+    }
+    else if constexpr (std::is_floating_point<S>::value)
+    {
+        // T's minimum is 0 or a power of two and max + 1 a power of two: both exact in S.
+        const S t = std::trunc(v);
+        return t >= static_cast<S>(std::numeric_limits<T>::min()) &&
+               t < std::ldexp(S(1), std::numeric_limits<T>::digits);
+    }
+    else
+    {
+        // S is at most 32 bits wide, so long long holds every stored value.
+        const auto w = static_cast<long long>(v);
+        if (w < 0)
+        {
+            return std::is_signed<T>::value && w >= static_cast<long long>(std::numeric_limits<T>::min());
+        }
+        return static_cast<unsigned long long>(w) <= static_cast<unsigned long long>(std::numeric_limits<T>::max());
+    }
+}
+
+template <class T, class S>
+T idx_convert(S v, idx_type type, const std::string& source, std::size_t index)
+{
+    if (!idx_value_fits<T>(v))
+    {
+        throw value_error(concat(quoted(source), ": element ", index, " of the ",
+                                 idx_type_name(static_cast<std::uint8_t>(type)), " data, ", +v,
+                                 ", is outside the range of the requested type [", +std::numeric_limits<T>::min(), ", ",
+                                 +std::numeric_limits<T>::max(), "]"));
+    }
+    return static_cast<T>(v);
+}
+
+/// `idx_element` for a caller-chosen `T`, which must hold the stored value.
+/// @throws value_error naming the element and the value if `T` cannot represent it.
+template <class T>
+T idx_element_checked(const unsigned char* p, idx_type type, const std::string& source, std::size_t index)
+{
+    switch (type)
+    {
+    case idx_type::u8:
+        return idx_convert<T>(p[0], type, source, index);
+    case idx_type::i8:
+        return idx_convert<T>(static_cast<std::int8_t>(p[0]), type, source, index);
+    case idx_type::i16:
+        return idx_convert<T>(load_scalar<std::int16_t>(p, true), type, source, index);
+    case idx_type::i32:
+        return idx_convert<T>(load_scalar<std::int32_t>(p, true), type, source, index);
+    case idx_type::f32:
+        return idx_convert<T>(load_scalar<float>(p, true), type, source, index);
+    case idx_type::f64:
+        return idx_convert<T>(load_scalar<double>(p, true), type, source, index);
+    }
+    return T(0);
+}
+
 /// Images (N, 1, H, W) with pixels in [0, 1] from rank-3 ubyte IDX data.
 template <class T>
 xt::xtensor<T, 4> idx_to_images(const idx_data& idx, const std::string& source)
@@ -438,6 +505,8 @@ inline xt::xtensor<std::int64_t, 1> load_idx_labels(const std::string& path)
 }
 
 /// Any IDX stream as an `xt::xarray<T>` of its values as stored (no scaling).
+/// @throws format_error if the data is not a valid IDX file; value_error if a value is outside
+/// the range of `T` (a float file read as integers, an int32 file read as uint8).
 template <class T>
 xt::xarray<T> read_idx(std::istream& in, const std::string& source = "<stream>")
 {
@@ -446,7 +515,7 @@ xt::xarray<T> read_idx(std::istream& in, const std::string& source = "<stream>")
     const std::size_t size = idx_element_size(static_cast<std::uint8_t>(idx.header.type));
     for (std::size_t i = 0; i < idx.header.elements; ++i)
     {
-        out.data()[i] = detail::idx_element<T>(idx.data.data() + i * size, idx.header.type);
+        out.data()[i] = detail::idx_element_checked<T>(idx.data.data() + i * size, idx.header.type, source, i);
     }
     return out;
 }
