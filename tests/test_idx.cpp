@@ -294,6 +294,16 @@ TEST_CASE("malformed IDX data gives a format_error naming the file and the value
         fails_with(idx_file(0x08, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, s.pixels), "overflow the addressable size");
         fails_with(idx_file(0x0E, {0xFFFFFFFFu, 0xFFFFFFFFu}, s.pixels), "overflow the addressable size");
     }
+    SECTION("no element, but dimensions whose strides overflow")
+    {
+        // Found by fuzz_idx (UBSan: signed overflow in xtensor's compute_strides): zero elements
+        // passed the size check, but a tensor of this shape cannot be created.
+        fails_with(idx_file(0x08, {0, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, {}), "overflow the addressable size");
+        auto in = stream_of(idx_file(0x08, {0, 28, 28}, {}));
+        const auto none = xcnn::io::read_idx<std::uint8_t>(in);
+        CHECK(none.size() == 0);
+        CHECK(none.shape(2) == 28);
+    }
     SECTION("gzip content given to the stream reader")
     {
         fails_with({0x1f, 0x8b, 8, 0, 0, 0}, "is gzip-compressed");
@@ -302,10 +312,11 @@ TEST_CASE("malformed IDX data gives a format_error naming the file and the value
 
 TEST_CASE("a lying IDX header on a stream that cannot seek does not allocate what it announces")
 {
-    // (2^32 - 1)^2 bytes is 16 EiB: allocating it would throw bad_alloc (or abort under ASan);
-    // the reader must report the truncation after reading the 12 bytes that are there.
+    // (2^32 - 1)(2^31 - 1) bytes is 8 EiB, just under the largest size a tensor can have: allocating
+    // it would throw bad_alloc (or abort under ASan); the reader must report the truncation after
+    // reading the 12 bytes that are there.
     const auto s = make_samples(3, 2, 2, 5);
-    unseekable_buf buf(idx_file(0x08, {0xFFFFFFFFu, 0xFFFFFFFFu, 1}, s.pixels));
+    unseekable_buf buf(idx_file(0x08, {0xFFFFFFFFu, 0x7FFFFFFFu, 1}, s.pixels));
     std::istream in(&buf);
     const std::string message = error_of([&] { xcnn::io::read_idx_images<float>(in, "pipe"); });
     CHECK_THAT(message, xcnn_test::contains("the file ends after 12 (truncated file)"));
@@ -355,9 +366,9 @@ TEST_CASE("damaged and lying gzip IDX files give clear errors")
         CHECK_THAT(message, xcnn_test::contains("corrupt"));
         CHECK_THROWS_AS(xcnn::io::load_idx_images<float>(dir / "bad.gz"), xcnn::format_error);
     }
-    SECTION("gzip whose IDX header announces 16 EiB")
+    SECTION("gzip whose IDX header announces 8 EiB")
     {
-        const auto lying = idx_file(0x08, {0xFFFFFFFFu, 0xFFFFFFFFu, 1}, s.pixels);
+        const auto lying = idx_file(0x08, {0xFFFFFFFFu, 0x7FFFFFFFu, 1}, s.pixels);
         xcnn::io::write_gzip_file(dir / "lying.gz", lying.data(), lying.size());
         CHECK_THAT(error_of([&] { xcnn::io::load_idx_images<float>(dir / "lying.gz"); }),
                    xcnn_test::contains("(truncated file)"));

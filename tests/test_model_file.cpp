@@ -9,6 +9,7 @@
 #include <xcnn/io/model.hpp>
 #include <xcnn/xcnn.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
@@ -567,4 +568,27 @@ TEST_CASE("every byte of a model file damaged behind a valid checksum: refused, 
     WARN("model file bytes damaged behind a valid checksum: " << tried << " inputs: " << refused << " refused, "
                                                               << same_model << " the same model, " << one_weight_byte
                                                               << " the damaged weight byte");
+}
+
+TEST_CASE("a record without elements whose shape could not be a tensor is refused")
+{
+    // Found by fuzz_idx for IDX files (UBSan: signed overflow in xtensor's compute_strides); the
+    // model reader shares the size check. Shape (0, 2^40, 2^40) holds nothing, but its strides
+    // overflow ptrdiff_t.
+    auto net = small_net();
+    auto file = xcnn::model_state(net);
+    const std::vector<float> none;
+    file.records.push_back(xcnn::io::tensor_record::from("empty", xcnn::io::record_kind::state, none.data(),
+                                                         std::vector<std::size_t>{0, 2, 2}));
+    auto bytes = xcnn::io::encode_model(file);
+    REQUIRE(xcnn::io::decode_model(bytes, "ok.xcnn").find("empty", xcnn::io::record_kind::state) != nullptr);
+    const std::string name = "empty";
+    const auto at = std::search(bytes.begin(), bytes.end(), name.begin(), name.end()) - bytes.begin();
+    REQUIRE(static_cast<std::size_t>(at) + name.size() + 24 <= bytes.size());
+    xcnn::io::detail::store_le(bytes.data() + at + name.size() + 8, std::uint64_t(1) << 40);
+    xcnn::io::detail::store_le(bytes.data() + at + name.size() + 16, std::uint64_t(1) << 40);
+    repair_length_and_checksum(bytes);
+    CHECK_THROWS_AS(xcnn::io::decode_model(bytes, "huge.xcnn"), xcnn::format_error);
+    CHECK_THAT(error_of([&] { xcnn::io::decode_model(bytes, "huge.xcnn"); }),
+               xcnn_test::contains("tensor 'empty' of shape (0, 1099511627776, 1099511627776)"));
 }

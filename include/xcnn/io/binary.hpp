@@ -168,22 +168,41 @@ inline bool checked_mul(std::size_t a, std::size_t b, std::size_t& out) noexcept
     return true;
 }
 
-/// Product of `dims` times `element_size` into `bytes`; false if it overflows `size_t`.
-/// `elements` receives the product of the dimensions.
+/// Product of `dims` times `element_size` into `bytes`, the product of the dimensions into
+/// `elements`; false if the product of the non-zero dimensions times `element_size` exceeds
+/// PTRDIFF_MAX. Not only the total counts: xtensor computes strides as signed products of
+/// trailing dimensions, so a shape with a zero next to huge dimensions holds no element but
+/// would still overflow them.
 template <class Dims>
 bool checked_extent(const Dims& dims, std::size_t element_size, std::size_t& elements, std::size_t& bytes) noexcept
 {
-    std::size_t n = 1;
+    constexpr auto limit = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
+    std::size_t nonzero = 1;
+    bool empty = false;
     for (auto d : dims)
     {
-        if (static_cast<std::uint64_t>(d) > std::numeric_limits<std::size_t>::max() ||
-            !checked_mul(n, static_cast<std::size_t>(d), n))
+        if (static_cast<std::uint64_t>(d) > limit)
+        {
+            return false;
+        }
+        const auto size = static_cast<std::size_t>(d);
+        if (size == 0)
+        {
+            empty = true;
+        }
+        else if (!checked_mul(nonzero, size, nonzero) || nonzero > limit)
         {
             return false;
         }
     }
-    elements = n;
-    return checked_mul(n, element_size, bytes);
+    std::size_t span = 0;
+    if (!checked_mul(nonzero, element_size, span) || span > limit)
+    {
+        return false;
+    }
+    elements = empty ? 0 : nonzero;
+    bytes = empty ? 0 : span;
+    return true;
 }
 
 /// The CRC-32 lookup table (IEEE 802.3, reflected polynomial 0xEDB88320).
