@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstddef>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -95,8 +96,11 @@ public:
     using value_type = T;
     using detail::expression_input<Conv2D<T>, T, 4>::forward;
     using detail::expression_input<Conv2D<T>, T, 4>::predict;
+    using detail::expression_input<Conv2D<T>, T, 4>::backward;
     /// The input layout named in rank errors.
     static constexpr const char* input_layout = "(N, C, H, W)";
+    /// The gradient layout named in rank errors.
+    static constexpr const char* output_layout = "(N, C, H, W)";
     /// What `forward` takes: (N, C_in, H, W).
     using input_type = xt::xtensor<T, 4>;
     /// What `forward` returns: (N, C_out, OH, OW).
@@ -109,7 +113,8 @@ public:
     /// A square kernel, stride and padding: `Conv2D<float>(3, 16, 5, 1, 2)` is PyTorch's
     /// `Conv2d(3, 16, 5, stride=1, padding=2)`. The parameters get PyTorch's default initialisation
     /// from a fixed seed (see `reset_parameters`).
-    /// @throws value_error if a channel count, the kernel size or the stride is zero.
+    /// @throws value_error if a channel count, the kernel size or the stride is zero, or any size is
+    /// larger than `max_extent` (a negative number converted to `std::size_t`).
     Conv2D(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size, std::size_t stride = 1,
            std::size_t padding = 0)
         : Conv2D(Conv2DOptions(in_channels, out_channels, kernel_size).stride(stride).padding(padding))
@@ -117,23 +122,23 @@ public:
     }
 
     /// Any kernel, stride and padding, e.g. `Conv2D<float>(Conv2DOptions(3, 16, {3, 5}).stride(2))`.
-    /// @throws value_error if a channel count, a kernel size or a stride is zero.
+    /// @throws value_error if a channel count, a kernel size or a stride is zero, any size is larger
+    /// than `max_extent` (a negative number converted to `std::size_t`), or the weight would have
+    /// more than `max_extent` elements.
     explicit Conv2D(const Conv2DOptions& options) : m_options(options)
     {
-        const auto k = options.kernel_size();
-        const auto s = options.stride();
-        if (options.in_channels() == 0 || options.out_channels() == 0)
+        const auto k = options.kernel_size(), s = options.stride(), p = options.padding();
+        const std::string layer = name();
+        detail::require_size_argument(layer, "in_channels", options.in_channels(), options.in_channels(), 1);
+        detail::require_size_argument(layer, "out_channels", options.out_channels(), options.out_channels(), 1);
+        for (std::size_t d = 0; d < 2; ++d)
         {
-            throw value_error(detail::concat(name(), ": channel counts must be >= 1"));
+            detail::require_size_argument(layer, "kernel_size", k[d], detail::shape_to_string(k), 1);
+            detail::require_size_argument(layer, "stride", s[d], detail::shape_to_string(s), 1);
+            detail::require_size_argument(layer, "padding", p[d], detail::shape_to_string(p), 0);
         }
-        if (k[0] == 0 || k[1] == 0)
-        {
-            throw value_error(detail::concat(name(), ": kernel_size must be >= 1"));
-        }
-        if (s[0] == 0 || s[1] == 0)
-        {
-            throw value_error(detail::concat(name(), ": stride must be >= 1"));
-        }
+        detail::require_addressable_weight(
+            layer, std::array<std::size_t, 4>{options.out_channels(), options.in_channels(), k[0], k[1]});
         m_weight.resize({options.out_channels(), options.in_channels(), k[0], k[1]});
         m_bias.resize({options.out_channels()});
         m_weight_grad = xt::zeros<T>(m_weight.shape());
@@ -186,8 +191,9 @@ public:
                               ", padding=", detail::shape_to_string(p), ")");
     }
 
-    /// (N, C_out, OH, OW) for an (N, C_in, H, W) input.
-    /// @throws shape_error for another rank or channel count, or an input smaller than the kernel.
+    /// (N, C_out, OH, OW) for an (N, C_in, H, W) input; N may be 0.
+    /// @throws shape_error for another rank or channel count, a zero height or width, an input
+    /// smaller than the kernel, or a padded input or output of more than `max_extent` elements.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
         const auto shape = checked_output_shape(input_shape);
@@ -195,6 +201,8 @@ public:
     }
 
     /// y = conv(x, weight) + bias; keeps the padded input for `backward`.
+    /// @throws shape_error as `output_shape` does, or if `weight()` or `bias()` was assigned a
+    /// tensor of another shape; the layer is then unchanged.
     const output_type& forward(const input_type& x)
     {
         run(x);
@@ -211,6 +219,8 @@ public:
     }
 
     /// dX for dY = `grad_output`; overwrites `weight_grad()` and `bias_grad()`.
+    /// @throws error without a `forward` since construction or after a `predict`; shape_error if
+    /// `grad_output` does not have the shape of the last output.
     const input_type& backward(const output_type& grad_output)
     {
         backward_parameters(grad_output);
@@ -226,8 +236,18 @@ public:
         return m_input_grad;
     }
 
+    /// @overload
+    /// For gradients of any expression type; checks the rank and evaluates the gradient first.
+    template <class E>
+    void backward_parameters(const xt::xexpression<E>& grad_output)
+    {
+        backward_parameters(this->converted_gradient(grad_output));
+    }
+
     /// Overwrites `weight_grad()` and `bias_grad()` without computing dX: what a first layer,
     /// whose input needs no gradient, does in training (`Sequential::backward_parameters`).
+    /// @throws error without a `forward` first, shape_error for a gradient of another shape, as
+    /// `backward` does.
     void backward_parameters(const output_type& grad_output)
     {
         if (!m_has_cache)
@@ -295,17 +315,39 @@ private:
             throw shape_error(detail::concat(name(), ": expected ", m_options.in_channels(),
                                              " input channels, got input ", detail::shape_to_string(input_shape)));
         }
+        detail::require_nonempty_axes(*this, input_shape, 2);
+        std::array<std::size_t, 2> padded{};
         for (std::size_t d = 0; d < 2; ++d)
         {
-            if (input_shape[2 + d] + 2 * p[d] < k[d])
+            // The constructor bounds p by max_extent, so 2 * p cannot wrap; H + 2 * p can.
+            if (input_shape[2 + d] > std::numeric_limits<std::size_t>::max() - 2 * p[d])
+            {
+                throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
+                                                 " padded by ", detail::shape_to_string(p), " overflows std::size_t"));
+            }
+            padded[d] = input_shape[2 + d] + 2 * p[d];
+            if (padded[d] < k[d])
             {
                 throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
                                                  " padded by ", detail::shape_to_string(p),
                                                  " is smaller than the kernel ", detail::shape_to_string(k)));
             }
         }
-        return {input_shape[0], m_options.out_channels(), (input_shape[2] + 2 * p[0] - k[0]) / s[0] + 1,
-                (input_shape[3] + 2 * p[1] - k[1]) / s[1] + 1};
+        const std::array<std::size_t, 4> out{input_shape[0], m_options.out_channels(), (padded[0] - k[0]) / s[0] + 1,
+                                             (padded[1] - k[1]) / s[1] + 1};
+        detail::require_addressable(*this, input_shape,
+                                    std::array<std::size_t, 4>{input_shape[0], input_shape[1], padded[0], padded[1]},
+                                    "a padded input");
+        detail::require_addressable(*this, input_shape, out, "an output");
+        if (s[0] == 1 && s[1] == 1)
+        {
+            // What backward_input_unit_stride allocates; checked here so backward cannot fail on it.
+            detail::require_addressable(*this, input_shape,
+                                        std::array<std::size_t, 4>{input_shape[0], out[1], input_shape[2] + k[0] - 1,
+                                                                   input_shape[3] + k[1] - 1},
+                                        "a gradient buffer");
+        }
+        return out;
     }
 
     void check_parameter_shapes() const

@@ -32,8 +32,11 @@ public:
     using value_type = T;
     using detail::expression_input<Dense<T>, T, 2>::forward;
     using detail::expression_input<Dense<T>, T, 2>::predict;
+    using detail::expression_input<Dense<T>, T, 2>::backward;
     /// The input layout named in rank errors.
     static constexpr const char* input_layout = "(N, features)";
+    /// The gradient layout named in rank errors.
+    static constexpr const char* output_layout = "(N, features)";
     /// What `forward` takes: (N, in_features).
     using input_type = xt::xtensor<T, 2>;
     /// What `forward` returns: (N, out_features).
@@ -45,13 +48,14 @@ public:
 
     /// Maps `in_features` inputs to `out_features` outputs. The parameters get PyTorch's default
     /// initialisation from a fixed seed (see `reset_parameters`).
-    /// @throws value_error if a feature count is zero.
+    /// @throws value_error if a feature count is zero or larger than `max_extent` (a negative
+    /// number converted to `std::size_t`), or the weight would have more than `max_extent` elements.
     Dense(std::size_t in_features, std::size_t out_features) : m_in(in_features), m_out(out_features)
     {
-        if (in_features == 0 || out_features == 0)
-        {
-            throw value_error(detail::concat(name(), ": feature counts must be >= 1"));
-        }
+        const std::string layer = name();
+        detail::require_size_argument(layer, "in_features", in_features, in_features, 1);
+        detail::require_size_argument(layer, "out_features", out_features, out_features, 1);
+        detail::require_addressable_weight(layer, std::array<std::size_t, 2>{out_features, in_features});
         m_weight.resize({out_features, in_features});
         m_bias.resize({out_features});
         m_weight_grad = xt::zeros<T>(m_weight.shape());
@@ -98,7 +102,9 @@ public:
     /// `Dense(in_features, out_features)`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return detail::concat("Dense(", m_in, ", ", m_out, ")"); }
 
-    /// (N, out_features) for an (N, in_features) input.
+    /// (N, out_features) for an (N, in_features) input; N may be 0.
+    /// @throws shape_error for another rank or feature count, or an output of more than
+    /// `max_extent` elements.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
         const auto shape = checked_output_shape(input_shape);
@@ -106,6 +112,8 @@ public:
     }
 
     /// y = x W^T + b; keeps x for `backward`.
+    /// @throws shape_error as `output_shape` does, or if `weight()` or `bias()` was assigned a
+    /// tensor of another shape; the layer is then unchanged.
     const output_type& forward(const input_type& x)
     {
         run(x);
@@ -124,6 +132,8 @@ public:
     }
 
     /// dX = dY W; overwrites dW = dY^T X and db = sum of dY over the batch.
+    /// @throws error without a `forward` since construction or after a `predict`; shape_error if
+    /// `grad_output` does not have the shape of the last output.
     const input_type& backward(const output_type& grad_output)
     {
         backward_parameters(grad_output);
@@ -133,8 +143,18 @@ public:
         return m_input_grad;
     }
 
+    /// @overload
+    /// For gradients of any expression type; checks the rank and evaluates the gradient first.
+    template <class E>
+    void backward_parameters(const xt::xexpression<E>& grad_output)
+    {
+        backward_parameters(this->converted_gradient(grad_output));
+    }
+
     /// Overwrites dW and db without computing dX (for a first layer, whose input needs no
     /// gradient).
+    /// @throws error without a `forward` first, shape_error for a gradient of another shape, as
+    /// `backward` does.
     void backward_parameters(const output_type& grad_output)
     {
         if (!m_has_cache)
@@ -172,7 +192,9 @@ private:
             throw shape_error(detail::concat(name(), ": expected ", m_in, " input features, got input ",
                                              detail::shape_to_string(input_shape)));
         }
-        return {input_shape[0], m_out};
+        const std::array<std::size_t, 2> out{input_shape[0], m_out};
+        detail::require_addressable(*this, input_shape, out, "an output");
+        return out;
     }
 
     template <std::size_t N>

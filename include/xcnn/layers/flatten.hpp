@@ -20,15 +20,18 @@ namespace xcnn
 
 /// Flattens each sample of an NCHW batch in row-major (C, H, W) order, as `torch.flatten(x, 1)`.
 template <class T>
-class Flatten : public detail::expression_input<Flatten<T>, T, 4>
+class Flatten : public detail::expression_input<Flatten<T>, T, 4, 2>
 {
 public:
     /// Scalar type of the layer's tensors and parameters (`float` or `double`).
     using value_type = T;
-    using detail::expression_input<Flatten<T>, T, 4>::forward;
-    using detail::expression_input<Flatten<T>, T, 4>::predict;
+    using detail::expression_input<Flatten<T>, T, 4, 2>::forward;
+    using detail::expression_input<Flatten<T>, T, 4, 2>::predict;
+    using detail::expression_input<Flatten<T>, T, 4, 2>::backward;
     /// The input layout named in rank errors.
     static constexpr const char* input_layout = "(N, C, H, W)";
+    /// The gradient layout named in rank errors.
+    static constexpr const char* output_layout = "(N, features)";
     /// What `forward` takes: (N, C, H, W).
     using input_type = xt::xtensor<T, 4>;
     /// What `forward` returns: (N, C * H * W).
@@ -40,12 +43,13 @@ public:
 
     /// `Flatten()`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return "Flatten()"; }
-    /// (N, C * H * W) for an (N, C, H, W) input.
-    /// @throws shape_error for an input of another rank.
+    /// (N, C * H * W) for an (N, C, H, W) input; N may be 0.
+    /// @throws shape_error for an input of another rank, a zero channel count, height or width, or
+    /// C * H * W larger than `max_extent`.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
-        detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
-        return {input_shape[0], input_shape[1] * input_shape[2] * input_shape[3]};
+        const auto shape = checked_output_shape(input_shape);
+        return std::vector<std::size_t>(shape.begin(), shape.end());
     }
     /// None: this layer has no parameters.
     std::vector<parameter<T>> parameters() { return {}; }
@@ -55,6 +59,7 @@ public:
     void reset_parameters(std::mt19937&) {}
 
     /// Each sample copied into one row of (N, C * H * W); remembers the input shape for `backward`.
+    /// @throws shape_error as `output_shape` does; the layer is then unchanged.
     const output_type& forward(const input_type& x)
     {
         predict(x);
@@ -66,14 +71,16 @@ public:
     /// Same result as `forward`, marked as inference: `backward` after it is an error.
     const output_type& predict(const input_type& x)
     {
+        const auto out = checked_output_shape(x.shape());
         m_has_cache = false;
-        const auto& s = x.shape();
-        detail::ensure_shape(m_output, std::array<std::size_t, 2>{s[0], s[1] * s[2] * s[3]});
+        detail::ensure_shape(m_output, out);
         std::copy(x.begin(), x.end(), m_output.begin());
         return m_output;
     }
 
     /// The gradient reshaped back to the input's (N, C, H, W).
+    /// @throws error without a `forward` since construction or after a `predict`; shape_error if
+    /// `grad_output` does not have the shape of the last output.
     const input_type& backward(const output_type& grad_output)
     {
         if (!m_has_cache)
@@ -88,6 +95,22 @@ public:
     }
 
 private:
+    template <class S>
+    std::array<std::size_t, 2> checked_output_shape(const S& input_shape) const
+    {
+        detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
+        detail::require_nonempty_axes(*this, input_shape, 1);
+        // An empty batch can carry any C, H and W, so their product is not bounded by the input's
+        // size.
+        const std::array<std::size_t, 3> sample{input_shape[1], input_shape[2], input_shape[3]};
+        if (!detail::addressable(sample))
+        {
+            throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
+                                             " has more than ", max_extent, " features per sample"));
+        }
+        return {input_shape[0], input_shape[1] * input_shape[2] * input_shape[3]};
+    }
+
     std::array<std::size_t, 4> m_input_shape{};
     output_type m_output;
     input_type m_input_grad;

@@ -29,8 +29,11 @@ public:
     using value_type = T;
     using detail::expression_input<MaxPool2D<T>, T, 4>::forward;
     using detail::expression_input<MaxPool2D<T>, T, 4>::predict;
+    using detail::expression_input<MaxPool2D<T>, T, 4>::backward;
     /// The input layout named in rank errors.
     static constexpr const char* input_layout = "(N, C, H, W)";
+    /// The gradient layout named in rank errors.
+    static constexpr const char* output_layout = "(N, C, H, W)";
     /// What `forward` takes: (N, C, H, W).
     using input_type = xt::xtensor<T, 4>;
     /// What `forward` returns: (N, C, OH, OW).
@@ -43,28 +46,27 @@ public:
     static constexpr int output_rank = 4;
 
     /// A square window, moved by its own size (PyTorch's default stride).
-    /// @throws value_error if `kernel_size` is zero.
+    /// @throws value_error if `kernel_size` is zero or larger than `max_extent`.
     explicit MaxPool2D(std::size_t kernel_size) : MaxPool2D(size2{kernel_size, kernel_size}) {}
     /// A square window and stride.
-    /// @throws value_error if a size is zero.
+    /// @throws value_error if a size is zero or larger than `max_extent`.
     MaxPool2D(std::size_t kernel_size, std::size_t stride)
         : MaxPool2D(size2{kernel_size, kernel_size}, size2{stride, stride})
     {
     }
     /// A (KH, KW) window, moved by its own size.
-    /// @throws value_error if a size is zero.
+    /// @throws value_error if a size is zero or larger than `max_extent`.
     explicit MaxPool2D(size2 kernel_size) : MaxPool2D(kernel_size, kernel_size) {}
     /// A (KH, KW) window moved by (SH, SW).
-    /// @throws value_error if a size is zero.
+    /// @throws value_error if a size is zero or larger than `max_extent` (a negative number
+    /// converted to `std::size_t`).
     MaxPool2D(size2 kernel_size, size2 stride) : m_kernel(kernel_size), m_stride(stride)
     {
-        if (m_kernel[0] == 0 || m_kernel[1] == 0)
+        const std::string layer = name();
+        for (std::size_t d = 0; d < 2; ++d)
         {
-            throw value_error(detail::concat(name(), ": kernel_size must be >= 1"));
-        }
-        if (m_stride[0] == 0 || m_stride[1] == 0)
-        {
-            throw value_error(detail::concat(name(), ": stride must be >= 1"));
+            detail::require_size_argument(layer, "kernel_size", m_kernel[d], detail::shape_to_string(m_kernel), 1);
+            detail::require_size_argument(layer, "stride", m_stride[d], detail::shape_to_string(m_stride), 1);
         }
     }
 
@@ -81,8 +83,9 @@ public:
                               ", stride=", detail::shape_to_string(m_stride), ")");
     }
 
-    /// (N, C, (H - KH) / SH + 1, (W - KW) / SW + 1) for an (N, C, H, W) input.
-    /// @throws shape_error for another rank or an input smaller than the window.
+    /// (N, C, (H - KH) / SH + 1, (W - KW) / SW + 1) for an (N, C, H, W) input; N may be 0.
+    /// @throws shape_error for another rank, a zero channel count, height or width, or an input
+    /// smaller than the window.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
         const auto shape = checked_output_shape(input_shape);
@@ -96,6 +99,7 @@ public:
     void reset_parameters(std::mt19937&) {}
 
     /// Max of each window; remembers where each maximum came from for `backward`.
+    /// @throws shape_error as `output_shape` does; the layer is then unchanged.
     const output_type& forward(const input_type& x)
     {
         run(x, true);
@@ -114,6 +118,8 @@ public:
 
     /// Routes each output gradient to the input element that was the window's maximum
     /// (summing where overlapping windows share a maximum).
+    /// @throws error without a `forward` since construction or after a `predict`; shape_error if
+    /// `grad_output` does not have the shape of the last output.
     const input_type& backward(const output_type& grad_output)
     {
         if (!m_has_cache)
@@ -139,6 +145,7 @@ private:
     std::array<std::size_t, 4> checked_output_shape(const S& input_shape) const
     {
         detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
+        detail::require_nonempty_axes(*this, input_shape, 1);
         if (input_shape[2] < m_kernel[0] || input_shape[3] < m_kernel[1])
         {
             throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),

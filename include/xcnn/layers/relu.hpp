@@ -33,8 +33,17 @@ public:
 
     /// `ReLU()`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return "ReLU()"; }
-    /// `input_shape` itself: ReLU keeps the shape.
-    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const { return input_shape; }
+    /// `input_shape` itself: ReLU keeps the shape, including empty ones (it is element-wise).
+    /// @throws shape_error for a rank outside 1 to `max_rank`.
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    {
+        if (input_shape.empty() || input_shape.size() > max_rank)
+        {
+            throw shape_error(detail::concat(name(), ": expected an input of rank 1 to ", max_rank, ", got shape ",
+                                             detail::shape_to_string(input_shape)));
+        }
+        return input_shape;
+    }
     /// None: this layer has no parameters.
     std::vector<parameter<T>> parameters() { return {}; }
     /// 0: this layer has no parameters.
@@ -72,6 +81,8 @@ public:
     }
 
     /// dX = dY where the input was positive, 0 elsewhere (PyTorch's choice at 0).
+    /// @throws error unless the last call was a `forward` of rank N; shape_error if `grad_output`
+    /// does not have the shape of the last output.
     template <std::size_t N>
     const xt::xtensor<T, N>& backward(const xt::xtensor<T, N>& grad_output)
     {

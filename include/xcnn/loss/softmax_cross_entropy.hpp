@@ -8,9 +8,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "../core/error.hpp"
 #include "../core/xtensor_shim.hpp"
+#include "metrics.hpp"
 
 namespace xcnn
 {
@@ -27,7 +29,8 @@ public:
     using value_type = T;
 
     /// Loss for logits (N, classes) and labels (N) in [0, classes); caches the softmax.
-    /// @throws shape_error if the shapes disagree, value_error if a label is out of range.
+    /// @throws shape_error if the shapes disagree or N or classes is 0 (a mean over no samples is
+    /// undefined), value_error if a label is out of range; the loss is then unchanged.
     T forward(const xt::xtensor<T, 2>& logits, const xt::xtensor<std::int64_t, 1>& labels)
     {
         const std::size_t n = logits.shape()[0], classes = logits.shape()[1];
@@ -81,7 +84,22 @@ public:
         return total / static_cast<T>(n);
     }
 
+    /// @overload
+    /// For logits and labels of any expression type (an `xt::xarray`, a view, labels of another
+    /// integer type), whose ranks are checked (a `shape_error`) before they are converted.
+    template <class L, class Y, std::enable_if_t<xt::is_xexpression<L>::value && xt::is_xexpression<Y>::value, int> = 0>
+    T forward(const L& logits, const Y& labels)
+    {
+        static_assert(std::is_integral<typename Y::value_type>::value,
+                      "xcnn::SoftmaxCrossEntropy: labels must be integers");
+        return forward(
+            detail::evaluate_checked_rank<2>("SoftmaxCrossEntropy", "logits", "(N, classes)", logits,
+                                             m_converted_logits),
+            detail::evaluate_checked_rank<1>("SoftmaxCrossEntropy", "labels", "(N,)", labels, m_converted_labels));
+    }
+
     /// dLoss/dlogits = (softmax(logits) - one_hot(labels)) / N for the last `forward`.
+    /// @throws error without a successful `forward` first.
     const xt::xtensor<T, 2>& backward()
     {
         if (m_labels.size() == 0)
@@ -112,6 +130,8 @@ private:
     xt::xtensor<T, 2> m_probabilities;
     xt::xtensor<T, 2> m_grad;
     xt::xtensor<std::int64_t, 1> m_labels;
+    xt::xtensor<T, 2> m_converted_logits;
+    xt::xtensor<std::int64_t, 1> m_converted_labels;
 };
 
 } // namespace xcnn

@@ -72,7 +72,8 @@ struct check_neighbour_ranks
 ///
 /// Neighbours must agree on tensor rank (checked at compile time); sizes are checked at run
 /// time and a mismatch throws `shape_error` naming the layer's index, the layer and the shapes.
-/// A Sequential is itself a layer, so it nests.
+/// Every `xcnn::error` a layer throws reaches the caller with the same type and its message
+/// prefixed by "Sequential layer <index>: ". A Sequential is itself a layer, so it nests.
 template <class... Layers>
 class Sequential
 {
@@ -127,34 +128,49 @@ public:
     static constexpr std::size_t size() noexcept { return layer_count; }
 
     /// Runs every layer's `forward` (keeping what `backward` needs); returns the last output,
-    /// a reference to a buffer of the last layer that the next call overwrites.
+    /// a reference to a buffer of the last layer that the next call overwrites. An empty batch
+    /// (N = 0) gives an empty output.
+    /// @throws shape_error for an input a layer cannot take (or any error a layer throws), its
+    /// message prefixed by "Sequential layer <index>: "; `backward` is then refused until a
+    /// `forward` succeeds.
     template <class X>
     decltype(auto) forward(const X& x)
     {
-        return run_from<true, 0>(x);
+        m_has_cache = false;
+        decltype(auto) y = run_from<true, 0>(x);
+        m_has_cache = true;
+        return y;
     }
 
     /// Runs every layer's `predict`: same result as `forward`, no training caches.
+    /// @throws shape_error as `forward` does.
     template <class X>
     decltype(auto) predict(const X& x)
     {
+        m_has_cache = false;
         return run_from<false, 0>(x);
     }
 
     /// Runs every layer's `backward` from the last to the first; returns dLoss/dinput and
     /// leaves each layer's parameter gradients overwritten.
+    /// @throws error unless the last `forward` or `predict` call was a `forward` that succeeded;
+    /// shape_error (prefixed by "Sequential layer <index>: ") for a gradient whose shape is not
+    /// that of the last output.
     template <class G>
     decltype(auto) backward(const G& grad_output)
     {
+        require_forward();
         return backward_from<true, layer_count - 1>(grad_output);
     }
 
     /// Like `backward`, but the first layer only computes its parameter gradients, not the
     /// gradient of the network's input, which training never needs (a first convolution with
     /// one input channel would spend most of its backward time on it).
+    /// @throws error, shape_error as `backward` does.
     template <class G>
     void backward_parameters(const G& grad_output)
     {
+        require_forward();
         backward_from<false, layer_count - 1>(grad_output);
     }
 
@@ -293,7 +309,19 @@ private:
         (add(I, std::get<I>(m_layers).parameters()), ...);
     }
 
-    /// Runs `call` (a layer's forward/predict/backward) and names the layer in a shape error.
+    /// After a `forward` that threw, the layers before the failing one hold caches of the new
+    /// input and the others of the old one: a backward through that mix must not run.
+    void require_forward() const
+    {
+        if (!m_has_cache)
+        {
+            throw error(detail::concat("Sequential of ", layer_count,
+                                       " layers: backward needs a forward (not predict) that succeeded first"));
+        }
+    }
+
+    /// Runs `call` (a layer's forward/predict/backward) and names the layer in any xcnn error,
+    /// keeping its type.
     template <std::size_t I, class F>
     static decltype(auto) guarded(F&& call)
     {
@@ -301,9 +329,9 @@ private:
         {
             return call();
         }
-        catch (const shape_error& e)
+        catch (const error&)
         {
-            throw shape_error(detail::concat("Sequential layer ", I, ": ", e.what()));
+            detail::rethrow_with_prefix(detail::concat("Sequential layer ", I, ": "));
         }
     }
 
@@ -359,6 +387,7 @@ private:
     }
 
     std::tuple<Layers...> m_layers;
+    bool m_has_cache = false;
 };
 
 /// Deduction guide: `Sequential net{Conv2D<float>(1, 8, 3), ReLU<float>{}}` is a
