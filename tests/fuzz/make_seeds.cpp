@@ -1,0 +1,208 @@
+// Writes the seed inputs of the fuzz harnesses: valid files as xcnn writes them and hand-made edge
+// cases, so the fuzzers start from the real formats and the replay test always sees valid files.
+//
+//   xcnn_fuzz_seeds OUT_DIR     writes OUT_DIR/idx/* and OUT_DIR/model/*
+#include "models.hpp"
+
+#include <xcnn/io/idx.hpp>
+#include <xcnn/io/model.hpp>
+#include <xcnn/xcnn.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace
+{
+
+using bytes = std::vector<unsigned char>;
+namespace fs = std::filesystem;
+
+void write(const fs::path& path, const bytes& content)
+{
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(content.data()), static_cast<std::streamsize>(content.size()));
+    if (!out)
+    {
+        throw std::runtime_error("cannot write " + path.string());
+    }
+}
+
+bytes read(const fs::path& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+template <class E>
+bytes idx_bytes(const E& e)
+{
+    std::ostringstream out(std::ios::binary);
+    xcnn::io::write_idx(out, e);
+    const std::string s = out.str();
+    return bytes(s.begin(), s.end());
+}
+
+/// An IDX header with any magic bytes and dimensions, then `data`.
+bytes raw_idx(unsigned char type, unsigned char rank, const std::vector<std::uint32_t>& dims, const bytes& data)
+{
+    bytes out{0, 0, type, rank};
+    for (auto d : dims)
+    {
+        unsigned char be[4];
+        xcnn::io::detail::store_be(be, d);
+        out.insert(out.end(), be, be + 4);
+    }
+    out.insert(out.end(), data.begin(), data.end());
+    return out;
+}
+
+void idx_seeds(const fs::path& dir)
+{
+    std::mt19937 rng(7);
+    xt::xtensor<std::uint8_t, 3> images(std::array<std::size_t, 3>{3, 5, 4});
+    for (auto& v : images)
+    {
+        v = static_cast<std::uint8_t>(rng());
+    }
+    const xt::xtensor<std::uint8_t, 1> labels = {3, 1, 4};
+    const bytes image_file = idx_bytes(images);
+    write(dir / "images-3x5x4-idx3-ubyte", image_file);
+    write(dir / "labels-3-idx1-ubyte", idx_bytes(labels));
+
+    write(dir / "int8", idx_bytes(xt::xtensor<std::int8_t, 1>{-128, 0, 127}));
+    write(dir / "int16", idx_bytes(xt::xtensor<std::int16_t, 2>{{-3, 300}, {32767, -32768}}));
+    write(dir / "int32", idx_bytes(xt::xtensor<std::int32_t, 1>{-1, 70000, 5}));
+    write(dir / "float32", idx_bytes(xt::xtensor<float, 2>{{0.5f, -7.0f}, {3.25f, 1e30f}}));
+    write(dir / "float64", idx_bytes(xt::xtensor<double, 1>{1.5, -2.25, 1e300, -0.0}));
+    write(dir / "zero-images", raw_idx(0x08, 3, {0, 28, 28}, {}));
+
+    write(dir / "empty", {});
+    write(dir / "magic-only", {0, 0, 8});
+    write(dir / "rank0", raw_idx(0x08, 0, {}, {}));
+    write(dir / "rank17", raw_idx(0x08, 17, {}, {}));
+    write(dir / "unknown-type", raw_idx(0x07, 1, {1}, {0}));
+    write(dir / "truncated-header", raw_idx(0x08, 3, {3, 5}, {}));
+    write(dir / "lying-count", raw_idx(0x08, 3, {60000, 2, 2}, bytes(12, 1)));
+    write(dir / "overflow", raw_idx(0x0E, 3, {0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu}, bytes(8, 0)));
+    bytes extra = image_file;
+    extra.push_back(0);
+    write(dir / "extra-byte", extra);
+    const bytes cut(image_file.begin(), image_file.end() - 1);
+    write(dir / "truncated-data", cut);
+    write(dir / "gzip-magic-only", {0x1f, 0x8b});
+
+    if (xcnn::io::has_zlib)
+    {
+        // gzip through xcnn's own writer, as the data scripts store MNIST.
+        xcnn::io::save_idx((dir / "images-3x5x4-idx3-ubyte.gz").string(), images);
+        xcnn::io::save_idx((dir / "labels-3-idx1-ubyte.gz").string(), labels);
+        xcnn::io::write_gzip_file((dir / "truncated-idx.gz").string(), cut.data(), cut.size());
+        const bytes gz = read(dir / "images-3x5x4-idx3-ubyte.gz");
+        write(dir / "truncated-gzip.gz", bytes(gz.begin(), gz.begin() + static_cast<long>(gz.size() / 2)));
+    }
+}
+
+/// A model file with `header_size` > 40 (later versions may add header fields).
+bytes with_longer_header(const bytes& file, std::size_t extra)
+{
+    bytes out(file.begin(), file.begin() + 40);
+    out.insert(out.end(), extra, 0);
+    out.insert(out.end(), file.begin() + 40, file.end() - 4);
+    xcnn::io::detail::store_le(out.data() + 12, static_cast<std::uint32_t>(40 + extra));
+    xcnn::io::detail::store_le(out.data() + 16, static_cast<std::uint64_t>(out.size() + 4));
+    xcnn::io::detail::append_le(out, xcnn::io::detail::crc32(out.data(), out.size()));
+    return out;
+}
+
+void model_seeds(const fs::path& dir)
+{
+    auto lenet = mnist_models::make_lenet<float>();
+    lenet.reset_parameters(1u);
+    xcnn::save(lenet, (dir / "lenet.xcnn").string());
+
+    auto small = xcnn::Sequential{xcnn::Conv2D<float>(1, 2, 3), xcnn::ReLU<float>{}, xcnn::MaxPool2D<float>(2),
+                                  xcnn::Flatten<float>{}, xcnn::Dense<float>(2 * 3 * 3, 3)};
+    small.reset_parameters(2u);
+    xcnn::save(small, (dir / "small.xcnn").string());
+    auto small_double =
+        xcnn::Sequential{xcnn::Conv2D<double>(1, 2, 3), xcnn::ReLU<double>{}, xcnn::MaxPool2D<double>(2),
+                         xcnn::Flatten<double>{}, xcnn::Dense<double>(2 * 3 * 3, 3)};
+    small_double.reset_parameters(3u);
+    xcnn::save(small_double, (dir / "small-double.xcnn").string());
+
+    // Every kind of record: state tensors, a scalar, a record of a kind this version does not know.
+    auto file = xcnn::model_state(small);
+    const std::vector<std::int64_t> step{1234};
+    file.records.push_back(xcnn::io::tensor_record::from("train.step", xcnn::io::record_kind::state, step.data(),
+                                                         std::vector<std::size_t>{}));
+    const std::vector<float> momentum(4, 0.5f);
+    file.records.push_back(xcnn::io::tensor_record::from("optimizer.momentum", xcnn::io::record_kind::state,
+                                                         momentum.data(), std::vector<std::size_t>{2, 2}));
+    xcnn::io::tensor_record future;
+    future.name = "future.thing";
+    future.kind = static_cast<xcnn::io::record_kind>(42);
+    future.type = static_cast<std::uint8_t>(xcnn::io::dtype::f32);
+    future.shape = {2};
+    future.data = {1, 2, 3, 4, 5, 6, 7, 8};
+    file.records.push_back(future);
+    const bytes full = xcnn::io::encode_model(file);
+    write(dir / "all-kinds.xcnn", full);
+    write(dir / "longer-header.xcnn", with_longer_header(full, 8));
+
+    xcnn::io::model_file empty;
+    write(dir / "no-records.xcnn", xcnn::io::encode_model(empty));
+
+    const bytes good = read(dir / "small.xcnn");
+    write(dir / "empty", {});
+    write(dir / "truncated.xcnn", bytes(good.begin(), good.begin() + static_cast<long>(good.size() / 2)));
+    bytes newer = good;
+    newer[8] = 2;
+    write(dir / "version2.xcnn", newer);
+    bytes flipped = good;
+    flipped[100] ^= 0x01;
+    write(dir / "bad-checksum.xcnn", flipped);
+    bytes npy{0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0};
+    npy.resize(64, ' ');
+    write(dir / "looks-like.npy", npy);
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    if (argc != 2)
+    {
+        std::cerr << "usage: " << argv[0] << " OUT_DIR\n";
+        return 2;
+    }
+    try
+    {
+        const fs::path out(argv[1]);
+        fs::create_directories(out / "idx");
+        fs::create_directories(out / "model");
+        idx_seeds(out / "idx");
+        model_seeds(out / "model");
+        std::size_t count = 0;
+        for (const char* sub : {"idx", "model"})
+        {
+            count +=
+                static_cast<std::size_t>(std::distance(fs::directory_iterator(out / sub), fs::directory_iterator{}));
+        }
+        std::cout << "wrote " << count << " seed files to " << out.string() << '\n';
+    }
+    catch (const std::exception& e)
+    {
+        std::cerr << argv[0] << ": " << e.what() << '\n';
+        return 1;
+    }
+    return 0;
+}
