@@ -81,9 +81,10 @@ run(1 "${MNIST}" --data "${WORK}/data" --model lenet --load "${WORK}/model.xcnn"
 require_match("${err}" "architecture mismatch at tensor 0: the file has '0.weight' of shape \\(8, 1, 3, 3\\)"
               "model of another architecture")
 
-# No data: exit status 1 and a message naming the files.
-run(1 "${MNIST}" --data "${WORK}/nowhere" --epochs 1)
-require_match("${err}" "the data directory '.*nowhere' does not exist" "missing data directory")
+# No data: a directory that does not exist is an argument error (exit status 2), one without the
+# files a runtime error (exit status 1) naming the files.
+run(2 "${MNIST}" --data "${WORK}/nowhere" --epochs 1)
+require_match("${err}" "--data '.*nowhere': no such directory" "missing data directory")
 file(MAKE_DIRECTORY "${WORK}/empty")
 run(1 "${MNIST}" --data "${WORK}/empty" --epochs 1)
 require_match("${err}" "no t10k-images-idx3-ubyte in '.*empty': neither '.*t10k-images-idx3-ubyte' nor" "missing data")

@@ -4,8 +4,9 @@
 //   xcnn-mnist --data DIR --model seed --epochs 3 --lr 0.01 --log run.csv --save model.xcnn
 //   xcnn-mnist --data DIR --load model.xcnn --eval-only
 //
-// Run with --help for every option. Exit status: 0 success, 1 a runtime error (missing or
-// invalid data, a model file that does not fit), 2 invalid arguments.
+// Run with --help for every option. Exit status: 0 success, 1 a runtime error (invalid or
+// missing data files, a model file that does not fit, a diverged run), 2 invalid arguments,
+// including a --data directory or --load file that does not exist.
 #include "models.hpp"
 
 #include <xcnn/core/threading.hpp>
@@ -13,12 +14,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -28,6 +31,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #if defined(_WIN32)
@@ -81,7 +85,8 @@ Trains a CNN on MNIST-format data and evaluates it on the test set after every e
                      (accuracy a fraction in [0, 1], seconds the epoch's wall time)
   -h, --help         show this help
 
-Exit status: 0 success, 1 runtime error (data, model file), 2 invalid arguments.
+Exit status: 0 success, 1 runtime error (data, model file), 2 invalid arguments
+(including a --data directory or --load file that does not exist).
 )";
 
 struct usage_error : std::runtime_error
@@ -104,7 +109,65 @@ struct options
     std::string save, load, log;
     bool eval_only = false;
     bool help = false;
+    std::vector<std::string> training_options; // given options that only matter when training
 };
+
+/// Checks the paths before anything runs, so a typo is a usage error (exit status 2) rather than
+/// a failure after the data has been loaded or, for --save, after the first epoch.
+void check_paths(const options& o)
+{
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const auto quoted = [](const std::string& option, const std::string& path)
+    {
+        return option + " '" + path + "'";
+    };
+    if (!fs::exists(o.data, ec))
+    {
+        throw usage_error(quoted("--data", o.data) + ": no such directory");
+    }
+    if (!fs::is_directory(o.data, ec))
+    {
+        throw usage_error(quoted("--data", o.data) + " is not a directory");
+    }
+    fs::directory_iterator listing(o.data, ec);
+    if (ec)
+    {
+        throw usage_error(quoted("--data", o.data) + ": cannot read the directory (" + ec.message() + ")");
+    }
+    if (!o.load.empty())
+    {
+        if (!fs::exists(o.load, ec))
+        {
+            throw usage_error(quoted("--load", o.load) + ": no such file");
+        }
+        if (fs::is_directory(o.load, ec))
+        {
+            throw usage_error(quoted("--load", o.load) + " is a directory, not a model file");
+        }
+        if (!std::ifstream(o.load, std::ios::binary))
+        {
+            throw usage_error(quoted("--load", o.load) + ": cannot open the file for reading");
+        }
+    }
+    const std::pair<const char*, const std::string*> outputs[] = {{"--save", &o.save}, {"--log", &o.log}};
+    for (const auto& [option, path] : outputs)
+    {
+        if (path->empty())
+        {
+            continue;
+        }
+        if (fs::is_directory(*path, ec))
+        {
+            throw usage_error(quoted(option, *path) + " is a directory, not a file");
+        }
+        const fs::path parent = fs::path(*path).parent_path();
+        if (!parent.empty() && !fs::is_directory(parent, ec))
+        {
+            throw usage_error(quoted(option, *path) + ": the directory '" + parent.string() + "' does not exist");
+        }
+    }
+}
 
 unsigned long long parse_unsigned(const std::string& option, const std::string& value, unsigned long long max)
 {
@@ -112,7 +175,8 @@ unsigned long long parse_unsigned(const std::string& option, const std::string& 
     unsigned long long v = 0;
     try
     {
-        if (value.empty() || value[0] == '-' || value[0] == '+')
+        // std::stoull skips leading blanks and accepts a sign (wrapping "-3" to 2^64 - 3).
+        if (value.empty() || !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
         {
             throw std::invalid_argument(value);
         }
@@ -139,6 +203,11 @@ double parse_double(const std::string& option, const std::string& value)
     double v = 0;
     try
     {
+        // std::stod skips leading blanks; a value of " 0.1" is a quoting mistake.
+        if (value.empty() || std::isspace(static_cast<unsigned char>(value[0])))
+        {
+            throw std::invalid_argument(value);
+        }
         v = std::stod(value, &used);
     }
     catch (const std::exception&)
@@ -212,40 +281,55 @@ options parse_arguments(int argc, char** argv)
         }
         else if (arg == "--epochs")
         {
-            o.epochs = static_cast<int>(parse_unsigned(arg, next(), 1000000));
+            const std::string value = next();
+            o.epochs = static_cast<int>(parse_unsigned(arg, value, 1000000));
+            o.training_options.push_back(arg);
             if (o.epochs < 1)
             {
-                throw usage_error("--epochs must be at least 1");
+                throw usage_error("--epochs must be at least 1, got " + value);
             }
         }
         else if (arg == "--batch-size")
         {
-            o.batch_size = static_cast<std::size_t>(parse_unsigned(arg, next(), 1u << 20));
+            const std::string value = next();
+            o.batch_size = static_cast<std::size_t>(parse_unsigned(arg, value, 1u << 20));
+            o.training_options.push_back(arg);
             if (o.batch_size < 1)
             {
-                throw usage_error("--batch-size must be at least 1");
+                throw usage_error("--batch-size must be at least 1, got " + value);
             }
         }
         else if (arg == "--lr")
         {
-            o.lr = parse_double(arg, next());
+            const std::string value = next();
+            o.lr = parse_double(arg, value);
             o.lr_given = true;
+            o.training_options.push_back(arg);
             if (!(o.lr > 0))
             {
-                throw usage_error("--lr must be positive");
+                throw usage_error("--lr must be positive, got " + value);
+            }
+            // The optimizer runs in float: a larger value would not convert (undefined behaviour),
+            // a smaller one would round to a learning rate of 0.
+            if (o.lr > std::numeric_limits<float>::max() || static_cast<float>(o.lr) == 0.0f)
+            {
+                throw usage_error("--lr must lie within float's range (1e-45 to 3.4e38), got " + value);
             }
         }
         else if (arg == "--momentum")
         {
-            o.momentum = parse_double(arg, next());
+            const std::string value = next();
+            o.momentum = parse_double(arg, value);
+            o.training_options.push_back(arg);
             if (!(o.momentum >= 0 && o.momentum < 1))
             {
-                throw usage_error("--momentum must be in [0, 1)");
+                throw usage_error("--momentum must be at least 0 and less than 1, got " + value);
             }
         }
         else if (arg == "--seed")
         {
             o.seed = static_cast<std::uint32_t>(parse_unsigned(arg, next(), 0xFFFFFFFFull));
+            o.training_options.push_back(arg);
         }
         else if (arg == "--threads")
         {
@@ -297,6 +381,14 @@ options parse_arguments(int argc, char** argv)
     if (o.eval_only && !o.save.empty())
     {
         throw usage_error("--save has no effect with --eval-only");
+    }
+    if (o.eval_only && !o.training_options.empty())
+    {
+        throw usage_error(o.training_options.front() + " has no effect with --eval-only");
+    }
+    if (!o.help)
+    {
+        check_paths(o);
     }
     return o;
 }
