@@ -24,6 +24,7 @@
 #include "network/sequential.hpp"
 #include "optim/sgd.hpp"
 
+#include "io/checkpoint.hpp"
 #include "io/gzip.hpp"
 #include "io/idx.hpp"
 #include "io/mnist.hpp"

@@ -484,12 +484,12 @@ io::model_file model_state(Net& net)
     return file;
 }
 
-/// Sets the parameters of `net` from `file`, after checking that the file's parameter records
-/// are, in order, exactly the network's: same names, shapes and scalar type. Nothing changes
-/// unless all match. `source` names the file in errors.
+/// Checks that the parameter records of `file` are, in order, exactly the parameters of `net`:
+/// same names, shapes and scalar type (what `load_state` checks before it changes anything).
+/// `source` names the file in errors.
 /// @throws shape_error naming the first tensor that differs, with both shapes.
 template <class Net>
-void load_state(Net& net, const io::model_file& file, const std::string& source = "<model>")
+void check_state(Net& net, const io::model_file& file, const std::string& source = "<model>")
 {
     using T = typename Net::value_type;
     using detail::concat;
@@ -540,6 +540,19 @@ void load_state(Net& net, const io::model_file& file, const std::string& source 
                                  "it has ", params.size(), " parameter tensors, the file ", stored.size(), ")",
                                  saved_from, net_is));
     }
+}
+
+/// Sets the parameters of `net` from `file`, after checking that the file's parameter records
+/// are, in order, exactly the network's: same names, shapes and scalar type. Nothing changes
+/// unless all match. `source` names the file in errors.
+/// @throws shape_error naming the first tensor that differs, with both shapes.
+template <class Net>
+void load_state(Net& net, const io::model_file& file, const std::string& source = "<model>")
+{
+    using T = typename Net::value_type;
+    check_state(net, file, source);
+    auto params = net.parameters();
+    const auto stored = file.of_kind(io::record_kind::parameter);
     for (std::size_t i = 0; i < params.size(); ++i)
     {
         const auto& r = *stored[i];

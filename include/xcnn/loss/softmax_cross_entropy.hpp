@@ -21,6 +21,14 @@ namespace xcnn
 ///
 /// Fusing the two keeps the gradient simple and exact, (softmax - one_hot) / N, and the
 /// log-sum-exp shift by each row's maximum keeps it finite for any finite logits.
+///
+/// Non-finite logits are not an error here: as in PyTorch, a NaN or +inf in a row makes that
+/// row's loss and gradient NaN (a -inf logit is a probability of 0: an infinite loss if it is the
+/// label's, a finite gradient either way). The optimizer decides what a non-finite gradient means
+/// (`SGD` raises `numeric_error` naming the step and the parameter, or skips the step under
+/// `nonfinite_policy::skip_step`), so one policy covers a bad input, a bad weight and an overflow
+/// anywhere in the network. A loop that wants to stop on the loss itself tests `std::isfinite` on
+/// the value `forward` returns.
 template <class T>
 class SoftmaxCrossEntropy
 {

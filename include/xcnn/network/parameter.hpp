@@ -38,6 +38,11 @@ public:
     const std::string& name() const noexcept { return m_name; }
     /// Prefixes the name, as a container does for the parameters of its children ("0." + "weight").
     void add_prefix(const std::string& prefix) { m_name = prefix + m_name; }
+    /// The layer the tensor belongs to, e.g. "Dense(84, 10)", for messages; set by `Sequential`
+    /// (empty for a layer's own `parameters()`).
+    const std::string& layer() const noexcept { return m_layer; }
+    /// Sets the description returned by `layer()`.
+    void set_layer(std::string layer) { m_layer = std::move(layer); }
 
     /// The `size()` values, contiguous in row-major order.
     T* data() const { return m_access->data(m_value); }
@@ -76,6 +81,7 @@ private:
     }
 
     std::string m_name;
+    std::string m_layer;
     void* m_value;
     void* m_grad;
     const accessors* m_access;

@@ -298,15 +298,19 @@ private:
     template <std::size_t... I>
     void collect_parameters(std::vector<parameter<value_type>>& all, std::index_sequence<I...>)
     {
-        auto add = [&](std::size_t index, auto&& params)
+        auto add = [&](std::size_t index, auto& layer)
         {
-            for (auto& p : params)
+            for (auto& p : layer.parameters())
             {
                 p.add_prefix(std::to_string(index) + ".");
+                if (p.layer().empty()) // a nested Sequential has named its own layers already
+                {
+                    p.set_layer(layer.name());
+                }
                 all.push_back(std::move(p));
             }
         };
-        (add(I, std::get<I>(m_layers).parameters()), ...);
+        (add(I, std::get<I>(m_layers)), ...);
     }
 
     /// After a `forward` that threw, the layers before the failing one hold caches of the new

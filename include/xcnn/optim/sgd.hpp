@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +18,68 @@
 namespace xcnn
 {
 
+/// What `SGD::step` does when a gradient or a parameter is not finite (NaN or infinite).
+enum class nonfinite_policy
+{
+    raise,    ///< throw `numeric_error` naming the step and the parameter (the default)
+    skip_step ///< leave every parameter and momentum buffer as it is, count the step as skipped
+};
+
+/// Everything `SGD` carries from one step to the next, like PyTorch's `optimizer.state_dict()`:
+/// what a checkpoint must hold to continue training exactly.
+template <class T>
+struct sgd_state
+{
+    T lr = 0;                                     ///< learning rate
+    T momentum = 0;                               ///< momentum factor
+    T weight_decay = 0;                           ///< L2 penalty factor
+    std::uint64_t steps = 0;                      ///< updates applied so far
+    std::uint64_t skipped_steps = 0;              ///< steps skipped for non-finite values
+    std::vector<std::vector<T>> momentum_buffers; ///< one per parameter; empty before its first update
+};
+
+namespace detail
+{
+
+/// Whether all `size` values are finite. Branch-free, so the compiler vectorises it: the
+/// optimizer runs it over every gradient at every step.
+template <class T>
+bool all_finite(const T* values, std::size_t size) noexcept
+{
+    bool finite = true;
+    for (std::size_t j = 0; j < size; ++j)
+    {
+        finite &= std::abs(values[j]) <= std::numeric_limits<T>::max();
+    }
+    return finite;
+}
+
+/// "'3.weight' (Conv2D(...))": a parameter as messages name it.
+template <class T>
+std::string describe_parameter(const parameter<T>& p)
+{
+    return p.layer().empty() ? concat("'", p.name(), "'") : concat("'", p.name(), "' (", p.layer(), ")");
+}
+
+/// "3 of 2400 elements are not finite, the first at index 17 (nan)", for `size` values that are
+/// not all finite.
+template <class T>
+std::string nonfinite_summary(const T* values, std::size_t size)
+{
+    std::size_t count = 0, first = size;
+    for (std::size_t j = 0; j < size; ++j)
+    {
+        if (!std::isfinite(values[j]))
+        {
+            first = count++ == 0 ? j : first;
+        }
+    }
+    return concat(count, " of ", size, " elements ", count == 1 ? "is" : "are", " not finite, the first at index ",
+                  first, " (", values[first], ")");
+}
+
+} // namespace detail
+
 /// Updates each parameter p with its gradient g exactly as `torch.optim.SGD` does
 /// (dampening 0, no Nesterov):
 ///
@@ -23,10 +87,20 @@ namespace xcnn
 ///     b = g                     (first step)
 ///     b = momentum * b + g      (later steps)
 ///     p = p - lr * b            (b = g when momentum is 0)
+///
+/// Before it changes anything, `step` checks that every parameter and every gradient is finite
+/// (one vectorised pass, no allocation). A NaN or infinity throws `numeric_error` naming the
+/// step and the parameter, e.g. "SGD step 1234: non-finite gradient in parameter '3.weight'
+/// (Conv2D(6, 16, ...)): ...; no parameter was changed", so a diverged run never turns its
+/// weights into NaN; with `nonfinite_policy::skip_step` the step is skipped and counted instead
+/// (as PyTorch's GradScaler does with mixed-precision overflows).
 template <class T>
 class SGD
 {
 public:
+    /// Scalar type of the parameters.
+    using value_type = T;
+
     /// Updates `parameters` (usually `net.parameters()`) with learning rate `lr`, `momentum` and L2
     /// penalty `weight_decay`; as in PyTorch, both default to 0.
     /// @throws value_error if `lr` is negative or not finite, or `momentum` or `weight_decay` is negative.
@@ -62,6 +136,68 @@ public:
     /// Momentum buffer of parameter i (empty before the first step or without momentum).
     const std::vector<T>& momentum_buffer(std::size_t i) const { return m_buffers.at(i); }
 
+    /// What `step` does with a non-finite gradient or parameter.
+    xcnn::nonfinite_policy nonfinite_policy() const noexcept { return m_policy; }
+    /// Raise (the default) or skip the step on a non-finite gradient or parameter.
+    void set_nonfinite_policy(xcnn::nonfinite_policy policy) noexcept { m_policy = policy; }
+    /// Number of updates applied so far (skipped and failed steps not included).
+    std::uint64_t steps() const noexcept { return m_steps; }
+    /// Number of steps skipped under `nonfinite_policy::skip_step`.
+    std::uint64_t skipped_steps() const noexcept { return m_skipped; }
+    /// Why the last skipped step was skipped (the message `raise` would have thrown); empty if
+    /// no step was skipped.
+    const std::string& last_skip_reason() const noexcept { return m_skip_reason; }
+
+    /// A copy of the state a checkpoint needs: hyperparameters, counters and momentum buffers.
+    sgd_state<T> state_dict() const
+    {
+        return sgd_state<T>{m_lr, m_momentum, m_weight_decay, m_steps, m_skipped, m_buffers};
+    }
+
+    /// Restores a state from `state_dict()`, after checking that it fits this optimizer's
+    /// parameters; on an exception nothing has changed.
+    /// @throws shape_error if the number of momentum buffers differs from the number of
+    /// parameters or a buffer's size from its parameter's; value_error for invalid hyperparameters.
+    void load_state_dict(sgd_state<T> state)
+    {
+        check_state_dict(state);
+        m_lr = state.lr;
+        m_momentum = state.momentum;
+        m_weight_decay = state.weight_decay;
+        m_steps = state.steps;
+        m_skipped = state.skipped_steps;
+        m_buffers.swap(state.momentum_buffers);
+    }
+
+    /// Throws what `load_state_dict(state)` would throw, changing nothing.
+    void check_state_dict(const sgd_state<T>& state) const
+    {
+        if (state.momentum_buffers.size() != m_parameters.size())
+        {
+            throw shape_error(detail::concat("SGD: the state holds ", state.momentum_buffers.size(),
+                                             " momentum buffers but the optimizer has ", m_parameters.size(),
+                                             " parameters"));
+        }
+        for (std::size_t i = 0; i < m_parameters.size(); ++i)
+        {
+            const auto& buffer = state.momentum_buffers[i];
+            if (!buffer.empty() && buffer.size() != m_parameters[i].size())
+            {
+                throw shape_error(detail::concat("SGD: the momentum buffer of parameter ",
+                                                 detail::describe_parameter(m_parameters[i]), " has ", buffer.size(),
+                                                 " elements, the parameter ", m_parameters[i].size(), " (shape ",
+                                                 detail::shape_to_string(m_parameters[i].shape()), ")"));
+            }
+        }
+        if (!(state.lr >= T(0)) || !std::isfinite(state.lr) || !(state.momentum >= T(0)) ||
+            !(state.weight_decay >= T(0)) || !std::isfinite(state.momentum) || !std::isfinite(state.weight_decay))
+        {
+            throw value_error(detail::concat("SGD: invalid state: learning rate ", state.lr, ", momentum ",
+                                             state.momentum, ", weight_decay ", state.weight_decay,
+                                             " (each must be finite and >= 0)"));
+        }
+    }
+
     /// Sets every gradient to zero. Layers overwrite their gradients in `backward`, so a
     /// training loop does not need this; it exists for code written in PyTorch's idiom.
     void zero_grad()
@@ -72,9 +208,24 @@ public:
         }
     }
 
-    /// One update of every parameter from its current gradient.
-    void step()
+    /// One update of every parameter from its current gradient. Returns false if the step was
+    /// skipped (`nonfinite_policy::skip_step`) because a gradient or parameter is not finite.
+    /// @throws numeric_error under `nonfinite_policy::raise` if a parameter or gradient holds a
+    /// NaN or infinity, naming the step (1-based: applied and skipped steps so far, plus one) and the parameter; no
+    /// parameter or momentum buffer has changed then.
+    bool step()
     {
+        if (!all_finite())
+        {
+            std::string reason = nonfinite_message();
+            if (m_policy == xcnn::nonfinite_policy::raise)
+            {
+                throw numeric_error(reason);
+            }
+            ++m_skipped;
+            m_skip_reason = std::move(reason);
+            return false;
+        }
         for (std::size_t i = 0; i < m_parameters.size(); ++i)
         {
             auto& p = m_parameters[i];
@@ -104,14 +255,66 @@ public:
                 value[j] -= m_lr * buffer[j];
             }
         }
+        ++m_steps;
+        return true;
     }
 
 private:
+    bool all_finite() const noexcept
+    {
+        bool finite = true;
+        for (const auto& p : m_parameters)
+        {
+            finite &= detail::all_finite(p.data(), p.size()) && detail::all_finite(p.grad_data(), p.size());
+        }
+        return finite;
+    }
+
+    /// The error for a step that found non-finite values. A non-finite parameter is named before
+    /// any gradient: it is the cause, and it makes the gradients of every layer before it
+    /// non-finite too.
+    std::string nonfinite_message() const
+    {
+        const std::string where = detail::concat("SGD step ", m_steps + m_skipped + 1, ": ");
+        const char* const outcome =
+            m_policy == xcnn::nonfinite_policy::raise ? "; no parameter was changed" : "; the step was skipped";
+        for (const auto& p : m_parameters)
+        {
+            if (!detail::all_finite(p.data(), p.size()))
+            {
+                return detail::concat(where, "non-finite value in parameter ", detail::describe_parameter(p), ": ",
+                                      detail::nonfinite_summary(p.data(), p.size()), outcome);
+            }
+        }
+        std::size_t affected = 0;
+        const parameter<T>* first = nullptr;
+        for (const auto& p : m_parameters)
+        {
+            if (!detail::all_finite(p.grad_data(), p.size()))
+            {
+                first = first != nullptr ? first : &p;
+                ++affected;
+            }
+        }
+        if (first == nullptr) // unreachable when called after all_finite() failed
+        {
+            return where + "non-finite values" + outcome;
+        }
+        return detail::concat(where, "non-finite gradient in parameter ", detail::describe_parameter(*first), ": ",
+                              detail::nonfinite_summary(first->grad_data(), first->size()), " (", affected, " of ",
+                              m_parameters.size(), " gradients are affected; the loss or the input may be non-finite)",
+                              outcome);
+    }
+
     std::vector<parameter<T>> m_parameters;
     std::vector<std::vector<T>> m_buffers;
     T m_lr = 0;
     T m_momentum;
     T m_weight_decay;
+    xcnn::nonfinite_policy m_policy = xcnn::nonfinite_policy::raise;
+    std::uint64_t m_steps = 0;
+    std::uint64_t m_skipped = 0;
+    std::string m_skip_reason;
 };
 
 } // namespace xcnn

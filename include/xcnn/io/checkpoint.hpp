@@ -1,0 +1,514 @@
+/// @file
+/// Training checkpoints: `xcnn::save_checkpoint` / `xcnn::load_checkpoint` keep everything a run
+/// needs to continue exactly where it stopped — the network's parameters, the optimizer's state
+/// (learning rate, momentum buffers, step counts) and the loop's progress (epoch, step, the
+/// state of the random generator, the sample order) — in one model file (docs/model-format.md).
+///
+/// A checkpoint is a version-1 model file with extra `state` records, so `xcnn::load` reads its
+/// network part like any model file. Writing is atomic like `xcnn::save`, refuses non-finite
+/// values (a diverged run must not replace the last good checkpoint) and removes the temporary
+/// files that writers killed mid-save left next to the target. Loading checks the whole file
+/// against the network, the optimizer and the generator before it changes any of them.
+#ifndef XCNN_IO_CHECKPOINT_HPP
+#define XCNN_IO_CHECKPOINT_HPP
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if !defined(_WIN32)
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+#endif
+
+#include "../core/error.hpp"
+#include "../optim/sgd.hpp"
+#include "binary.hpp"
+#include "model.hpp"
+
+namespace xcnn
+{
+
+/// Where a training loop stands, as a checkpoint stores it. The fields are the loop's to define;
+/// the conventions below are the ones xcnn-mnist follows.
+struct training_progress
+{
+    std::uint64_t epoch = 0;         ///< epochs completed
+    std::uint64_t step_in_epoch = 0; ///< steps done in the epoch after those (0 at an epoch boundary)
+    std::uint64_t global_step = 0;   ///< steps done since training started
+    /// State of the generator that orders the samples, from `rng_state` (empty: none stored).
+    std::string rng;
+    /// The sample order of the current epoch (empty: none stored).
+    std::vector<std::uint64_t> order;
+    /// Other numbers of the loop: running sums, best scores, ...
+    std::map<std::string, double> scalars;
+    /// Free text, e.g. the run's settings, for the loop to compare when it resumes.
+    std::string description;
+};
+
+/// The state of a standard random engine (`std::mt19937`, `std::mt19937_64`, ...) as the text
+/// its `operator<<` writes.
+template <class Engine>
+std::string rng_state(const Engine& rng)
+{
+    std::ostringstream out;
+    out << rng;
+    return out.str();
+}
+
+/// Sets `rng` to a state written by `rng_state` for the same engine type.
+/// @throws value_error if `text` is not such a state (another engine type, damaged text);
+/// `rng` is unchanged then.
+template <class Engine>
+void set_rng_state(Engine& rng, const std::string& text)
+{
+    std::istringstream in(text);
+    Engine parsed;
+    in >> parsed;
+    // Reading must use all of the text: an mt19937_64 state holds 312 numbers, and an
+    // mt19937_64 would accept the first 312 of an mt19937's 624 without complaint.
+    if (in.fail() || !(in >> std::ws).eof())
+    {
+        throw value_error(detail::concat("set_rng_state: the text (", text.size(),
+                                         " characters) is not a state of this random engine type"));
+    }
+    rng = parsed;
+}
+
+/// Checks that every parameter of `net` is finite; `what` starts the message.
+/// @throws numeric_error naming the first parameter (and its layer) holding a NaN or infinity,
+/// how many elements are not finite and the first of them.
+template <class Net>
+void require_finite(Net& net, const std::string& what)
+{
+    for (const auto& p : net.parameters())
+    {
+        if (!detail::all_finite(p.data(), p.size()))
+        {
+            throw numeric_error(
+                detail::concat(what, ": parameter ", detail::describe_parameter(p),
+                               " holds non-finite values: ", detail::nonfinite_summary(p.data(), p.size())));
+        }
+    }
+}
+
+namespace io
+{
+
+/// Removes the temporary files that writers of `path` (`xcnn::save`, `save_checkpoint`) left
+/// behind when they were killed mid-write: files `.<name>.tmp-<pid>-<16 hex digits>` next to
+/// `path` whose process `pid` no longer exists. Files of running processes, of this process and
+/// of processes this one may not signal are kept, so a concurrent writer is never disturbed (on
+/// one machine: a writer on another host sharing the directory looks dead). Returns how many
+/// files were removed; errors are ignored (nothing depends on the cleanup). No-op on Windows.
+inline std::size_t remove_stale_temporaries(const std::string& path)
+{
+    std::size_t removed = 0;
+#if !defined(_WIN32)
+    namespace fs = std::filesystem;
+    const fs::path target(path);
+    const std::string prefix = "." + target.filename().string() + ".tmp-";
+    const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec), end;
+    std::vector<fs::path> stale;
+    for (; !ec && it != end; it.increment(ec))
+    {
+        const std::string name = it->path().filename().string();
+        if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0)
+        {
+            continue;
+        }
+        // The rest must be exactly "<pid>-<16 hex digits>", as detail::temporary_sibling makes it.
+        const std::string rest = name.substr(prefix.size());
+        const auto dash = rest.find('-');
+        if (dash == 0 || dash == std::string::npos || dash > 9 || rest.size() != dash + 17)
+        {
+            continue;
+        }
+        bool well_formed = true;
+        for (std::size_t i = 0; i < rest.size(); ++i)
+        {
+            const auto c = static_cast<unsigned char>(rest[i]);
+            well_formed &= i < dash ? std::isdigit(c) != 0 : i == dash || std::isxdigit(c) != 0;
+        }
+        if (!well_formed)
+        {
+            continue;
+        }
+        const long pid = std::stol(rest.substr(0, dash));
+        if (pid <= 0 || pid == static_cast<long>(::getpid()))
+        {
+            continue;
+        }
+        if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+        {
+            stale.push_back(it->path());
+        }
+    }
+    for (const auto& file : stale)
+    {
+        std::error_code ignored;
+        removed += fs::remove(file, ignored) ? 1 : 0;
+    }
+#else
+    (void)path;
+#endif
+    return removed;
+}
+
+namespace detail
+{
+
+inline constexpr const char* checkpoint_optimizer_key = "xcnn.optimizer";
+
+/// "optimizer.3.weight.momentum_buffer": the record of the momentum buffer of a parameter.
+inline std::string momentum_buffer_key(const std::string& parameter)
+{
+    return "optimizer." + parameter + ".momentum_buffer";
+}
+
+/// Reads the records of a checkpoint, with errors naming the file.
+class checkpoint_reader
+{
+public:
+    checkpoint_reader(const model_file& file, const std::string& source) : m_file(file), m_source(source) {}
+
+    std::string where() const { return concat("load_checkpoint ", quoted(m_source), ": "); }
+
+    const tensor_record& get(const std::string& name) const
+    {
+        const tensor_record* r = m_file.find(name, record_kind::state);
+        if (r == nullptr)
+        {
+            throw format_error(concat(where(), "the checkpoint has no state record '", name, "'"));
+        }
+        return *r;
+    }
+
+    /// A record of `T` elements of rank `rank` (-1: any).
+    template <class T>
+    std::vector<T> values(const tensor_record& r, int rank) const
+    {
+        if (r.type != static_cast<std::uint8_t>(dtype_of<T>()) || (rank >= 0 && r.shape.size() != std::size_t(rank)))
+        {
+            throw format_error(concat(where(), "state record '", r.name, "' holds ", dtype_name(r.type), " of shape ",
+                                      xcnn::detail::shape_to_string(r.shape), ", expected ",
+                                      dtype_name(static_cast<std::uint8_t>(dtype_of<T>())),
+                                      rank == 0 ? " scalar" : " vector"));
+        }
+        return r.values<T>();
+    }
+
+    template <class T>
+    T scalar(const std::string& name) const
+    {
+        return values<T>(get(name), 0).front();
+    }
+
+    std::string text(const std::string& name) const
+    {
+        const auto bytes = values<std::uint8_t>(get(name), 1);
+        return std::string(bytes.begin(), bytes.end());
+    }
+
+private:
+    const model_file& m_file;
+    const std::string& m_source;
+};
+
+template <class T>
+tensor_record scalar_record(const std::string& name, T value)
+{
+    return tensor_record::from(name, record_kind::state, &value, std::vector<std::size_t>{});
+}
+
+inline tensor_record text_state_record(const std::string& name, const std::string& text)
+{
+    return tensor_record::from(name, record_kind::state, reinterpret_cast<const std::uint8_t*>(text.data()),
+                               std::vector<std::size_t>{text.size()});
+}
+
+/// Checks that `optimizer` updates exactly the parameters of `net` (the same tensors, in order).
+template <class Net, class T>
+void check_optimizer_of(Net& net, const SGD<T>& optimizer, const std::string& where)
+{
+    const auto params = net.parameters();
+    const auto& held = optimizer.parameters();
+    if (held.size() != params.size())
+    {
+        throw value_error(concat(where, "the optimizer updates ", held.size(), " tensors, the network has ",
+                                 params.size(), " parameters: it was not built from this network's parameters()"));
+    }
+    for (std::size_t i = 0; i < params.size(); ++i)
+    {
+        if (held[i].data() != params[i].data())
+        {
+            throw value_error(concat(where, "the optimizer's tensor ", i, " ('", held[i].name(),
+                                     "') is not the network's parameter '", params[i].name(),
+                                     "': the optimizer was not built from this network's parameters()"));
+        }
+    }
+}
+
+} // namespace detail
+} // namespace io
+
+/// The checkpoint of `net`, `optimizer` (which must update `net.parameters()`) and `progress` as
+/// a model file: `model_state(net)` plus the state records of docs/model-format.md. Append
+/// records before writing it with `io::write_model_file` to keep more.
+/// @throws value_error if `optimizer` does not update `net`'s parameters.
+template <class Net, class T>
+io::model_file checkpoint_state(Net& net, const SGD<T>& optimizer, const training_progress& progress)
+{
+    using io::detail::scalar_record;
+    using io::detail::text_state_record;
+    static_assert(std::is_same<typename Net::value_type, T>::value,
+                  "xcnn::checkpoint_state: the network and the optimizer must have the same scalar type");
+    io::detail::check_optimizer_of(net, optimizer, "checkpoint_state: ");
+    io::model_file file = model_state(net);
+    file.records.push_back(io::tensor_record::text(io::detail::checkpoint_optimizer_key, "SGD"));
+    const auto state = optimizer.state_dict();
+    file.records.push_back(scalar_record("optimizer.lr", state.lr));
+    file.records.push_back(scalar_record("optimizer.momentum", state.momentum));
+    file.records.push_back(scalar_record("optimizer.weight_decay", state.weight_decay));
+    file.records.push_back(scalar_record("optimizer.steps", state.steps));
+    file.records.push_back(scalar_record("optimizer.skipped_steps", state.skipped_steps));
+    const auto& params = optimizer.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+    {
+        if (!state.momentum_buffers[i].empty()) // no record: no buffer yet, as in PyTorch's state_dict
+        {
+            file.records.push_back(io::tensor_record::from(io::detail::momentum_buffer_key(params[i].name()),
+                                                           io::record_kind::state, state.momentum_buffers[i].data(),
+                                                           params[i].shape()));
+        }
+    }
+    file.records.push_back(scalar_record("train.epoch", progress.epoch));
+    file.records.push_back(scalar_record("train.step_in_epoch", progress.step_in_epoch));
+    file.records.push_back(scalar_record("train.global_step", progress.global_step));
+    file.records.push_back(text_state_record("train.rng", progress.rng));
+    file.records.push_back(io::tensor_record::from("train.order", io::record_kind::state, progress.order.data(),
+                                                   std::vector<std::size_t>{progress.order.size()}));
+    file.records.push_back(text_state_record("train.description", progress.description));
+    for (const auto& [name, value] : progress.scalars)
+    {
+        file.records.push_back(scalar_record("train.scalar." + name, value));
+    }
+    return file;
+}
+
+/// Restores `net`, `optimizer` and, when given, `rng` from a checkpoint's records and returns the
+/// progress. Everything is checked first — the network's parameters (names, shapes, type), that
+/// `optimizer` updates `net`, the optimizer's state against its parameters, the progress records
+/// and the generator state — so on an exception nothing has changed. `source` names the file.
+/// @throws format_error if `file` is no checkpoint or a record is missing or of the wrong type;
+/// shape_error if the parameters or momentum buffers do not fit the network; value_error if the
+/// optimizer does not update `net` or the generator state is not one of `Engine`.
+template <class Net, class T, class Engine = std::mt19937>
+training_progress restore_checkpoint(const io::model_file& file, Net& net, SGD<T>& optimizer,
+                                     const std::string& source = "<checkpoint>", Engine* rng = nullptr)
+{
+    using detail::concat;
+    const io::detail::checkpoint_reader read(file, source);
+    const std::string where = read.where();
+    const auto* marker = file.find(io::detail::checkpoint_optimizer_key, io::record_kind::metadata);
+    if (marker == nullptr)
+    {
+        throw format_error(concat(where, "this is a model file without training state (written by xcnn::save, not "
+                                         "xcnn::save_checkpoint); load its parameters with xcnn::load"));
+    }
+    if (marker->as_text() != "SGD")
+    {
+        throw format_error(
+            concat(where, "the checkpoint holds the state of a '", marker->as_text(), "' optimizer, not of SGD"));
+    }
+    check_state(net, file, source);
+    io::detail::check_optimizer_of(net, optimizer, where);
+
+    sgd_state<T> state;
+    state.lr = read.scalar<T>("optimizer.lr");
+    state.momentum = read.scalar<T>("optimizer.momentum");
+    state.weight_decay = read.scalar<T>("optimizer.weight_decay");
+    state.steps = read.scalar<std::uint64_t>("optimizer.steps");
+    state.skipped_steps = read.scalar<std::uint64_t>("optimizer.skipped_steps");
+    const auto& params = optimizer.parameters();
+    state.momentum_buffers.resize(params.size());
+    std::size_t found = 0;
+    for (std::size_t i = 0; i < params.size(); ++i)
+    {
+        const auto key = io::detail::momentum_buffer_key(params[i].name());
+        const auto* r = file.find(key, io::record_kind::state);
+        if (r == nullptr)
+        {
+            continue;
+        }
+        ++found;
+        const auto shape = params[i].shape();
+        const bool same_shape = std::equal(shape.begin(), shape.end(), r->shape.begin(), r->shape.end(),
+                                           [](std::size_t a, std::uint64_t b) { return a == b; });
+        if (!same_shape)
+        {
+            throw shape_error(concat(where, "the optimizer state does not match the network: '", key, "' has shape ",
+                                     detail::shape_to_string(r->shape), ", parameter ",
+                                     detail::describe_parameter(params[i]), " has shape ",
+                                     detail::shape_to_string(shape)));
+        }
+        state.momentum_buffers[i] = read.values<T>(*r, -1);
+    }
+    std::size_t stored = 0;
+    std::string unknown;
+    for (const auto* r : file.of_kind(io::record_kind::state))
+    {
+        const std::string suffix = ".momentum_buffer";
+        const bool is_buffer = r->name.size() > suffix.size() && r->name.rfind("optimizer.", 0) == 0 &&
+                               r->name.compare(r->name.size() - suffix.size(), suffix.size(), suffix) == 0;
+        if (is_buffer)
+        {
+            ++stored;
+            bool known = false;
+            for (const auto& p : params)
+            {
+                known |= io::detail::momentum_buffer_key(p.name()) == r->name;
+            }
+            unknown = !known && unknown.empty() ? r->name : unknown;
+        }
+    }
+    if (stored != found)
+    {
+        throw shape_error(concat(where, "the optimizer state does not match the network: the checkpoint has ", stored,
+                                 " momentum buffers, ", found, " of them for the network's ", params.size(),
+                                 " parameters; '", unknown, "' belongs to no parameter of the network"));
+    }
+    try
+    {
+        optimizer.check_state_dict(state);
+    }
+    catch (const shape_error& e)
+    {
+        throw shape_error(where + e.what());
+    }
+    catch (const value_error& e)
+    {
+        throw format_error(where + e.what());
+    }
+
+    training_progress progress;
+    progress.epoch = read.scalar<std::uint64_t>("train.epoch");
+    progress.step_in_epoch = read.scalar<std::uint64_t>("train.step_in_epoch");
+    progress.global_step = read.scalar<std::uint64_t>("train.global_step");
+    progress.rng = read.text("train.rng");
+    progress.order = read.values<std::uint64_t>(read.get("train.order"), 1);
+    progress.description = read.text("train.description");
+    const std::string scalar_prefix = "train.scalar.";
+    for (const auto* r : file.of_kind(io::record_kind::state))
+    {
+        if (r->name.rfind(scalar_prefix, 0) == 0)
+        {
+            progress.scalars[r->name.substr(scalar_prefix.size())] = read.values<double>(*r, 0).front();
+        }
+    }
+    Engine restored_rng;
+    if (rng != nullptr)
+    {
+        try
+        {
+            set_rng_state(restored_rng, progress.rng);
+        }
+        catch (const value_error&)
+        {
+            throw value_error(concat(where, "the generator state 'train.rng' (", progress.rng.size(),
+                                     " characters) is not a state of the given random engine type"));
+        }
+    }
+
+    // Everything fits: commit. Nothing below throws but std::bad_alloc.
+    load_state(net, file, source);
+    optimizer.load_state_dict(std::move(state));
+    if (rng != nullptr)
+    {
+        *rng = restored_rng;
+    }
+    return progress;
+}
+
+/// Writes a checkpoint of `net`, `optimizer` (built from `net.parameters()`) and `progress` to
+/// `path`, atomically like `xcnn::save`: if anything fails, `path` keeps its previous content.
+/// Temporary files of earlier writers of `path` that were killed mid-save are removed first
+/// (`io::remove_stale_temporaries`).
+/// @throws numeric_error, before writing anything, if a parameter or momentum buffer is not
+/// finite (a diverged run must not replace the last good checkpoint); io_error if the file cannot
+/// be written, naming the path and the reason; value_error if `optimizer` does not update `net`.
+template <class Net, class T>
+void save_checkpoint(const std::string& path, Net& net, const SGD<T>& optimizer, const training_progress& progress)
+{
+    const std::string where = detail::concat("save_checkpoint ", io::detail::quoted(path));
+    const std::string kept = detail::concat("; ", io::detail::quoted(path), " was left unchanged");
+    try
+    {
+        require_finite(net, where);
+    }
+    catch (const numeric_error& e)
+    {
+        throw numeric_error(e.what() + kept);
+    }
+    const auto& params = optimizer.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+    {
+        const auto& buffer = optimizer.momentum_buffer(i);
+        if (!detail::all_finite(buffer.data(), buffer.size()))
+        {
+            throw numeric_error(detail::concat(
+                where, ": the momentum buffer of parameter ", detail::describe_parameter(params[i]),
+                " holds non-finite values: ", detail::nonfinite_summary(buffer.data(), buffer.size()), kept));
+        }
+    }
+    const auto file = checkpoint_state(net, optimizer, progress);
+    io::remove_stale_temporaries(path);
+    io::write_model_file(path, file);
+}
+
+/// `save_checkpoint(path, net, optimizer, progress)` with `progress.rng` set to the state of `rng`.
+template <class Net, class T, class Engine>
+void save_checkpoint(const std::string& path, Net& net, const SGD<T>& optimizer, training_progress progress,
+                     const Engine& rng)
+{
+    progress.rng = rng_state(rng);
+    save_checkpoint(path, net, optimizer, progress);
+}
+
+/// Restores `net` and `optimizer` from the checkpoint at `path` (written by `save_checkpoint`)
+/// and returns the progress. The whole file is checked first; after an exception nothing has
+/// changed. A checkpoint is also a model file: `xcnn::load` reads its parameters alone.
+/// @throws io_error if it cannot be read; format_error if it is damaged or no checkpoint (e.g. a
+/// plain model file); shape_error if the parameters or the optimizer state do not fit the network.
+template <class Net, class T>
+training_progress load_checkpoint(const std::string& path, Net& net, SGD<T>& optimizer)
+{
+    return restore_checkpoint(io::read_model_file(path), net, optimizer, path);
+}
+
+/// `load_checkpoint(path, net, optimizer)` that also restores the generator `rng` from the
+/// checkpoint's `train.rng`, all or nothing.
+/// @throws value_error (changing nothing) if the stored state is not one of an `Engine`.
+template <class Net, class T, class Engine>
+training_progress load_checkpoint(const std::string& path, Net& net, SGD<T>& optimizer, Engine& rng)
+{
+    return restore_checkpoint(io::read_model_file(path), net, optimizer, path, &rng);
+}
+
+} // namespace xcnn
+
+#endif // XCNN_IO_CHECKPOINT_HPP
