@@ -32,7 +32,7 @@ xt::xtensor<T, N> random_tensor(const std::array<std::size_t, N>& shape, std::mt
 
 } // namespace
 
-TEST_CASE("set_num_threads sets the pool size; 0 means one per hardware thread", "[threading]")
+TEST_CASE("set_num_threads sets the pool size, 0 means one per hardware thread", "[threading]")
 {
     thread_count_guard guard;
     xcnn::set_num_threads(3);
