@@ -3,6 +3,8 @@
 //   xcnn-mnist --data data/mnist                       # LeNet, the default recipe
 //   xcnn-mnist --data DIR --model seed --epochs 3 --lr 0.01 --log run.csv --save model.xcnn
 //   xcnn-mnist --data DIR --load model.xcnn --eval-only
+//   xcnn-mnist --data DIR --checkpoint run.ckpt ...     # interrupted? continue bit for bit:
+//   xcnn-mnist --data DIR --checkpoint run.ckpt --resume run.ckpt ...
 //
 // Run with --help for every option. Exit status: 0 success, 1 a runtime error (invalid or
 // missing data files, a model file that does not fit, a diverged run), 2 invalid arguments,
@@ -15,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -81,6 +84,15 @@ Trains a CNN on MNIST-format data and evaluates it on the test set after every e
   --save FILE        save the model to FILE after every epoch (atomically)
   --load FILE        start from the model in FILE (saved with --save, same --model)
   --eval-only        only evaluate the model loaded with --load on the test set
+  --checkpoint FILE  save a checkpoint to FILE after every epoch (atomically): the model,
+                     the optimizer's state and the run's progress, for --resume
+  --checkpoint-every N
+                     also save the checkpoint every N training steps
+  --resume FILE      continue the run saved in the checkpoint FILE, with the same --model,
+                     --batch-size, --lr, --momentum, --seed and (without --lr) --epochs:
+                     the weights end bit-identical to those of an uninterrupted run
+  --stop-after N     stop after N training steps of this run, saving the checkpoint
+                     first (a time-boxed part of a longer run; needs --checkpoint)
   --log CSV          write epoch,train_loss,test_loss,test_accuracy,seconds per epoch
                      (accuracy a fraction in [0, 1], seconds the epoch's wall time)
   -h, --help         show this help
@@ -107,6 +119,9 @@ struct options
     bool threads_given = false;
     std::size_t threads = 1;
     std::string save, load, log;
+    std::string checkpoint, resume;
+    std::size_t checkpoint_every = 0; // 0: only at the end of every epoch
+    std::size_t stop_after = 0;       // 0: never
     bool eval_only = false;
     bool help = false;
     std::vector<std::string> training_options; // given options that only matter when training
@@ -150,7 +165,13 @@ void check_paths(const options& o)
             throw usage_error(quoted("--load", o.load) + ": cannot open the file for reading");
         }
     }
-    const std::pair<const char*, const std::string*> outputs[] = {{"--save", &o.save}, {"--log", &o.log}};
+    if (!o.resume.empty() && !fs::is_regular_file(o.resume, ec))
+    {
+        throw usage_error(quoted("--resume", o.resume) +
+                          (fs::exists(o.resume, ec) ? " is not a checkpoint file" : ": no such file"));
+    }
+    const std::pair<const char*, const std::string*> outputs[] = {
+        {"--save", &o.save}, {"--log", &o.log}, {"--checkpoint", &o.checkpoint}};
     for (const auto& [option, path] : outputs)
     {
         if (path->empty())
@@ -360,6 +381,26 @@ options parse_arguments(int argc, char** argv)
                 throw usage_error("--log needs a file name");
             }
         }
+        else if (arg == "--checkpoint" || arg == "--resume")
+        {
+            (arg == "--checkpoint" ? o.checkpoint : o.resume) = next();
+            o.training_options.push_back(arg);
+            if ((arg == "--checkpoint" ? o.checkpoint : o.resume).empty())
+            {
+                throw usage_error(arg + " needs a file name");
+            }
+        }
+        else if (arg == "--checkpoint-every" || arg == "--stop-after")
+        {
+            const std::string value = next();
+            (arg == "--stop-after" ? o.stop_after : o.checkpoint_every) =
+                static_cast<std::size_t>(parse_unsigned(arg, value, 1ull << 40));
+            o.training_options.push_back(arg);
+            if (value.find_first_not_of('0') == std::string::npos)
+            {
+                throw usage_error(arg + " must be at least 1, got " + value);
+            }
+        }
         else if (arg == "--eval-only")
         {
             no_value();
@@ -385,6 +426,15 @@ options parse_arguments(int argc, char** argv)
     if (o.eval_only && !o.training_options.empty())
     {
         throw usage_error(o.training_options.front() + " has no effect with --eval-only");
+    }
+    if ((o.checkpoint_every > 0 || o.stop_after > 0) && o.checkpoint.empty())
+    {
+        throw usage_error(std::string(o.stop_after > 0 ? "--stop-after" : "--checkpoint-every") +
+                          " needs --checkpoint FILE");
+    }
+    if (!o.resume.empty() && !o.load.empty())
+    {
+        throw usage_error("--load has no effect with --resume (the checkpoint holds the model)");
     }
     if (!o.help)
     {
@@ -589,6 +639,31 @@ double scheduled_lr(std::size_t step, std::size_t total, std::size_t steps_per_e
     return default_peak_lr * 0.5 * (1 + std::cos(3.14159265358979323846 * std::min(1.0, progress)));
 }
 
+/// What a checkpoint must share with the run that continues it: everything that shapes the
+/// sequence of updates. Not the thread count: results are bit-identical at any count.
+std::string run_description(const options& o, std::size_t training_images)
+{
+    // The shortest text that reads back as the same double: equal texts, equal values.
+    const auto exact = [](double v)
+    {
+        char text[32];
+        return std::string(text, std::to_chars(text, text + sizeof text, v).ptr);
+    };
+    std::ostringstream out;
+    out << "--model " << o.model << " --batch-size " << o.batch_size << " --momentum " << exact(o.momentum)
+        << " --seed " << o.seed;
+    if (o.lr_given)
+    {
+        out << " --lr " << exact(o.lr);
+    }
+    else
+    {
+        out << " --epochs " << o.epochs << " (default recipe)"; // the schedule spans all epochs
+    }
+    out << ", " << training_images << " training images";
+    return out.str();
+}
+
 template <class Net>
 int run(Net net, const options& o)
 {
@@ -617,12 +692,16 @@ int run(Net net, const options& o)
     std::ofstream log;
     if (!o.log.empty())
     {
-        log.open(o.log, std::ios::trunc);
+        // A resumed run continues the log of the run it continues.
+        log.open(o.log, o.resume.empty() ? std::ios::trunc : std::ios::app);
         if (!log)
         {
             throw xcnn::io_error("cannot write the log file '" + o.log + "'");
         }
-        log << "epoch,train_loss,test_loss,test_accuracy,seconds\n" << std::flush;
+        if (log.tellp() == 0)
+        {
+            log << "epoch,train_loss,test_loss,test_accuracy,seconds\n" << std::flush;
+        }
     }
 
     if (o.eval_only)
@@ -666,19 +745,58 @@ int run(Net net, const options& o)
     std::mt19937 shuffle_rng(shuffle_seed);
     std::vector<std::size_t> order(n);
     std::iota(order.begin(), order.end(), std::size_t(0));
+    const std::string description = run_description(o, n);
+    xcnn::training_progress start;
+    if (!o.resume.empty())
+    {
+        start = xcnn::load_checkpoint(o.resume, net, sgd, shuffle_rng);
+        if (start.description != description || start.order.size() != n)
+        {
+            throw xcnn::value_error("--resume '" + o.resume + "': the checkpoint continues a run with " +
+                                    start.description + "; this run has " + description +
+                                    ". Resume with the same arguments.");
+        }
+        std::copy(start.order.begin(), start.order.end(), order.begin());
+        std::cout << "resumed " << o.resume << " after " << start.global_step << " steps: epoch " << start.epoch + 1
+                  << ", batch " << start.step_in_epoch << '/' << batches << " done\n";
+    }
+    // The sample order and the generator as they are after the shuffle of the epoch in progress:
+    // a run resumed inside an epoch goes on with that epoch's order.
+    auto save_checkpoint =
+        [&](std::uint64_t epochs_done, std::uint64_t batches_done, std::uint64_t steps_done, double epoch_loss_sum)
+    {
+        xcnn::training_progress p;
+        p.epoch = epochs_done;
+        p.step_in_epoch = batches_done;
+        p.global_step = steps_done;
+        p.order.assign(order.begin(), order.end());
+        p.scalars["epoch_loss_sum"] = epoch_loss_sum;
+        p.description = description;
+        xcnn::save_checkpoint(o.checkpoint, net, sgd, p, shuffle_rng);
+    };
     xt::xtensor<float, 4> images;
     xt::xtensor<std::int64_t, 1> labels;
     const std::size_t pixels = image_size * image_size;
     const bool terminal = XCNN_ISATTY(1) != 0;
     evaluation last;
-    std::size_t step = 0;
-    for (int epoch = 1; epoch <= o.epochs; ++epoch)
+    bool evaluated = false;
+    std::size_t step = static_cast<std::size_t>(start.global_step);
+    std::size_t steps_this_run = 0;
+    const int first_epoch = static_cast<int>(start.epoch) + 1;
+    for (int epoch = first_epoch; epoch <= o.epochs; ++epoch)
     {
         const auto epoch_start = clock_type::now();
-        std::shuffle(order.begin(), order.end(), shuffle_rng);
+        const std::size_t first_batch = epoch == first_epoch ? static_cast<std::size_t>(start.step_in_epoch) : 0;
+        if (first_batch == 0)
+        {
+            std::shuffle(order.begin(), order.end(), shuffle_rng);
+        }
         progress bar(terminal, epoch, o.epochs, batches);
-        double loss_sum = 0;
-        for (std::size_t b = 0; b < batches; ++b, ++step)
+        const auto resumed_sum = start.scalars.find("epoch_loss_sum");
+        double loss_sum = first_batch > 0 && resumed_sum != start.scalars.end() ? resumed_sum->second : 0.0;
+        std::size_t images_this_run = 0;
+        bool stop = false;
+        for (std::size_t b = first_batch; b < batches && !stop; ++b, ++step)
         {
             const std::size_t begin = b * o.batch_size, count = std::min(o.batch_size, n - begin);
             if (images.shape()[0] != count)
@@ -699,27 +817,61 @@ int run(Net net, const options& o)
             }
             const auto& logits = net.forward(images);
             const float value = loss.forward(logits, labels);
+            net.backward(loss.backward());
+            // SGD refuses non-finite gradients and weights before it changes anything, naming the
+            // parameter and its layer; nothing is saved after that, so --save and --checkpoint
+            // keep the last good state.
+            auto where = [&]
+            {
+                return "epoch " + std::to_string(epoch) + ", batch " + std::to_string(b + 1) + "/" +
+                       std::to_string(batches) + " (training step " + std::to_string(step + 1) + ")";
+            };
+            try
+            {
+                sgd.step();
+            }
+            catch (const xcnn::numeric_error& e)
+            {
+                bar.finish();
+                std::ostringstream loss_text;
+                loss_text << value;
+                throw xcnn::numeric_error("training diverged in " + where() + ": " + e.what() + "; the loss was " +
+                                          loss_text.str() + ". Try a smaller --lr.");
+            }
             if (!std::isfinite(value))
             {
                 bar.finish();
-                throw xcnn::numeric_error("training diverged in epoch " + std::to_string(epoch) + " at batch " +
-                                          std::to_string(b + 1) + " (loss " + std::to_string(value) +
-                                          "); try a smaller --lr");
+                throw xcnn::numeric_error("training diverged in " + where() + ": the loss is " + std::to_string(value) +
+                                          " although every gradient is finite. Try a smaller --lr.");
             }
-            net.backward(loss.backward());
-            sgd.step();
             loss_sum += static_cast<double>(value) * static_cast<double>(count);
-            bar.update(b + 1, loss_sum / static_cast<double>(begin + count), begin + count);
+            images_this_run += count;
+            ++steps_this_run;
+            bar.update(b + 1, loss_sum / static_cast<double>(begin + count), images_this_run);
+            const bool last_batch = b + 1 == batches;
+            stop = !last_batch && steps_this_run == o.stop_after;
+            const bool periodic = o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0;
+            if (!o.checkpoint.empty() && !last_batch && (periodic || stop))
+            {
+                save_checkpoint(static_cast<std::uint64_t>(epoch - 1), b + 1, step + 1, loss_sum);
+            }
         }
         bar.finish();
+        if (stop)
+        {
+            std::cout << "stopped after " << steps_this_run << " steps (--stop-after) in epoch " << epoch
+                      << "; checkpoint " << o.checkpoint << ", continue with --resume " << o.checkpoint << '\n';
+            return 0;
+        }
         const double train_seconds = seconds_since(epoch_start);
         const double train_loss = loss_sum / static_cast<double>(n);
         last = evaluate(net, test);
+        evaluated = true;
         const double seconds = seconds_since(epoch_start);
         std::cout << "epoch " << epoch << '/' << o.epochs << "  train loss " << std::fixed << std::setprecision(4)
                   << train_loss << "  test loss " << last.loss << "  test accuracy " << std::setprecision(2)
                   << 100 * last.accuracy << " %  (" << std::setprecision(1) << train_seconds << " s training, "
-                  << std::setprecision(0) << static_cast<double>(n) / train_seconds << " img/s; "
+                  << std::setprecision(0) << static_cast<double>(images_this_run) / train_seconds << " img/s; "
                   << std::setprecision(1) << seconds - train_seconds << " s test)" << std::endl;
         if (log)
         {
@@ -729,12 +881,34 @@ int run(Net net, const options& o)
         }
         if (!o.save.empty())
         {
+            // An update can overflow to infinity without a non-finite gradient; such a model
+            // must not replace the last good file (save_checkpoint checks this itself).
+            xcnn::require_finite(net, "epoch " + std::to_string(epoch) + ": not saving the model to '" + o.save + "'");
             xcnn::save(net, o.save);
         }
+        if (!o.checkpoint.empty())
+        {
+            save_checkpoint(static_cast<std::uint64_t>(epoch), 0, step, 0.0);
+        }
+        if (o.stop_after > 0 && steps_this_run >= o.stop_after && epoch < o.epochs)
+        {
+            std::cout << "stopped after " << steps_this_run << " steps (--stop-after) at the end of epoch " << epoch
+                      << "; checkpoint " << o.checkpoint << ", continue with --resume " << o.checkpoint << '\n';
+            return 0;
+        }
+    }
+    if (!evaluated) // resumed from a checkpoint of a finished run
+    {
+        std::cout << "nothing left to train: the checkpoint is at the end of epoch " << start.epoch << '\n';
+        last = evaluate(net, test);
     }
     if (!o.save.empty())
     {
         std::cout << "saved " << o.save << '\n';
+    }
+    if (!o.checkpoint.empty())
+    {
+        std::cout << "checkpoint " << o.checkpoint << '\n';
     }
     print_confusion(last);
     std::cout << "\nfinal test accuracy " << std::fixed << std::setprecision(2) << 100 * last.accuracy << " %\n";
