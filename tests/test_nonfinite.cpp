@@ -132,6 +132,52 @@ TEST_CASE("a non-finite gradient of one parameter is found wherever it is")
     CHECK(sgd.momentum_buffer(0).empty()); // not even the first momentum buffer was created
 }
 
+namespace
+{
+
+/// A non-finite value at every position of a gradient and of a parameter of 200 elements (three
+/// blocks of the vectorised check and a tail) is found, and its index reported.
+template <class T>
+void check_every_position()
+{
+    const T specials[] = {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity(),
+                          -std::numeric_limits<T>::infinity()};
+    xt::xtensor<T, 1> value = xt::ones<T>({std::size_t(200)});
+    xt::xtensor<T, 1> grad = xt::ones<T>({std::size_t(200)});
+    xcnn::SGD<T> sgd({xcnn::parameter<T>("w", value, grad)}, T(0.5));
+    std::size_t found = 0;
+    for (std::size_t i = 0; i < value.size(); ++i)
+    {
+        for (const T special : specials)
+        {
+            for (auto* target : {&grad, &value})
+            {
+                (*target)(i) = special;
+                const std::string message = error_of([&] { sgd.step(); });
+                found += message.find("the first at index " + std::to_string(i) + " (") != std::string::npos ? 1 : 0;
+                (*target)(i) = T(1);
+            }
+        }
+        // The largest finite values are finite.
+        grad(i) = std::numeric_limits<T>::max();
+        value(i) = -std::numeric_limits<T>::max();
+    }
+    CHECK(found == 200 * 3 * 2);
+    CHECK(sgd.steps() == 0);
+    CHECK(xt::all(xt::equal(value, -std::numeric_limits<T>::max())));
+    value.fill(T(1));
+    grad.fill(std::numeric_limits<T>::denorm_min());
+    CHECK(sgd.step());
+}
+
+} // namespace
+
+TEST_CASE("a non-finite value is found at any position, in float and double")
+{
+    check_every_position<float>();
+    check_every_position<double>();
+}
+
 TEST_CASE("skip_step: a bad batch is skipped and counted, and the run goes on as without it")
 {
     std::mt19937 data_rng(7);

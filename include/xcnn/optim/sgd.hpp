@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,17 +41,51 @@ struct sgd_state
 namespace detail
 {
 
-/// Whether all `size` values are finite. Branch-free, so the compiler vectorises it: the
-/// optimizer runs it over every gradient at every step.
+/// The unsigned integer holding the bits of `T` and the mask of its exponent field, which is all
+/// ones exactly for infinities and NaNs.
+template <class T>
+struct float_bits;
+template <>
+struct float_bits<float>
+{
+    using type = std::uint32_t;
+    static constexpr type exponent = 0x7F800000u;
+};
+template <>
+struct float_bits<double>
+{
+    using type = std::uint64_t;
+    static constexpr type exponent = 0x7FF0000000000000ull;
+};
+
+/// Whether all `size` values are finite. The optimizer runs this over every parameter and
+/// gradient at every step, so it tests exponent bits with integer operations in fixed-size
+/// blocks, which GCC 12 vectorises at -O2 as well as -O3 (it leaves a loop on `std::isfinite` or
+/// `std::abs(x) <= max` scalar, about 5 times slower; Clang vectorises both).
 template <class T>
 bool all_finite(const T* values, std::size_t size) noexcept
 {
-    bool finite = true;
-    for (std::size_t j = 0; j < size; ++j)
+    using bits = typename float_bits<T>::type;
+    constexpr bits exponent = float_bits<T>::exponent;
+    constexpr std::size_t block = 64;
+    bits bad = 0;
+    std::size_t j = 0;
+    for (; j + block <= size; j += block)
     {
-        finite &= std::abs(values[j]) <= std::numeric_limits<T>::max();
+        for (std::size_t k = 0; k < block; ++k)
+        {
+            bits b;
+            std::memcpy(&b, values + j + k, sizeof b);
+            bad |= static_cast<bits>((b & exponent) == exponent);
+        }
     }
-    return finite;
+    for (; j < size; ++j)
+    {
+        bits b;
+        std::memcpy(&b, values + j, sizeof b);
+        bad |= static_cast<bits>((b & exponent) == exponent);
+    }
+    return bad == 0;
 }
 
 /// "'3.weight' (Conv2D(...))": a parameter as messages name it.
