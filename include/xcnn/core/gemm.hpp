@@ -329,22 +329,31 @@ void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* pac
     }
 }
 
-/// Writes `rows x cols` of a micro-tile into C. `first` is true for the first K block, which
-/// applies beta and the biases; later K blocks accumulate. Full-width tiles whose columns are
-/// contiguous in C (the common case: rows of an NCHW output) are written with vector loads and
-/// stores; the others element by element through the column table.
+/// True if columns [j0, j0 + NR) of C are NR consecutive elements, so tiles there are written
+/// with vector stores.
 template <class T, std::size_t NR>
-void write_tile(const T* tile, std::size_t rows, std::size_t cols, const offset_matrix<T>& c, std::size_t i0,
-                std::size_t j0, const gemm_epilogue<T>& ep, bool first)
+bool contiguous_panel(const offset_matrix<T>& c, std::size_t j0, std::size_t cols)
 {
-    using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
     const std::ptrdiff_t* col = c.col + j0;
     bool contiguous = cols == NR;
     for (std::size_t j = 1; contiguous && j < NR; ++j)
     {
         contiguous = col[j] == col[0] + static_cast<std::ptrdiff_t>(j);
     }
+    return contiguous;
+}
+
+/// Writes `rows x cols` of a micro-tile into C. `first` is true for the first K block, which
+/// applies beta and the biases; later K blocks accumulate. Full-width tiles whose columns are
+/// contiguous in C (`contiguous_panel`; the common case: rows of an NCHW output) are written
+/// with vector loads and stores; the others element by element through the column table.
+template <class T, std::size_t NR>
+void write_tile(const T* tile, std::size_t rows, std::size_t cols, const offset_matrix<T>& c, std::size_t i0,
+                std::size_t j0, const gemm_epilogue<T>& ep, bool first, bool contiguous)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    const std::ptrdiff_t* col = c.col + j0;
     if (contiguous)
     {
         const batch alpha(ep.alpha);
@@ -356,7 +365,11 @@ void write_tile(const T* tile, std::size_t rows, std::size_t cols, const offset_
             const batch row_bias(first && ep.row_bias ? ep.row_bias[i0 + r] : T(0));
             for (std::size_t j = 0; j < NR; j += S)
             {
-                batch value = alpha * batch::load_aligned(acc + j);
+                batch value = batch::load_aligned(acc + j);
+                if (ep.alpha != T(1))
+                {
+                    value *= alpha;
+                }
                 if (first)
                 {
                     value += row_bias;
@@ -452,10 +465,15 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
     buffers.packed_b.resize(std::max(buffers.packed_b.size(), nc_max * kc_max));
     alignas(64) T tile[MR * NR];
     const T* direct[blocking::nc / NR];
+    bool c_contiguous[blocking::nc / NR];
 
     for (std::size_t j0 = 0; j0 < n; j0 += blocking::nc)
     {
         const std::size_t nc = std::min(blocking::nc, n - j0);
+        for (std::size_t jr = 0; jr < nc; jr += NR)
+        {
+            c_contiguous[jr / NR] = contiguous_panel<T, NR>(c, j0 + jr, std::min(NR, nc - jr));
+        }
         for (std::size_t k0 = 0; k0 < k; k0 += kc_max)
         {
             const std::size_t kc = std::min(kc_max, k - k0);
@@ -475,7 +493,8 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
                     {
                         const T* b_panel = buffers.packed_b.data() + jr * kc;
                         run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, direct[jr / NR], b.row + k0, tile);
-                        write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first);
+                        write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first,
+                                          c_contiguous[jr / NR]);
                     }
                 }
             }
