@@ -13,8 +13,8 @@
 /// small images (28 x 28, 10 x 10) would otherwise pay a packing copy of K times the input.
 ///
 /// The weight gradient is the same idea transposed: dW[o, tap] = sum over images and flat
-/// positions of dY[o, j] * x[tap + j], a dot product of two contiguous strips, with dY spread
-/// to the flat layout and zeros at the wrap-around positions.
+/// positions of dY[o, j] * x[tap + j], a dot product of two contiguous strips (core/gemm_nt.hpp),
+/// with dY spread to the flat layout and zeros at the wrap-around positions.
 #ifndef XCNN_CORE_PLANE_CORRELATION_HPP
 #define XCNN_CORE_PLANE_CORRELATION_HPP
 
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "gemm.hpp"
+#include "gemm_nt.hpp"
 #include "padding.hpp"
 #include "threading.hpp"
 #include "xtensor_shim.hpp"
@@ -163,201 +164,27 @@ void spread_planes(const T* src, std::size_t planes, std::size_t rows, std::size
     }
 }
 
-/// Register blocking of the weight-gradient kernel: RO gradient rows times RT taps of
-/// accumulators, plus RO + 1 operands, fit the vector register file.
-template <class T>
-struct weight_grad_blocking
-{
-    static constexpr std::size_t ro = XSIMD_WITH_AVX512F ? 4 : 2;
-    static constexpr std::size_t rt = XSIMD_WITH_AVX512F ? 6 : 5;
-    /// Bytes of gradient and input rows one pass over a chunk of images keeps in L2.
-    static constexpr std::size_t chunk_bytes = 512 * 1024;
-};
-
-/// Stops GCC from folding a reused load into every FMA that reads it: an unaligned vector load
-/// crosses a cache line and costs two load slots each time it is repeated.
-template <class B>
-inline void keep_in_register(B& value) noexcept
-{
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __asm__("" : "+v"(value.data));
-#else
-    (void)value;
-#endif
-}
-
-/// What one weight-gradient tile needs to know.
-template <class T>
-struct weight_grad_args
-{
-    const T* grad;              // (N, O, grad_plane): flat dY with zeros at wrap-around positions
-    std::size_t grad_plane;     // >= span, a multiple of the vector size (rows stay aligned)
-    std::size_t out_channels;   // O
-    const T* input;             // (N, image) padded input
-    const T* input_end;         // one past the input buffer: tail loads never read past it
-    std::size_t image;          // elements per input image
-    std::size_t span;           // flat positions per plane
-    const std::ptrdiff_t* taps; // tap offsets
-    T* dw;                      // (O, taps), row-major
-    std::size_t taps_count;
-};
-
-/// dw[o0 + r, t0 + t] (+)= sum over images [n0, n1) and flat positions of
-/// grad[n, o0 + r, j] * input[n, taps[t0 + t] + j], for r < RO and t < RT.
-template <class T, std::size_t RO, std::size_t RT>
-void weight_grad_tile(const weight_grad_args<T>& a, std::size_t o0, std::size_t t0, std::size_t n0, std::size_t n1,
-                      bool overwrite)
-{
-    using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
-    batch acc[RO][RT];
-#pragma GCC unroll 32
-    for (std::size_t r = 0; r < RO; ++r)
-    {
-#pragma GCC unroll 32
-        for (std::size_t t = 0; t < RT; ++t)
-        {
-            acc[r][t] = batch(T(0));
-        }
-    }
-    const std::size_t vector_end = a.span / S * S;
-    for (std::size_t n = n0; n < n1; ++n)
-    {
-        const T* g = a.grad + (n * a.out_channels + o0) * a.grad_plane;
-        const T* x = a.input + n * a.image;
-        const T* x_tap[RT];
-#pragma GCC unroll 32
-        for (std::size_t t = 0; t < RT; ++t)
-        {
-            x_tap[t] = x + a.taps[t0 + t];
-        }
-        for (std::size_t j = 0; j < vector_end; j += S)
-        {
-            // The input strips are unaligned (every tap shifts them): each is loaded once and
-            // kept in a register; the aligned gradient rows are the ones read per use.
-            batch xv[RT];
-#pragma GCC unroll 32
-            for (std::size_t t = 0; t < RT; ++t)
-            {
-                xv[t] = batch::load_unaligned(x_tap[t] + j);
-                keep_in_register(xv[t]);
-            }
-#pragma GCC unroll 32
-            for (std::size_t r = 0; r < RO; ++r)
-            {
-                const batch gv = batch::load_aligned(g + r * a.grad_plane + j);
-#pragma GCC unroll 32
-                for (std::size_t t = 0; t < RT; ++t)
-                {
-                    acc[r][t] = xsimd::fma(gv, xv[t], acc[r][t]);
-                }
-            }
-        }
-        if (vector_end < a.span)
-        {
-            // The gradient rows are zero-padded to whole vectors; the input may end inside the
-            // last vector, so it is read through a zero-filled copy there.
-            batch gv[RO];
-            for (std::size_t r = 0; r < RO; ++r)
-            {
-                gv[r] = batch::load_unaligned(g + r * a.grad_plane + vector_end);
-            }
-            for (std::size_t t = 0; t < RT; ++t)
-            {
-                const T* from = x_tap[t] + vector_end;
-                batch xv;
-                if (from + S <= a.input_end)
-                {
-                    xv = batch::load_unaligned(from);
-                }
-                else
-                {
-                    alignas(64) T part[S] = {};
-                    std::copy(from, a.input_end, part);
-                    xv = batch::load_aligned(part);
-                }
-                for (std::size_t r = 0; r < RO; ++r)
-                {
-                    acc[r][t] = xsimd::fma(gv[r], xv, acc[r][t]);
-                }
-            }
-        }
-    }
-    for (std::size_t r = 0; r < RO; ++r)
-    {
-        for (std::size_t t = 0; t < RT; ++t)
-        {
-            // Lanes summed through memory: xsimd::hadd trips a false -Wmaybe-uninitialized in
-            // GCC 12's AVX-512 intrinsics for double.
-            alignas(64) T lanes[S];
-            acc[r][t].store_aligned(lanes);
-            T sum = 0;
-            for (std::size_t l = 0; l < S; ++l)
-            {
-                sum += lanes[l];
-            }
-            T& out = a.dw[(o0 + r) * a.taps_count + t0 + t];
-            out = overwrite ? sum : out + sum;
-        }
-    }
-}
-
-template <class T>
-using weight_grad_tile_fn = void (*)(const weight_grad_args<T>&, std::size_t, std::size_t, std::size_t, std::size_t,
-                                     bool);
-
-template <class T, std::size_t RO, std::size_t... RT>
-constexpr std::array<weight_grad_tile_fn<T>, sizeof...(RT)> weight_grad_tiles_for_rows(std::index_sequence<RT...>)
-{
-    return {&weight_grad_tile<T, RO, RT + 1>...};
-}
-
-/// kernels[ro - 1][rt - 1] is the tile of ro rows and rt taps: the edges of dW get exact tiles.
-template <class T, std::size_t... RO>
-constexpr auto weight_grad_tile_table(std::index_sequence<RO...>)
-{
-    return std::array<std::array<weight_grad_tile_fn<T>, weight_grad_blocking<T>::rt>, sizeof...(RO)>{
-        weight_grad_tiles_for_rows<T, RO + 1>(std::make_index_sequence<weight_grad_blocking<T>::rt>{})...};
-}
-
-/// dw (out_channels x taps, row-major) = sum over images and flat positions of
-/// grad[n, o, j] * input[n, tap + j]. `grad` is (N, out_channels, grad_plane) as `spread_planes`
-/// writes it, with `grad_plane` >= span rounded up to whole vectors. Threads split the tiles of dw,
-/// each tile summed over the images in a fixed order, so the result does not depend on the
-/// thread count.
+/// dw (out_channels x taps, row-major) = sum over images and flat positions j < span of
+/// grad[n, o, j] * input[n, tap + j]: dot products of strips read in place (`gemm_nt`). `grad`
+/// is (N, out_channels, grad_plane) as `spread_planes` writes it, with zeros at the wrap-around
+/// positions.
 template <class T>
 void correlate_planes_weight_grad(const plane_geometry& g, std::size_t out_channels, const T* grad,
                                   std::size_t grad_plane, const T* input, T* dw, plane_tables& tables)
 {
-    using blocking = weight_grad_blocking<T>;
-    constexpr std::size_t RO = blocking::ro, RT = blocking::rt;
-    static constexpr auto kernels = weight_grad_tile_table<T>(std::make_index_sequence<RO>{});
     fill_tap_offsets(g, tables.taps);
-    const std::size_t taps = g.taps();
-    const weight_grad_args<T> args{grad,      grad_plane, out_channels,       input, input + g.batch * g.image(),
-                                   g.image(), g.span(),   tables.taps.data(), dw,    taps};
-    const std::size_t row_blocks = (out_channels + RO - 1) / RO;
-    const std::size_t tap_blocks = (taps + RT - 1) / RT;
-    const std::size_t image_bytes = (out_channels * grad_plane + g.image()) * sizeof(T);
-    const std::size_t chunk = std::max<std::size_t>(1, blocking::chunk_bytes / std::max<std::size_t>(image_bytes, 1));
-    parallel_for(row_blocks * tap_blocks, 1,
-                 [&](std::size_t begin, std::size_t end, std::size_t)
-                 {
-                     for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
-                     {
-                         const std::size_t n1 = std::min(g.batch, n0 + chunk);
-                         for (std::size_t u = begin; u < end; ++u)
-                         {
-                             const std::size_t o0 = u / tap_blocks * RO, t0 = u % tap_blocks * RT;
-                             const std::size_t ro = std::min(RO, out_channels - o0), rt = std::min(RT, taps - t0);
-                             kernels[ro - 1][rt - 1](args, o0, t0, n0, n1, n0 == 0);
-                         }
-                     }
-                 });
-    if (g.batch == 0)
-    {
-        std::fill(dw, dw + out_channels * taps, T(0));
-    }
+    gemm_nt_operands<T> op;
+    op.a = grad;
+    op.a_row = grad_plane;
+    op.a_segment = out_channels * grad_plane;
+    op.b = input;
+    op.b_rows = tables.taps.data();
+    op.b_segment = g.image();
+    op.length = g.span();
+    op.segments = g.batch;
+    op.c = dw;
+    op.c_row = g.taps();
+    gemm_nt(out_channels, g.taps(), op);
 }
 
 } // namespace detail

@@ -11,6 +11,7 @@
 
 #include "../core/error.hpp"
 #include "../core/gemm.hpp"
+#include "../core/gemm_nt.hpp"
 #include "../core/tensordot.hpp"
 #include "../core/xtensor_shim.hpp"
 #include "../network/parameter.hpp"
@@ -203,9 +204,23 @@ private:
         const auto out_shape = checked_output_shape(x.shape());
         check_parameter_shapes();
         detail::ensure_shape(m_output, out_shape);
-        gemm_epilogue<T> epilogue;
-        epilogue.col_bias = m_bias.data();
-        detail::contract<T>(ref(x), {1}, ref(m_weight), {1}, mutable_ref(m_output), epilogue, m_tables, m_workspace);
+        // Y (N x out) = X (N x in) . W (out x in)^T + b: both operands are contiguous along the
+        // contracted axis, so every output is a dot product of two rows read in place.
+        m_weight_rows.resize(m_out);
+        for (std::size_t o = 0; o < m_out; ++o)
+        {
+            m_weight_rows[o] = static_cast<std::ptrdiff_t>(o * m_in);
+        }
+        detail::gemm_nt_operands<T> op;
+        op.a = x.data();
+        op.a_row = m_in;
+        op.b = m_weight.data();
+        op.b_rows = m_weight_rows.data();
+        op.length = m_in;
+        op.c = m_output.data();
+        op.c_row = m_out;
+        op.col_bias = m_bias.data();
+        detail::gemm_nt(out_shape[0], m_out, op);
     }
 
     std::size_t m_in;
@@ -218,6 +233,7 @@ private:
     xt::xtensor<T, 2> m_output;
     xt::xtensor<T, 2> m_input_grad;
     detail::contraction_tables m_tables;
+    std::vector<std::ptrdiff_t> m_weight_rows; // row offsets of W for gemm_nt
     gemm_workspace<T> m_workspace;
     bool m_has_cache = false;
 };
