@@ -326,6 +326,12 @@ private:
 
     bool unit_stride() const noexcept { return m_options.stride()[0] == 1 && m_options.stride()[1] == 1; }
 
+    /// Whether a stride-1 correlation producing rows of `width` pixels runs over the padded
+    /// width (core/plane_correlation.hpp) rather than on the window view. The window view's
+    /// GEMM panels are `nr` adjacent output pixels: when rows are a multiple of that, every
+    /// panel is read in place and the output lands in NCHW without the plane form's crop copy.
+    static bool prefers_plane_form(std::size_t width) noexcept { return width % detail::gemm_blocking<T>::nr != 0; }
+
     /// The stride-1 correlation of the padded input of the last forward.
     detail::plane_geometry plane_geometry() const
     {
@@ -353,7 +359,7 @@ private:
         check_parameter_shapes();
         zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
         detail::ensure_shape(m_output, out_shape);
-        if (unit_stride())
+        if (unit_stride() && prefers_plane_form(out_shape[3]))
         {
             // Over the padded width, the GEMM reads the padded input in place; the wrap-around
             // positions are dropped by the crop into NCHW.
@@ -409,6 +415,7 @@ private:
                          static_cast<std::ptrdiff_t>(k[0]) - 1 - static_cast<std::ptrdiff_t>(p[0]),
                          static_cast<std::ptrdiff_t>(k[1]) - 1 - static_cast<std::ptrdiff_t>(p[1]));
         detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
+        if (prefers_plane_form(w))
         {
             // dX over the padded width of the placed dY, with the kernel rotated by its tables:
             // A(ci, (co, kh, kw)) = W[co, ci, KH - 1 - kh, KW - 1 - kw].
