@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "error.hpp"
+#include "threading.hpp"
 #include "xtensor_shim.hpp"
 
 namespace xcnn
@@ -55,25 +56,29 @@ void place_2d(const T* src, std::size_t planes, std::size_t h, std::size_t w, T*
     // Columns of dst that receive data: [col_begin, col_end).
     const std::ptrdiff_t col_begin = std::clamp<std::ptrdiff_t>(left, 0, ow);
     const std::ptrdiff_t col_end = std::clamp<std::ptrdiff_t>(left + iw, 0, ow);
-    for (std::size_t p = 0; p < planes; ++p)
-    {
-        const T* plane_in = src + p * h * w;
-        T* plane_out = dst + p * out_h * out_w;
-        for (std::ptrdiff_t y = 0; y < oh; ++y)
-        {
-            T* row = plane_out + y * ow;
-            const std::ptrdiff_t sy = y - top;
-            if (sy < 0 || sy >= ih || col_begin >= col_end)
-            {
-                std::fill(row, row + ow, T(0));
-                continue;
-            }
-            std::fill(row, row + col_begin, T(0));
-            copy_short(plane_in + sy * iw + (col_begin - left), static_cast<std::size_t>(col_end - col_begin),
-                       row + col_begin);
-            std::fill(row + col_end, row + ow, T(0));
-        }
-    }
+    parallel_for_items(planes, out_h * out_w,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               const T* plane_in = src + p * h * w;
+                               T* plane_out = dst + p * out_h * out_w;
+                               for (std::ptrdiff_t y = 0; y < oh; ++y)
+                               {
+                                   T* row = plane_out + y * ow;
+                                   const std::ptrdiff_t sy = y - top;
+                                   if (sy < 0 || sy >= ih || col_begin >= col_end)
+                                   {
+                                       std::fill(row, row + ow, T(0));
+                                       continue;
+                                   }
+                                   std::fill(row, row + col_begin, T(0));
+                                   copy_short(plane_in + sy * iw + (col_begin - left),
+                                              static_cast<std::size_t>(col_end - col_begin), row + col_begin);
+                                   std::fill(row + col_end, row + ow, T(0));
+                               }
+                           }
+                       });
 }
 
 } // namespace detail

@@ -135,33 +135,64 @@ template <class T>
 void crop_planes(const T* flat, std::size_t planes, std::size_t flat_plane, std::size_t row_stride, std::size_t rows,
                  std::size_t cols, T* dst)
 {
-    for (std::size_t p = 0; p < planes; ++p)
-    {
-        const T* src = flat + p * flat_plane;
-        for (std::size_t r = 0; r < rows; ++r, src += row_stride, dst += cols)
-        {
-            copy_short(src, cols, dst);
-        }
-    }
+    parallel_for_items(planes, flat_plane,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               const T* src = flat + p * flat_plane;
+                               T* out = dst + p * rows * cols;
+                               for (std::size_t r = 0; r < rows; ++r)
+                               {
+                                   copy_short(src + r * row_stride, cols, out + r * cols);
+                               }
+                           }
+                       });
 }
 
-/// The inverse of `crop_planes` for a gradient: dst plane p (length `flat_plane`) gets the rows
-/// of src plane p (rows x cols) `row_stride` apart and zeros everywhere else, so the wrap-around
-/// positions contribute nothing to a dot product over the flat plane.
+/// The inverse of `crop_planes` for a gradient: dst plane p (length `flat_plane`, a multiple of
+/// the vector size, 64-byte aligned) gets the rows of src plane p (rows x cols) `row_stride`
+/// apart and zeros everywhere else, so the wrap-around positions contribute nothing to a dot
+/// product over the flat plane. If `sums` is not null, sums[p] = the sum of plane p (a
+/// convolution's bias gradient, while the plane is in cache).
 template <class T>
 void spread_planes(const T* src, std::size_t planes, std::size_t rows, std::size_t cols, std::size_t row_stride,
-                   std::size_t flat_plane, T* dst)
+                   std::size_t flat_plane, T* dst, T* sums)
 {
-    for (std::size_t p = 0; p < planes; ++p)
-    {
-        T* out = dst + p * flat_plane;
-        std::fill(out, out + flat_plane, T(0));
-        for (std::size_t r = 0; r < rows; ++r)
-        {
-            copy_short(src, cols, out + r * row_stride);
-            src += cols;
-        }
-    }
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    parallel_for_items(planes, flat_plane,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               T* out = dst + p * flat_plane;
+                               const T* in = src + p * rows * cols;
+                               std::fill(out, out + flat_plane, T(0));
+                               for (std::size_t r = 0; r < rows; ++r)
+                               {
+                                   copy_short(in + r * cols, cols, out + r * row_stride);
+                               }
+                               if (sums != nullptr)
+                               {
+                                   batch partial(T(0));
+                                   for (std::size_t i = 0; i < flat_plane; i += S)
+                                   {
+                                       partial += batch::load_aligned(out + i);
+                                   }
+                                   // Lanes summed through memory: xsimd::hadd trips a false
+                                   // -Wmaybe-uninitialized in GCC 12's AVX-512 intrinsics for double.
+                                   alignas(64) T lanes[S];
+                                   partial.store_aligned(lanes);
+                                   T sum = 0;
+                                   for (std::size_t l = 0; l < S; ++l)
+                                   {
+                                       sum += lanes[l];
+                                   }
+                                   sums[p] = sum;
+                               }
+                           }
+                       });
 }
 
 /// dw (out_channels x taps, row-major) = sum over images and flat positions j < span of

@@ -248,11 +248,23 @@ public:
             constexpr std::size_t S = xsimd::batch<T>::size;
             const std::size_t grad_plane = (span + S - 1) / S * S;
             m_flat.resize(std::max(m_flat.size(), n * c_out * grad_plane));
-            detail::spread_planes(grad_output.data(), n * c_out, oh, ow, g.width, grad_plane, m_flat.data());
+            // db comes out of the spread: each plane's sum, taken while it is in cache.
+            m_plane_sums.resize(std::max(m_plane_sums.size(), n * c_out));
+            detail::spread_planes(grad_output.data(), n * c_out, oh, ow, g.width, grad_plane, m_flat.data(),
+                                  m_plane_sums.data());
             detail::correlate_planes_weight_grad(g, c_out, m_flat.data(), grad_plane, m_padded.data(),
                                                  m_weight_grad.data(), m_plane_tables);
+            for (std::size_t o = 0; o < c_out; ++o)
+            {
+                T sum = 0;
+                for (std::size_t b = 0; b < n; ++b)
+                {
+                    sum += m_plane_sums[b * c_out + o];
+                }
+                m_bias_grad(o) = sum;
+            }
+            return;
         }
-        else
         {
             const auto windows = view_as_windows(m_padded, m_options.kernel_size(), m_options.stride());
             const auto dy = detail::make_tensor_ref<const T>(grad_output.data(), ys, grad_output.strides());
@@ -512,6 +524,7 @@ private:
     std::vector<std::ptrdiff_t> m_kernel_rows;              // offset tables of W for the stride-1 forms
     std::vector<std::ptrdiff_t> m_kernel_cols;
     detail::plane_tables m_plane_tables;
+    std::vector<T> m_plane_sums; // sum of each plane of dY, for db
     detail::contraction_tables m_tables;
     gemm_workspace<T> m_workspace;
     bool m_has_cache = false;
