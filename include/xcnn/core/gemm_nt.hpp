@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 #include "threading.hpp"
@@ -70,6 +71,30 @@ inline void keep_in_register(B& value) noexcept
 #endif
 }
 
+/// The first `count` (< the vector size) elements at `p` in a vector, zeros in the other lanes;
+/// nothing past them is read (a masked load with AVX-512, a copy elsewhere).
+template <class T>
+xsimd::batch<T> load_partial(const T* p, std::size_t count)
+{
+    using batch = xsimd::batch<T>;
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        return batch(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p));
+    }
+    else if constexpr (std::is_same<T, double>::value)
+    {
+        return batch(_mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << count) - 1u), p));
+    }
+    else
+#endif
+    {
+        alignas(64) T part[batch::size] = {};
+        std::copy(p, p + count, part);
+        return batch::load_aligned(part);
+    }
+}
+
 /// The RI x RJ block of C at (i0, j0), summed over segments [s0, s1); `overwrite` for the first
 /// group of segments (it also adds the column bias), accumulate for the others.
 template <class T, std::size_t RI, std::size_t RJ>
@@ -122,21 +147,17 @@ void gemm_nt_tile(const gemm_nt_operands<T>& op, std::size_t i0, std::size_t j0,
         }
         if (vector_end < op.length)
         {
-            // The last partial vector, through zero-filled copies: what lies past a run is never
-            // read, so neither garbage nor the end of the buffer can leak in.
+            // The last partial vector: what lies past a run is never read, so neither garbage nor
+            // the end of the buffer can leak in.
             const std::size_t rest = op.length - vector_end;
-            alignas(64) T part[S] = {};
             batch bv[RJ];
             for (std::size_t j = 0; j < RJ; ++j)
             {
-                std::copy(b[j] + vector_end, b[j] + op.length, part);
-                bv[j] = batch::load_aligned(part);
+                bv[j] = load_partial(b[j] + vector_end, rest);
             }
             for (std::size_t i = 0; i < RI; ++i)
             {
-                const T* from = a + i * op.a_row + vector_end;
-                std::copy(from, from + rest, part);
-                const batch av = batch::load_aligned(part);
+                const batch av = load_partial(a + i * op.a_row + vector_end, rest);
                 for (std::size_t j = 0; j < RJ; ++j)
                 {
                     acc[i][j] = xsimd::fma(av, bv[j], acc[i][j]);
