@@ -81,6 +81,9 @@ void conv_cases(benchmark::internal::Benchmark* b)
     {
         b->Args({64, 32, 64, 32, 3, 1, 1, threads}); // "L1" of the performance targets
         b->Args({64, 1, 6, 28, 5, 1, 2, threads});   // LeNet's first convolution
+        b->Args({64, 6, 16, 14, 5, 1, 0, threads});  // LeNet's second convolution
+        b->Args({64, 1, 8, 28, 3, 1, 1, threads});   // the seed net's first convolution
+        b->Args({64, 8, 16, 28, 3, 1, 1, threads});  // the seed net's second convolution
     }
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }

@@ -101,9 +101,11 @@ TEST_CASE("MaxPool2D matches the naive loops for kernels 2 and 3, strides 1 to 3
 {
     const std::size_t k = GENERATE(2, 3);
     const std::size_t s = GENERATE(1, 2, 3);
-    // Non-square, with extents that are and are not reached exactly by the windows.
-    const std::vector<std::array<std::size_t, 4>> shapes = {
-        {2, 3, 7, 9}, {1, 2, 8, 5}, {3, 1, 6, 11}, {1, 1, 3, 3}, {2, 2, 10, 4}};
+    // Non-square, with extents that are and are not reached exactly by the windows; widths up to
+    // several vectors, odd and even, so the vectorised 2 x 2 kernel runs its edge lanes too.
+    const std::vector<std::array<std::size_t, 4>> shapes = {{2, 3, 7, 9},  {1, 2, 8, 5},  {3, 1, 6, 11},
+                                                            {1, 1, 3, 3},  {2, 2, 10, 4}, {2, 3, 28, 28},
+                                                            {1, 2, 9, 37}, {1, 1, 4, 33}};
     std::mt19937 rng(static_cast<std::uint32_t>(10 * k + s));
     MaxPool2D<float> pool_f(k, s);
     MaxPool2D<double> pool_d(k, s);

@@ -97,7 +97,9 @@ TEST_CASE("Sequential forward, predict and backward equal the layers chained by 
 {
     auto net = make_mnist_net();
     net.reset_parameters(123u);
-    // Copies of the very same layers (same weights), run one after the other by hand.
+    // Copies of the very same layers (same weights), run one after the other by hand. Inside the
+    // Sequential, Flatten + Dense run as one step (Dense::forward_flattened reads the ReLU's
+    // output in place): the results must not change by a bit.
     auto conv = net.get<0>();
     auto relu = net.get<1>();
     auto flatten = net.get<2>();

@@ -92,14 +92,16 @@ struct gemm_blocking
     static constexpr std::size_t nc = nr * 16;
 };
 
-/// Packs rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into MR-row panels laid out k-major,
-/// zero-filling the rows past the edge so the micro-kernel never branches.
+/// Packs rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into panels of `tile_rows` (<= MR)
+/// rows laid out k-major with a stride of MR, zero-filling the rows past the edge so the
+/// micro-kernel never branches.
 template <class T, std::size_t MR>
-void pack_a(const offset_matrix<const T>& a, std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc, T* dst)
+void pack_a(const offset_matrix<const T>& a, std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc,
+            std::size_t tile_rows, T* dst)
 {
-    for (std::size_t p = 0; p < mc; p += MR)
+    for (std::size_t p = 0; p < mc; p += tile_rows)
     {
-        const std::size_t rows = std::min(MR, mc - p);
+        const std::size_t rows = std::min(tile_rows, mc - p);
         for (std::size_t r = 0; r < rows; ++r)
         {
             const T* src = a.data + a.row[i0 + p + r];
@@ -150,15 +152,17 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
         k += length;
     }
     // Reading a panel in place pays off only while its rows lie close together (a window view:
-    // neighbouring taps and channels of one image region). Rows far apart, like those of a
-    // large row-major matrix, put every k on another page: those panels are packed.
+    // neighbouring taps and channels of one image region) or are few. Many rows far apart, like
+    // those of a large row-major matrix, put every k on another page: those panels are packed.
     std::ptrdiff_t lowest = b.row[k0], highest = b.row[k0];
     for (std::size_t k = 1; k < kc; ++k)
     {
         lowest = std::min(lowest, b.row[k0 + k]);
         highest = std::max(highest, b.row[k0 + k]);
     }
-    const bool may_read_in_place = static_cast<std::size_t>(highest - lowest) * sizeof(T) <= 256 * 1024;
+    // A short block (a dense layer's batch of 64 as K) stays within the TLB's reach wherever
+    // its rows lie.
+    const bool may_read_in_place = static_cast<std::size_t>(highest - lowest) * sizeof(T) <= 256 * 1024 || kc <= 64;
     for (std::size_t p = 0; p < nc; p += NR)
     {
         const std::size_t cols = std::min(NR, nc - p);
@@ -329,22 +333,31 @@ void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* pac
     }
 }
 
-/// Writes `rows x cols` of a micro-tile into C. `first` is true for the first K block, which
-/// applies beta and the biases; later K blocks accumulate. Full-width tiles whose columns are
-/// contiguous in C (the common case: rows of an NCHW output) are written with vector loads and
-/// stores; the others element by element through the column table.
+/// True if columns [j0, j0 + NR) of C are NR consecutive elements, so tiles there are written
+/// with vector stores.
 template <class T, std::size_t NR>
-void write_tile(const T* tile, std::size_t rows, std::size_t cols, const offset_matrix<T>& c, std::size_t i0,
-                std::size_t j0, const gemm_epilogue<T>& ep, bool first)
+bool contiguous_panel(const offset_matrix<T>& c, std::size_t j0, std::size_t cols)
 {
-    using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
     const std::ptrdiff_t* col = c.col + j0;
     bool contiguous = cols == NR;
     for (std::size_t j = 1; contiguous && j < NR; ++j)
     {
         contiguous = col[j] == col[0] + static_cast<std::ptrdiff_t>(j);
     }
+    return contiguous;
+}
+
+/// Writes `rows x cols` of a micro-tile into C. `first` is true for the first K block, which
+/// applies beta and the biases; later K blocks accumulate. Full-width tiles whose columns are
+/// contiguous in C (`contiguous_panel`; the common case: rows of an NCHW output) are written
+/// with vector loads and stores; the others element by element through the column table.
+template <class T, std::size_t NR>
+void write_tile(const T* tile, std::size_t rows, std::size_t cols, const offset_matrix<T>& c, std::size_t i0,
+                std::size_t j0, const gemm_epilogue<T>& ep, bool first, bool contiguous)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    const std::ptrdiff_t* col = c.col + j0;
     if (contiguous)
     {
         const batch alpha(ep.alpha);
@@ -356,7 +369,11 @@ void write_tile(const T* tile, std::size_t rows, std::size_t cols, const offset_
             const batch row_bias(first && ep.row_bias ? ep.row_bias[i0 + r] : T(0));
             for (std::size_t j = 0; j < NR; j += S)
             {
-                batch value = alpha * batch::load_aligned(acc + j);
+                batch value = batch::load_aligned(acc + j);
+                if (ep.alpha != T(1))
+                {
+                    value *= alpha;
+                }
                 if (first)
                 {
                     value += row_bias;
@@ -452,10 +469,15 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
     buffers.packed_b.resize(std::max(buffers.packed_b.size(), nc_max * kc_max));
     alignas(64) T tile[MR * NR];
     const T* direct[blocking::nc / NR];
+    bool c_contiguous[blocking::nc / NR];
 
     for (std::size_t j0 = 0; j0 < n; j0 += blocking::nc)
     {
         const std::size_t nc = std::min(blocking::nc, n - j0);
+        for (std::size_t jr = 0; jr < nc; jr += NR)
+        {
+            c_contiguous[jr / NR] = contiguous_panel<T, NR>(c, j0 + jr, std::min(NR, nc - jr));
+        }
         for (std::size_t k0 = 0; k0 < k; k0 += kc_max)
         {
             const std::size_t kc = std::min(kc_max, k - k0);
@@ -464,18 +486,23 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
             for (std::size_t i0 = 0; i0 < m; i0 += blocking::mc)
             {
                 const std::size_t mc = std::min(blocking::mc, m - i0);
-                pack_a<T, MR>(a, i0, mc, k0, kc, buffers.packed_a.data());
+                // Rows split evenly between the tiles: 16 rows run as 8 + 8, not 12 + 4, whose
+                // short tile would load as much of B for a third of the arithmetic.
+                const std::size_t tiles = (mc + MR - 1) / MR;
+                const std::size_t tile_rows = (mc + tiles - 1) / tiles;
+                pack_a<T, MR>(a, i0, mc, k0, kc, tile_rows, buffers.packed_a.data());
                 // The A micro-panel (kc x MR) stays in L1 while the B micro-panels stream from
                 // the L2-sized packed block: the order BLIS uses for wide-vector machines.
-                for (std::size_t ir = 0; ir < mc; ir += MR)
+                for (std::size_t ir = 0; ir < mc; ir += tile_rows)
                 {
-                    const T* a_panel = buffers.packed_a.data() + ir * kc;
-                    const std::size_t rows = std::min(MR, mc - ir);
+                    const T* a_panel = buffers.packed_a.data() + ir / tile_rows * MR * kc;
+                    const std::size_t rows = std::min(tile_rows, mc - ir);
                     for (std::size_t jr = 0; jr < nc; jr += NR)
                     {
                         const T* b_panel = buffers.packed_b.data() + jr * kc;
                         run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, direct[jr / NR], b.row + k0, tile);
-                        write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first);
+                        write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first,
+                                          c_contiguous[jr / NR]);
                     }
                 }
             }

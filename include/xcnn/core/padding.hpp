@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <cstring>
 
 #include "error.hpp"
+#include "threading.hpp"
 #include "xtensor_shim.hpp"
 
 namespace xcnn
@@ -16,10 +16,37 @@ namespace xcnn
 namespace detail
 {
 
+/// dst[0, count) = src[0, count) for the short rows of small images (28, 10 pixels), where a
+/// memcpy call costs more than the copy.
+template <class T>
+inline void copy_short(const T* src, std::size_t count, T* dst)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    if (count < S)
+    {
+        for (std::size_t c = 0; c < count; ++c)
+        {
+            dst[c] = src[c];
+        }
+        return;
+    }
+    std::size_t c = 0;
+    for (; c + S <= count; c += S)
+    {
+        batch::load_unaligned(src + c).store_unaligned(dst + c);
+    }
+    if (c < count)
+    {
+        // The last vector overlaps the previous one instead of a scalar tail.
+        batch::load_unaligned(src + count - S).store_unaligned(dst + count - S);
+    }
+}
+
 /// Copies the contiguous NCHW tensor `src` (n, c, h, w) into the contiguous `dst`
 /// (n, c, out_h, out_w) so that src(., ., y, x) lands at dst(., ., y + top, x + left), and
 /// zeroes the rest of dst. Negative offsets crop: the parts of src outside dst are dropped.
-/// One pass over dst, row by row with memcpy: no temporary, unlike `xt::pad`.
+/// One pass over dst, row by row: no temporary, unlike `xt::pad`.
 template <class T>
 void place_2d(const T* src, std::size_t planes, std::size_t h, std::size_t w, T* dst, std::size_t out_h,
               std::size_t out_w, std::ptrdiff_t top, std::ptrdiff_t left)
@@ -29,25 +56,29 @@ void place_2d(const T* src, std::size_t planes, std::size_t h, std::size_t w, T*
     // Columns of dst that receive data: [col_begin, col_end).
     const std::ptrdiff_t col_begin = std::clamp<std::ptrdiff_t>(left, 0, ow);
     const std::ptrdiff_t col_end = std::clamp<std::ptrdiff_t>(left + iw, 0, ow);
-    for (std::size_t p = 0; p < planes; ++p)
-    {
-        const T* plane_in = src + p * h * w;
-        T* plane_out = dst + p * out_h * out_w;
-        for (std::ptrdiff_t y = 0; y < oh; ++y)
-        {
-            T* row = plane_out + y * ow;
-            const std::ptrdiff_t sy = y - top;
-            if (sy < 0 || sy >= ih || col_begin >= col_end)
-            {
-                std::fill(row, row + ow, T(0));
-                continue;
-            }
-            std::fill(row, row + col_begin, T(0));
-            std::memcpy(row + col_begin, plane_in + sy * iw + (col_begin - left),
-                        static_cast<std::size_t>(col_end - col_begin) * sizeof(T));
-            std::fill(row + col_end, row + ow, T(0));
-        }
-    }
+    parallel_for_items(planes, out_h * out_w,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               const T* plane_in = src + p * h * w;
+                               T* plane_out = dst + p * out_h * out_w;
+                               for (std::ptrdiff_t y = 0; y < oh; ++y)
+                               {
+                                   T* row = plane_out + y * ow;
+                                   const std::ptrdiff_t sy = y - top;
+                                   if (sy < 0 || sy >= ih || col_begin >= col_end)
+                                   {
+                                       std::fill(row, row + ow, T(0));
+                                       continue;
+                                   }
+                                   std::fill(row, row + col_begin, T(0));
+                                   copy_short(plane_in + sy * iw + (col_begin - left),
+                                              static_cast<std::size_t>(col_end - col_begin), row + col_begin);
+                                   std::fill(row + col_end, row + ow, T(0));
+                               }
+                           }
+                       });
 }
 
 } // namespace detail

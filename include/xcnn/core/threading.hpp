@@ -265,6 +265,16 @@ void parallel_for(std::size_t count, std::size_t grain, F&& body)
         });
 }
 
+/// `parallel_for` over `count` items of about `item_size` elements each (planes of an image,
+/// rows of a matrix), kept on one thread below ~64K elements, where a wake-up costs more than
+/// it saves.
+template <class F>
+void parallel_for_items(std::size_t count, std::size_t item_size, F&& body)
+{
+    const std::size_t grain = std::max<std::size_t>(1, (std::size_t(1) << 16) / std::max<std::size_t>(item_size, 1));
+    parallel_for(count, grain, std::forward<F>(body));
+}
+
 } // namespace detail
 } // namespace xcnn
 

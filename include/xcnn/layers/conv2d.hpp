@@ -14,6 +14,7 @@
 #include "../core/error.hpp"
 #include "../core/gemm.hpp"
 #include "../core/padding.hpp"
+#include "../core/plane_correlation.hpp"
 #include "../core/tensordot.hpp"
 #include "../core/windows.hpp"
 #include "../core/xtensor_shim.hpp"
@@ -258,15 +259,42 @@ public:
         check_parameter_shapes();
         const auto& ys = grad_output.shape();
         const std::size_t n = ys[0], c_out = ys[1], oh = ys[2], ow = ys[3];
-        const auto windows = view_as_windows(m_padded, m_options.kernel_size(), m_options.stride());
-        const auto dy = detail::make_tensor_ref<const T>(grad_output.data(), ys, grad_output.strides());
-
-        // dW (C_out, C_in, KH, KW) = dY (N, C_out, OH, OW) . windows (N, C_in, OH, OW, KH, KW)
-        // over (N, OH, OW).
-        detail::contract<T>(
-            dy, {0, 2, 3}, detail::ref_of<T>(windows, m_scratch), {0, 2, 3},
-            detail::make_tensor_ref<T>(m_weight_grad.data(), m_weight_grad.shape(), m_weight_grad.strides()), {},
-            m_tables, m_workspace);
+        if (unit_stride())
+        {
+            // dW[o, tap] = dot products of dY's rows spread over the padded width with strips
+            // of the padded input (see core/plane_correlation.hpp): both read in place.
+            const auto g = plane_geometry();
+            const std::size_t span = g.span();
+            constexpr std::size_t S = xsimd::batch<T>::size;
+            const std::size_t grad_plane = (span + S - 1) / S * S;
+            m_flat.resize(std::max(m_flat.size(), n * c_out * grad_plane));
+            // db comes out of the spread: each plane's sum, taken while it is in cache.
+            m_plane_sums.resize(std::max(m_plane_sums.size(), n * c_out));
+            detail::spread_planes(grad_output.data(), n * c_out, oh, ow, g.width, grad_plane, m_flat.data(),
+                                  m_plane_sums.data());
+            detail::correlate_planes_weight_grad(g, c_out, m_flat.data(), grad_plane, m_padded.data(),
+                                                 m_weight_grad.data(), m_plane_tables);
+            for (std::size_t o = 0; o < c_out; ++o)
+            {
+                T sum = 0;
+                for (std::size_t b = 0; b < n; ++b)
+                {
+                    sum += m_plane_sums[b * c_out + o];
+                }
+                m_bias_grad(o) = sum;
+            }
+            return;
+        }
+        {
+            const auto windows = view_as_windows(m_padded, m_options.kernel_size(), m_options.stride());
+            const auto dy = detail::make_tensor_ref<const T>(grad_output.data(), ys, grad_output.strides());
+            // dW (C_out, C_in, KH, KW) = dY (N, C_out, OH, OW) . windows (N, C_in, OH, OW, KH, KW)
+            // over (N, OH, OW).
+            detail::contract<T>(
+                dy, {0, 2, 3}, detail::ref_of<T>(windows, m_scratch), {0, 2, 3},
+                detail::make_tensor_ref<T>(m_weight_grad.data(), m_weight_grad.shape(), m_weight_grad.strides()), {},
+                m_tables, m_workspace);
+        }
 
         // db = sum of dY over (N, OH, OW), with vector partial sums (a scalar sum cannot be
         // vectorised by the compiler without reordering it).
@@ -350,6 +378,22 @@ private:
         return out;
     }
 
+    bool unit_stride() const noexcept { return m_options.stride()[0] == 1 && m_options.stride()[1] == 1; }
+
+    /// Whether a stride-1 correlation producing rows of `width` pixels runs over the padded
+    /// width (core/plane_correlation.hpp) rather than on the window view. The window view's
+    /// GEMM panels are `nr` adjacent output pixels: when rows are a multiple of that, every
+    /// panel is read in place and the output lands in NCHW without the plane form's crop copy.
+    static bool prefers_plane_form(std::size_t width) noexcept { return width % detail::gemm_blocking<T>::nr != 0; }
+
+    /// The stride-1 correlation of the padded input of the last forward.
+    detail::plane_geometry plane_geometry() const
+    {
+        const auto& s = m_padded.shape();
+        const auto k = m_options.kernel_size();
+        return {s[0], s[1], s[2], s[3], k[0], k[1]};
+    }
+
     void check_parameter_shapes() const
     {
         const auto k = m_options.kernel_size();
@@ -369,6 +413,30 @@ private:
         check_parameter_shapes();
         zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
         detail::ensure_shape(m_output, out_shape);
+        if (unit_stride() && prefers_plane_form(out_shape[3]))
+        {
+            // Over the padded width, the GEMM reads the padded input in place; the wrap-around
+            // positions are dropped by the crop into NCHW.
+            const auto g = plane_geometry();
+            const std::size_t c_out = m_options.out_channels(), taps = g.taps();
+            m_kernel_rows.resize(c_out);
+            m_kernel_cols.resize(taps);
+            for (std::size_t o = 0; o < c_out; ++o)
+            {
+                m_kernel_rows[o] = static_cast<std::ptrdiff_t>(o * taps);
+            }
+            for (std::size_t t = 0; t < taps; ++t)
+            {
+                m_kernel_cols[t] = static_cast<std::ptrdiff_t>(t);
+            }
+            const std::size_t plane = detail::correlation_plane<T>(g);
+            m_flat.resize(std::max(m_flat.size(), g.batch * c_out * plane));
+            detail::correlate_planes<T>(g, c_out, {m_weight.data(), m_kernel_rows.data(), m_kernel_cols.data()},
+                                        m_padded.data(), m_bias.data(), m_flat.data(), m_plane_tables, m_workspace);
+            detail::crop_planes(m_flat.data(), g.batch * c_out, plane, g.width, out_shape[2], out_shape[3],
+                                m_output.data());
+            return;
+        }
 
         // The window view (N, C_in, OH, OW, KH, KW) contracted with W (C_out, C_in, KH, KW) over
         // (C_in, KH, KW) gives (C_out, N, OH, OW); writing it through Y's strides permuted to
@@ -401,6 +469,28 @@ private:
                          static_cast<std::ptrdiff_t>(k[0]) - 1 - static_cast<std::ptrdiff_t>(p[0]),
                          static_cast<std::ptrdiff_t>(k[1]) - 1 - static_cast<std::ptrdiff_t>(p[1]));
         detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
+        if (prefers_plane_form(w))
+        {
+            // dX over the padded width of the placed dY, with the kernel rotated by its tables:
+            // A(ci, (co, kh, kw)) = W[co, ci, KH - 1 - kh, KW - 1 - kw].
+            const detail::plane_geometry g{n, c_out, h + k[0] - 1, w + k[1] - 1, k[0], k[1]};
+            const std::size_t kk = k[0] * k[1], taps = g.taps(), plane = detail::correlation_plane<T>(g);
+            m_kernel_rows.resize(c_in);
+            m_kernel_cols.resize(taps);
+            for (std::size_t i = 0; i < c_in; ++i)
+            {
+                m_kernel_rows[i] = static_cast<std::ptrdiff_t>(i * kk);
+            }
+            for (std::size_t t = 0; t < taps; ++t)
+            {
+                m_kernel_cols[t] = static_cast<std::ptrdiff_t>((t / kk) * c_in * kk + (kk - 1 - t % kk));
+            }
+            m_flat.resize(std::max(m_flat.size(), n * c_in * plane));
+            detail::correlate_planes<T>(g, c_in, {m_weight.data(), m_kernel_rows.data(), m_kernel_cols.data()},
+                                        m_grad_padded.data(), nullptr, m_flat.data(), m_plane_tables, m_workspace);
+            detail::crop_planes(m_flat.data(), n * c_in, plane, g.width, h, w, m_input_grad.data());
+            return;
+        }
 
         const auto windows = view_as_windows(m_grad_padded, k, std::size_t(1)); // (N, C_out, H, W, KH, KW)
         // W rotated by 180 degrees in its spatial axes: start at the last tap, negative strides.
@@ -466,12 +556,17 @@ private:
     xt::xtensor<T, 4> m_weight_grad;
     xt::xtensor<T, 1> m_bias_grad;
 
-    xt::xtensor<T, 4> m_padded;            // zero-padded input of the last forward
-    xt::xtensor<T, 4> m_output;            // y
-    xt::xtensor<T, 4> m_input_grad;        // dX
-    xt::xtensor<T, 4> m_grad_padded;       // dY placed for the stride-1 dX contraction
-    xt::xtensor<T, 4> m_input_grad_padded; // padded dX accumulated by the strided form
-    xt::xarray<T> m_scratch;               // unused unless an operand needs evaluating
+    xt::xtensor<T, 4> m_padded;                             // zero-padded input of the last forward
+    xt::xtensor<T, 4> m_output;                             // y
+    xt::xtensor<T, 4> m_input_grad;                         // dX
+    xt::xtensor<T, 4> m_grad_padded;                        // dY placed for the stride-1 dX contraction
+    xt::xtensor<T, 4> m_input_grad_padded;                  // padded dX accumulated by the strided form
+    xt::xarray<T> m_scratch;                                // unused unless an operand needs evaluating
+    std::vector<T, xsimd::aligned_allocator<T, 64>> m_flat; // outputs or dY over the padded width
+    std::vector<std::ptrdiff_t> m_kernel_rows;              // offset tables of W for the stride-1 forms
+    std::vector<std::ptrdiff_t> m_kernel_cols;
+    detail::plane_tables m_plane_tables;
+    std::vector<T> m_plane_sums; // sum of each plane of dY, for db
     detail::contraction_tables m_tables;
     gemm_workspace<T> m_workspace;
     bool m_has_cache = false;

@@ -11,6 +11,7 @@
 
 #include "../core/error.hpp"
 #include "../core/gemm.hpp"
+#include "../core/gemm_nt.hpp"
 #include "../core/tensordot.hpp"
 #include "../core/xtensor_shim.hpp"
 #include "../network/parameter.hpp"
@@ -116,9 +117,10 @@ public:
     /// tensor of another shape; the layer is then unchanged.
     const output_type& forward(const input_type& x)
     {
-        run(x);
+        run(x.data(), checked_output_shape(x.shape()));
         detail::ensure_shape(m_input, x.shape());
         std::copy(x.begin(), x.end(), m_input.begin());
+        m_cached_input = m_input.data();
         m_has_cache = true;
         return m_output;
     }
@@ -126,9 +128,52 @@ public:
     /// Same result as `forward`, marked as inference: `backward` after it is an error.
     const output_type& predict(const input_type& x)
     {
-        run(x);
+        run(x.data(), checked_output_shape(x.shape()));
         m_has_cache = false;
         return m_output;
+    }
+
+    /// What `Sequential` runs for a `Flatten` followed by this layer: `forward` (or, with
+    /// `training` false, `predict`) of `x` (N, C, H, W) read in place as N rows of C * H * W
+    /// features. Neither the flattened copy nor the copy of the input that `forward` keeps for
+    /// `backward` is made, so `x` must stay alive and unchanged until `backward_flattened`, as a
+    /// `Sequential`'s layer outputs do.
+    /// @throws shape_error if C * H * W is not `in_features()`.
+    const output_type& forward_flattened(const xt::xtensor<T, 4>& x, bool training)
+    {
+        const auto& s = x.shape();
+        const std::size_t features = s[1] * s[2] * s[3];
+        if (features != m_in)
+        {
+            throw shape_error(detail::concat(name(), ": expected ", m_in, " input features, got input (", s[0], ", ",
+                                             features, ") (flattened from ", detail::shape_to_string(s), ")"));
+        }
+        run(x.data(), {s[0], m_out});
+        m_cached_input = training ? x.data() : nullptr;
+        m_flattened_shape = s;
+        m_has_cache = training;
+        return m_output;
+    }
+
+    /// @overload
+    /// For inputs of any expression type: evaluated into a buffer of the layer first.
+    template <class E>
+    const output_type& forward_flattened(const xt::xexpression<E>& x, bool training)
+    {
+        detail::require_rank(*this, x.derived_cast().shape(), 4, "(N, C, H, W)");
+        detail::ensure_shape(m_flattened_input, x.derived_cast().shape());
+        xt::noalias(m_flattened_input) = x.derived_cast();
+        return forward_flattened(m_flattened_input, training);
+    }
+
+    /// dX of the last `forward_flattened` in its input's (N, C, H, W) shape; overwrites the
+    /// parameter gradients like `backward`.
+    const xt::xtensor<T, 4>& backward_flattened(const output_type& grad_output)
+    {
+        backward_parameters(grad_output);
+        detail::ensure_shape(m_input_grad_flattened, m_flattened_shape);
+        input_gradient(grad_output, m_input_grad_flattened.data());
+        return m_input_grad_flattened;
     }
 
     /// dX = dY W; overwrites dW = dY^T X and db = sum of dY over the batch.
@@ -137,9 +182,8 @@ public:
     const input_type& backward(const output_type& grad_output)
     {
         backward_parameters(grad_output);
-        detail::ensure_shape(m_input_grad, m_input.shape());
-        detail::contract<T>(ref(grad_output), {1}, ref(m_weight), {0}, mutable_ref(m_input_grad), {}, m_tables,
-                            m_workspace);
+        detail::ensure_shape(m_input_grad, std::array<std::size_t, 2>{grad_output.shape()[0], m_in});
+        input_gradient(grad_output, m_input_grad.data());
         return m_input_grad;
     }
 
@@ -163,8 +207,9 @@ public:
         }
         detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
         check_parameter_shapes();
-        detail::contract<T>(ref(grad_output), {0}, ref(m_input), {0}, mutable_ref(m_weight_grad), {}, m_tables,
-                            m_workspace);
+        const std::size_t rows = grad_output.shape()[0];
+        detail::contract<T>(ref(grad_output), {0}, rows_ref(m_cached_input, rows), {0}, mutable_ref(m_weight_grad), {},
+                            m_tables, m_workspace);
         const std::size_t n = grad_output.shape()[0];
         for (std::size_t o = 0; o < m_out; ++o)
         {
@@ -220,14 +265,46 @@ private:
         }
     }
 
-    void run(const input_type& x)
+    /// dX (N x in, row-major at `dx`) = dY W.
+    void input_gradient(const output_type& grad_output, T* dx)
     {
-        const auto out_shape = checked_output_shape(x.shape());
+        const std::size_t rows = grad_output.shape()[0];
+        detail::contract<T>(
+            ref(grad_output), {1}, ref(m_weight), {0},
+            detail::make_tensor_ref<T>(dx, std::array<std::size_t, 2>{rows, m_in},
+                                       std::array<std::ptrdiff_t, 2>{static_cast<std::ptrdiff_t>(m_in), 1}),
+            {}, m_tables, m_workspace);
+    }
+
+    /// The (rows x in) row-major input at `data`.
+    detail::tensor_ref<const T> rows_ref(const T* data, std::size_t rows) const
+    {
+        return detail::make_tensor_ref<const T>(data, std::array<std::size_t, 2>{rows, m_in},
+                                                std::array<std::ptrdiff_t, 2>{static_cast<std::ptrdiff_t>(m_in), 1});
+    }
+
+    /// y = x W^T + b for the (out_shape[0] x in) row-major input at `x`.
+    void run(const T* x, const std::array<std::size_t, 2>& out_shape)
+    {
         check_parameter_shapes();
         detail::ensure_shape(m_output, out_shape);
-        gemm_epilogue<T> epilogue;
-        epilogue.col_bias = m_bias.data();
-        detail::contract<T>(ref(x), {1}, ref(m_weight), {1}, mutable_ref(m_output), epilogue, m_tables, m_workspace);
+        // Y (N x out) = X (N x in) . W (out x in)^T + b: both operands are contiguous along the
+        // contracted axis, so every output is a dot product of two rows read in place.
+        m_weight_rows.resize(m_out);
+        for (std::size_t o = 0; o < m_out; ++o)
+        {
+            m_weight_rows[o] = static_cast<std::ptrdiff_t>(o * m_in);
+        }
+        detail::gemm_nt_operands<T> op;
+        op.a = x;
+        op.a_row = m_in;
+        op.b = m_weight.data();
+        op.b_rows = m_weight_rows.data();
+        op.length = m_in;
+        op.c = m_output.data();
+        op.c_row = m_out;
+        op.col_bias = m_bias.data();
+        detail::gemm_nt(out_shape[0], m_out, op);
     }
 
     std::size_t m_in;
@@ -237,9 +314,14 @@ private:
     xt::xtensor<T, 2> m_weight_grad;
     xt::xtensor<T, 1> m_bias_grad;
     xt::xtensor<T, 2> m_input;
+    const T* m_cached_input = nullptr;              // what backward reads: m_input or a caller's rows
+    std::array<std::size_t, 4> m_flattened_shape{}; // input shape of the last forward_flattened
+    xt::xtensor<T, 4> m_input_grad_flattened;       // dX of backward_flattened
+    xt::xtensor<T, 4> m_flattened_input;            // forward_flattened's input if not an xtensor
     xt::xtensor<T, 2> m_output;
     xt::xtensor<T, 2> m_input_grad;
     detail::contraction_tables m_tables;
+    std::vector<std::ptrdiff_t> m_weight_rows; // row offsets of W for gemm_nt
     gemm_workspace<T> m_workspace;
     bool m_has_cache = false;
 };

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../layers/flatten.hpp"
 #include "../layers/layer.hpp"
 #include "parameter.hpp"
 
@@ -45,6 +46,17 @@ template <class L, class G>
 struct has_backward_parameters<L, G,
                                std::void_t<decltype(std::declval<L&>().backward_parameters(std::declval<const G&>()))>>
     : std::true_type
+{
+};
+
+/// Whether layer L reads a Flatten's input in place (`forward_flattened`, as `Dense` does).
+template <class L, class = void>
+struct reads_flattened : std::false_type
+{
+};
+template <class L>
+struct reads_flattened<L, std::void_t<decltype(std::declval<L&>().forward_flattened(
+                              std::declval<const xt::xtensor<typename L::value_type, 4>&>(), true))>> : std::true_type
 {
 };
 
@@ -339,6 +351,26 @@ private:
         }
     }
 
+    template <std::size_t I>
+    using layer_type = std::tuple_element_t<I, std::tuple<Layers...>>;
+
+    /// Whether layers I (a Flatten) and I + 1 run as one step: the next layer reads the Flatten's
+    /// input in place (no copy in either direction). Not for a first layer, whose input is the
+    /// caller's tensor, which may change before `backward`.
+    template <std::size_t I>
+    static constexpr bool flattens_in_place()
+    {
+        if constexpr (I == 0 || I + 1 >= layer_count)
+        {
+            return false;
+        }
+        else
+        {
+            return std::is_same<layer_type<I>, Flatten<value_type>>::value &&
+                   detail::reads_flattened<layer_type<I + 1>>::value;
+        }
+    }
+
     /// Runs layer I and the ones after it: `forward` when training, `predict` otherwise.
     template <bool Training, std::size_t I, class X>
     decltype(auto) run_from(const X& x)
@@ -346,6 +378,12 @@ private:
         if constexpr (I == layer_count)
         {
             return (x);
+        }
+        else if constexpr (flattens_in_place<I>())
+        {
+            auto& next = std::get<I + 1>(m_layers);
+            const auto& y = *guarded<I + 1>([&] { return &next.forward_flattened(x, Training); });
+            return run_from<Training, I + 2>(y);
         }
         else
         {
@@ -372,7 +410,13 @@ private:
     decltype(auto) backward_from(const G& grad)
     {
         auto& layer = std::get<I>(m_layers);
-        if constexpr (I == 0 && !InputGrad && detail::has_backward_parameters<std::decay_t<decltype(layer)>, G>::value)
+        if constexpr (I > 0 && flattens_in_place<(I > 0 ? I - 1 : 0)>())
+        {
+            const auto& dx = *guarded<I>([&] { return &layer.backward_flattened(grad); });
+            return backward_from<InputGrad, I - 2>(dx);
+        }
+        else if constexpr (I == 0 && !InputGrad &&
+                           detail::has_backward_parameters<std::decay_t<decltype(layer)>, G>::value)
         {
             guarded<0>([&] { return (layer.backward_parameters(grad), 0); });
         }

@@ -1,0 +1,260 @@
+/// @file
+/// `C = A * B^T` for operands whose rows are both contiguous along the contracted axis, read in
+/// place: every element of C is a dot product of two contiguous strips.
+///
+/// The packed GEMM (gemm.hpp) streams one operand along its rows and broadcasts the other; when
+/// both operands are contiguous along K it must transpose one of them into its panels first,
+/// which costs a copy of the whole operand for every call. Here the micro-kernel instead holds
+/// an RI x RJ block of vector accumulators, loads RI rows of A and RJ rows of B one vector at a
+/// time along K, and reduces the lanes once at the end. That is the shape of a dense layer's
+/// forward pass (X (N x in) times W (out x in) transposed) and of a convolution's weight
+/// gradient over the padded width (core/plane_correlation.hpp), where K is long and C is small.
+#ifndef XCNN_CORE_GEMM_NT_HPP
+#define XCNN_CORE_GEMM_NT_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <type_traits>
+#include <utility>
+
+#include "threading.hpp"
+#include "xtensor_shim.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// Register blocking: RI rows of A times RJ rows of B of accumulators, plus the RJ strips of B
+/// and one of A, fit the vector register file (32 with AVX-512, 16 otherwise).
+template <class T>
+struct gemm_nt_blocking
+{
+    static constexpr std::size_t ri = XSIMD_WITH_AVX512F ? 4 : 2;
+    static constexpr std::size_t rj = XSIMD_WITH_AVX512F ? 6 : 5;
+    /// Bytes of A and B one pass over a group of segments keeps in L2.
+    static constexpr std::size_t chunk_bytes = 512 * 1024;
+};
+
+/// The operands of `gemm_nt`. K is split into `segments` equal runs of `length` contiguous
+/// elements (the images of a batch, for a convolution; one run for a dense layer): run s of row
+/// i of A starts at `a + s * a_segment + i * a_row`, run s of row j of B at
+/// `b + s * b_segment + b_rows[j]`.
+template <class T>
+struct gemm_nt_operands
+{
+    const T* a = nullptr;
+    std::size_t a_row = 0;
+    std::size_t a_segment = 0;
+    const T* b = nullptr;
+    const std::ptrdiff_t* b_rows = nullptr;
+    std::size_t b_segment = 0;
+    std::size_t length = 0;
+    std::size_t segments = 1;
+    /// C (m x n): element (i, j) at `c[i * c_row + j]`.
+    T* c = nullptr;
+    std::size_t c_row = 0;
+    /// Optional, added to every element of column j (a dense layer's bias).
+    const T* col_bias = nullptr;
+};
+
+/// Stops GCC from folding a reused load into every FMA that reads it: an unaligned vector load
+/// crosses a cache line and costs two load slots each time it is repeated.
+template <class B>
+inline void keep_in_register(B& value) noexcept
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __asm__("" : "+v"(value.data));
+#else
+    (void)value;
+#endif
+}
+
+/// The first `count` (< the vector size) elements at `p` in a vector, zeros in the other lanes;
+/// nothing past them is read (a masked load with AVX-512, a copy elsewhere).
+template <class T>
+xsimd::batch<T> load_partial(const T* p, std::size_t count)
+{
+    using batch = xsimd::batch<T>;
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        return batch(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p));
+    }
+    else if constexpr (std::is_same<T, double>::value)
+    {
+        return batch(_mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << count) - 1u), p));
+    }
+    else
+#endif
+    {
+        alignas(64) T part[batch::size] = {};
+        std::copy(p, p + count, part);
+        return batch::load_aligned(part);
+    }
+}
+
+/// The RI x RJ block of C at (i0, j0), summed over segments [s0, s1); `overwrite` for the first
+/// group of segments (it also adds the column bias), accumulate for the others.
+template <class T, std::size_t RI, std::size_t RJ>
+void gemm_nt_tile(const gemm_nt_operands<T>& op, std::size_t i0, std::size_t j0, std::size_t s0, std::size_t s1,
+                  bool overwrite)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    batch acc[RI][RJ];
+#pragma GCC unroll 32
+    for (std::size_t i = 0; i < RI; ++i)
+    {
+#pragma GCC unroll 32
+        for (std::size_t j = 0; j < RJ; ++j)
+        {
+            acc[i][j] = batch(T(0));
+        }
+    }
+    const std::size_t vector_end = op.length / S * S;
+    for (std::size_t s = s0; s < s1; ++s)
+    {
+        const T* a = op.a + s * op.a_segment + i0 * op.a_row;
+        const T* b[RJ];
+#pragma GCC unroll 32
+        for (std::size_t j = 0; j < RJ; ++j)
+        {
+            b[j] = op.b + s * op.b_segment + op.b_rows[j0 + j];
+        }
+        for (std::size_t k = 0; k < vector_end; k += S)
+        {
+            // Each strip of B is loaded once and kept in a register (shifted strips of a
+            // convolution are unaligned); the rows of A are the ones read per use.
+            batch bv[RJ];
+#pragma GCC unroll 32
+            for (std::size_t j = 0; j < RJ; ++j)
+            {
+                bv[j] = batch::load_unaligned(b[j] + k);
+                keep_in_register(bv[j]);
+            }
+#pragma GCC unroll 32
+            for (std::size_t i = 0; i < RI; ++i)
+            {
+                const batch av = batch::load_unaligned(a + i * op.a_row + k);
+#pragma GCC unroll 32
+                for (std::size_t j = 0; j < RJ; ++j)
+                {
+                    acc[i][j] = xsimd::fma(av, bv[j], acc[i][j]);
+                }
+            }
+        }
+        if (vector_end < op.length)
+        {
+            // The last partial vector: what lies past a run is never read, so neither garbage nor
+            // the end of the buffer can leak in.
+            const std::size_t rest = op.length - vector_end;
+            batch bv[RJ];
+            for (std::size_t j = 0; j < RJ; ++j)
+            {
+                bv[j] = load_partial(b[j] + vector_end, rest);
+            }
+            for (std::size_t i = 0; i < RI; ++i)
+            {
+                const batch av = load_partial(a + i * op.a_row + vector_end, rest);
+                for (std::size_t j = 0; j < RJ; ++j)
+                {
+                    acc[i][j] = xsimd::fma(av, bv[j], acc[i][j]);
+                }
+            }
+        }
+    }
+    for (std::size_t i = 0; i < RI; ++i)
+    {
+        for (std::size_t j = 0; j < RJ; ++j)
+        {
+            // Lanes summed through memory: xsimd::hadd trips a false -Wmaybe-uninitialized in
+            // GCC 12's AVX-512 intrinsics for double.
+            alignas(64) T lanes[S];
+            acc[i][j].store_aligned(lanes);
+            T sum = 0;
+            for (std::size_t l = 0; l < S; ++l)
+            {
+                sum += lanes[l];
+            }
+            T& out = op.c[(i0 + i) * op.c_row + j0 + j];
+            if (overwrite)
+            {
+                out = op.col_bias != nullptr ? sum + op.col_bias[j0 + j] : sum;
+            }
+            else
+            {
+                out += sum;
+            }
+        }
+    }
+}
+
+template <class T>
+using gemm_nt_tile_fn = void (*)(const gemm_nt_operands<T>&, std::size_t, std::size_t, std::size_t, std::size_t, bool);
+
+template <class T, std::size_t RI, std::size_t... RJ>
+constexpr std::array<gemm_nt_tile_fn<T>, sizeof...(RJ)> gemm_nt_tiles_of_height(std::index_sequence<RJ...>)
+{
+    return {&gemm_nt_tile<T, RI, RJ + 1>...};
+}
+
+/// tiles[ri - 1][rj - 1] is the tile of ri x rj: the edges of C get exact tiles.
+template <class T, std::size_t... RI>
+constexpr auto gemm_nt_tile_table(std::index_sequence<RI...>)
+{
+    return std::array<std::array<gemm_nt_tile_fn<T>, gemm_nt_blocking<T>::rj>, sizeof...(RI)>{
+        gemm_nt_tiles_of_height<T, RI + 1>(std::make_index_sequence<gemm_nt_blocking<T>::rj>{})...};
+}
+
+/// C (m x n) = A (m x K) * B (n x K)^T (+ column bias), K laid out as `op` describes. Threads
+/// split the tiles of C; each tile is summed over the segments in a fixed order (in groups that
+/// fit L2), so the result does not depend on the thread count.
+template <class T>
+void gemm_nt(std::size_t m, std::size_t n, const gemm_nt_operands<T>& op)
+{
+    using blocking = gemm_nt_blocking<T>;
+    constexpr std::size_t RI = blocking::ri, RJ = blocking::rj;
+    static constexpr auto tiles = gemm_nt_tile_table<T>(std::make_index_sequence<RI>{});
+    if (m == 0 || n == 0)
+    {
+        return;
+    }
+    if (op.segments == 0 || op.length == 0)
+    {
+        for (std::size_t i = 0; i < m; ++i)
+        {
+            for (std::size_t j = 0; j < n; ++j)
+            {
+                op.c[i * op.c_row + j] = op.col_bias != nullptr ? op.col_bias[j] : T(0);
+            }
+        }
+        return;
+    }
+    const std::size_t row_blocks = (m + RI - 1) / RI;
+    const std::size_t col_blocks = (n + RJ - 1) / RJ;
+    const std::size_t segment_bytes = (m + n) * op.length * sizeof(T);
+    const std::size_t group = std::max<std::size_t>(1, blocking::chunk_bytes / segment_bytes);
+    // Too little work to share: a thread costs a wake-up of a few microseconds.
+    const bool parallel = double(m) * double(n) * double(op.length) * double(op.segments) >= 1e6;
+    parallel_for(row_blocks * col_blocks, parallel ? 1 : row_blocks * col_blocks,
+                 [&](std::size_t begin, std::size_t end, std::size_t)
+                 {
+                     for (std::size_t s0 = 0; s0 < op.segments; s0 += group)
+                     {
+                         const std::size_t s1 = std::min(op.segments, s0 + group);
+                         for (std::size_t u = begin; u < end; ++u)
+                         {
+                             const std::size_t i0 = u / col_blocks * RI, j0 = u % col_blocks * RJ;
+                             const std::size_t ri = std::min(RI, m - i0), rj = std::min(RJ, n - j0);
+                             tiles[ri - 1][rj - 1](op, i0, j0, s0, s1, s0 == 0);
+                         }
+                     }
+                 });
+}
+
+} // namespace detail
+} // namespace xcnn
+
+#endif // XCNN_CORE_GEMM_NT_HPP

@@ -1,0 +1,224 @@
+/// @file
+/// Stride-1 correlation of image planes computed over the padded width, the form of the window
+/// contraction that needs no packing at all.
+///
+/// Flatten a padded plane (Hp x Wp) row-major. The window of output pixel (oh, ow) at kernel tap
+/// (kh, kw) reads flat position `oh * Wp + ow + kh * Wp + kw`, so for a fixed tap the inputs of
+/// consecutive flat positions `j = oh * Wp + ow` are consecutive in memory: every row of the
+/// window matrix is one contiguous strip of the plane, shifted by the tap's offset. Computing
+/// the output at every flat position j in [0, (OH - 1) * Wp + OW) -- the real pixels plus the
+/// `Wp - OW` "wrap-around" positions between output rows, which are computed and then dropped
+/// -- turns the convolution into a GEMM whose B operand is read in place, whatever OW is. The
+/// window view with panels of NR output pixels only reads in place when OW is a multiple of NR;
+/// small images (28 x 28, 10 x 10) would otherwise pay a packing copy of K times the input.
+///
+/// The weight gradient is the same idea transposed: dW[o, tap] = sum over images and flat
+/// positions of dY[o, j] * x[tap + j], a dot product of two contiguous strips (core/gemm_nt.hpp),
+/// with dY spread to the flat layout and zeros at the wrap-around positions.
+#ifndef XCNN_CORE_PLANE_CORRELATION_HPP
+#define XCNN_CORE_PLANE_CORRELATION_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "gemm.hpp"
+#include "gemm_nt.hpp"
+#include "padding.hpp"
+#include "threading.hpp"
+#include "xtensor_shim.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// Shape of a stride-1 correlation of N images of C planes (already padded) with a KH x KW kernel.
+struct plane_geometry
+{
+    std::size_t batch = 0;
+    std::size_t channels = 0;
+    std::size_t height = 0;
+    std::size_t width = 0;
+    std::size_t kernel_h = 1;
+    std::size_t kernel_w = 1;
+
+    std::size_t out_h() const noexcept { return height - kernel_h + 1; }
+    std::size_t out_w() const noexcept { return width - kernel_w + 1; }
+    std::size_t plane() const noexcept { return height * width; }
+    std::size_t image() const noexcept { return channels * plane(); }
+    std::size_t taps() const noexcept { return channels * kernel_h * kernel_w; }
+    /// Flat output positions per plane, wrap-around positions included.
+    std::size_t span() const noexcept { return (out_h() - 1) * width + out_w(); }
+    /// Offset of tap (c, kh, kw) in the input image, for t = (c * KH + kh) * KW + kw.
+    std::ptrdiff_t tap_offset(std::size_t t) const noexcept
+    {
+        const std::size_t kk = kernel_h * kernel_w;
+        const std::size_t c = t / kk, r = t % kk;
+        return static_cast<std::ptrdiff_t>(c * plane() + (r / kernel_w) * width + r % kernel_w);
+    }
+};
+
+/// Offset tables of `correlate_planes`, kept by the caller so steady-state calls allocate nothing.
+struct plane_tables
+{
+    std::vector<std::ptrdiff_t> taps;
+    std::vector<std::ptrdiff_t> positions;
+    std::vector<std::ptrdiff_t> out_rows;
+    std::vector<std::ptrdiff_t> out_positions;
+};
+
+inline void fill_tap_offsets(const plane_geometry& g, std::vector<std::ptrdiff_t>& taps)
+{
+    taps.resize(g.taps());
+    for (std::size_t t = 0; t < taps.size(); ++t)
+    {
+        taps[t] = g.tap_offset(t);
+    }
+}
+
+/// Length of an output plane of `correlate_planes`: the span rounded up to whole GEMM panels, so
+/// no panel straddles two images and every panel but the last image's tail is read in place.
+template <class T>
+std::size_t correlation_plane(const plane_geometry& g) noexcept
+{
+    constexpr std::size_t NR = gemm_blocking<T>::nr;
+    return (g.span() + NR - 1) / NR * NR;
+}
+
+/// out[n, o, j] = bias[o] + sum over taps t of kernel(o, t) * input[n, t + j], for every image
+/// n, output channel o and flat position j < span; `out` is (N, out_channels,
+/// correlation_plane(g)), contiguous. `kernel` addresses the (out_channels x taps) matrix
+/// through its own tables, so a rotated or transposed kernel costs nothing. The GEMM reads the
+/// input in place.
+template <class T>
+void correlate_planes(const plane_geometry& g, std::size_t out_channels, const offset_matrix<const T>& kernel,
+                      const T* input, const T* bias, T* out, plane_tables& tables, gemm_workspace<T>& workspace)
+{
+    if (g.batch == 0)
+    {
+        return;
+    }
+    // Each image's columns run past its span up to whole panels: those extra positions read the
+    // next image's memory and are dropped like the wrap-around ones. The last image stops at its
+    // span, so nothing past the input is read.
+    const std::size_t span = g.span(), plane = correlation_plane<T>(g);
+    const std::size_t columns = (g.batch - 1) * plane + span;
+    fill_tap_offsets(g, tables.taps);
+    tables.positions.resize(columns);
+    tables.out_positions.resize(columns);
+    for (std::size_t n = 0; n < g.batch; ++n)
+    {
+        const std::size_t count = n + 1 < g.batch ? plane : span;
+        for (std::size_t j = 0; j < count; ++j)
+        {
+            tables.positions[n * plane + j] = static_cast<std::ptrdiff_t>(n * g.image() + j);
+            tables.out_positions[n * plane + j] = static_cast<std::ptrdiff_t>((n * out_channels) * plane + j);
+        }
+    }
+    tables.out_rows.resize(out_channels);
+    for (std::size_t o = 0; o < out_channels; ++o)
+    {
+        tables.out_rows[o] = static_cast<std::ptrdiff_t>(o * plane);
+    }
+    gemm_epilogue<T> epilogue;
+    epilogue.row_bias = bias;
+    gemm<T>(out_channels, columns, g.taps(), kernel, {input, tables.taps.data(), tables.positions.data()},
+            {out, tables.out_rows.data(), tables.out_positions.data()}, epilogue, workspace);
+}
+
+/// Copies the real pixels out of flat planes: dst plane p (rows x cols, contiguous) gets rows of
+/// `flat + p * flat_plane`, `row_stride` apart.
+template <class T>
+void crop_planes(const T* flat, std::size_t planes, std::size_t flat_plane, std::size_t row_stride, std::size_t rows,
+                 std::size_t cols, T* dst)
+{
+    parallel_for_items(planes, flat_plane,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               const T* src = flat + p * flat_plane;
+                               T* out = dst + p * rows * cols;
+                               for (std::size_t r = 0; r < rows; ++r)
+                               {
+                                   copy_short(src + r * row_stride, cols, out + r * cols);
+                               }
+                           }
+                       });
+}
+
+/// The inverse of `crop_planes` for a gradient: dst plane p (length `flat_plane`, a multiple of
+/// the vector size, 64-byte aligned) gets the rows of src plane p (rows x cols) `row_stride`
+/// apart and zeros everywhere else, so the wrap-around positions contribute nothing to a dot
+/// product over the flat plane. If `sums` is not null, sums[p] = the sum of plane p (a
+/// convolution's bias gradient, while the plane is in cache).
+template <class T>
+void spread_planes(const T* src, std::size_t planes, std::size_t rows, std::size_t cols, std::size_t row_stride,
+                   std::size_t flat_plane, T* dst, T* sums)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    parallel_for_items(planes, flat_plane,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               T* out = dst + p * flat_plane;
+                               const T* in = src + p * rows * cols;
+                               std::fill(out, out + flat_plane, T(0));
+                               for (std::size_t r = 0; r < rows; ++r)
+                               {
+                                   copy_short(in + r * cols, cols, out + r * row_stride);
+                               }
+                               if (sums != nullptr)
+                               {
+                                   batch partial(T(0));
+                                   for (std::size_t i = 0; i < flat_plane; i += S)
+                                   {
+                                       partial += batch::load_aligned(out + i);
+                                   }
+                                   // Lanes summed through memory: xsimd::hadd trips a false
+                                   // -Wmaybe-uninitialized in GCC 12's AVX-512 intrinsics for double.
+                                   alignas(64) T lanes[S];
+                                   partial.store_aligned(lanes);
+                                   T sum = 0;
+                                   for (std::size_t l = 0; l < S; ++l)
+                                   {
+                                       sum += lanes[l];
+                                   }
+                                   sums[p] = sum;
+                               }
+                           }
+                       });
+}
+
+/// dw (out_channels x taps, row-major) = sum over images and flat positions j < span of
+/// grad[n, o, j] * input[n, tap + j]: dot products of strips read in place (`gemm_nt`). `grad`
+/// is (N, out_channels, grad_plane) as `spread_planes` writes it, with zeros at the wrap-around
+/// positions.
+template <class T>
+void correlate_planes_weight_grad(const plane_geometry& g, std::size_t out_channels, const T* grad,
+                                  std::size_t grad_plane, const T* input, T* dw, plane_tables& tables)
+{
+    fill_tap_offsets(g, tables.taps);
+    gemm_nt_operands<T> op;
+    op.a = grad;
+    op.a_row = grad_plane;
+    op.a_segment = out_channels * grad_plane;
+    op.b = input;
+    op.b_rows = tables.taps.data();
+    op.b_segment = g.image();
+    op.length = g.span();
+    op.segments = g.batch;
+    op.c = dw;
+    op.c_row = g.taps();
+    gemm_nt(out_channels, g.taps(), op);
+}
+
+} // namespace detail
+} // namespace xcnn
+
+#endif // XCNN_CORE_PLANE_CORRELATION_HPP
