@@ -108,11 +108,12 @@ namespace io
 {
 
 /// Removes the temporary files that writers of `path` (`xcnn::save`, `save_checkpoint`) left
-/// behind when they were killed mid-write: files `.<name>.tmp-<pid>-<16 hex digits>` next to
-/// `path` whose process `pid` no longer exists. Files of running processes, of this process and
-/// of processes this one may not signal are kept, so a concurrent writer is never disturbed (on
-/// one machine: a writer on another host sharing the directory looks dead). Returns how many
-/// files were removed; errors are ignored (nothing depends on the cleanup). No-op on Windows.
+/// behind when they were killed mid-write: files `.NAME.tmp-PID-HEX` next to `path` (NAME its
+/// file name, HEX 16 hexadecimal digits) whose process PID no longer exists. Files of running
+/// processes, of this process and of processes this one may not signal are kept, so a concurrent
+/// writer on this machine is never disturbed; one on another machine sharing the directory looks
+/// dead. Returns how many files were removed; errors are ignored (nothing depends on the
+/// cleanup). No-op on Windows.
 inline std::size_t remove_stale_temporaries(const std::string& path)
 {
     std::size_t removed = 0;
