@@ -93,6 +93,23 @@ set(cases
     "--log=|--log needs a file name"
     "--data ${here} --log ${here}|--log '${here}' is a directory, not a file"
     "--data ${here} --log ${here}/no-such-dir/log.csv|--log '${here}/no-such-dir/log.csv': the directory '${here}/no-such-dir' does not exist"
+    # Checkpoints.
+    "--checkpoint|--checkpoint needs a value"
+    "--checkpoint=|--checkpoint needs a file name"
+    "--data ${here} --checkpoint ${here}|--checkpoint '${here}' is a directory, not a file"
+    "--data ${here} --checkpoint ${here}/no-such-dir/c.ckpt|--checkpoint '${here}/no-such-dir/c.ckpt': the directory '${here}/no-such-dir' does not exist"
+    "--resume|--resume needs a value"
+    "--resume=|--resume needs a file name"
+    "--data ${here} --resume ${here}/no-such.ckpt|--resume '${here}/no-such.ckpt': no such file"
+    "--data ${here} --resume ${here}|--resume '${here}' is not a checkpoint file"
+    "--checkpoint-every|--checkpoint-every needs a value"
+    "--checkpoint-every 0 --checkpoint c|--checkpoint-every must be at least 1, got 0"
+    "--checkpoint-every 5x|--checkpoint-every expects a non-negative integer, got '5x'"
+    "--checkpoint-every 3|--checkpoint-every needs --checkpoint FILE"
+    "--stop-after|--stop-after needs a value"
+    "--stop-after -1|--stop-after expects a non-negative integer, got '-1'"
+    "--stop-after 1099511627777|--stop-after must be at most 1099511627776, got 1099511627777"
+    "--eval-only --load m --checkpoint c|--checkpoint has no effect with --eval-only"
 )
 set(failures "")
 foreach(case IN LISTS cases)
