@@ -817,3 +817,35 @@ TEST_CASE("ReLU's output_shape rejects ranks it cannot take", "[errors]")
                                      {"ReLU()", "(1, 1, 1, 1, 1, 1, 1, 1, 1)"});
     CHECK(relu.output_shape({0, 3}) == std::vector<std::size_t>{0, 3});
 }
+
+TEST_CASE("Dense::forward_flattened checks what Flatten and Dense check; backward_flattened needs it", "[errors]")
+{
+    xcnn::Dense<float> dense(8, 3);
+    // forward_flattened reads its input in place until backward_flattened, so the inputs live here
+    // (a temporary xt::xtensor does not compile).
+    const xt::xtensor<float, 4> no_channels = xt::zeros<float>({2, 0, 2, 4}), twelve = ramp<4>({2, 3, 2, 2}),
+                                empty = xt::zeros<float>({0, 2, 2, 2}), one = ramp<4>({1, 2, 2, 2}),
+                                five = ramp<4>({5, 2, 1, 4});
+    require_error<xcnn::shape_error>([&] { (void)dense.forward_flattened(no_channels, true); },
+                                     {"Dense(8, 3)", "input (2, 0, 2, 4) has an empty axis 1"});
+    require_error<xcnn::shape_error>(
+        [&] { (void)dense.forward_flattened(twelve, true); },
+        {"Dense(8, 3)", "expected 8 input features", "got input (2, 12) (flattened from (2, 3, 2, 2))"});
+    require_error<xcnn::shape_error>(
+        [&] {
+            (void)dense.forward_flattened(xt::xarray<float>(xt::zeros<float>({2, 8})), true);
+        },
+        {"Dense(8, 3)", "expected a rank-4 input (N, C, H, W)", "(2, 8)"});
+    CHECK(dense.forward_flattened(empty, true).shape() == (std::array<std::size_t, 2>{0, 3}));
+    // After a plain forward, backward_flattened would write dX in the shape of an older
+    // forward_flattened (ASan: heap-buffer-overflow); it is refused.
+    (void)dense.forward_flattened(one, true);
+    (void)dense.forward(ramp<2>({5, 8}));
+    require_error<xcnn::error>(
+        [&] {
+            (void)dense.backward_flattened(ramp<2>({5, 3}));
+        },
+        {"Dense(8, 3)", "backward_flattened needs a forward_flattened"});
+    (void)dense.forward_flattened(five, true);
+    CHECK(dense.backward_flattened(ramp<2>({5, 3})).shape() == five.shape());
+}

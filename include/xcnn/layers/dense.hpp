@@ -121,6 +121,7 @@ public:
         detail::ensure_shape(m_input, x.shape());
         std::copy(x.begin(), x.end(), m_input.begin());
         m_cached_input = m_input.data();
+        m_flattened = false;
         m_has_cache = true;
         return m_output;
     }
@@ -138,38 +139,56 @@ public:
     /// features. Neither the flattened copy nor the copy of the input that `forward` keeps for
     /// `backward` is made, so `x` must stay alive and unchanged until `backward_flattened`, as a
     /// `Sequential`'s layer outputs do.
-    /// @throws shape_error if C * H * W is not `in_features()`.
+    /// @throws shape_error for a zero channel count, height or width, or if C * H * W is not
+    /// `in_features()`.
     const output_type& forward_flattened(const xt::xtensor<T, 4>& x, bool training)
     {
         const auto& s = x.shape();
+        // What Flatten would have checked: no empty sample axis, C * H * W without overflow.
+        detail::require_nonempty_axes(*this, s, 1);
+        if (!detail::addressable(std::array<std::size_t, 3>{s[1], s[2], s[3]}))
+        {
+            throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(s), " has more than ",
+                                             max_extent, " features per sample"));
+        }
         const std::size_t features = s[1] * s[2] * s[3];
         if (features != m_in)
         {
             throw shape_error(detail::concat(name(), ": expected ", m_in, " input features, got input (", s[0], ", ",
                                              features, ") (flattened from ", detail::shape_to_string(s), ")"));
         }
-        run(x.data(), {s[0], m_out});
+        const std::array<std::size_t, 2> out{s[0], m_out};
+        detail::require_addressable(*this, s, out, "an output");
+        run(x.data(), out);
         m_cached_input = training ? x.data() : nullptr;
         m_flattened_shape = s;
+        m_flattened = true;
         m_has_cache = training;
         return m_output;
     }
+
+    /// A temporary would be gone before `backward_flattened` reads it.
+    const output_type& forward_flattened(xt::xtensor<T, 4>&& x, bool training) = delete;
 
     /// @overload
     /// For inputs of any expression type: evaluated into a buffer of the layer first.
     template <class E>
     const output_type& forward_flattened(const xt::xexpression<E>& x, bool training)
     {
-        detail::require_rank(*this, x.derived_cast().shape(), 4, "(N, C, H, W)");
-        detail::ensure_shape(m_flattened_input, x.derived_cast().shape());
-        xt::noalias(m_flattened_input) = x.derived_cast();
-        return forward_flattened(m_flattened_input, training);
+        return forward_flattened(detail::evaluate_input<4>(*this, x, m_flattened_input, "(N, C, H, W)"), training);
     }
 
     /// dX of the last `forward_flattened` in its input's (N, C, H, W) shape; overwrites the
     /// parameter gradients like `backward`.
+    /// @throws error unless the last call was a `forward_flattened` in training; shape_error if
+    /// `grad_output` does not have the shape of the last output.
     const xt::xtensor<T, 4>& backward_flattened(const output_type& grad_output)
     {
+        if (m_has_cache && !m_flattened)
+        {
+            // The (N, C, H, W) shape to write dX in is that of an older forward_flattened, if any.
+            throw error(detail::concat(name(), ": backward_flattened needs a forward_flattened (not forward) first"));
+        }
         backward_parameters(grad_output);
         detail::ensure_shape(m_input_grad_flattened, m_flattened_shape);
         input_gradient(grad_output, m_input_grad_flattened.data());
@@ -316,6 +335,7 @@ private:
     xt::xtensor<T, 2> m_input;
     const T* m_cached_input = nullptr;              // what backward reads: m_input or a caller's rows
     std::array<std::size_t, 4> m_flattened_shape{}; // input shape of the last forward_flattened
+    bool m_flattened = false;                       // whether the last forward was forward_flattened
     xt::xtensor<T, 4> m_input_grad_flattened;       // dX of backward_flattened
     xt::xtensor<T, 4> m_flattened_input;            // forward_flattened's input if not an xtensor
     xt::xtensor<T, 2> m_output;
