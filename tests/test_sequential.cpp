@@ -171,6 +171,55 @@ TEST_CASE("Sequential forward, predict and backward equal the layers chained by 
     }
 }
 
+TEST_CASE("Conv2D + ReLU run as one step in a Sequential, with the results of the two layers", "[sequential]")
+{
+    // Every form of the fused step: the padded-width form (14 x 14), a stride-2 convolution
+    // (the ReLU mask applied to a copy of dY) and the window form (rows of 32 pixels), first
+    // layer included (backward_parameters_relu), against the same layers run by hand.
+    xcnn::Sequential net{xcnn::Conv2D<double>(2, 3, 3, 1, 1),
+                         xcnn::ReLU<double>{},
+                         xcnn::Conv2D<double>(xcnn::Conv2DOptions(3, 4, 3).stride(2).padding(1)),
+                         xcnn::ReLU<double>{},
+                         xcnn::Conv2D<double>(4, 2, 1),
+                         xcnn::ReLU<double>{}};
+    net.reset_parameters(7u);
+    auto c1 = net.get<0>();
+    auto r1 = net.get<1>();
+    auto c2 = net.get<2>();
+    auto r2 = net.get<3>();
+    auto c3 = net.get<4>();
+    auto r3 = net.get<5>();
+    std::mt19937 rng(3);
+    for (const std::size_t width : {14u, 64u})
+    {
+        INFO("input width " << width);
+        const auto x = random_tensor<double>(std::array<std::size_t, 4>{2, 2, 6, width}, rng);
+        const xt::xtensor<double, 4> expected =
+            r3.forward(c3.forward(r2.forward(c2.forward(r1.forward(c1.forward(x))))));
+        const xt::xtensor<double, 4> y = net.forward(x);
+        REQUIRE(identical(y, expected));
+        // Not vacuous: the ReLUs clamp some outputs and pass others.
+        CHECK(xt::amin(y)() == 0.0);
+        CHECK(xt::amax(y)() > 0.0);
+        CHECK(identical(net.predict(x), expected));
+        (void)net.forward(x);
+
+        const auto dy = random_tensor<double>(std::array<std::size_t, 4>(y.shape()), rng);
+        const xt::xtensor<double, 4> expected_dx =
+            c1.backward(r1.backward(c2.backward(r2.backward(c3.backward(r3.backward(dy))))));
+        const xt::xtensor<double, 4> dx = net.backward(dy);
+        CHECK(identical(dx, expected_dx));
+        CHECK(identical(net.get<0>().weight_grad(), c1.weight_grad()));
+        CHECK(identical(net.get<2>().weight_grad(), c2.weight_grad()));
+        CHECK(identical(net.get<2>().bias_grad(), c2.bias_grad()));
+        CHECK(identical(net.get<4>().weight_grad(), c3.weight_grad()));
+
+        net.backward_parameters(dy);
+        CHECK(identical(net.get<0>().weight_grad(), c1.weight_grad()));
+        CHECK(identical(net.get<0>().bias_grad(), c1.bias_grad()));
+    }
+}
+
 TEST_CASE("Sequential::get returns the layer itself", "[sequential]")
 {
     auto net = make_mnist_net();

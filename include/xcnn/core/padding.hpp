@@ -43,13 +43,52 @@ inline void copy_short(const T* src, std::size_t count, T* dst)
     }
 }
 
+/// dst[c] = mask[c] > 0 ? src[c] : 0 for c < count: a gradient through a ReLU whose output is
+/// `mask` (a NaN output passes no gradient, as in `ReLU::backward`), fused into a copy.
+template <class T>
+inline void copy_short_masked(const T* src, const T* mask, std::size_t count, T* dst)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    std::size_t c = 0;
+    for (; c + S <= count; c += S)
+    {
+        const batch m = batch::load_unaligned(mask + c);
+        xsimd::select(m > batch(T(0)), batch::load_unaligned(src + c), batch(T(0))).store_unaligned(dst + c);
+    }
+    for (; c < count; ++c)
+    {
+        dst[c] = mask[c] > T(0) ? src[c] : T(0);
+    }
+}
+
+/// dst[c] = ReLU(src[c]) = (src[c] < 0 ? 0 : src[c]) for c < count (a NaN passes, as in `ReLU`),
+/// fused into a copy.
+template <class T>
+inline void copy_short_relu(const T* src, std::size_t count, T* dst)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    std::size_t c = 0;
+    for (; c + S <= count; c += S)
+    {
+        const batch v = batch::load_unaligned(src + c);
+        xsimd::select(v < batch(T(0)), batch(T(0)), v).store_unaligned(dst + c);
+    }
+    for (; c < count; ++c)
+    {
+        dst[c] = src[c] < T(0) ? T(0) : src[c];
+    }
+}
+
 /// Copies the contiguous NCHW tensor `src` (n, c, h, w) into the contiguous `dst`
 /// (n, c, out_h, out_w) so that src(., ., y, x) lands at dst(., ., y + top, x + left), and
 /// zeroes the rest of dst. Negative offsets crop: the parts of src outside dst are dropped.
+/// With `mask` (laid out like src), src passes only where mask > 0 (`copy_short_masked`).
 /// One pass over dst, row by row: no temporary, unlike `xt::pad`.
 template <class T>
 void place_2d(const T* src, std::size_t planes, std::size_t h, std::size_t w, T* dst, std::size_t out_h,
-              std::size_t out_w, std::ptrdiff_t top, std::ptrdiff_t left)
+              std::size_t out_w, std::ptrdiff_t top, std::ptrdiff_t left, const T* mask = nullptr)
 {
     const auto ih = static_cast<std::ptrdiff_t>(h), iw = static_cast<std::ptrdiff_t>(w);
     const auto oh = static_cast<std::ptrdiff_t>(out_h), ow = static_cast<std::ptrdiff_t>(out_w);
@@ -61,7 +100,6 @@ void place_2d(const T* src, std::size_t planes, std::size_t h, std::size_t w, T*
                        {
                            for (std::size_t p = begin; p < end; ++p)
                            {
-                               const T* plane_in = src + p * h * w;
                                T* plane_out = dst + p * out_h * out_w;
                                for (std::ptrdiff_t y = 0; y < oh; ++y)
                                {
@@ -73,8 +111,17 @@ void place_2d(const T* src, std::size_t planes, std::size_t h, std::size_t w, T*
                                        continue;
                                    }
                                    std::fill(row, row + col_begin, T(0));
-                                   copy_short(plane_in + sy * iw + (col_begin - left),
-                                              static_cast<std::size_t>(col_end - col_begin), row + col_begin);
+                                   const std::ptrdiff_t from =
+                                       static_cast<std::ptrdiff_t>(p) * ih * iw + sy * iw + (col_begin - left);
+                                   const auto count = static_cast<std::size_t>(col_end - col_begin);
+                                   if (mask != nullptr)
+                                   {
+                                       copy_short_masked(src + from, mask + from, count, row + col_begin);
+                                   }
+                                   else
+                                   {
+                                       copy_short(src + from, count, row + col_begin);
+                                   }
                                    std::fill(row + col_end, row + ow, T(0));
                                }
                            }

@@ -130,10 +130,11 @@ void correlate_planes(const plane_geometry& g, std::size_t out_channels, const o
 }
 
 /// Copies the real pixels out of flat planes: dst plane p (rows x cols, contiguous) gets rows of
-/// `flat + p * flat_plane`, `row_stride` apart.
+/// `flat + p * flat_plane`, `row_stride` apart; with `relu`, ReLU of them (a ReLU fused into the
+/// copy that has to happen anyway).
 template <class T>
 void crop_planes(const T* flat, std::size_t planes, std::size_t flat_plane, std::size_t row_stride, std::size_t rows,
-                 std::size_t cols, T* dst)
+                 std::size_t cols, T* dst, bool relu = false)
 {
     parallel_for_items(planes, flat_plane,
                        [&](std::size_t begin, std::size_t end, std::size_t)
@@ -144,7 +145,14 @@ void crop_planes(const T* flat, std::size_t planes, std::size_t flat_plane, std:
                                T* out = dst + p * rows * cols;
                                for (std::size_t r = 0; r < rows; ++r)
                                {
-                                   copy_short(src + r * row_stride, cols, out + r * cols);
+                                   if (relu)
+                                   {
+                                       copy_short_relu(src + r * row_stride, cols, out + r * cols);
+                                   }
+                                   else
+                                   {
+                                       copy_short(src + r * row_stride, cols, out + r * cols);
+                                   }
                                }
                            }
                        });
@@ -154,10 +162,11 @@ void crop_planes(const T* flat, std::size_t planes, std::size_t flat_plane, std:
 /// the vector size, 64-byte aligned) gets the rows of src plane p (rows x cols) `row_stride`
 /// apart and zeros everywhere else, so the wrap-around positions contribute nothing to a dot
 /// product over the flat plane. If `sums` is not null, sums[p] = the sum of plane p (a
-/// convolution's bias gradient, while the plane is in cache).
+/// convolution's bias gradient, while the plane is in cache). With `mask` (laid out like src),
+/// src passes only where mask > 0: the gradient through a ReLU whose output is `mask`.
 template <class T>
 void spread_planes(const T* src, std::size_t planes, std::size_t rows, std::size_t cols, std::size_t row_stride,
-                   std::size_t flat_plane, T* dst, T* sums)
+                   std::size_t flat_plane, T* dst, T* sums, const T* mask = nullptr)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
@@ -171,7 +180,15 @@ void spread_planes(const T* src, std::size_t planes, std::size_t rows, std::size
                                std::fill(out, out + flat_plane, T(0));
                                for (std::size_t r = 0; r < rows; ++r)
                                {
-                                   copy_short(in + r * cols, cols, out + r * row_stride);
+                                   if (mask != nullptr)
+                                   {
+                                       copy_short_masked(in + r * cols, mask + p * rows * cols + r * cols, cols,
+                                                         out + r * row_stride);
+                                   }
+                                   else
+                                   {
+                                       copy_short(in + r * cols, cols, out + r * row_stride);
+                                   }
                                }
                                if (sums != nullptr)
                                {

@@ -206,7 +206,7 @@ public:
     /// tensor of another shape; the layer is then unchanged.
     const output_type& forward(const input_type& x)
     {
-        run(x);
+        run(x, false);
         m_has_cache = true;
         return m_output;
     }
@@ -214,9 +214,75 @@ public:
     /// Same result as `forward`, marked as inference: `backward` after it is an error.
     const output_type& predict(const input_type& x)
     {
-        run(x);
+        run(x, false);
         m_has_cache = false;
         return m_output;
+    }
+
+    /// What `Sequential` runs for this layer followed by a `ReLU`: ReLU(conv(x)), the ReLU
+    /// applied in the copy that writes the output (`training` false is `predict`). Then
+    /// `backward_relu` takes the gradient of the ReLU's output. The results are those of the two
+    /// layers one after the other, bit for bit, without the ReLU's passes over the activations.
+    const output_type& forward_relu(const input_type& x, bool training)
+    {
+        run(x, true);
+        m_has_cache = training;
+        return m_output;
+    }
+
+    /// @overload
+    /// For inputs of any expression type; checks the rank and evaluates the input first.
+    template <class E>
+    const output_type& forward_relu(const xt::xexpression<E>& x, bool training)
+    {
+        return forward_relu(this->converted_input(x), training);
+    }
+
+    /// @overload
+    /// For gradients of any expression type; checks the rank and evaluates the gradient first.
+    template <class E>
+    const input_type& backward_relu(const xt::xexpression<E>& grad_output)
+    {
+        return backward_relu(this->converted_gradient(grad_output));
+    }
+
+    /// @overload
+    /// For gradients of any expression type; checks the rank and evaluates the gradient first.
+    template <class E>
+    void backward_parameters_relu(const xt::xexpression<E>& grad_output)
+    {
+        backward_parameters_relu(this->converted_gradient(grad_output));
+    }
+
+    /// `backward` of the gradient of ReLU(conv(x)) after `forward_relu`: dY is passed only where
+    /// the output is positive, inside the copies the backward pass makes anyway.
+    const input_type& backward_relu(const output_type& grad_output)
+    {
+        const output_type& dy = unit_stride() ? grad_output : masked_gradient(grad_output);
+        const T* mask = unit_stride() ? m_output.data() : nullptr;
+        backward_parameters_masked(dy, mask);
+        if (unit_stride())
+        {
+            backward_input_unit_stride(dy, mask);
+        }
+        else
+        {
+            backward_input_strided(dy);
+        }
+        return m_input_grad;
+    }
+
+    /// `backward_parameters` of the gradient of ReLU(conv(x)) after `forward_relu`.
+    void backward_parameters_relu(const output_type& grad_output)
+    {
+        if (unit_stride())
+        {
+            backward_parameters_masked(grad_output, m_output.data());
+        }
+        else
+        {
+            backward_parameters_masked(masked_gradient(grad_output), nullptr);
+        }
     }
 
     /// dX for dY = `grad_output`; overwrites `weight_grad()` and `bias_grad()`.
@@ -228,7 +294,7 @@ public:
         const auto s = m_options.stride();
         if (s[0] == 1 && s[1] == 1)
         {
-            backward_input_unit_stride(grad_output);
+            backward_input_unit_stride(grad_output, nullptr);
         }
         else
         {
@@ -249,7 +315,12 @@ public:
     /// whose input needs no gradient, does in training (`Sequential::backward_parameters`).
     /// @throws error without a `forward` first, shape_error for a gradient of another shape, as
     /// `backward` does.
-    void backward_parameters(const output_type& grad_output)
+    void backward_parameters(const output_type& grad_output) { backward_parameters_masked(grad_output, nullptr); }
+
+private:
+    /// `backward_parameters`; with `mask` (the ReLU'd output of `forward_relu`, stride 1 only), dY
+    /// counts only where the mask is positive.
+    void backward_parameters_masked(const output_type& grad_output, const T* mask)
     {
         if (!m_has_cache)
         {
@@ -271,7 +342,7 @@ public:
             // db comes out of the spread: each plane's sum, taken while it is in cache.
             m_plane_sums.resize(std::max(m_plane_sums.size(), n * c_out));
             detail::spread_planes(grad_output.data(), n * c_out, oh, ow, g.width, grad_plane, m_flat.data(),
-                                  m_plane_sums.data());
+                                  m_plane_sums.data(), mask);
             detail::correlate_planes_weight_grad(g, c_out, m_flat.data(), grad_plane, m_padded.data(),
                                                  m_weight_grad.data(), m_plane_tables);
             for (std::size_t o = 0; o < c_out; ++o)
@@ -330,7 +401,6 @@ public:
         }
     }
 
-private:
     /// Validates an input shape (any container of sizes) and returns the output shape, without
     /// allocating.
     template <class S>
@@ -407,7 +477,21 @@ private:
         }
     }
 
-    void run(const input_type& x)
+    /// dY where the output of `forward_relu` is positive, zero elsewhere, for the forms that
+    /// read dY in place (stride > 1).
+    const output_type& masked_gradient(const output_type& grad_output)
+    {
+        if (!m_has_cache)
+        {
+            throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
+        }
+        detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
+        detail::ensure_shape(m_masked_grad, m_output.shape());
+        detail::copy_short_masked(grad_output.data(), m_output.data(), m_output.size(), m_masked_grad.data());
+        return m_masked_grad;
+    }
+
+    void run(const input_type& x, bool relu)
     {
         const auto out_shape = checked_output_shape(x.shape());
         check_parameter_shapes();
@@ -434,7 +518,7 @@ private:
             detail::correlate_planes<T>(g, c_out, {m_weight.data(), m_kernel_rows.data(), m_kernel_cols.data()},
                                         m_padded.data(), m_bias.data(), m_flat.data(), m_plane_tables, m_workspace);
             detail::crop_planes(m_flat.data(), g.batch * c_out, plane, g.width, out_shape[2], out_shape[3],
-                                m_output.data());
+                                m_output.data(), relu);
             return;
         }
 
@@ -452,12 +536,16 @@ private:
         detail::contract<T>(detail::make_tensor_ref<const T>(m_weight.data(), m_weight.shape(), m_weight.strides()),
                             {1, 2, 3}, detail::ref_of<T>(windows, m_scratch), {1, 4, 5}, out, epilogue, m_tables,
                             m_workspace);
+        if (relu)
+        {
+            detail::copy_short_relu(m_output.data(), m_output.size(), m_output.data());
+        }
     }
 
     /// Stride 1: dX = the windows of dY padded by (K - 1 - pad) contracted with the kernel
     /// rotated by 180 degrees over (C_out, KH, KW). A padding larger than K - 1 makes the
     /// "padding" negative, i.e. a crop, which `place_2d` handles.
-    void backward_input_unit_stride(const output_type& grad_output)
+    void backward_input_unit_stride(const output_type& grad_output, const T* mask)
     {
         const auto k = m_options.kernel_size(), p = m_options.padding();
         const auto& ys = grad_output.shape();
@@ -467,7 +555,7 @@ private:
         detail::ensure_shape(m_grad_padded, std::array<std::size_t, 4>{n, c_out, h + k[0] - 1, w + k[1] - 1});
         detail::place_2d(grad_output.data(), n * c_out, ys[2], ys[3], m_grad_padded.data(), h + k[0] - 1, w + k[1] - 1,
                          static_cast<std::ptrdiff_t>(k[0]) - 1 - static_cast<std::ptrdiff_t>(p[0]),
-                         static_cast<std::ptrdiff_t>(k[1]) - 1 - static_cast<std::ptrdiff_t>(p[1]));
+                         static_cast<std::ptrdiff_t>(k[1]) - 1 - static_cast<std::ptrdiff_t>(p[1]), mask);
         detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
         if (prefers_plane_form(w))
         {
@@ -557,7 +645,8 @@ private:
     xt::xtensor<T, 1> m_bias_grad;
 
     xt::xtensor<T, 4> m_padded;                             // zero-padded input of the last forward
-    xt::xtensor<T, 4> m_output;                             // y
+    xt::xtensor<T, 4> m_output;                             // y (ReLU(y) after forward_relu)
+    xt::xtensor<T, 4> m_masked_grad;                        // dY through the ReLU (backward_relu, stride > 1)
     xt::xtensor<T, 4> m_input_grad;                         // dX
     xt::xtensor<T, 4> m_grad_padded;                        // dY placed for the stride-1 dX contraction
     xt::xtensor<T, 4> m_input_grad_padded;                  // padded dX accumulated by the strided form

@@ -224,6 +224,14 @@ public:
     }
 
 protected:
+    /// `x` as the layer's input type; what a layer's own overloads for expressions call it with.
+    template <class E>
+    const xt::xtensor<T, N>& converted_input(const xt::xexpression<E>& x)
+    {
+        auto& self = static_cast<Derived&>(*this);
+        return evaluate_input<N>(self, x, m_converted_input, Derived::input_layout);
+    }
+
     /// `grad_output` as the layer's output type; what a layer's own overload of
     /// `backward_parameters` for expressions calls it with.
     template <class E>

@@ -18,6 +18,7 @@
 #include "../core/error.hpp"
 #include "../layers/flatten.hpp"
 #include "../layers/layer.hpp"
+#include "../layers/relu.hpp"
 #include "parameter.hpp"
 
 namespace xcnn
@@ -57,6 +58,18 @@ struct reads_flattened : std::false_type
 template <class L>
 struct reads_flattened<L, std::void_t<decltype(std::declval<L&>().forward_flattened(
                               std::declval<const xt::xtensor<typename L::value_type, 4>&>(), true))>> : std::true_type
+{
+};
+
+/// Whether layer L applies a following ReLU itself (`forward_relu`, as `Conv2D` does).
+template <class L, class = void>
+struct applies_relu : std::false_type
+{
+};
+template <class L>
+struct applies_relu<
+    L, std::void_t<decltype(std::declval<L&>().forward_relu(std::declval<const typename L::input_type&>(), true))>>
+    : std::true_type
 {
 };
 
@@ -371,6 +384,23 @@ private:
         }
     }
 
+    /// Whether layers I and I + 1 (a ReLU) run as one step: layer I applies the ReLU in the copy
+    /// that writes its output and masks the gradient in the copies its backward makes, which
+    /// saves the ReLU's two passes over the activations. Same results, bit for bit.
+    template <std::size_t I>
+    static constexpr bool fuses_relu()
+    {
+        if constexpr (I + 1 >= layer_count)
+        {
+            return false;
+        }
+        else
+        {
+            return std::is_same<layer_type<I + 1>, ReLU<value_type>>::value &&
+                   detail::applies_relu<layer_type<I>>::value;
+        }
+    }
+
     /// Runs layer I and the ones after it: `forward` when training, `predict` otherwise.
     template <bool Training, std::size_t I, class X>
     decltype(auto) run_from(const X& x)
@@ -378,6 +408,12 @@ private:
         if constexpr (I == layer_count)
         {
             return (x);
+        }
+        else if constexpr (fuses_relu<I>())
+        {
+            auto& layer = std::get<I>(m_layers);
+            const auto& y = *guarded<I>([&] { return &layer.forward_relu(x, Training); });
+            return run_from<Training, I + 2>(y);
         }
         else if constexpr (flattens_in_place<I>())
         {
@@ -410,7 +446,27 @@ private:
     decltype(auto) backward_from(const G& grad)
     {
         auto& layer = std::get<I>(m_layers);
-        if constexpr (I > 0 && flattens_in_place<(I > 0 ? I - 1 : 0)>())
+        if constexpr (I > 0 && fuses_relu<(I > 0 ? I - 1 : 0)>())
+        {
+            auto& fused = std::get<I - 1>(m_layers);
+            if constexpr (I == 1 && !InputGrad)
+            {
+                guarded<0>([&] { return (fused.backward_parameters_relu(grad), 0); });
+            }
+            else
+            {
+                const auto& dx = *guarded<I - 1>([&] { return &fused.backward_relu(grad); });
+                if constexpr (I > 1)
+                {
+                    return backward_from<InputGrad, I - 2>(dx);
+                }
+                else
+                {
+                    return (dx);
+                }
+            }
+        }
+        else if constexpr (I > 0 && flattens_in_place<(I > 0 ? I - 1 : 0)>())
         {
             const auto& dx = *guarded<I>([&] { return &layer.backward_flattened(grad); });
             return backward_from<InputGrad, I - 2>(dx);
