@@ -692,7 +692,7 @@ TEST_CASE("A gradient of another rank is a shape_error, not an implicit conversi
     CHECK(dense.backward(xt::xarray<float>(g)) == expected);
 }
 
-TEST_CASE("Logits and labels of another rank are shape_errors; accuracy checks labels like the loss", "[errors]")
+TEST_CASE("Logits and labels of another rank are shape_errors, and accuracy checks labels like the loss", "[errors]")
 {
     xcnn::SoftmaxCrossEntropy<float> loss;
     const xt::xtensor<std::int64_t, 1> labels{0, 2};
@@ -818,7 +818,7 @@ TEST_CASE("ReLU's output_shape rejects ranks it cannot take", "[errors]")
     CHECK(relu.output_shape({0, 3}) == std::vector<std::size_t>{0, 3});
 }
 
-TEST_CASE("Dense::forward_flattened checks what Flatten and Dense check; backward_flattened needs it", "[errors]")
+TEST_CASE("Dense::forward_flattened checks what Flatten and Dense check, and backward_flattened needs it", "[errors]")
 {
     xcnn::Dense<float> dense(8, 3);
     // forward_flattened reads its input in place until backward_flattened, so the inputs live here
