@@ -101,20 +101,24 @@ void correlate_planes(const plane_geometry& g, std::size_t out_channels, const o
     {
         return;
     }
-    // Each image's columns run past its span up to whole panels: those extra positions read the
-    // next image's memory and are dropped like the wrap-around ones. The last image stops at its
-    // span, so nothing past the input is read.
+    // Each image's columns run past its span up to whole panels: those extra positions are
+    // dropped like the wrap-around ones, and they read the next image's memory, so that every
+    // panel is read in place. Where that would read past the input (the last image, or images
+    // smaller than a panel), the extra positions repeat the last real one instead: the panels
+    // there are packed, and nothing outside the input is read.
     const std::size_t span = g.span(), plane = correlation_plane<T>(g);
-    const std::size_t columns = (g.batch - 1) * plane + span;
+    const std::size_t columns = g.batch * plane;
+    const std::size_t reach = static_cast<std::size_t>(g.tap_offset(g.taps() - 1)) + plane;
     fill_tap_offsets(g, tables.taps);
     tables.positions.resize(columns);
     tables.out_positions.resize(columns);
     for (std::size_t n = 0; n < g.batch; ++n)
     {
-        const std::size_t count = n + 1 < g.batch ? plane : span;
-        for (std::size_t j = 0; j < count; ++j)
+        const bool runs_on = n * g.image() + reach <= g.batch * g.image();
+        for (std::size_t j = 0; j < plane; ++j)
         {
-            tables.positions[n * plane + j] = static_cast<std::ptrdiff_t>(n * g.image() + j);
+            const std::size_t read = runs_on ? j : std::min(j, span - 1);
+            tables.positions[n * plane + j] = static_cast<std::ptrdiff_t>(n * g.image() + read);
             tables.out_positions[n * plane + j] = static_cast<std::ptrdiff_t>((n * out_channels) * plane + j);
         }
     }
