@@ -17,22 +17,7 @@ endforeach()
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
 
-# run(<expected exit status> <command...>): runs it, fails unless it exits with that status;
-# sets `out` and `err` in the caller.
-function(run expected)
-    execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-    if(NOT "${rc}" STREQUAL "${expected}")
-        message(FATAL_ERROR "expected exit status ${expected}, got ${rc}: ${ARGN}\n--- stdout:\n${stdout}\n--- stderr:\n${stderr}")
-    endif()
-    set(out "${stdout}" PARENT_SCOPE)
-    set(err "${stderr}" PARENT_SCOPE)
-endfunction()
-
-function(require_match text regex what)
-    if(NOT text MATCHES "${regex}")
-        message(FATAL_ERROR "${what}: no match for '${regex}' in:\n${text}")
-    endif()
-endfunction()
+include("${CMAKE_CURRENT_LIST_DIR}/mnist_example_helpers.cmake")
 
 function(require_same_file a b what)
     execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files "${a}" "${b}" RESULT_VARIABLE rc)
