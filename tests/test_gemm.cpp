@@ -257,6 +257,24 @@ void layouts_and_sizes()
     check_strided<T>(sz.m, sz.n, sz.k, 1.5, -0.5, la, lb, lc, false, rng);
 }
 
+/// Several row, column and K blocks at once, so that the packed A of the first column block is
+/// reused by the later ones and the micro-kernel writes C directly (beta 0 and 1, a row bias
+/// through the offset-table overload elsewhere). A row-major A whose rows are a power of two
+/// apart, and a column-major A (the element-wise packing), both go through it.
+template <class T>
+void several_blocks_everywhere()
+{
+    using B = blocking<T>;
+    const std::size_t m = 2 * B::mc + 5, n = 2 * B::nc + 7, k = 2 * B::kc + 3;
+    const bool a_t = GENERATE(false, true);
+    const double beta = GENERATE(0.0, 1.0);
+    std::mt19937 rng(static_cast<unsigned>(77 + 2 * a_t + (beta != 0.0)));
+    check_strided<T>(m, n, k, 1.0, beta, a_t ? layout::col_major : layout::row_major, layout::row_major,
+                     layout::row_major, beta == 0.0, rng);
+    check_strided<T>(B::mr + 1, B::nc * 3 + 1, B::kc, 1.0, beta, a_t ? layout::col_padded : layout::row_padded,
+                     layout::row_padded, layout::row_major, false, rng);
+}
+
 template <class T>
 void alpha_beta()
 {
@@ -620,6 +638,18 @@ TEST_CASE("gemm: row-major and transposed operands at every block boundary", "[g
     SECTION("double")
     {
         layouts_and_sizes<double>();
+    }
+}
+
+TEST_CASE("gemm: several row, column and K blocks reuse the packed A", "[gemm]")
+{
+    SECTION("float")
+    {
+        several_blocks_everywhere<float>();
+    }
+    SECTION("double")
+    {
+        several_blocks_everywhere<double>();
     }
 }
 

@@ -99,24 +99,62 @@ template <class T, std::size_t MR>
 void pack_a(const offset_matrix<const T>& a, std::size_t i0, std::size_t mc, std::size_t k0, std::size_t kc,
             std::size_t tile_rows, T* dst)
 {
+    const std::ptrdiff_t* col = a.col + k0;
+    bool contiguous = true;
+    for (std::size_t k = 1; contiguous && k < kc; ++k)
+    {
+        contiguous = col[k] == col[0] + static_cast<std::ptrdiff_t>(k);
+    }
     for (std::size_t p = 0; p < mc; p += tile_rows)
     {
         const std::size_t rows = std::min(tile_rows, mc - p);
+        const T* src[MR];
         for (std::size_t r = 0; r < rows; ++r)
         {
-            const T* src = a.data + a.row[i0 + p + r];
-            const std::ptrdiff_t* col = a.col + k0;
-            T* out = dst + r;
-            for (std::size_t k = 0; k < kc; ++k)
+            src[r] = a.data + a.row[i0 + p + r] + col[0];
+        }
+        // Writing the panel in order, one k (MR values) at a time, with a read stream per row:
+        // a row at a time would store every element MR apart. The rows are read a vector at a
+        // time into a small buffer first: a row-major A whose rows are a power of two apart
+        // puts all MR streams in one cache set, and element-wise reads would evict each other.
+        std::size_t k = 0;
+        if (contiguous)
+        {
+            using batch = xsimd::batch<T>;
+            constexpr std::size_t S = batch::size;
+            alignas(64) T chunk[MR][S];
+            for (; k + S <= kc; k += S)
             {
-                out[k * MR] = src[col[k]];
+                for (std::size_t r = 0; r < rows; ++r)
+                {
+                    __builtin_prefetch(src[r] + k + 4 * S, 0, 2);
+                    batch::load_unaligned(src[r] + k).store_aligned(chunk[r]);
+                }
+                T* out = dst + k * MR;
+                for (std::size_t t = 0; t < S; ++t)
+                {
+                    for (std::size_t r = 0; r < rows; ++r)
+                    {
+                        out[t * MR + r] = chunk[r][t];
+                    }
+                    for (std::size_t r = rows; r < MR; ++r)
+                    {
+                        out[t * MR + r] = T(0);
+                    }
+                }
             }
         }
-        for (std::size_t r = rows; r < MR; ++r)
+        for (; k < kc; ++k)
         {
-            for (std::size_t k = 0; k < kc; ++k)
+            const std::ptrdiff_t offset = contiguous ? static_cast<std::ptrdiff_t>(k) : col[k] - col[0];
+            T* out = dst + k * MR;
+            for (std::size_t r = 0; r < rows; ++r)
             {
-                dst[k * MR + r] = T(0);
+                out[r] = src[r][offset];
+            }
+            for (std::size_t r = rows; r < MR; ++r)
+            {
+                out[r] = T(0);
             }
         }
         dst += MR * kc;
@@ -163,10 +201,18 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
     // A short block (a dense layer's batch of 64 as K) stays within the TLB's reach wherever
     // its rows lie.
     const bool may_read_in_place = static_cast<std::size_t>(highest - lowest) * sizeof(T) <= 256 * 1024 || kc <= 64;
+    using batch = xsimd::batch<T>;
+    // Panels whose every row is one contiguous run but that must be packed are gathered here and
+    // copied together, row by row of B: reading each row of the block left to right lets the
+    // hardware prefetcher stream it, where a panel at a time would hop between rows far apart
+    // (a row-major B has its rows N elements apart) for two cache lines each.
+    std::size_t row_copied[gemm_blocking<T>::nc / NR];
+    std::size_t row_copied_count = 0;
     for (std::size_t p = 0; p < nc; p += NR)
     {
         const std::size_t cols = std::min(NR, nc - p);
         const std::ptrdiff_t* col = b.col + j0 + p;
+        T* panel = dst + p * kc;
         std::size_t runs = 0;
         for (std::size_t c = 0; c < cols;)
         {
@@ -181,7 +227,6 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
             c += length;
         }
         direct[p / NR] = nullptr;
-        using batch = xsimd::batch<T>;
         if (runs == 1 && cols == NR && may_read_in_place)
         {
             // Every row of the panel is contiguous in memory (NR adjacent pixels of a window
@@ -190,16 +235,7 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
         }
         else if (runs == 1 && cols == NR)
         {
-            // The whole panel row is contiguous: two vector copies per k.
-            for (std::size_t k = 0; k < kc; ++k)
-            {
-                const T* src = b.data + b.row[k0 + k] + col[0];
-                T* out = dst + k * NR;
-                for (std::size_t c = 0; c < NR; c += batch::size)
-                {
-                    batch::load_unaligned(src + c).store_aligned(out + c);
-                }
-            }
+            row_copied[row_copied_count++] = p;
         }
         else if (4 * runs > cols && 4 * k_runs <= kc)
         {
@@ -211,7 +247,7 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
                 for (std::size_t r = 0; r < k_runs; ++r)
                 {
                     const T* from = src + b.row[k0 + k_run_start[r]];
-                    T* out = dst + k_run_start[r] * NR + c;
+                    T* out = panel + k_run_start[r] * NR + c;
                     for (std::size_t t = 0; t < k_run_length[r]; ++t)
                     {
                         out[t * NR] = from[t];
@@ -222,7 +258,7 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
             {
                 for (std::size_t c = cols; c < NR; ++c)
                 {
-                    dst[k * NR + c] = T(0);
+                    panel[k * NR + c] = T(0);
                 }
             }
         }
@@ -233,7 +269,7 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
             for (std::size_t k = 0; k < kc; ++k)
             {
                 const T* src = b.data + b.row[k0 + k];
-                T* out = dst + k * NR;
+                T* out = panel + k * NR;
                 for (std::size_t r = 0; r < runs; ++r)
                 {
                     const std::size_t c = run_start[r];
@@ -249,15 +285,56 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
                 }
             }
         }
-        dst += NR * kc;
+    }
+    constexpr std::size_t ahead = 4;
+    for (std::size_t k = 0; k < kc; ++k)
+    {
+        const T* src = b.data + b.row[k0 + k];
+        if (k + ahead < kc)
+        {
+            const T* next = b.data + b.row[k0 + k + ahead];
+            for (std::size_t q = 0; q < row_copied_count; ++q)
+            {
+                const T* line = next + b.col[j0 + row_copied[q]];
+                __builtin_prefetch(line);
+                __builtin_prefetch(line + NR - 1);
+            }
+        }
+        for (std::size_t q = 0; q < row_copied_count; ++q)
+        {
+            const std::size_t p = row_copied[q];
+            const T* from = src + b.col[j0 + p];
+            T* out = dst + p * kc + k * NR;
+            for (std::size_t c = 0; c < NR; c += batch::size)
+            {
+                batch::load_unaligned(from + c).store_aligned(out + c);
+            }
+        }
     }
 }
 
-/// tile (ROWS x NR, row-major) = the first ROWS rows of a packed A panel (MR rows apart)
-/// times a packed B panel, over kc steps. ROWS < MR serves the bottom edge of C without
-/// computing rows that would be thrown away (a 1-channel convolution has M = 1).
+/// Where a micro-kernel puts its ROWS x NR product. When the tile's columns are contiguous in C
+/// and the epilogue is a plain sum (alpha 1, no column bias, and beta 0 or a later K block), the
+/// kernel writes C itself: a round trip through the tile buffer costs as much as the C traffic.
+/// Otherwise it fills `tile` (row-major, NR columns) and `write_tile` finishes the epilogue.
+template <class T>
+struct tile_target
+{
+    /// The tile's first column in C (row offsets in `rows`), or nullptr to fill `tile`.
+    T* c = nullptr;
+    const std::ptrdiff_t* rows = nullptr;
+    /// Added to each row on the first K block; nullptr for none.
+    const T* row_bias = nullptr;
+    /// True on later K blocks: add to what C holds.
+    bool accumulate = false;
+    T* tile = nullptr;
+};
+
+/// The product of the first ROWS rows of a packed A panel (MR rows apart) and a B panel, over
+/// kc steps, delivered to `target`. ROWS < MR serves the bottom edge of C without computing
+/// rows that would be thrown away (a 1-channel convolution has M = 1).
 template <class T, std::size_t MR, std::size_t NR, std::size_t ROWS, bool DIRECT>
-void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows, T* tile)
+void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows, const tile_target<T>& target)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
@@ -270,6 +347,13 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* 
     {
         acc0[r] = batch(T(0));
         acc1[r] = batch(T(0));
+        if (target.c != nullptr)
+        {
+            // C's rows are far apart (a whole row of C each): start fetching them now so the
+            // write-back does not wait on them.
+            __builtin_prefetch(target.c + target.rows[r], 1);
+            __builtin_prefetch(target.c + target.rows[r] + NR - 1, 1);
+        }
     }
     for (std::size_t k = 0; k < kc; ++k)
     {
@@ -290,46 +374,68 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* 
             b += NR;
         }
     }
+    if (target.c == nullptr)
+    {
+#pragma GCC unroll 16
+        for (std::size_t r = 0; r < ROWS; ++r)
+        {
+            acc0[r].store_unaligned(target.tile + r * NR);
+            acc1[r].store_unaligned(target.tile + r * NR + S);
+        }
+        return;
+    }
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < ROWS; ++r)
     {
-        acc0[r].store_unaligned(tile + r * NR);
-        acc1[r].store_unaligned(tile + r * NR + S);
+        T* out = target.c + target.rows[r];
+        if (target.accumulate)
+        {
+            acc0[r] += batch::load_unaligned(out);
+            acc1[r] += batch::load_unaligned(out + S);
+        }
+        else if (target.row_bias != nullptr)
+        {
+            const batch bias(target.row_bias[r]);
+            acc0[r] += bias;
+            acc1[r] += bias;
+        }
+        acc0[r].store_unaligned(out);
+        acc1[r].store_unaligned(out + S);
     }
 }
 
 template <class T, std::size_t MR, std::size_t NR, bool DIRECT, std::size_t... R>
-void micro_kernel_rows(std::size_t rows, std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows, T* tile,
-                       std::index_sequence<R...>)
+void micro_kernel_rows(std::size_t rows, std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows,
+                       const tile_target<T>& target, std::index_sequence<R...>)
 {
     // One instantiation per row count; `rows` picks it.
-    (void)((rows == R + 1 ? (micro_kernel<T, MR, NR, R + 1, DIRECT>(kc, a, b, b_rows, tile), true) : false) || ...);
+    (void)((rows == R + 1 ? (micro_kernel<T, MR, NR, R + 1, DIRECT>(kc, a, b, b_rows, target), true) : false) || ...);
 }
 
 /// The micro-kernel for a tile of `rows` (1 to MR) rows, on a packed B panel or, when `direct`
 /// is not null, on B read in place at `direct + b_rows[k]`.
 template <class T, std::size_t MR, std::size_t NR>
 void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* packed, const T* direct,
-                      const std::ptrdiff_t* b_rows, T* tile)
+                      const std::ptrdiff_t* b_rows, const tile_target<T>& target)
 {
     if (direct != nullptr)
     {
         if (rows == MR)
         {
-            micro_kernel<T, MR, NR, MR, true>(kc, a, direct, b_rows, tile);
+            micro_kernel<T, MR, NR, MR, true>(kc, a, direct, b_rows, target);
         }
         else
         {
-            micro_kernel_rows<T, MR, NR, true>(rows, kc, a, direct, b_rows, tile, std::make_index_sequence<MR - 1>{});
+            micro_kernel_rows<T, MR, NR, true>(rows, kc, a, direct, b_rows, target, std::make_index_sequence<MR - 1>{});
         }
     }
     else if (rows == MR)
     {
-        micro_kernel<T, MR, NR, MR, false>(kc, a, packed, b_rows, tile);
+        micro_kernel<T, MR, NR, MR, false>(kc, a, packed, b_rows, target);
     }
     else
     {
-        micro_kernel_rows<T, MR, NR, false>(rows, kc, a, packed, b_rows, tile, std::make_index_sequence<MR - 1>{});
+        micro_kernel_rows<T, MR, NR, false>(rows, kc, a, packed, b_rows, target, std::make_index_sequence<MR - 1>{});
     }
 }
 
@@ -450,6 +556,55 @@ void gemm_empty_k(std::size_t m, std::size_t n, const offset_matrix<T>& c, const
 namespace detail
 {
 
+/// Fetches the next B block into the caches a little at a time while the current block is
+/// multiplied. A row-major B far larger than the caches (a convolution's lowered input) is
+/// otherwise read from memory by pack_b alone, with the arithmetic waiting; spread over the
+/// micro-kernel calls, the same reads overlap with it. Only blocks whose rows are contiguous
+/// runs are fetched this way (the case pack_b copies row by row).
+template <class T>
+struct next_block_prefetch
+{
+    static constexpr std::size_t line = 64 / sizeof(T);
+    const T* base = nullptr;
+    const std::ptrdiff_t* rows = nullptr;
+    std::size_t row_count = 0;
+    std::size_t lines_per_row = 0;
+    std::size_t per_step = 0;
+    std::size_t row = 0;
+    std::size_t line_in_row = 0;
+
+    /// Aims at rows [k0, k0 + kc) x columns [j0, j0 + nc) of b, spread over `steps` calls to step().
+    void aim(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc,
+             std::size_t steps)
+    {
+        row_count = 0;
+        if (b.col[j0 + nc - 1] - b.col[j0] != static_cast<std::ptrdiff_t>(nc - 1))
+        {
+            return;
+        }
+        base = b.data + b.col[j0];
+        rows = b.row + k0;
+        row_count = kc;
+        lines_per_row = (nc + line - 1) / line;
+        per_step = (row_count * lines_per_row + steps - 1) / std::max<std::size_t>(steps, 1);
+        row = 0;
+        line_in_row = 0;
+    }
+
+    void step()
+    {
+        for (std::size_t i = 0; i < per_step && row < row_count; ++i)
+        {
+            __builtin_prefetch(base + rows[row] + line_in_row * line, 0, 2);
+            if (++line_in_row == lines_per_row)
+            {
+                line_in_row = 0;
+                ++row;
+            }
+        }
+    }
+};
+
 /// One thread's GEMM over the whole of its (sub-)matrices, with its own packing buffers.
 template <class T>
 void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const T>& a,
@@ -465,11 +620,19 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
     const std::size_t kc_max = (k + k_blocks - 1) / k_blocks;
     const std::size_t mc_max = std::min(blocking::mc, (m + MR - 1) / MR * MR);
     const std::size_t nc_max = std::min(blocking::nc, (n + NR - 1) / NR * NR);
-    buffers.packed_a.resize(std::max(buffers.packed_a.size(), mc_max * kc_max));
+    // With more than one column block, A would be packed again for each of them (128 times for
+    // a convolution's forward GEMM, whose N is every output pixel of the batch). While all of
+    // packed A stays within the L2/L3 reach, it is packed once, on the first column block, and
+    // reused: one slot of MR-row panels per (K block, row block).
+    const std::size_t m_blocks = (m + blocking::mc - 1) / blocking::mc;
+    const std::size_t a_slot = (mc_max + MR - 1) / MR * MR * kc_max;
+    const bool keep_packed_a = n > blocking::nc && a_slot * m_blocks * k_blocks * sizeof(T) <= (std::size_t(8) << 20);
+    buffers.packed_a.resize(std::max(buffers.packed_a.size(), keep_packed_a ? a_slot * m_blocks * k_blocks : a_slot));
     buffers.packed_b.resize(std::max(buffers.packed_b.size(), nc_max * kc_max));
     alignas(64) T tile[MR * NR];
     const T* direct[blocking::nc / NR];
     bool c_contiguous[blocking::nc / NR];
+    next_block_prefetch<T> prefetch;
 
     for (std::size_t j0 = 0; j0 < n; j0 += blocking::nc)
     {
@@ -482,7 +645,24 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
         {
             const std::size_t kc = std::min(kc_max, k - k0);
             const bool first = k0 == 0;
+            const bool plain_sum =
+                epilogue.alpha == T(1) && epilogue.col_bias == nullptr && (!first || epilogue.beta == T(0));
             pack_b<T, NR>(b, k0, kc, j0, nc, buffers.packed_b.data(), direct);
+            {
+                const bool last_k = k0 + kc >= k;
+                const std::size_t next_j0 = last_k ? j0 + blocking::nc : j0;
+                const std::size_t next_k0 = last_k ? 0 : k0 + kc;
+                if (next_j0 < n)
+                {
+                    const std::size_t calls = (m + MR - 1) / MR * ((nc + NR - 1) / NR);
+                    prefetch.aim(b, next_k0, std::min(kc_max, k - next_k0), next_j0,
+                                 std::min(blocking::nc, n - next_j0), calls);
+                }
+                else
+                {
+                    prefetch.row_count = 0;
+                }
+            }
             for (std::size_t i0 = 0; i0 < m; i0 += blocking::mc)
             {
                 const std::size_t mc = std::min(blocking::mc, m - i0);
@@ -490,19 +670,40 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
                 // short tile would load as much of B for a third of the arithmetic.
                 const std::size_t tiles = (mc + MR - 1) / MR;
                 const std::size_t tile_rows = (mc + tiles - 1) / tiles;
-                pack_a<T, MR>(a, i0, mc, k0, kc, tile_rows, buffers.packed_a.data());
+                T* packed_a = buffers.packed_a.data();
+                if (keep_packed_a)
+                {
+                    packed_a += (k0 / kc_max * m_blocks + i0 / blocking::mc) * a_slot;
+                }
+                if (!keep_packed_a || j0 == 0)
+                {
+                    pack_a<T, MR>(a, i0, mc, k0, kc, tile_rows, packed_a);
+                }
                 // The A micro-panel (kc x MR) stays in L1 while the B micro-panels stream from
                 // the L2-sized packed block: the order BLIS uses for wide-vector machines.
                 for (std::size_t ir = 0; ir < mc; ir += tile_rows)
                 {
-                    const T* a_panel = buffers.packed_a.data() + ir / tile_rows * MR * kc;
+                    const T* a_panel = packed_a + ir / tile_rows * MR * kc;
                     const std::size_t rows = std::min(tile_rows, mc - ir);
                     for (std::size_t jr = 0; jr < nc; jr += NR)
                     {
                         const T* b_panel = buffers.packed_b.data() + jr * kc;
-                        run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, direct[jr / NR], b.row + k0, tile);
-                        write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first,
-                                          c_contiguous[jr / NR]);
+                        tile_target<T> target;
+                        target.tile = tile;
+                        if (c_contiguous[jr / NR] && plain_sum)
+                        {
+                            target.c = c.data + c.col[j0 + jr];
+                            target.rows = c.row + i0 + ir;
+                            target.row_bias = epilogue.row_bias ? epilogue.row_bias + i0 + ir : nullptr;
+                            target.accumulate = !first;
+                        }
+                        run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, direct[jr / NR], b.row + k0, target);
+                        prefetch.step();
+                        if (target.c == nullptr)
+                        {
+                            write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first,
+                                              c_contiguous[jr / NR]);
+                        }
                     }
                 }
             }
