@@ -68,6 +68,9 @@ struct gemm_workspace
         std::vector<T, xsimd::aligned_allocator<T, 64>> packed_a;
         /// KC x NR panels of B.
         std::vector<T, xsimd::aligned_allocator<T, 64>> packed_b;
+        /// Working memory of kernels built on the GEMM, e.g. the columns that
+        /// `correlate_planes_input_grad` scatters into an image's gradient.
+        std::vector<T, xsimd::aligned_allocator<T, 64>> scratch;
     };
     /// One set of buffers per thread, grown on demand.
     std::vector<buffers> threads;
@@ -161,6 +164,24 @@ void pack_a(const offset_matrix<const T>& a, std::size_t i0, std::size_t mc, std
     }
 }
 
+/// Whether rows [k0, k0 + kc) of B lie close enough together to read a panel in place: while
+/// they do (a window view: neighbouring taps and channels of one image region, likely in cache)
+/// or are few, panels are read where they are. Many rows far apart, like those of a large
+/// row-major matrix, put every k on another page: those panels are packed, and prefetched.
+template <class T>
+bool rows_close_together(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc)
+{
+    std::ptrdiff_t lowest = b.row[k0], highest = b.row[k0];
+    for (std::size_t k = 1; k < kc; ++k)
+    {
+        lowest = std::min(lowest, b.row[k0 + k]);
+        highest = std::max(highest, b.row[k0 + k]);
+    }
+    // A short block (a dense layer's batch of 64 as K) stays within the TLB's reach wherever
+    // its rows lie.
+    return static_cast<std::size_t>(highest - lowest) * sizeof(T) <= 256 * 1024 || kc <= 64;
+}
+
 /// Packs rows [k0, k0 + kc) x columns [j0, j0 + nc) of B into NR-column panels laid out
 /// k-major. A panel's columns are split once into runs that are contiguous in memory (a window
 /// view's columns are contiguous along an image row), and each run is copied for every k.
@@ -189,18 +210,7 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
         ++k_runs;
         k += length;
     }
-    // Reading a panel in place pays off only while its rows lie close together (a window view:
-    // neighbouring taps and channels of one image region) or are few. Many rows far apart, like
-    // those of a large row-major matrix, put every k on another page: those panels are packed.
-    std::ptrdiff_t lowest = b.row[k0], highest = b.row[k0];
-    for (std::size_t k = 1; k < kc; ++k)
-    {
-        lowest = std::min(lowest, b.row[k0 + k]);
-        highest = std::max(highest, b.row[k0 + k]);
-    }
-    // A short block (a dense layer's batch of 64 as K) stays within the TLB's reach wherever
-    // its rows lie.
-    const bool may_read_in_place = static_cast<std::size_t>(highest - lowest) * sizeof(T) <= 256 * 1024 || kc <= 64;
+    const bool may_read_in_place = rows_close_together(b, k0, kc);
     using batch = xsimd::batch<T>;
     // Panels whose every row is one contiguous run but that must be packed are gathered here and
     // copied together, row by row of B: reading each row of the block left to right lets the
@@ -444,13 +454,18 @@ void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* pac
 template <class T, std::size_t NR>
 bool contiguous_panel(const offset_matrix<T>& c, std::size_t j0, std::size_t cols)
 {
-    const std::ptrdiff_t* col = c.col + j0;
-    bool contiguous = cols == NR;
-    for (std::size_t j = 1; contiguous && j < NR; ++j)
+    if (cols != NR)
     {
-        contiguous = col[j] == col[0] + static_cast<std::ptrdiff_t>(j);
+        return false;
     }
-    return contiguous;
+    // Without an early exit the compiler vectorises the comparison; this runs once per panel.
+    const std::ptrdiff_t* col = c.col + j0;
+    std::ptrdiff_t mismatch = 0;
+    for (std::size_t j = 1; j < NR; ++j)
+    {
+        mismatch |= col[j] - (col[0] + static_cast<std::ptrdiff_t>(j));
+    }
+    return mismatch == 0;
 }
 
 /// Writes `rows x cols` of a micro-tile into C. `first` is true for the first K block, which
@@ -560,7 +575,7 @@ namespace detail
 /// multiplied. A row-major B far larger than the caches (a convolution's lowered input) is
 /// otherwise read from memory by pack_b alone, with the arithmetic waiting; spread over the
 /// micro-kernel calls, the same reads overlap with it. Only blocks whose rows are contiguous
-/// runs are fetched this way (the case pack_b copies row by row).
+/// runs far apart are fetched this way (the case pack_b copies row by row).
 template <class T>
 struct next_block_prefetch
 {
@@ -578,7 +593,7 @@ struct next_block_prefetch
              std::size_t steps)
     {
         row_count = 0;
-        if (b.col[j0 + nc - 1] - b.col[j0] != static_cast<std::ptrdiff_t>(nc - 1))
+        if (b.col[j0 + nc - 1] - b.col[j0] != static_cast<std::ptrdiff_t>(nc - 1) || rows_close_together(b, k0, kc))
         {
             return;
         }
@@ -645,8 +660,10 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
         {
             const std::size_t kc = std::min(kc_max, k - k0);
             const bool first = k0 == 0;
+            // beta 1 without a row bias is a plain sum too: acc + C rounds as fma(1, C, acc).
+            const bool accumulate = !first || (epilogue.beta == T(1) && epilogue.row_bias == nullptr);
             const bool plain_sum =
-                epilogue.alpha == T(1) && epilogue.col_bias == nullptr && (!first || epilogue.beta == T(0));
+                epilogue.alpha == T(1) && epilogue.col_bias == nullptr && (accumulate || epilogue.beta == T(0));
             pack_b<T, NR>(b, k0, kc, j0, nc, buffers.packed_b.data(), direct);
             {
                 const bool last_k = k0 + kc >= k;
@@ -695,7 +712,7 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
                             target.c = c.data + c.col[j0 + jr];
                             target.rows = c.row + i0 + ir;
                             target.row_bias = epilogue.row_bias ? epilogue.row_bias + i0 + ir : nullptr;
-                            target.accumulate = !first;
+                            target.accumulate = accumulate;
                         }
                         run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, direct[jr / NR], b.row + k0, target);
                         prefetch.step();

@@ -239,6 +239,88 @@ void correlate_planes_weight_grad(const plane_geometry& g, std::size_t out_chann
     gemm_nt(out_channels, g.taps(), op);
 }
 
+/// Adds `count` values of `src` into `dst`, vectorised; the tail with a masked load and store
+/// semantics kept scalar so nothing past `count` is touched.
+template <class T>
+void add_short(const T* src, std::size_t count, T* dst)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    std::size_t i = 0;
+    for (; i + S <= count; i += S)
+    {
+        (batch::load_unaligned(dst + i) + batch::load_unaligned(src + i)).store_unaligned(dst + i);
+    }
+    for (; i < count; ++i)
+    {
+        dst[i] += src[i];
+    }
+}
+
+/// The gradient of `correlate_planes`' input: dx[n, c, tap(c, kh, kw) + j] += sum over o of
+/// kernel(o, (c, kh, kw)) * grad[n, o, j] for every flat position j < span -- dX of a stride-1
+/// convolution, from dY in the flat layout of `spread_planes` (zeros at the wrap-around
+/// positions, which then add nothing). Per image it is one GEMM, columns (taps x positions) =
+/// kernel^T x dY, and a col2im: each tap's row of columns added into the plane at that tap's
+/// shift. Unlike correlating a zero-padded dY with the rotated kernel, nothing is multiplied by
+/// the padding, and the GEMM's rows are the C_in x KH x KW taps, not the few input channels.
+/// One image's columns stay in cache between the GEMM and the col2im; adding each tap's whole
+/// row at once keeps the overlapping rows' read-modify-writes apart.
+///
+/// `grad` is (N, out_channels, correlation_plane(g)) with zeros past the span; `dx` is
+/// (N, channels, height, width) of `g` (the padded input) and is overwritten; `kernel_t`
+/// addresses the (taps x out_channels) transposed kernel. Threads share out whole images.
+template <class T>
+void correlate_planes_input_grad(const plane_geometry& g, std::size_t out_channels,
+                                 const offset_matrix<const T>& kernel_t, const T* grad, T* dx, plane_tables& tables,
+                                 gemm_workspace<T>& workspace)
+{
+    const std::size_t taps = g.taps(), span = g.span(), grad_plane = correlation_plane<T>(g);
+    fill_tap_offsets(g, tables.taps);
+    // B = one image of grad: rows o, columns j; C = the columns buffer: rows taps, columns j.
+    tables.out_rows.resize(std::max(out_channels, taps));
+    tables.positions.resize(grad_plane);
+    for (std::size_t j = 0; j < grad_plane; ++j)
+    {
+        tables.positions[j] = static_cast<std::ptrdiff_t>(j);
+    }
+    for (std::size_t r = 0; r < tables.out_rows.size(); ++r)
+    {
+        tables.out_rows[r] = static_cast<std::ptrdiff_t>(r * grad_plane);
+    }
+    const std::size_t threads = get_num_threads();
+    if (workspace.threads.size() < threads)
+    {
+        workspace.threads.resize(threads);
+    }
+    for (auto& buffers : workspace.threads)
+    {
+        buffers.scratch.resize(std::max(buffers.scratch.size(), taps * grad_plane));
+    }
+    // Below ~1e6 multiply-adds in all, a second thread costs more than it saves.
+    const double work = double(g.batch) * double(taps) * double(grad_plane) * double(out_channels);
+    const std::size_t grain = work >= 1e6 ? 1 : g.batch;
+    parallel_for(g.batch, grain,
+                 [&](std::size_t begin, std::size_t end, std::size_t worker)
+                 {
+                     auto& buffers = workspace.threads[worker];
+                     T* columns = buffers.scratch.data();
+                     for (std::size_t n = begin; n < end; ++n)
+                     {
+                         gemm_serial<T>(
+                             taps, grad_plane, out_channels, kernel_t,
+                             {grad + n * out_channels * grad_plane, tables.out_rows.data(), tables.positions.data()},
+                             {columns, tables.out_rows.data(), tables.positions.data()}, {}, buffers);
+                         T* image = dx + n * g.image();
+                         std::fill(image, image + g.image(), T(0));
+                         for (std::size_t t = 0; t < taps; ++t)
+                         {
+                             add_short(columns + t * grad_plane, span, image + tables.taps[t]);
+                         }
+                     }
+                 });
+}
+
 } // namespace detail
 } // namespace xcnn
 

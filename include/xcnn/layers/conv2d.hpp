@@ -335,9 +335,9 @@ private:
             // dW[o, tap] = dot products of dY's rows spread over the padded width with strips
             // of the padded input (see core/plane_correlation.hpp): both read in place.
             const auto g = plane_geometry();
-            const std::size_t span = g.span();
-            constexpr std::size_t S = xsimd::batch<T>::size;
-            const std::size_t grad_plane = (span + S - 1) / S * S;
+            // Whole GEMM panels per image, zeros past the span: backward_input_unit_stride reads
+            // this spread as well.
+            const std::size_t grad_plane = detail::correlation_plane<T>(g);
             m_flat.resize(std::max(m_flat.size(), n * c_out * grad_plane));
             // db comes out of the spread: each plane's sum, taken while it is in cache.
             m_plane_sums.resize(std::max(m_plane_sums.size(), n * c_out));
@@ -542,9 +542,13 @@ private:
         }
     }
 
-    /// Stride 1: dX = the windows of dY padded by (K - 1 - pad) contracted with the kernel
-    /// rotated by 180 degrees over (C_out, KH, KW). A padding larger than K - 1 makes the
-    /// "padding" negative, i.e. a crop, which `place_2d` handles.
+    /// Stride 1. Over the padded width (`prefers_plane_form`): dX is the kernel's transpose times
+    /// dY spread over the padded width, scattered into the padded dX by the GEMM's write-back
+    /// (core/plane_correlation.hpp); it reads the spread dY that `backward_parameters_masked`
+    /// left in `m_flat`, so it runs after that. Otherwise: dX = the windows of dY padded by
+    /// (K - 1 - pad) contracted with the kernel rotated by 180 degrees over (C_out, KH, KW). A
+    /// padding larger than K - 1 makes that "padding" negative, i.e. a crop, which `place_2d`
+    /// handles.
     void backward_input_unit_stride(const output_type& grad_output, const T* mask)
     {
         const auto k = m_options.kernel_size(), p = m_options.padding();
@@ -552,34 +556,42 @@ private:
         const std::size_t n = ys[0], c_out = ys[1];
         const std::size_t h = m_padded.shape()[2] - 2 * p[0], w = m_padded.shape()[3] - 2 * p[1];
         const std::size_t c_in = m_options.in_channels();
+        detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
+        if (prefers_plane_form(ys[3]))
+        {
+            const auto g = plane_geometry();
+            const std::size_t taps = g.taps();
+            // A(tap, o) = W[o, tap]: the kernel transposed by its tables.
+            m_kernel_rows.resize(taps);
+            m_kernel_cols.resize(c_out);
+            for (std::size_t t = 0; t < taps; ++t)
+            {
+                m_kernel_rows[t] = static_cast<std::ptrdiff_t>(t);
+            }
+            for (std::size_t o = 0; o < c_out; ++o)
+            {
+                m_kernel_cols[o] = static_cast<std::ptrdiff_t>(o * taps);
+            }
+            const bool padded = p[0] != 0 || p[1] != 0;
+            if (padded)
+            {
+                detail::ensure_shape(m_grad_padded, m_padded.shape());
+            }
+            T* dx = padded ? m_grad_padded.data() : m_input_grad.data();
+            detail::correlate_planes_input_grad<T>(g, c_out,
+                                                   {m_weight.data(), m_kernel_rows.data(), m_kernel_cols.data()},
+                                                   m_flat.data(), dx, m_plane_tables, m_workspace);
+            if (padded)
+            {
+                detail::crop_planes(m_grad_padded.data() + p[0] * g.width + p[1], n * c_in, g.plane(), g.width, h, w,
+                                    m_input_grad.data());
+            }
+            return;
+        }
         detail::ensure_shape(m_grad_padded, std::array<std::size_t, 4>{n, c_out, h + k[0] - 1, w + k[1] - 1});
         detail::place_2d(grad_output.data(), n * c_out, ys[2], ys[3], m_grad_padded.data(), h + k[0] - 1, w + k[1] - 1,
                          static_cast<std::ptrdiff_t>(k[0]) - 1 - static_cast<std::ptrdiff_t>(p[0]),
                          static_cast<std::ptrdiff_t>(k[1]) - 1 - static_cast<std::ptrdiff_t>(p[1]), mask);
-        detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
-        if (prefers_plane_form(w))
-        {
-            // dX over the padded width of the placed dY, with the kernel rotated by its tables:
-            // A(ci, (co, kh, kw)) = W[co, ci, KH - 1 - kh, KW - 1 - kw].
-            const detail::plane_geometry g{n, c_out, h + k[0] - 1, w + k[1] - 1, k[0], k[1]};
-            const std::size_t kk = k[0] * k[1], taps = g.taps(), plane = detail::correlation_plane<T>(g);
-            m_kernel_rows.resize(c_in);
-            m_kernel_cols.resize(taps);
-            for (std::size_t i = 0; i < c_in; ++i)
-            {
-                m_kernel_rows[i] = static_cast<std::ptrdiff_t>(i * kk);
-            }
-            for (std::size_t t = 0; t < taps; ++t)
-            {
-                m_kernel_cols[t] = static_cast<std::ptrdiff_t>((t / kk) * c_in * kk + (kk - 1 - t % kk));
-            }
-            m_flat.resize(std::max(m_flat.size(), n * c_in * plane));
-            detail::correlate_planes<T>(g, c_in, {m_weight.data(), m_kernel_rows.data(), m_kernel_cols.data()},
-                                        m_grad_padded.data(), nullptr, m_flat.data(), m_plane_tables, m_workspace);
-            detail::crop_planes(m_flat.data(), n * c_in, plane, g.width, h, w, m_input_grad.data());
-            return;
-        }
-
         const auto windows = view_as_windows(m_grad_padded, k, std::size_t(1)); // (N, C_out, H, W, KH, KW)
         // W rotated by 180 degrees in its spatial axes: start at the last tap, negative strides.
         const std::ptrdiff_t sh = static_cast<std::ptrdiff_t>(k[1]), sc = sh * static_cast<std::ptrdiff_t>(k[0]);
