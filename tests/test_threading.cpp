@@ -143,3 +143,42 @@ TEST_CASE("Conv2D and Dense give bit-identical results at 1, 2 and 3 threads", "
         CHECK(many.dwd == one.dwd);
     }
 }
+
+TEST_CASE("stride-1 Conv2D + ReLU and MaxPool2D give bit-identical results at 1, 2 and 3 threads", "[threading]")
+{
+    // The padded-width forms (output widths 28 and 10, not multiples of the GEMM panel): the
+    // forward GEMM, the crop, the dY spread, dW, and dX's per-image GEMM and col2im, and the
+    // pooling, all split between threads at these sizes.
+    thread_count_guard guard;
+    std::mt19937 rng(12);
+    const auto x = random_tensor<float, 4>({32, 3, 28, 28}, rng);
+    auto run = [&](std::size_t threads)
+    {
+        xcnn::set_num_threads(threads);
+        xcnn::Sequential net{xcnn::Conv2D<float>(3, 8, 3, 1, 1), xcnn::ReLU<float>{}, xcnn::MaxPool2D<float>(2),
+                             xcnn::Conv2D<float>(8, 12, 5), xcnn::ReLU<float>{}};
+        std::vector<xt::xtensor<float, 4>> out;
+        const auto& y = net.forward(x);
+        out.push_back(y);
+        out.push_back(net.backward(y));
+        for (auto& p : net.parameters())
+        {
+            xt::xtensor<float, 4> g = xt::zeros<float>({std::size_t(1), std::size_t(1), std::size_t(1), p.size()});
+            std::copy(p.grad_data(), p.grad_data() + p.size(), g.begin());
+            out.push_back(g);
+        }
+        return out;
+    };
+    const auto one = run(1);
+    for (std::size_t threads : {2u, 3u})
+    {
+        CAPTURE(threads);
+        const auto many = run(threads);
+        REQUIRE(many.size() == one.size());
+        for (std::size_t i = 0; i < one.size(); ++i)
+        {
+            CAPTURE(i);
+            CHECK(many[i] == one[i]);
+        }
+    }
+}

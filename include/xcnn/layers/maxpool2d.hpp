@@ -3,6 +3,7 @@
 #ifndef XCNN_LAYERS_MAXPOOL2D_HPP
 #define XCNN_LAYERS_MAXPOOL2D_HPP
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include "../core/error.hpp"
 #include "../core/padding.hpp"
+#include "../core/threading.hpp"
 #include "../core/xtensor_shim.hpp"
 #include "../network/parameter.hpp"
 #include "layer.hpp"
@@ -42,13 +44,17 @@ xsimd::batch_bool<T, A> takes_over(const xsimd::batch<T, A>& candidate, const xs
     return (candidate > best) | (xsimd::isnan(candidate) & ~xsimd::isnan(best));
 }
 
-/// Max of every window of every plane, and (if `argmax` is not null) the flat input index it
-/// came from, for any kernel and stride. Ties keep the first maximum in row-major window order.
+/// Max of every window of planes [first, last), and (if `argmax` is not null) the flat input
+/// index it came from, for any kernel and stride. Ties keep the first maximum in row-major
+/// window order. `in`, `y` and `argmax` address all the planes.
 template <class T>
-void max_pool_planes(const pool_geometry& g, const T* in, T* y, std::size_t* argmax)
+void max_pool_planes(const pool_geometry& g, std::size_t first, std::size_t last, const T* in, T* y,
+                     std::size_t* argmax)
 {
     const std::size_t kh = g.kh, kw = g.kw;
-    for (std::size_t plane = 0; plane < g.planes; ++plane)
+    y += first * g.oh * g.ow;
+    argmax = argmax != nullptr ? argmax + first * g.oh * g.ow : nullptr;
+    for (std::size_t plane = first; plane < last; ++plane)
     {
         const std::size_t base = plane * g.h * g.w;
         for (std::size_t i = 0; i < g.oh; ++i)
@@ -81,27 +87,37 @@ void max_pool_planes(const pool_geometry& g, const T* in, T* y, std::size_t* arg
     }
 }
 
+/// Elements of scratch one thread of `max_pool_planes_2x2` uses: four rows of whole vectors.
+template <class T>
+std::size_t max_pool_2x2_scratch(const pool_geometry& g) noexcept
+{
+    constexpr std::size_t S = xsimd::batch<T>::size;
+    return 4 * ((g.w + 1 + S - 1) / S * S + S);
+}
+
 /// `max_pool_planes` for the common 2 x 2 kernel with stride 2, vectorised: for each pair of
 /// input rows, the max of horizontal neighbours (a shifted load), then of the two rows, at every
 /// column; the outputs are the even columns. The selects replace data-dependent branches, which
 /// mispredict half the time on real activations. Rows are copied into `scratch` (zero-padded to
 /// whole vectors) first, so the shifted loads never leave the input. Same results, ties and
-/// NaNs included, as `max_pool_planes`.
+/// NaNs included, as `max_pool_planes`. `scratch` holds `max_pool_2x2_scratch(g)` elements,
+/// 64-byte aligned.
 template <class T>
-void max_pool_planes_2x2(const pool_geometry& g, const T* in, T* y, std::size_t* argmax,
-                         std::vector<T, xsimd::aligned_allocator<T, 64>>& scratch)
+void max_pool_planes_2x2(const pool_geometry& g, std::size_t first, std::size_t last, const T* in, T* y,
+                         std::size_t* argmax, T* scratch)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
-    const std::size_t padded = (g.w + 1 + S - 1) / S * S + S;
-    scratch.resize(std::max(scratch.size(), 4 * padded));
-    T* row0 = scratch.data();
+    const std::size_t padded = max_pool_2x2_scratch<T>(g) / 4;
+    T* row0 = scratch;
     T* row1 = row0 + padded;
     T* best = row1 + padded;
     T* code = best + padded;
     std::fill(row0, row0 + 2 * padded, T(0));
     const batch one(T(1)), zero(T(0)), below(static_cast<T>(g.w));
-    for (std::size_t plane = 0; plane < g.planes; ++plane)
+    y += first * g.oh * g.ow;
+    argmax = argmax != nullptr ? argmax + first * g.oh * g.ow : nullptr;
+    for (std::size_t plane = first; plane < last; ++plane)
     {
         const T* base = in + plane * g.h * g.w;
         for (std::size_t i = 0; i < g.oh; ++i)
@@ -245,13 +261,22 @@ public:
         }
         detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
         detail::ensure_shape(m_input_grad, m_input_shape);
-        std::fill(m_input_grad.begin(), m_input_grad.end(), T(0));
         const T* dy = grad_output.data();
         T* dx = m_input_grad.data();
-        for (std::size_t i = 0, size = grad_output.size(); i < size; ++i)
-        {
-            dx[m_argmax[i]] += dy[i];
-        }
+        const std::size_t planes = m_input_shape[0] * m_input_shape[1];
+        const std::size_t in_plane = m_input_shape[2] * m_input_shape[3];
+        const std::size_t out_plane = planes == 0 ? 0 : grad_output.size() / planes;
+        // A window's maximum lies in its own plane, so threads sharing out planes never add
+        // into the same element.
+        detail::parallel_for_items(planes, in_plane,
+                                   [&](std::size_t first, std::size_t last, std::size_t)
+                                   {
+                                       std::fill(dx + first * in_plane, dx + last * in_plane, T(0));
+                                       for (std::size_t i = first * out_plane; i < last * out_plane; ++i)
+                                       {
+                                           dx[m_argmax[i]] += dy[i];
+                                       }
+                                   });
         return m_input_grad;
     }
 
@@ -287,14 +312,23 @@ private:
                                       m_stride[0],
                                       m_stride[1]};
         std::size_t* argmax = keep_argmax ? m_argmax.data() : nullptr;
-        if (m_kernel == size2{2, 2} && m_stride == size2{2, 2})
-        {
-            detail::max_pool_planes_2x2(g, x.data(), m_output.data(), argmax, m_rows);
-        }
-        else
-        {
-            detail::max_pool_planes(g, x.data(), m_output.data(), argmax);
-        }
+        const bool two_by_two = m_kernel == size2{2, 2} && m_stride == size2{2, 2};
+        const std::size_t scratch = two_by_two ? detail::max_pool_2x2_scratch<T>(g) : 0;
+        m_rows.resize(std::max(m_rows.size(), scratch * get_num_threads()));
+        // Planes are independent: threads share them out, each with its own scratch rows.
+        detail::parallel_for_items(g.planes, g.h * g.w,
+                                   [&](std::size_t first, std::size_t last, std::size_t worker)
+                                   {
+                                       if (two_by_two)
+                                       {
+                                           detail::max_pool_planes_2x2(g, first, last, x.data(), m_output.data(),
+                                                                       argmax, m_rows.data() + worker * scratch);
+                                       }
+                                       else
+                                       {
+                                           detail::max_pool_planes(g, first, last, x.data(), m_output.data(), argmax);
+                                       }
+                                   });
     }
 
     size2 m_kernel;
