@@ -312,3 +312,79 @@ TEST_CASE("zero_pad2d rejects a wrong rank and zero_pad2d_into rejects aliasing"
     REQUIRE_THROWS_AS(xcnn::zero_pad2d_into(x, 1, 1, x), xcnn::value_error);
     CHECK(x.shape() == (std::array<std::size_t, 4>{1, 1, 2, 2}));
 }
+
+namespace
+{
+
+/// copy_short, copy_short_masked and copy_short_relu against element-wise loops, for every
+/// count up to three vectors and a bit (the overlapping last vector), out of place and in place,
+/// with NaN, negative zero and the guard elements past `count` untouched.
+template <class T>
+void short_copies()
+{
+    constexpr std::size_t S = xsimd::batch<T>::size;
+    const T nan = std::numeric_limits<T>::quiet_NaN();
+    const T guard = T(12345);
+    std::mt19937 rng(31);
+    std::uniform_real_distribution<double> dist(-1.0, 1.0);
+    for (std::size_t count = 0; count <= 3 * S + 1; ++count)
+    {
+        CAPTURE(count);
+        std::vector<T> src(count + 4), mask(count + 4);
+        for (std::size_t i = 0; i < src.size(); ++i)
+        {
+            src[i] = i % 7 == 3 ? nan : (i % 5 == 1 ? T(-0.0) : T(dist(rng)));
+            mask[i] = i % 6 == 2 ? nan : T(dist(rng));
+        }
+        auto same = [](T a, T b)
+        {
+            return (std::isnan(a) && std::isnan(b)) || (a == b && std::signbit(a) == std::signbit(b));
+        };
+        std::vector<T> dst(count + 4, guard);
+        xcnn::detail::copy_short(src.data(), count, dst.data());
+        for (std::size_t i = 0; i < count + 4; ++i)
+        {
+            CHECK(same(dst[i], i < count ? src[i] : guard));
+        }
+        std::fill(dst.begin(), dst.end(), guard);
+        xcnn::detail::copy_short_masked(src.data(), mask.data(), count, dst.data());
+        for (std::size_t i = 0; i < count + 4; ++i)
+        {
+            CHECK(same(dst[i], i < count ? (mask[i] > T(0) ? src[i] : T(0)) : guard));
+        }
+        auto relu = [](T v)
+        {
+            return v < T(0) ? T(0) : v;
+        };
+        std::fill(dst.begin(), dst.end(), guard);
+        xcnn::detail::copy_short_relu(src.data(), count, dst.data());
+        for (std::size_t i = 0; i < count + 4; ++i)
+        {
+            CHECK(same(dst[i], i < count ? relu(src[i]) : guard));
+        }
+        // In place, as Conv2D's window form applies a fused ReLU to its own output.
+        std::vector<T> in_place = src;
+        xcnn::detail::copy_short_relu(in_place.data(), count, in_place.data());
+        std::vector<T> masked_in_place = src;
+        xcnn::detail::copy_short_masked(masked_in_place.data(), mask.data(), count, masked_in_place.data());
+        for (std::size_t i = 0; i < count + 4; ++i)
+        {
+            CHECK(same(in_place[i], i < count ? relu(src[i]) : src[i]));
+            CHECK(same(masked_in_place[i], i < count ? (mask[i] > T(0) ? src[i] : T(0)) : src[i]));
+        }
+    }
+}
+
+} // namespace
+
+TEST_CASE("copy_short, copy_short_masked and copy_short_relu at every count up to 3 vectors", "[padding]")
+{
+    SECTION("float")
+    {
+        short_copies<float>();
+    }
+    SECTION("double")
+    {
+        short_copies<double>();
+    }
+}

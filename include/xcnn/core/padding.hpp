@@ -50,15 +50,29 @@ inline void copy_short_masked(const T* src, const T* mask, std::size_t count, T*
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
-    std::size_t c = 0;
-    for (; c + S <= count; c += S)
+    if (count < S)
+    {
+        for (std::size_t c = 0; c < count; ++c)
+        {
+            dst[c] = mask[c] > T(0) ? src[c] : T(0);
+        }
+        return;
+    }
+    auto step = [&](std::size_t c)
     {
         const batch m = batch::load_unaligned(mask + c);
         xsimd::select(m > batch(T(0)), batch::load_unaligned(src + c), batch(T(0))).store_unaligned(dst + c);
-    }
-    for (; c < count; ++c)
+    };
+    std::size_t c = 0;
+    for (; c + S <= count; c += S)
     {
-        dst[c] = mask[c] > T(0) ? src[c] : T(0);
+        step(c);
+    }
+    if (c < count)
+    {
+        // The last vector overlaps the previous one (the result is the same when computed
+        // twice, even in place) instead of a scalar tail.
+        step(count - S);
     }
 }
 
@@ -69,15 +83,27 @@ inline void copy_short_relu(const T* src, std::size_t count, T* dst)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
-    std::size_t c = 0;
-    for (; c + S <= count; c += S)
+    if (count < S)
+    {
+        for (std::size_t c = 0; c < count; ++c)
+        {
+            dst[c] = src[c] < T(0) ? T(0) : src[c];
+        }
+        return;
+    }
+    auto step = [&](std::size_t c)
     {
         const batch v = batch::load_unaligned(src + c);
         xsimd::select(v < batch(T(0)), batch(T(0)), v).store_unaligned(dst + c);
-    }
-    for (; c < count; ++c)
+    };
+    std::size_t c = 0;
+    for (; c + S <= count; c += S)
     {
-        dst[c] = src[c] < T(0) ? T(0) : src[c];
+        step(c);
+    }
+    if (c < count)
+    {
+        step(count - S); // overlapping the previous vector: ReLU is idempotent, even in place
     }
 }
 

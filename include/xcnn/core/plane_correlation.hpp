@@ -276,6 +276,7 @@ void correlate_planes_input_grad(const plane_geometry& g, std::size_t out_channe
                                  gemm_workspace<T>& workspace)
 {
     const std::size_t taps = g.taps(), span = g.span(), grad_plane = correlation_plane<T>(g);
+    const std::size_t kk = g.kernel_h * g.kernel_w;
     fill_tap_offsets(g, tables.taps);
     // B = one image of grad: rows o, columns j; C = the columns buffer: rows taps, columns j.
     tables.out_rows.resize(std::max(out_channels, taps));
@@ -312,10 +313,21 @@ void correlate_planes_input_grad(const plane_geometry& g, std::size_t out_channe
                              {grad + n * out_channels * grad_plane, tables.out_rows.data(), tables.positions.data()},
                              {columns, tables.out_rows.data(), tables.positions.data()}, {}, buffers);
                          T* image = dx + n * g.image();
-                         std::fill(image, image + g.image(), T(0));
                          for (std::size_t t = 0; t < taps; ++t)
                          {
-                             add_short(columns + t * grad_plane, span, image + tables.taps[t]);
+                             if (t % kk == 0)
+                             {
+                                 // A channel's first tap, (0, 0), covers the plane's first span
+                                 // positions: copied rather than added, so only the plane's end is
+                                 // zeroed first.
+                                 T* plane = image + tables.taps[t];
+                                 std::copy(columns + t * grad_plane, columns + t * grad_plane + span, plane);
+                                 std::fill(plane + span, plane + g.plane(), T(0));
+                             }
+                             else
+                             {
+                                 add_short(columns + t * grad_plane, span, image + tables.taps[t]);
+                             }
                          }
                      }
                  });
