@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "simd.hpp"
 #include "threading.hpp"
 #include "xtensor_shim.hpp"
 
@@ -58,42 +59,6 @@ struct gemm_nt_operands
     /// Optional, added to every element of column j (a dense layer's bias).
     const T* col_bias = nullptr;
 };
-
-/// Stops GCC from folding a reused load into every FMA that reads it: an unaligned vector load
-/// crosses a cache line and costs two load slots each time it is repeated.
-template <class B>
-inline void keep_in_register(B& value) noexcept
-{
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __asm__("" : "+v"(value.data));
-#else
-    (void)value;
-#endif
-}
-
-/// The first `count` (< the vector size) elements at `p` in a vector, zeros in the other lanes;
-/// nothing past them is read (a masked load with AVX-512, a copy elsewhere).
-template <class T>
-xsimd::batch<T> load_partial(const T* p, std::size_t count)
-{
-    using batch = xsimd::batch<T>;
-#if XSIMD_WITH_AVX512F
-    if constexpr (std::is_same<T, float>::value)
-    {
-        return batch(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p));
-    }
-    else if constexpr (std::is_same<T, double>::value)
-    {
-        return batch(_mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << count) - 1u), p));
-    }
-    else
-#endif
-    {
-        alignas(64) T part[batch::size] = {};
-        std::copy(p, p + count, part);
-        return batch::load_aligned(part);
-    }
-}
 
 /// The RI x RJ block of C at (i0, j0), summed over segments [s0, s1); `overwrite` for the first
 /// group of segments (it also adds the column bias), accumulate for the others.
@@ -169,15 +134,7 @@ void gemm_nt_tile(const gemm_nt_operands<T>& op, std::size_t i0, std::size_t j0,
     {
         for (std::size_t j = 0; j < RJ; ++j)
         {
-            // Lanes summed through memory: xsimd::hadd trips a false -Wmaybe-uninitialized in
-            // GCC 12's AVX-512 intrinsics for double.
-            alignas(64) T lanes[S];
-            acc[i][j].store_aligned(lanes);
-            T sum = 0;
-            for (std::size_t l = 0; l < S; ++l)
-            {
-                sum += lanes[l];
-            }
+            const T sum = sum_lanes(acc[i][j]);
             T& out = op.c[(i0 + i) * op.c_row + j0 + j];
             if (overwrite)
             {

@@ -27,6 +27,7 @@
 #include "gemm.hpp"
 #include "gemm_nt.hpp"
 #include "padding.hpp"
+#include "simd.hpp"
 #include "threading.hpp"
 #include "xtensor_shim.hpp"
 
@@ -201,16 +202,7 @@ void spread_planes(const T* src, std::size_t planes, std::size_t rows, std::size
                                    {
                                        partial += batch::load_aligned(out + i);
                                    }
-                                   // Lanes summed through memory: xsimd::hadd trips a false
-                                   // -Wmaybe-uninitialized in GCC 12's AVX-512 intrinsics for double.
-                                   alignas(64) T lanes[S];
-                                   partial.store_aligned(lanes);
-                                   T sum = 0;
-                                   for (std::size_t l = 0; l < S; ++l)
-                                   {
-                                       sum += lanes[l];
-                                   }
-                                   sums[p] = sum;
+                                   sums[p] = sum_lanes(partial);
                                }
                            }
                        });

@@ -15,6 +15,7 @@
 #include "../core/gemm.hpp"
 #include "../core/padding.hpp"
 #include "../core/plane_correlation.hpp"
+#include "../core/simd.hpp"
 #include "../core/tensordot.hpp"
 #include "../core/windows.hpp"
 #include "../core/xtensor_shim.hpp"
@@ -389,14 +390,7 @@ private:
                     sum += plane[i];
                 }
             }
-            // Lanes summed through memory: xsimd::hadd trips a false -Wmaybe-uninitialized in
-            // GCC 12's AVX-512 intrinsics for double.
-            alignas(64) T lanes[S];
-            partial.store_aligned(lanes);
-            for (std::size_t l = 0; l < S; ++l)
-            {
-                sum += lanes[l];
-            }
+            sum += detail::sum_lanes(partial);
             m_bias_grad(o) = sum;
         }
     }
