@@ -74,6 +74,15 @@ struct gemm_workspace
     };
     /// One set of buffers per thread, grown on demand.
     std::vector<buffers> threads;
+
+    /// Makes sure there are buffers for `count` threads (never shrinks).
+    void reserve_threads(std::size_t count)
+    {
+        if (threads.size() < count)
+        {
+            threads.resize(count);
+        }
+    }
 };
 
 namespace detail
@@ -95,6 +104,18 @@ struct gemm_blocking
     static constexpr std::size_t nc = nr * 16;
 };
 
+/// True if offsets[0, count) are consecutive: offsets[i] == offsets[0] + i. Without an early
+/// exit the compiler vectorises the comparison.
+inline bool offsets_contiguous(const std::ptrdiff_t* offsets, std::size_t count) noexcept
+{
+    std::ptrdiff_t mismatch = 0;
+    for (std::size_t i = 1; i < count; ++i)
+    {
+        mismatch |= offsets[i] - (offsets[0] + static_cast<std::ptrdiff_t>(i));
+    }
+    return mismatch == 0;
+}
+
 /// Packs rows [i0, i0 + mc) x columns [k0, k0 + kc) of A into panels of `tile_rows` (<= MR)
 /// rows laid out k-major with a stride of MR, zero-filling the rows past the edge so the
 /// micro-kernel never branches.
@@ -103,11 +124,7 @@ void pack_a(const offset_matrix<const T>& a, std::size_t i0, std::size_t mc, std
             std::size_t tile_rows, T* dst)
 {
     const std::ptrdiff_t* col = a.col + k0;
-    bool contiguous = true;
-    for (std::size_t k = 1; contiguous && k < kc; ++k)
-    {
-        contiguous = col[k] == col[0] + static_cast<std::ptrdiff_t>(k);
-    }
+    const bool contiguous = offsets_contiguous(col, kc);
     for (std::size_t p = 0; p < mc; p += tile_rows)
     {
         const std::size_t rows = std::min(tile_rows, mc - p);
@@ -324,8 +341,9 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
 }
 
 /// Where a micro-kernel puts its ROWS x NR product. When the tile's columns are contiguous in C
-/// and the epilogue is a plain sum (alpha 1, no column bias, and beta 0 or a later K block), the
-/// kernel writes C itself: a round trip through the tile buffer costs as much as the C traffic.
+/// and the epilogue is a plain sum (alpha 1, no column bias, and beta 0, a later K block, or
+/// beta 1 without a row bias), the kernel writes C itself: a round trip through the tile buffer
+/// costs as much as the C traffic.
 /// Otherwise it fills `tile` (row-major, NR columns) and `write_tile` finishes the epilogue.
 template <class T>
 struct tile_target
@@ -335,7 +353,7 @@ struct tile_target
     const std::ptrdiff_t* rows = nullptr;
     /// Added to each row on the first K block; nullptr for none.
     const T* row_bias = nullptr;
-    /// True on later K blocks: add to what C holds.
+    /// Add to what C holds: later K blocks, or beta 1.
     bool accumulate = false;
     T* tile = nullptr;
 };
@@ -454,18 +472,7 @@ void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* pac
 template <class T, std::size_t NR>
 bool contiguous_panel(const offset_matrix<T>& c, std::size_t j0, std::size_t cols)
 {
-    if (cols != NR)
-    {
-        return false;
-    }
-    // Without an early exit the compiler vectorises the comparison; this runs once per panel.
-    const std::ptrdiff_t* col = c.col + j0;
-    std::ptrdiff_t mismatch = 0;
-    for (std::size_t j = 1; j < NR; ++j)
-    {
-        mismatch |= col[j] - (col[0] + static_cast<std::ptrdiff_t>(j));
-    }
-    return mismatch == 0;
+    return cols == NR && offsets_contiguous(c.col + j0, NR);
 }
 
 /// Writes `rows x cols` of a micro-tile into C. `first` is true for the first K block, which
@@ -593,7 +600,7 @@ struct next_block_prefetch
              std::size_t steps)
     {
         row_count = 0;
-        if (b.col[j0 + nc - 1] - b.col[j0] != static_cast<std::ptrdiff_t>(nc - 1) || rows_close_together(b, k0, kc))
+        if (!offsets_contiguous(b.col + j0, nc) || rows_close_together(b, k0, kc))
         {
             return;
         }
@@ -751,10 +758,7 @@ void gemm(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const
         return;
     }
     const std::size_t threads = get_num_threads();
-    if (workspace.threads.size() < threads)
-    {
-        workspace.threads.resize(threads);
-    }
+    workspace.reserve_threads(threads);
     // Too little work to share: a thread costs a wake-up of a few microseconds.
     const bool parallel = threads > 1 && double(m) * double(n) * double(k) >= 1e6;
     const std::size_t column_units = (n + blocking::nr - 1) / blocking::nr;

@@ -16,31 +16,42 @@ namespace xcnn
 namespace detail
 {
 
-/// dst[0, count) = src[0, count) for the short rows of small images (28, 10 pixels), where a
-/// memcpy call costs more than the copy.
-template <class T>
-inline void copy_short(const T* src, std::size_t count, T* dst)
+/// Runs an element-wise operation over [0, count), for the short rows of small images (28, 10
+/// pixels): `vector(c)` on whole vectors from c, and for a partial last vector once more on the
+/// vector that ends at `count`, overlapping the one before instead of a scalar tail. That is
+/// only right for operations whose result is the same when computed twice, even in place
+/// (copies, ReLU, masking). Below one vector, `scalar(c)` runs element by element.
+template <class T, class Vector, class Scalar>
+inline void for_short_run(std::size_t count, Vector&& vector, Scalar&& scalar)
 {
-    using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
+    constexpr std::size_t S = xsimd::batch<T>::size;
     if (count < S)
     {
         for (std::size_t c = 0; c < count; ++c)
         {
-            dst[c] = src[c];
+            scalar(c);
         }
         return;
     }
     std::size_t c = 0;
     for (; c + S <= count; c += S)
     {
-        batch::load_unaligned(src + c).store_unaligned(dst + c);
+        vector(c);
     }
     if (c < count)
     {
-        // The last vector overlaps the previous one instead of a scalar tail.
-        batch::load_unaligned(src + count - S).store_unaligned(dst + count - S);
+        vector(count - S);
     }
+}
+
+/// dst[0, count) = src[0, count), where a memcpy call costs more than the copy.
+template <class T>
+inline void copy_short(const T* src, std::size_t count, T* dst)
+{
+    using batch = xsimd::batch<T>;
+    for_short_run<T>(
+        count, [&](std::size_t c) { batch::load_unaligned(src + c).store_unaligned(dst + c); },
+        [&](std::size_t c) { dst[c] = src[c]; });
 }
 
 /// dst[c] = mask[c] > 0 ? src[c] : 0 for c < count: a gradient through a ReLU whose output is
@@ -49,31 +60,14 @@ template <class T>
 inline void copy_short_masked(const T* src, const T* mask, std::size_t count, T* dst)
 {
     using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
-    if (count < S)
-    {
-        for (std::size_t c = 0; c < count; ++c)
+    for_short_run<T>(
+        count,
+        [&](std::size_t c)
         {
-            dst[c] = mask[c] > T(0) ? src[c] : T(0);
-        }
-        return;
-    }
-    auto step = [&](std::size_t c)
-    {
-        const batch m = batch::load_unaligned(mask + c);
-        xsimd::select(m > batch(T(0)), batch::load_unaligned(src + c), batch(T(0))).store_unaligned(dst + c);
-    };
-    std::size_t c = 0;
-    for (; c + S <= count; c += S)
-    {
-        step(c);
-    }
-    if (c < count)
-    {
-        // The last vector overlaps the previous one (the result is the same when computed
-        // twice, even in place) instead of a scalar tail.
-        step(count - S);
-    }
+            const batch m = batch::load_unaligned(mask + c);
+            xsimd::select(m > batch(T(0)), batch::load_unaligned(src + c), batch(T(0))).store_unaligned(dst + c);
+        },
+        [&](std::size_t c) { dst[c] = mask[c] > T(0) ? src[c] : T(0); });
 }
 
 /// dst[c] = ReLU(src[c]) = (src[c] < 0 ? 0 : src[c]) for c < count (a NaN passes, as in `ReLU`),
@@ -82,29 +76,14 @@ template <class T>
 inline void copy_short_relu(const T* src, std::size_t count, T* dst)
 {
     using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
-    if (count < S)
-    {
-        for (std::size_t c = 0; c < count; ++c)
+    for_short_run<T>(
+        count,
+        [&](std::size_t c)
         {
-            dst[c] = src[c] < T(0) ? T(0) : src[c];
-        }
-        return;
-    }
-    auto step = [&](std::size_t c)
-    {
-        const batch v = batch::load_unaligned(src + c);
-        xsimd::select(v < batch(T(0)), batch(T(0)), v).store_unaligned(dst + c);
-    };
-    std::size_t c = 0;
-    for (; c + S <= count; c += S)
-    {
-        step(c);
-    }
-    if (c < count)
-    {
-        step(count - S); // overlapping the previous vector: ReLU is idempotent, even in place
-    }
+            const batch v = batch::load_unaligned(src + c);
+            xsimd::select(v < batch(T(0)), batch(T(0)), v).store_unaligned(dst + c);
+        },
+        [&](std::size_t c) { dst[c] = src[c] < T(0) ? T(0) : src[c]; });
 }
 
 /// Copies the contiguous NCHW tensor `src` (n, c, h, w) into the contiguous `dst`

@@ -231,8 +231,9 @@ void correlate_planes_weight_grad(const plane_geometry& g, std::size_t out_chann
     gemm_nt(out_channels, g.taps(), op);
 }
 
-/// Adds `count` values of `src` into `dst`, vectorised; the tail with a masked load and store
-/// semantics kept scalar so nothing past `count` is touched.
+/// dst[0, count) += src[0, count), a vector at a time and the tail element by element (an
+/// addition is not idempotent, so the tail cannot overlap the last vector as the short copies
+/// do).
 template <class T>
 void add_short(const T* src, std::size_t count, T* dst)
 {
@@ -281,11 +282,7 @@ void correlate_planes_input_grad(const plane_geometry& g, std::size_t out_channe
     {
         tables.out_rows[r] = static_cast<std::ptrdiff_t>(r * grad_plane);
     }
-    const std::size_t threads = get_num_threads();
-    if (workspace.threads.size() < threads)
-    {
-        workspace.threads.resize(threads);
-    }
+    workspace.reserve_threads(get_num_threads());
     for (auto& buffers : workspace.threads)
     {
         buffers.scratch.resize(std::max(buffers.scratch.size(), taps * grad_plane));

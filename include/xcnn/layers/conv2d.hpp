@@ -536,9 +536,9 @@ private:
         }
     }
 
-    /// Stride 1. Over the padded width (`prefers_plane_form`): dX is the kernel's transpose times
-    /// dY spread over the padded width, scattered into the padded dX by the GEMM's write-back
-    /// (core/plane_correlation.hpp); it reads the spread dY that `backward_parameters_masked`
+    /// Stride 1. Over the padded width (`prefers_plane_form`): per image, the kernel's transpose
+    /// times dY spread over the padded width, added into the padded dX tap by tap (col2im;
+    /// `correlate_planes_input_grad`); it reads the spread dY that `backward_parameters_masked`
     /// left in `m_flat`, so it runs after that. Otherwise: dX = the windows of dY padded by
     /// (K - 1 - pad) contracted with the kernel rotated by 180 degrees over (C_out, KH, KW). A
     /// padding larger than K - 1 makes that "padding" negative, i.e. a crop, which `place_2d`
