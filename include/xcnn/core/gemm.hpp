@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "error.hpp"
+#include "simd.hpp"
 #include "threading.hpp"
 #include "xtensor_shim.hpp"
 
@@ -340,6 +341,70 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
     }
 }
 
+/// Fetches the next B block into the caches a little at a time while the current block is
+/// multiplied. A row-major B far larger than the caches (a convolution's lowered input) is
+/// otherwise read from memory by pack_b alone, with the arithmetic waiting; spread over the
+/// micro-kernel calls, the same reads overlap with it. Only blocks whose rows are contiguous
+/// runs far apart are fetched this way (the case pack_b copies row by row).
+///
+/// The micro-kernel issues the prefetches from inside its k loop, one small group every
+/// `interval` steps: a burst of dozens per call fills the core's miss buffers and stalls the
+/// arithmetic behind it. They go to L1 (and so L2): on Zen 4 a block staged with L2-only
+/// prefetches was copied barely faster than a cold one (80k against 100k cycles for 288 KiB),
+/// one staged with L1 prefetches four times faster.
+template <class T>
+struct next_block_prefetch
+{
+    static constexpr std::size_t line = 64 / sizeof(T);
+    const T* base = nullptr;
+    const std::ptrdiff_t* rows = nullptr;
+    std::size_t row_count = 0;
+    std::size_t lines_per_row = 0;
+    /// Lines fetched per step, and k steps of the micro-kernel between two steps.
+    std::size_t per_step = 0;
+    std::size_t interval = 1;
+    std::size_t row = 0;
+    std::size_t line_in_row = 0;
+
+    /// Aims at rows [k0, k0 + kc) x columns [j0, j0 + nc) of b, spread over `calls`
+    /// micro-kernel calls of `k_steps` steps each.
+    void aim(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc,
+             std::size_t calls, std::size_t k_steps)
+    {
+        row_count = 0;
+        if (!offsets_contiguous(b.col + j0, nc) || rows_close_together(b, k0, kc))
+        {
+            return;
+        }
+        base = b.data + b.col[j0];
+        rows = b.row + k0;
+        row_count = kc;
+        lines_per_row = (nc + line - 1) / line;
+        const std::size_t lines = row_count * lines_per_row;
+        const std::size_t steps = std::max<std::size_t>(calls * k_steps, 1);
+        interval = std::max<std::size_t>(steps / lines, 1);
+        per_step = (lines + steps / interval - 1) / (steps / interval);
+        row = 0;
+        line_in_row = 0;
+    }
+
+    /// True while lines are left to fetch.
+    bool active() const noexcept { return row < row_count; }
+
+    XCNN_ALWAYS_INLINE void step() noexcept
+    {
+        for (std::size_t i = 0; i < per_step && row < row_count; ++i)
+        {
+            __builtin_prefetch(base + rows[row] + line_in_row * line, 0, 3);
+            if (++line_in_row == lines_per_row)
+            {
+                line_in_row = 0;
+                ++row;
+            }
+        }
+    }
+};
+
 /// Where a micro-kernel puts its ROWS x NR product. When the tile's columns are contiguous in C
 /// and the epilogue is a plain sum (alpha 1, no column bias, and beta 0, a later K block, or
 /// beta 1 without a row bias), the kernel writes C itself: a round trip through the tile buffer
@@ -360,9 +425,11 @@ struct tile_target
 
 /// The product of the first ROWS rows of a packed A panel (MR rows apart) and a B panel, over
 /// kc steps, delivered to `target`. ROWS < MR serves the bottom edge of C without computing
-/// rows that would be thrown away (a 1-channel convolution has M = 1).
+/// rows that would be thrown away (a 1-channel convolution has M = 1). `prefetch`, when not
+/// null, is stepped every `prefetch->interval` k steps.
 template <class T, std::size_t MR, std::size_t NR, std::size_t ROWS, bool DIRECT>
-void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows, const tile_target<T>& target)
+XCNN_NOINLINE void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows,
+                                const tile_target<T>& target, next_block_prefetch<T>* prefetch)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
@@ -383,23 +450,31 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* 
             __builtin_prefetch(target.c + target.rows[r] + NR - 1, 1);
         }
     }
-    for (std::size_t k = 0; k < kc; ++k)
+    const std::size_t interval = prefetch != nullptr ? prefetch->interval : kc;
+    for (std::size_t k = 0; k < kc;)
     {
-        // DIRECT: row k of the panel lives at b + b_rows[k] in the operand itself.
-        const T* bk = DIRECT ? b + b_rows[k] : b;
-        const batch b0 = DIRECT ? batch::load_unaligned(bk) : batch::load_aligned(bk);
-        const batch b1 = DIRECT ? batch::load_unaligned(bk + S) : batch::load_aligned(bk + S);
-#pragma GCC unroll 16
-        for (std::size_t r = 0; r < ROWS; ++r)
+        if (k != 0 && prefetch != nullptr)
         {
-            const batch ar(a[r]);
-            acc0[r] = xsimd::fma(ar, b0, acc0[r]);
-            acc1[r] = xsimd::fma(ar, b1, acc1[r]);
+            prefetch->step();
         }
-        a += MR;
-        if (!DIRECT)
+        for (const std::size_t stop = std::min(kc, k + interval); k < stop; ++k)
         {
-            b += NR;
+            // DIRECT: row k of the panel lives at b + b_rows[k] in the operand itself.
+            const T* bk = DIRECT ? b + b_rows[k] : b;
+            const batch b0 = DIRECT ? batch::load_unaligned(bk) : batch::load_aligned(bk);
+            const batch b1 = DIRECT ? batch::load_unaligned(bk + S) : batch::load_aligned(bk + S);
+#pragma GCC unroll 16
+            for (std::size_t r = 0; r < ROWS; ++r)
+            {
+                const batch ar(a[r]);
+                acc0[r] = xsimd::fma(ar, b0, acc0[r]);
+                acc1[r] = xsimd::fma(ar, b1, acc1[r]);
+            }
+            a += MR;
+            if (!DIRECT)
+            {
+                b += NR;
+            }
         }
     }
     if (target.c == nullptr)
@@ -434,36 +509,40 @@ void micro_kernel(std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* 
 
 template <class T, std::size_t MR, std::size_t NR, bool DIRECT, std::size_t... R>
 void micro_kernel_rows(std::size_t rows, std::size_t kc, const T* a, const T* b, const std::ptrdiff_t* b_rows,
-                       const tile_target<T>& target, std::index_sequence<R...>)
+                       const tile_target<T>& target, next_block_prefetch<T>* prefetch, std::index_sequence<R...>)
 {
     // One instantiation per row count; `rows` picks it.
-    (void)((rows == R + 1 ? (micro_kernel<T, MR, NR, R + 1, DIRECT>(kc, a, b, b_rows, target), true) : false) || ...);
+    (void)((rows == R + 1 ? (micro_kernel<T, MR, NR, R + 1, DIRECT>(kc, a, b, b_rows, target, prefetch), true)
+                          : false) ||
+           ...);
 }
 
 /// The micro-kernel for a tile of `rows` (1 to MR) rows, on a packed B panel or, when `direct`
 /// is not null, on B read in place at `direct + b_rows[k]`.
 template <class T, std::size_t MR, std::size_t NR>
 void run_micro_kernel(std::size_t rows, std::size_t kc, const T* a, const T* packed, const T* direct,
-                      const std::ptrdiff_t* b_rows, const tile_target<T>& target)
+                      const std::ptrdiff_t* b_rows, const tile_target<T>& target, next_block_prefetch<T>* prefetch)
 {
     if (direct != nullptr)
     {
         if (rows == MR)
         {
-            micro_kernel<T, MR, NR, MR, true>(kc, a, direct, b_rows, target);
+            micro_kernel<T, MR, NR, MR, true>(kc, a, direct, b_rows, target, prefetch);
         }
         else
         {
-            micro_kernel_rows<T, MR, NR, true>(rows, kc, a, direct, b_rows, target, std::make_index_sequence<MR - 1>{});
+            micro_kernel_rows<T, MR, NR, true>(rows, kc, a, direct, b_rows, target, prefetch,
+                                               std::make_index_sequence<MR - 1>{});
         }
     }
     else if (rows == MR)
     {
-        micro_kernel<T, MR, NR, MR, false>(kc, a, packed, b_rows, target);
+        micro_kernel<T, MR, NR, MR, false>(kc, a, packed, b_rows, target, prefetch);
     }
     else
     {
-        micro_kernel_rows<T, MR, NR, false>(rows, kc, a, packed, b_rows, target, std::make_index_sequence<MR - 1>{});
+        micro_kernel_rows<T, MR, NR, false>(rows, kc, a, packed, b_rows, target, prefetch,
+                                            std::make_index_sequence<MR - 1>{});
     }
 }
 
@@ -573,60 +652,6 @@ void gemm_empty_k(std::size_t m, std::size_t n, const offset_matrix<T>& c, const
     }
 }
 
-} // namespace detail
-
-namespace detail
-{
-
-/// Fetches the next B block into the caches a little at a time while the current block is
-/// multiplied. A row-major B far larger than the caches (a convolution's lowered input) is
-/// otherwise read from memory by pack_b alone, with the arithmetic waiting; spread over the
-/// micro-kernel calls, the same reads overlap with it. Only blocks whose rows are contiguous
-/// runs far apart are fetched this way (the case pack_b copies row by row).
-template <class T>
-struct next_block_prefetch
-{
-    static constexpr std::size_t line = 64 / sizeof(T);
-    const T* base = nullptr;
-    const std::ptrdiff_t* rows = nullptr;
-    std::size_t row_count = 0;
-    std::size_t lines_per_row = 0;
-    std::size_t per_step = 0;
-    std::size_t row = 0;
-    std::size_t line_in_row = 0;
-
-    /// Aims at rows [k0, k0 + kc) x columns [j0, j0 + nc) of b, spread over `steps` calls to step().
-    void aim(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t nc,
-             std::size_t steps)
-    {
-        row_count = 0;
-        if (!offsets_contiguous(b.col + j0, nc) || rows_close_together(b, k0, kc))
-        {
-            return;
-        }
-        base = b.data + b.col[j0];
-        rows = b.row + k0;
-        row_count = kc;
-        lines_per_row = (nc + line - 1) / line;
-        per_step = (row_count * lines_per_row + steps - 1) / std::max<std::size_t>(steps, 1);
-        row = 0;
-        line_in_row = 0;
-    }
-
-    void step()
-    {
-        for (std::size_t i = 0; i < per_step && row < row_count; ++i)
-        {
-            __builtin_prefetch(base + rows[row] + line_in_row * line, 0, 2);
-            if (++line_in_row == lines_per_row)
-            {
-                line_in_row = 0;
-                ++row;
-            }
-        }
-    }
-};
-
 /// One thread's GEMM over the whole of its (sub-)matrices, with its own packing buffers.
 template <class T>
 void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const T>& a,
@@ -680,7 +705,7 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
                 {
                     const std::size_t calls = (m + MR - 1) / MR * ((nc + NR - 1) / NR);
                     prefetch.aim(b, next_k0, std::min(kc_max, k - next_k0), next_j0,
-                                 std::min(blocking::nc, n - next_j0), calls);
+                                 std::min(blocking::nc, n - next_j0), calls, kc);
                 }
                 else
                 {
@@ -721,8 +746,8 @@ void gemm_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matri
                             target.row_bias = epilogue.row_bias ? epilogue.row_bias + i0 + ir : nullptr;
                             target.accumulate = accumulate;
                         }
-                        run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, direct[jr / NR], b.row + k0, target);
-                        prefetch.step();
+                        run_micro_kernel<T, MR, NR>(rows, kc, a_panel, b_panel, direct[jr / NR], b.row + k0, target,
+                                                    prefetch.active() ? &prefetch : nullptr);
                         if (target.c == nullptr)
                         {
                             write_tile<T, NR>(tile, rows, std::min(NR, nc - jr), c, i0 + ir, j0 + jr, epilogue, first,
