@@ -512,7 +512,8 @@ void offset_tables_with_biases()
         {B::mr + 1, B::nr + 1, B::kc + 1},
         {B::mc + 1, 2 * B::nr + 3, 2 * B::kc + 1}, // biases must be added once, not per K block
         {B::mr - 1, B::nc + 1, B::kc + 3},
-        {7, 9, 0}, // K = 0: only beta * C and the biases
+        {B::mr + 2, B::nr + 5, 2 * B::kc_in_place + 3}, // B's rows close together: longer K blocks
+        {7, 9, 0},                                      // K = 0: only beta * C and the biases
     }));
     const int bias = GENERATE(0, 1, 2, 3); // bit 0: row bias, bit 1: column bias
     const double beta = GENERATE(0.0, 0.5);
