@@ -144,20 +144,24 @@ install_xcnn() {
     echo "installed and moved to $work/prefix"
 }
 
+# Configures, builds and runs one CMake consumer project: $1 its build folder (under $work),
+# $2 its source folder, $3 the program it builds; further arguments go to its configure step.
+cmake_consumer() {
+    local name=$1 source=$2 program=$3
+    shift 3
+    "$cmake" -S "$source" -B "$work/$name" -DCMAKE_CXX_FLAGS="$consumer_flags" "$@"
+    "$cmake" --build "$work/$name" -j"$jobs"
+    (cd "$work/$name" && "./$program")
+}
+
 consumer_find_package() {
     step "find_package(xcnn CONFIG REQUIRED)"
-    "$cmake" -S "$src/tests/consumer/find_package" -B "$work/find_package" -DCMAKE_PREFIX_PATH="$work/prefix" \
-        -DCMAKE_CXX_FLAGS="$consumer_flags"
-    "$cmake" --build "$work/find_package" -j"$jobs"
-    (cd "$work/find_package" && ./train_one_step)
+    cmake_consumer find_package "$src/tests/consumer/find_package" train_one_step -DCMAKE_PREFIX_PATH="$work/prefix"
 }
 
 consumer_add_subdirectory() {
     step "add_subdirectory(xcnn)"
-    "$cmake" -S "$src/tests/consumer/add_subdirectory" -B "$work/add_subdirectory" -DXCNN_SOURCE_DIR="$src" \
-        -DCMAKE_CXX_FLAGS="$consumer_flags"
-    "$cmake" --build "$work/add_subdirectory" -j"$jobs"
-    (cd "$work/add_subdirectory" && ./train_one_step)
+    cmake_consumer add_subdirectory "$src/tests/consumer/add_subdirectory" train_one_step -DXCNN_SOURCE_DIR="$src"
 }
 
 consumer_fetchcontent() {
@@ -165,10 +169,8 @@ consumer_fetchcontent() {
     mkdir -p "$work/xcnn-src"
     (cd "$src" && cp -R CMakeLists.txt cmake include LICENSE "$work/xcnn-src/")
     tar -C "$work" -czf "$work/xcnn-src.tar.gz" xcnn-src
-    "$cmake" -S "$src/tests/consumer/fetchcontent" -B "$work/fetchcontent" -DXCNN_URL="file://$work/xcnn-src.tar.gz" \
-        -DCMAKE_CXX_FLAGS="$consumer_flags"
-    "$cmake" --build "$work/fetchcontent" -j"$jobs"
-    (cd "$work/fetchcontent" && ./train_one_step)
+    cmake_consumer fetchcontent "$src/tests/consumer/fetchcontent" train_one_step \
+        -DXCNN_URL="file://$work/xcnn-src.tar.gz"
 }
 
 consumer_pkgconfig() {
@@ -182,10 +184,7 @@ consumer_pkgconfig() {
 
 consumer_conan_test_package() {
     step "test_package/ (conan's test project) against the installed tree"
-    "$cmake" -S "$src/test_package" -B "$work/test_package" -DCMAKE_PREFIX_PATH="$work/prefix" \
-        -DCMAKE_CXX_FLAGS="$consumer_flags"
-    "$cmake" --build "$work/test_package" -j"$jobs"
-    (cd "$work/test_package" && ./test_package)
+    cmake_consumer test_package "$src/test_package" test_package -DCMAKE_PREFIX_PATH="$work/prefix"
 }
 
 start=$SECONDS
