@@ -89,14 +89,7 @@ TEST_CASE("Flatten passes a finite-difference gradient check", "[flatten][gradch
     Flatten<double> layer;
     auto x = random_tensor<double, 4>({2, 3, 4, 2}, rng);
     const auto r = random_tensor<double, 2>({2, 24}, rng);
-    layer.forward(x);
-    const xt::xtensor<double, 4> dx = layer.backward(r);
-    const std::function<double()> loss = [&]
-    {
-        return xcnn_test::weighted_sum(layer.predict(x), r);
-    };
-    const auto numeric = xcnn_test::numeric_gradient(loss, x.data(), x.size());
-    CHECK(xcnn_test::relative_error(numeric.data(), dx.data(), dx.size()) < 1e-6);
+    CHECK(xcnn_test::check_input_gradient(layer, x, r).relative_error < 1e-6);
 }
 
 TEST_CASE("Flatten backward overwrites and follows the latest forward", "[flatten]")

@@ -8,12 +8,15 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <functional>
 #include <limits>
 #include <random>
 #include <stdexcept>
 #include <vector>
 
 #include <xcnn/core/xtensor_shim.hpp> // xtensor's headers, whatever its version's layout
+
+#include "gradcheck.hpp"
 
 namespace xcnn_test
 {
@@ -422,6 +425,30 @@ double weighted_sum(const A& y, const B& r)
         s += static_cast<double>(y.data()[i]) * static_cast<double>(r.data()[i]);
     }
     return s;
+}
+
+/// The input gradient a parameter-free layer's `backward(r)` gives after `forward(x)`, and its
+/// relative error against the central difference of weighted_sum(layer.predict(x), r).
+struct input_gradient_check
+{
+    double relative_error = 0;
+    std::vector<double> analytic;
+};
+
+template <class Layer, class X, class R>
+input_gradient_check check_input_gradient(Layer& layer, X& x, const R& r)
+{
+    layer.forward(x);
+    const auto& dx = layer.backward(r);
+    input_gradient_check result;
+    result.analytic.assign(dx.data(), dx.data() + dx.size());
+    const std::function<double()> loss = [&]
+    {
+        return weighted_sum(layer.predict(x), r);
+    };
+    const auto numeric = numeric_gradient(loss, x.data(), x.size());
+    result.relative_error = relative_error(numeric.data(), result.analytic.data(), result.analytic.size());
+    return result;
 }
 
 /// True when the two tensors have the same rank and extents.
