@@ -5,16 +5,21 @@
 
 #include "version.hpp"
 
+#include "core/activation.hpp"
 #include "core/error.hpp"
 #include "core/gemm.hpp"
 #include "core/padding.hpp"
+#include "core/parameter.hpp"
+#include "core/pooling.hpp"
 #include "core/tensordot.hpp"
 #include "core/windows.hpp"
 
+#include "layers/activation.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/dense.hpp"
 #include "layers/flatten.hpp"
 #include "layers/init.hpp"
+#include "layers/layer.hpp"
 #include "layers/maxpool2d.hpp"
 #include "layers/relu.hpp"
 
