@@ -20,9 +20,11 @@
 #include <exception>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <fcntl.h>
@@ -31,6 +33,10 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef XCNN_TEST_FIXTURES_DIR
+#error "XCNN_TEST_FIXTURES_DIR must name tests/fixtures"
+#endif
 
 namespace
 {
@@ -641,4 +647,61 @@ TEST_CASE("a writer killed at random moments leaves an intact checkpoint of the 
     make_state(current + 1, net, sgd, progress);
     xcnn::save_checkpoint(path, net, sgd, progress);
     CHECK(count_temporary_files(dir) == 0);
+}
+
+TEST_CASE("a checkpoint written by xcnn 0.1.0 still loads, and saving it again writes the same records")
+{
+    // tests/fixtures/v1/small_net.ckpt was written by tests/fixtures/v1/make_v1_fixtures.cpp with
+    // the release before the optimizer state interface and buffers: element j of parameter i is
+    // (i + 1) / 8 - j / 64, of momentum buffer i j / 32 - i / 4; '0.bias' has no buffer.
+    const std::string path = std::string(XCNN_TEST_FIXTURES_DIR) + "/v1/small_net.ckpt";
+    auto net = xcnn_test::small_net();
+    xcnn::SGD<float> sgd(net.parameters(), 1.f);
+    std::mt19937 rng;
+    const auto progress = xcnn::load_checkpoint(path, net, sgd, rng);
+    CHECK(sgd.lr() == 0.125f);
+    CHECK(sgd.momentum() == 0.75f);
+    CHECK(sgd.weight_decay() == 0.0625f);
+    CHECK(sgd.steps() == 3);
+    CHECK(sgd.skipped_steps() == 1);
+    CHECK(progress.epoch == 2);
+    CHECK(progress.step_in_epoch == 5);
+    CHECK(progress.global_step == 17);
+    CHECK(progress.order == std::vector<std::uint64_t>{3, 1, 4, 0, 2});
+    CHECK(progress.scalars == std::map<std::string, double>{{"loss_sum", 1.25}});
+    CHECK(progress.description == "fixture");
+    CHECK(rng == std::mt19937(11));
+    const auto params = net.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+    {
+        const auto& buffer = sgd.momentum_buffer(i);
+        CHECK(buffer.size() == (i == 1 ? 0 : params[i].size()));
+        for (std::size_t j = 0; j < params[i].size(); ++j)
+        {
+            CHECK(params[i].data()[j] == float(i + 1) / 8 - float(j) / 64);
+            if (i != 1)
+            {
+                CHECK(buffer[j] == float(j) / 32 - float(i) / 4);
+            }
+        }
+    }
+
+    // The records this xcnn writes for the restored state are those of the old file, byte for
+    // byte (the version metadata aside), so the format did not change.
+    const auto old_file = xcnn::io::read_model_file(path);
+    const auto new_file = xcnn::checkpoint_state(net, sgd, progress);
+    auto comparable = [](const xcnn::io::model_file& f)
+    {
+        std::vector<std::tuple<int, std::string, int, std::vector<std::uint64_t>, std::vector<unsigned char>>> out;
+        for (const auto& r : f.records)
+        {
+            if (r.name != "xcnn.version")
+            {
+                out.emplace_back(static_cast<int>(r.kind), r.name, r.type, r.shape, r.data);
+            }
+        }
+        return out;
+    };
+    CHECK(comparable(new_file) == comparable(old_file));
+    CHECK(new_file.scalar_type == old_file.scalar_type);
 }

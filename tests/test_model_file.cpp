@@ -21,6 +21,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#ifndef XCNN_TEST_FIXTURES_DIR
+#error "XCNN_TEST_FIXTURES_DIR must name tests/fixtures"
+#endif
+
 namespace
 {
 
@@ -591,4 +595,23 @@ TEST_CASE("a record without elements whose shape could not be a tensor is refuse
     CHECK_THROWS_AS(xcnn::io::decode_model(bytes, "huge.xcnn"), xcnn::format_error);
     CHECK_THAT(error_of([&] { xcnn::io::decode_model(bytes, "huge.xcnn"); }),
                xcnn_test::contains("tensor 'empty' of shape (0, 1099511627776, 1099511627776)"));
+}
+
+TEST_CASE("a version-1 model file written by xcnn 0.1.0 (before buffers) still loads")
+{
+    // tests/fixtures/v1/small_net.xcnn was written by tests/fixtures/v1/make_v1_fixtures.cpp with
+    // the release before buffers existed; element j of parameter i is (i + 1) / 8 - j / 64.
+    const std::string path = std::string(XCNN_TEST_FIXTURES_DIR) + "/v1/small_net.xcnn";
+    const auto file = xcnn::io::read_model_file(path);
+    CHECK(file.of_kind(xcnn::io::record_kind::parameter).size() == 4);
+    auto net = small_net();
+    xcnn::load(net, path);
+    const auto params = net.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+    {
+        for (std::size_t j = 0; j < params[i].size(); ++j)
+        {
+            CHECK(params[i].data()[j] == float(i + 1) / 8 - float(j) / 64);
+        }
+    }
 }
