@@ -353,7 +353,7 @@ model_file checkpoint_file(Net& net, const Optimizer& optimizer,
 }
 
 /// The optimizer state stored in `file` for `optimizer`: the scalars and counters its own
-/// `state_dict()` names, and every other "optimizer.<parameter>.<name>" record as a tensor of
+/// `state_dict()` names, and every other "optimizer.PARAMETER.NAME" record as a tensor of
 /// the parameter it names (checked against the parameter's shape here, against the rest of the
 /// contract by `check_state_dict`).
 template <class Optimizer>
@@ -445,8 +445,8 @@ read_optimizer_state(const model_file& file, const checkpoint_reader& read, cons
 /// The checkpoint of `net`, `optimizer` (any optimizer of optim/optimizer.hpp's contract, which
 /// must update `net.parameters()`) and `progress` as a model file: `model_state(net)` (parameters
 /// and buffers) plus the records of docs/model-format.md: `xcnn.optimizer` = the optimizer's
-/// kind, its scalars and counters as `optimizer.<name>`, its per-parameter tensors as
-/// `optimizer.<parameter>.<name>`, the progress as `train.*`. Append records before writing it
+/// kind, its scalars and counters as "optimizer.lr", its per-parameter tensors as
+/// "optimizer.3.weight.momentum_buffer", the progress as "train.epoch", .... Append records before writing it
 /// with `io::write_model_file` to keep more.
 /// @throws value_error if `optimizer` does not update `net`'s parameters.
 template <class Net, class Optimizer>
