@@ -103,7 +103,7 @@ struct gemm_blocking
     static constexpr std::size_t kc = 256;
     /// K block when every block's rows of B lie close together, so that its panels are read in
     /// place (a convolution's window view): no packed block has to fit in L2 then, and one
-    /// block for K = 288 rather than two saves C a round trip (L1's forward: 5% faster).
+    /// block for K = 288 rather than two saves C a round trip (docs/performance.md).
     static constexpr std::size_t kc_in_place = 384;
     /// The longest K block either way.
     static constexpr std::size_t kc_capacity = kc_in_place > kc ? kc_in_place : kc;
@@ -356,8 +356,7 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
 /// The micro-kernel issues the prefetches from inside its k loop, one small group every
 /// `interval` steps: a burst of dozens per call fills the core's miss buffers and stalls the
 /// arithmetic behind it. They go to L1 (and so L2): on Zen 4 a block staged with L2-only
-/// prefetches was copied barely faster than a cold one (80k against 100k cycles for 288 KiB),
-/// one staged with L1 prefetches four times faster.
+/// prefetches was copied barely faster than a cold one (docs/performance.md has the numbers).
 template <class T>
 struct next_block_prefetch
 {

@@ -36,9 +36,8 @@ struct gemm_nt_blocking
     static constexpr std::size_t rj = XSIMD_WITH_AVX512F ? 6 : 5;
     /// Bytes of A and B one pass over a group of segments reads. A tile keeps its accumulators
     /// over a whole group and pays its lane sums and update of C once per group, which costs
-    /// more than re-reading a group larger than L2 from L3: from 512 KiB to 8 MiB, the dW of
-    /// a 32 -> 64 channel 3 x 3 convolution on 32 x 32 images went from 31.6 to 27.6 ms, the
-    /// seed net's second convolution from 1.61 to 1.40 ms.
+    /// more than re-reading a group larger than L2 from L3 (docs/performance.md, "Measurements
+    /// behind choices in the code").
     static constexpr std::size_t chunk_bytes = std::size_t(8) << 20;
 };
 

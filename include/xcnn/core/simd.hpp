@@ -21,9 +21,9 @@
 #endif
 
 /// For a micro-kernel: compiled on its own, its accumulators get the whole register file.
-/// Inlined into the blocking loops around it, GCC kept their indices in vector registers and
-/// the GEMM ran 3-5% slower on the conv-lowered shapes; a call per tile costs nothing next to
-/// the thousands of cycles a tile takes.
+/// Inlined into the blocking loops around it, GCC kept their indices in vector registers, which
+/// measured slower (docs/performance.md); a call per tile costs nothing next to the thousands of
+/// cycles a tile takes.
 #if defined(__GNUC__)
 #define XCNN_NOINLINE __attribute__((noinline))
 #elif defined(_MSC_VER)

@@ -7,14 +7,16 @@
 ///
 /// An optimizer `O` over scalars `T` (SGD today; Adam, AdamW and the schedulers next) provides:
 ///
-/// | member | what |
-/// |---|---|
-/// | `using value_type = T;` | the scalar type of the parameters |
-/// | `std::string name() const` | its kind, e.g. "SGD": the `kind` of its state and the `xcnn.optimizer` record of a
-/// checkpoint | | `const std::vector<parameter<T>>& parameters() const` | the parameters it updates, in order | |
-/// `optimizer_state<T> state_dict() const` | a copy of everything it carries from one step to the next | | `void
-/// check_state_dict(const optimizer_state<T>&) const` | throws what `load_state_dict` would throw, changing nothing |
-/// | `void load_state_dict(const optimizer_state<T>&)` | restores a state: all checked first, then all or nothing |
+/// - `using value_type = T;`: the scalar type of the parameters;
+/// - `std::string name() const`: its kind, e.g. "SGD": the `kind` of its state and the
+///   `xcnn.optimizer` record of a checkpoint;
+/// - `const std::vector<parameter<T>>& parameters() const`: the parameters it updates, in order;
+/// - `optimizer_state<T> state_dict() const`: a copy of everything it carries from one step to
+///   the next;
+/// - `void check_state_dict(const optimizer_state<T>&) const`: throws what `load_state_dict`
+///   would throw, changing nothing;
+/// - `void load_state_dict(const optimizer_state<T>&)`: restores a state: all checked first,
+///   then all or nothing;
 ///
 /// and its state follows these rules, which let a checkpoint store and read any optimizer's
 /// state without knowing the optimizer:
