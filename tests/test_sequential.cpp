@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -712,4 +713,148 @@ TEST_CASE("Sequential::backward_parameters gives backward's parameter gradients 
         const bool identical = a[i].grad() == b[i].grad();
         CHECK(identical);
     }
+}
+
+namespace
+{
+
+/// A layer with a buffer: y = x, and `seen` counts the samples of every training forward (the
+/// kind of state BatchNorm's running statistics are).
+template <class T>
+class SampleCounter : public xcnn::layer<SampleCounter<T>, T, 2>
+{
+public:
+    using typename xcnn::layer<SampleCounter<T>, T, 2>::input_type;
+    using typename xcnn::layer<SampleCounter<T>, T, 2>::output_type;
+
+    SampleCounter() : m_seen("seen", {1}) {}
+    auto buffer_slots() { return std::tie(m_seen); }
+    std::string name() const { return "SampleCounter()"; }
+    template <class S>
+    std::array<std::size_t, 2> checked_output_shape(const S& s) const
+    {
+        xcnn::detail::require_rank(*this, s, 2, "(N, features)");
+        return {s[0], s[1]};
+    }
+    const output_type& run_forward(const input_type& x, bool training)
+    {
+        m_seen.value()(0) += training ? static_cast<T>(x.shape()[0]) : T(0);
+        m_y = x;
+        return m_y;
+    }
+    const input_type& run_backward(const output_type& dy)
+    {
+        m_dx = dy;
+        return m_dx;
+    }
+
+private:
+    xcnn::persistent<T, 1> m_seen;
+    output_type m_y;
+    input_type m_dx;
+};
+
+} // namespace
+
+TEST_CASE("Sequential::buffers names each layer's buffers like state_dict keys; optimizers never see them",
+          "[sequential][buffers]")
+{
+    xcnn::Sequential net{xcnn::Dense<double>(3, 4), SampleCounter<double>{}, xcnn::ReLU<double>{},
+                         xcnn::Sequential{xcnn::Dense<double>(4, 4), SampleCounter<double>{}},
+                         xcnn::Dense<double>(4, 2)};
+    const auto buffers = net.buffers();
+    REQUIRE(buffers.size() == 2);
+    CHECK(buffers[0].name() == "1.seen");
+    CHECK(buffers[0].layer() == "SampleCounter()");
+    CHECK(buffers[1].name() == "3.1.seen");
+    for (const auto& p : net.parameters())
+    {
+        CHECK(p.name().find("seen") == std::string::npos);
+    }
+    CHECK(net.num_parameters() == (3 * 4 + 4) + (4 * 4 + 4) + (4 * 2 + 2));
+
+    xt::xtensor<double, 2> x = xt::ones<double>({5, 3});
+    net.forward(x);
+    net.forward(x);
+    net.predict(x); // inference leaves the statistics alone
+    CHECK(buffers[0].data()[0] == 10.0);
+    CHECK(buffers[1].value()(0) == 10.0);
+    CHECK(buffers[1].size() == 1);
+    CHECK(buffers[1].shape() == std::vector<std::size_t>{1});
+}
+
+TEST_CASE("Parameter and buffer handles survive moving the network; a copy is a new network", "[sequential]")
+{
+    auto net = xcnn::Sequential{xcnn::Dense<double>(3, 4), SampleCounter<double>{}, xcnn::Dense<double>(4, 2)};
+    xcnn::SGD<double> optimizer(net.parameters(), 0.1);
+    const auto buffers = net.buffers();
+    auto moved = std::move(net);
+    const xt::xtensor<double, 2> before = moved.get<0>().weight();
+
+    xt::xtensor<double, 2> x = xt::ones<double>({2, 3});
+    const auto& y = moved.forward(x);
+    moved.backward(xt::xtensor<double, 2>(xt::ones<double>(y.shape())));
+    optimizer.step();
+    // The optimizer updated the moved network's weights, not a moved-from shell.
+    CHECK_FALSE(identical(moved.get<0>().weight(), before));
+    CHECK(buffers[0].data()[0] == 2.0);
+
+    auto copy = moved;
+    const xt::xtensor<double, 2> copied = copy.get<0>().weight();
+    moved.forward(x);
+    moved.backward(xt::xtensor<double, 2>(xt::ones<double>(y.shape())));
+    optimizer.step();
+    CHECK(identical(copy.get<0>().weight(), copied)); // the optimizer belongs to the original
+    CHECK_FALSE(identical(moved.get<0>().weight(), copied));
+}
+
+TEST_CASE("Sequential plans its fused steps once from what the layers declare", "[sequential]")
+{
+    using xcnn::detail::step_kind;
+    using net_type = xcnn::Sequential<xcnn::Dense<float>, xcnn::ReLU<float>, xcnn::Dense<float>, xcnn::ReLU<float>,
+                                      xcnn::ReLU<float>>;
+    STATIC_REQUIRE(net_type::plan[0] == step_kind::with_activation);
+    STATIC_REQUIRE(net_type::plan[1] == step_kind::absorbed);
+    STATIC_REQUIRE(net_type::plan[2] == step_kind::with_activation);
+    STATIC_REQUIRE(net_type::plan[3] == step_kind::absorbed);
+    STATIC_REQUIRE(net_type::plan[4] == step_kind::single); // an activation applies no activation
+    using flat = xcnn::Sequential<xcnn::Flatten<float>, xcnn::Dense<float>, xcnn::MaxPool2D<float>>;
+    STATIC_REQUIRE(flat::plan[0] == step_kind::single); // the caller's input is not read in place
+    using rows = xcnn::Sequential<xcnn::MaxPool2D<float>, xcnn::Flatten<float>, xcnn::Dense<float>>;
+    STATIC_REQUIRE(rows::plan[1] == step_kind::rows_into_next);
+    STATIC_REQUIRE(rows::plan[2] == step_kind::absorbed);
+    STATIC_REQUIRE(xcnn::detail::is_layer<xcnn::Dense<float>>::value);
+    STATIC_REQUIRE(xcnn::detail::is_layer<xcnn::ReLU<float>>::value);
+    STATIC_REQUIRE(xcnn::detail::is_layer<net_type>::value);
+    STATIC_REQUIRE_FALSE(xcnn::detail::is_layer<int>::value);
+    STATIC_REQUIRE_FALSE(xcnn::detail::is_layer<std::vector<float>>::value);
+}
+
+TEST_CASE("Dense + ReLU run as one step in a Sequential, with the results of the two layers", "[sequential]")
+{
+    std::mt19937 rng(3);
+    xcnn::Sequential fused{xcnn::Dense<double>(6, 5), xcnn::ReLU<double>{}, xcnn::Dense<double>(5, 3)};
+    fused.reset_parameters(11u);
+    auto dense0 = fused.get<0>();
+    auto relu = fused.get<1>();
+    auto dense2 = fused.get<2>();
+    const auto x = random_tensor<double, 2>({4, 6}, rng);
+    const auto dy = random_tensor<double, 2>({4, 3}, rng);
+
+    const xt::xtensor<double, 2> y = fused.forward(x);
+    const xt::xtensor<double, 2> dx = fused.backward(dy);
+    const xt::xtensor<double, 2> expected_y = dense2.forward(relu.forward(dense0.forward(x)));
+    const xt::xtensor<double, 2> expected_dx = dense0.backward(relu.backward(dense2.backward(dy)));
+    CHECK(identical(y, expected_y));
+    CHECK(identical(dx, expected_dx));
+    CHECK(identical(fused.get<0>().weight_grad(), dense0.weight_grad()));
+    CHECK(identical(fused.get<0>().bias_grad(), dense0.bias_grad()));
+    // Not vacuous: the ReLU clamps some values and passes others.
+    const auto& h = relu.forward(dense0.forward(x));
+    CHECK(std::count(h.begin(), h.end(), 0.0) > 0);
+    CHECK(std::count_if(h.begin(), h.end(), [](double v) { return v > 0; }) > 0);
+
+    fused.backward_parameters(dy);
+    CHECK(identical(fused.get<0>().weight_grad(), dense0.weight_grad()));
+    CHECK(identical(fused.predict(x), expected_y));
 }

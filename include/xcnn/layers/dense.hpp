@@ -7,14 +7,15 @@
 #include <cstddef>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "../core/activation.hpp"
 #include "../core/error.hpp"
 #include "../core/gemm.hpp"
 #include "../core/gemm_nt.hpp"
 #include "../core/tensordot.hpp"
 #include "../core/xtensor_shim.hpp"
-#include "../network/parameter.hpp"
 #include "init.hpp"
 #include "layer.hpp"
 
@@ -24,28 +25,14 @@ namespace xcnn
 /// y = x W^T + b for x (N, in_features); `weight()` is (out_features, in_features) and
 /// `bias()` (out_features), PyTorch's `Linear` layout.
 template <class T>
-class Dense : public detail::expression_input<Dense<T>, T, 2>
+class Dense : public layer<Dense<T>, T, 2>
 {
     static_assert(std::is_floating_point<T>::value, "xcnn::Dense<T>: T must be float or double");
+    using base = layer<Dense<T>, T, 2>;
 
 public:
-    /// Scalar type of the layer's tensors and parameters (`float` or `double`).
-    using value_type = T;
-    using detail::expression_input<Dense<T>, T, 2>::forward;
-    using detail::expression_input<Dense<T>, T, 2>::predict;
-    using detail::expression_input<Dense<T>, T, 2>::backward;
-    /// The input layout named in rank errors.
-    static constexpr const char* input_layout = "(N, features)";
-    /// The gradient layout named in rank errors.
-    static constexpr const char* output_layout = "(N, features)";
-    /// What `forward` takes: (N, in_features).
-    using input_type = xt::xtensor<T, 2>;
-    /// What `forward` returns: (N, out_features).
-    using output_type = xt::xtensor<T, 2>;
-    /// Rank of the input; `Sequential` checks it against the previous layer at compile time.
-    static constexpr int input_rank = 2;
-    /// Rank of the output; `Sequential` checks it against the next layer at compile time.
-    static constexpr int output_rank = 2;
+    using typename base::input_type;
+    using typename base::output_type;
 
     /// Maps `in_features` inputs to `out_features` outputs. The parameters get PyTorch's default
     /// initialisation from a fixed seed (see `reset_parameters`).
@@ -57,10 +44,8 @@ public:
         detail::require_size_argument(layer, "in_features", in_features, in_features, 1);
         detail::require_size_argument(layer, "out_features", out_features, out_features, 1);
         detail::require_addressable_weight(layer, std::array<std::size_t, 2>{out_features, in_features});
-        m_weight.resize({out_features, in_features});
-        m_bias.resize({out_features});
-        m_weight_grad = xt::zeros<T>(m_weight.shape());
-        m_bias_grad = xt::zeros<T>(m_bias.shape());
+        m_weight = learnable<T, 2>("weight", {out_features, in_features});
+        m_bias = learnable<T, 1>("bias", {out_features});
         std::mt19937 rng(detail::default_init_seed);
         reset_parameters(rng);
     }
@@ -71,33 +56,26 @@ public:
     std::size_t out_features() const noexcept { return m_out; }
 
     /// (out_features, in_features). Assign a tensor of this shape to load weights.
-    xt::xtensor<T, 2>& weight() noexcept { return m_weight; }
+    xt::xtensor<T, 2>& weight() noexcept { return m_weight.value(); }
     /// (out_features, in_features), read-only.
-    const xt::xtensor<T, 2>& weight() const noexcept { return m_weight; }
+    const xt::xtensor<T, 2>& weight() const noexcept { return m_weight.value(); }
     /// (out_features). Assign a tensor of this shape to load biases.
-    xt::xtensor<T, 1>& bias() noexcept { return m_bias; }
+    xt::xtensor<T, 1>& bias() noexcept { return m_bias.value(); }
     /// (out_features), read-only.
-    const xt::xtensor<T, 1>& bias() const noexcept { return m_bias; }
+    const xt::xtensor<T, 1>& bias() const noexcept { return m_bias.value(); }
     /// dLoss/dweight of the last `backward` (overwritten, not accumulated).
-    const xt::xtensor<T, 2>& weight_grad() const noexcept { return m_weight_grad; }
+    const xt::xtensor<T, 2>& weight_grad() const noexcept { return m_weight.grad(); }
     /// dLoss/dbias of the last `backward` (overwritten, not accumulated).
-    const xt::xtensor<T, 1>& bias_grad() const noexcept { return m_bias_grad; }
+    const xt::xtensor<T, 1>& bias_grad() const noexcept { return m_bias.grad(); }
 
-    /// Handles on the weight and the bias with their gradients, named "weight" and "bias".
-    /// @throws shape_error if `weight()` or `bias()` was assigned a tensor of another shape.
-    std::vector<parameter<T>> parameters()
-    {
-        check_parameter_shapes();
-        return {parameter<T>("weight", m_weight, m_weight_grad), parameter<T>("bias", m_bias, m_bias_grad)};
-    }
-    /// Number of trainable scalars, out_features * in_features + out_features.
-    std::size_t num_parameters() const { return m_weight.size() + m_bias.size(); }
+    /// The learnable tensors, "weight" and "bias", for `parameters()` and `num_parameters()`.
+    auto parameter_slots() { return std::tie(m_weight, m_bias); }
 
     /// Kaiming-uniform weights and uniform biases, PyTorch's defaults, drawn from `rng`.
     void reset_parameters(std::mt19937& rng)
     {
-        init::kaiming_uniform(m_weight, m_in, rng);
-        init::bias_uniform(m_bias, m_in, rng);
+        init::kaiming_uniform(m_weight.value(), m_in, rng);
+        init::bias_uniform(m_bias.value(), m_in, rng);
     }
 
     /// `Dense(in_features, out_features)`, as shown in `Sequential::summary` and in error messages.
@@ -106,39 +84,70 @@ public:
     /// (N, out_features) for an (N, in_features) input; N may be 0.
     /// @throws shape_error for another rank or feature count, or an output of more than
     /// `max_extent` elements.
-    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    template <class S>
+    std::array<std::size_t, 2> checked_output_shape(const S& input_shape) const
     {
-        const auto shape = checked_output_shape(input_shape);
-        return std::vector<std::size_t>(shape.begin(), shape.end());
+        detail::require_rank(*this, input_shape, 2, "(N, features)");
+        if (input_shape[1] != m_in)
+        {
+            throw shape_error(detail::concat(name(), ": expected ", m_in, " input features, got input ",
+                                             detail::shape_to_string(input_shape)));
+        }
+        const std::array<std::size_t, 2> out{input_shape[0], m_out};
+        detail::require_addressable(*this, input_shape, out, "an output");
+        return out;
     }
 
-    /// y = x W^T + b; keeps x for `backward`.
-    /// @throws shape_error as `output_shape` does, or if `weight()` or `bias()` was assigned a
-    /// tensor of another shape; the layer is then unchanged.
-    const output_type& forward(const input_type& x)
+    /// y = x W^T + b; in training, keeps x for `backward`.
+    const output_type& run_forward(const input_type& x, bool training)
     {
         run(x.data(), checked_output_shape(x.shape()));
-        detail::ensure_shape(m_input, x.shape());
-        std::copy(x.begin(), x.end(), m_input.begin());
-        m_cached_input = m_input.data();
+        if (training)
+        {
+            detail::ensure_shape(m_input, x.shape());
+            std::copy(x.begin(), x.end(), m_input.begin());
+            m_cached_input = m_input.data();
+        }
         m_flattened = false;
-        m_has_cache = true;
         return m_output;
     }
 
-    /// Same result as `forward`, marked as inference: `backward` after it is an error.
-    const output_type& predict(const input_type& x)
+    /// dX = dY W; overwrites dW = dY^T X and db = sum of dY over the batch.
+    const input_type& run_backward(const output_type& grad_output)
     {
-        run(x.data(), checked_output_shape(x.shape()));
-        m_has_cache = false;
-        return m_output;
+        run_backward_parameters(grad_output);
+        detail::ensure_shape(m_input_grad, std::array<std::size_t, 2>{grad_output.shape()[0], m_in});
+        input_gradient(grad_output, m_input_grad.data());
+        return m_input_grad;
     }
 
-    /// What `Sequential` runs for a `Flatten` followed by this layer: `forward` (or, with
-    /// `training` false, `predict`) of `x` (N, C, H, W) read in place as N rows of C * H * W
-    /// features. Neither the flattened copy nor the copy of the input that `forward` keeps for
-    /// `backward` is made, so `x` must stay alive and unchanged until `backward_flattened`, as a
-    /// `Sequential`'s layer outputs do.
+    /// Overwrites dW and db without computing dX.
+    void run_backward_parameters(const output_type& grad_output)
+    {
+        this->check_parameter_shapes();
+        const std::size_t rows = grad_output.shape()[0];
+        detail::contract<T>(ref(grad_output), {0}, rows_ref(m_cached_input, rows), {0}, mutable_ref(m_weight.grad()),
+                            {}, m_tables, m_workspace);
+        auto& bias_grad = m_bias.grad();
+        for (std::size_t o = 0; o < m_out; ++o)
+        {
+            bias_grad(o) = T(0);
+        }
+        for (std::size_t b = 0; b < rows; ++b)
+        {
+            const T* row = grad_output.data() + b * m_out;
+            for (std::size_t o = 0; o < m_out; ++o)
+            {
+                bias_grad(o) += row[o];
+            }
+        }
+    }
+
+    /// What `Sequential` runs for a layer that reshapes to rows (a `Flatten`) followed by this
+    /// layer: `forward` (or, with `training` false, `predict`) of `x` (N, C, H, W) read in place as
+    /// N rows of C * H * W features. Neither the flattened copy nor the copy of the input that
+    /// `forward` keeps for `backward` is made, so `x` must stay alive and unchanged until
+    /// `backward_flattened`, as a `Sequential`'s layer outputs do.
     /// @throws shape_error for a zero channel count, height or width, or if C * H * W is not
     /// `in_features()`.
     const output_type& forward_flattened(const xt::xtensor<T, 4>& x, bool training)
@@ -159,12 +168,15 @@ public:
         }
         const std::array<std::size_t, 2> out{s[0], m_out};
         detail::require_addressable(*this, s, out, "an output");
-        run(x.data(), out);
-        m_cached_input = training ? x.data() : nullptr;
-        m_flattened_shape = s;
-        m_flattened = true;
-        m_has_cache = training;
-        return m_output;
+        return this->cached_forward(training,
+                                    [&]() -> const output_type&
+                                    {
+                                        run(x.data(), out);
+                                        m_cached_input = training ? x.data() : nullptr;
+                                        m_flattened_shape = s;
+                                        m_flattened = true;
+                                        return m_output;
+                                    });
     }
 
     /// A temporary would be gone before `backward_flattened` reads it.
@@ -184,81 +196,83 @@ public:
     /// `grad_output` does not have the shape of the last output.
     const xt::xtensor<T, 4>& backward_flattened(const output_type& grad_output)
     {
-        if (m_has_cache && !m_flattened)
+        this->require_cache(grad_output);
+        if (!m_flattened)
         {
             // The (N, C, H, W) shape to write dX in is that of an older forward_flattened, if any.
             throw error(detail::concat(name(), ": backward_flattened needs a forward_flattened (not forward) first"));
         }
-        backward_parameters(grad_output);
+        run_backward_parameters(grad_output);
         detail::ensure_shape(m_input_grad_flattened, m_flattened_shape);
         input_gradient(grad_output, m_input_grad_flattened.data());
         return m_input_grad_flattened;
     }
 
-    /// dX = dY W; overwrites dW = dY^T X and db = sum of dY over the batch.
-    /// @throws error without a `forward` since construction or after a `predict`; shape_error if
-    /// `grad_output` does not have the shape of the last output.
-    const input_type& backward(const output_type& grad_output)
+    /// What `Sequential` runs for this layer followed by an activation of functor `Op`: f(x W^T + b),
+    /// the activation applied in place while the output is in cache (`training` false is
+    /// `predict`). Then `backward_activated` takes the gradient of the activation's output.
+    template <class Op>
+    const output_type& forward_activated(const input_type& x, bool training, const Op& op)
     {
-        backward_parameters(grad_output);
-        detail::ensure_shape(m_input_grad, std::array<std::size_t, 2>{grad_output.shape()[0], m_in});
-        input_gradient(grad_output, m_input_grad.data());
-        return m_input_grad;
+        const output_type& y = training ? this->forward(x) : this->predict(x);
+        if constexpr (Op::backward_reads_input)
+        {
+            detail::ensure_shape(m_preactivation, y.shape());
+            std::copy(y.begin(), y.end(), m_preactivation.begin());
+        }
+        detail::apply_activation(op, y.data(), m_output.data(), y.size());
+        return m_output;
     }
 
     /// @overload
-    /// For gradients of any expression type; checks the rank and evaluates the gradient first.
-    template <class E>
-    void backward_parameters(const xt::xexpression<E>& grad_output)
+    /// For inputs of any expression type.
+    template <class E, class Op>
+    const output_type& forward_activated(const xt::xexpression<E>& x, bool training, const Op& op)
     {
-        backward_parameters(this->converted_gradient(grad_output));
+        return forward_activated(this->converted_input(x), training, op);
     }
 
-    /// Overwrites dW and db without computing dX (for a first layer, whose input needs no
-    /// gradient).
-    /// @throws error without a `forward` first, shape_error for a gradient of another shape, as
-    /// `backward` does.
-    void backward_parameters(const output_type& grad_output)
+    /// `backward` of the gradient of f(y) after `forward_activated`.
+    template <class Op>
+    const input_type& backward_activated(const output_type& grad_output, const Op& op)
     {
-        if (!m_has_cache)
-        {
-            throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
-        }
-        detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
-        check_parameter_shapes();
-        const std::size_t rows = grad_output.shape()[0];
-        detail::contract<T>(ref(grad_output), {0}, rows_ref(m_cached_input, rows), {0}, mutable_ref(m_weight_grad), {},
-                            m_tables, m_workspace);
-        const std::size_t n = grad_output.shape()[0];
-        for (std::size_t o = 0; o < m_out; ++o)
-        {
-            m_bias_grad(o) = T(0);
-        }
-        for (std::size_t b = 0; b < n; ++b)
-        {
-            const T* row = grad_output.data() + b * m_out;
-            for (std::size_t o = 0; o < m_out; ++o)
-            {
-                m_bias_grad(o) += row[o];
-            }
-        }
+        return this->backward(activated_gradient(grad_output, op));
+    }
+
+    /// @overload
+    /// For gradients of any expression type.
+    template <class E, class Op>
+    const input_type& backward_activated(const xt::xexpression<E>& grad_output, const Op& op)
+    {
+        return backward_activated(this->converted_gradient(grad_output), op);
+    }
+
+    /// `backward_parameters` of the gradient of f(y) after `forward_activated`.
+    template <class Op>
+    void backward_parameters_activated(const output_type& grad_output, const Op& op)
+    {
+        this->backward_parameters(activated_gradient(grad_output, op));
+    }
+
+    /// @overload
+    /// For gradients of any expression type.
+    template <class E, class Op>
+    void backward_parameters_activated(const xt::xexpression<E>& grad_output, const Op& op)
+    {
+        backward_parameters_activated(this->converted_gradient(grad_output), op);
     }
 
 private:
-    /// Validates an input shape (any container of sizes) and returns the output shape, without
-    /// allocating.
-    template <class S>
-    std::array<std::size_t, 2> checked_output_shape(const S& input_shape) const
+    /// dL/dy through the activation: dY f'(y) (or f'(x) from the kept pre-activation).
+    template <class Op>
+    const output_type& activated_gradient(const output_type& grad_output, const Op& op)
     {
-        detail::require_rank(*this, input_shape, 2, "(N, features)");
-        if (input_shape[1] != m_in)
-        {
-            throw shape_error(detail::concat(name(), ": expected ", m_in, " input features, got input ",
-                                             detail::shape_to_string(input_shape)));
-        }
-        const std::array<std::size_t, 2> out{input_shape[0], m_out};
-        detail::require_addressable(*this, input_shape, out, "an output");
-        return out;
+        this->require_cache(grad_output);
+        detail::ensure_shape(m_activated_grad, grad_output.shape());
+        const T* x = Op::backward_reads_input ? m_preactivation.data() : nullptr;
+        detail::activation_gradient(op, grad_output.data(), x, m_output.data(), m_activated_grad.data(),
+                                    grad_output.size());
+        return m_activated_grad;
     }
 
     template <std::size_t N>
@@ -272,24 +286,12 @@ private:
         return detail::make_tensor_ref<T>(t.data(), t.shape(), t.strides());
     }
 
-    void check_parameter_shapes() const
-    {
-        const std::array<std::size_t, 2> w{m_out, m_in};
-        if (m_weight.shape() != w || m_bias.size() != m_out)
-        {
-            throw shape_error(detail::concat(name(), ": weight ", detail::shape_to_string(m_weight.shape()),
-                                             " and bias ", detail::shape_to_string(m_bias.shape()),
-                                             " were assigned with shapes other than ", detail::shape_to_string(w),
-                                             " and (", m_out, ",)"));
-        }
-    }
-
     /// dX (N x in, row-major at `dx`) = dY W.
     void input_gradient(const output_type& grad_output, T* dx)
     {
         const std::size_t rows = grad_output.shape()[0];
         detail::contract<T>(
-            ref(grad_output), {1}, ref(m_weight), {0},
+            ref(grad_output), {1}, ref(m_weight.value()), {0},
             detail::make_tensor_ref<T>(dx, std::array<std::size_t, 2>{rows, m_in},
                                        std::array<std::ptrdiff_t, 2>{static_cast<std::ptrdiff_t>(m_in), 1}),
             {}, m_tables, m_workspace);
@@ -305,7 +307,7 @@ private:
     /// y = x W^T + b for the (out_shape[0] x in) row-major input at `x`.
     void run(const T* x, const std::array<std::size_t, 2>& out_shape)
     {
-        check_parameter_shapes();
+        this->check_parameter_shapes();
         detail::ensure_shape(m_output, out_shape);
         // Y (N x out) = X (N x in) . W (out x in)^T + b: both operands are contiguous along the
         // contracted axis, so every output is a dot product of two rows read in place.
@@ -317,21 +319,19 @@ private:
         detail::gemm_nt_operands<T> op;
         op.a = x;
         op.a_row = m_in;
-        op.b = m_weight.data();
+        op.b = m_weight.value().data();
         op.b_rows = m_weight_rows.data();
         op.length = m_in;
         op.c = m_output.data();
         op.c_row = m_out;
-        op.col_bias = m_bias.data();
+        op.col_bias = m_bias.value().data();
         detail::gemm_nt(out_shape[0], m_out, op);
     }
 
     std::size_t m_in;
     std::size_t m_out;
-    xt::xtensor<T, 2> m_weight;
-    xt::xtensor<T, 1> m_bias;
-    xt::xtensor<T, 2> m_weight_grad;
-    xt::xtensor<T, 1> m_bias_grad;
+    learnable<T, 2> m_weight;
+    learnable<T, 1> m_bias;
     xt::xtensor<T, 2> m_input;
     const T* m_cached_input = nullptr;              // what backward reads: m_input or a caller's rows
     std::array<std::size_t, 4> m_flattened_shape{}; // input shape of the last forward_flattened
@@ -340,10 +340,11 @@ private:
     xt::xtensor<T, 4> m_flattened_input;            // forward_flattened's input if not an xtensor
     xt::xtensor<T, 2> m_output;
     xt::xtensor<T, 2> m_input_grad;
+    xt::xtensor<T, 2> m_preactivation;  // x W^T + b before an activation that needs it
+    xt::xtensor<T, 2> m_activated_grad; // dY through the activation
     detail::contraction_tables m_tables;
     std::vector<std::ptrdiff_t> m_weight_rows; // row offsets of W for gemm_nt
     gemm_workspace<T> m_workspace;
-    bool m_has_cache = false;
 };
 
 } // namespace xcnn

@@ -1,15 +1,21 @@
 /// @file
-/// What every xcnn layer shares: the rank marker for rank-preserving layers, default
-/// initialisation seeds and the shape checks that make errors readable.
+/// The layer concept and what implements most of it: `layer_state` (parameters and buffers
+/// from declared slots) and `layer` (types, ranks, `output_shape`, the public forward/backward
+/// entry points and their checks), plus the shape checks that make errors readable.
 ///
-/// A layer `L` over scalar `T` provides
-/// - `static constexpr int input_rank, output_rank` (`any_rank` for layers such as ReLU that
-///   accept any rank and keep it), checked between neighbours of a `Sequential` at compile time;
+/// A layer `L` over scalar `T` provides (`Sequential` checks each member at compile time, and
+/// `detail::is_layer<L>` / the C++20 concept `xcnn::Layer` test them all):
+/// - `value_type`; `static constexpr int input_rank, output_rank` (`any_rank` for layers such as
+///   ReLU that accept any rank and keep it), checked between neighbours of a `Sequential`;
 /// - `forward(x)`: output as a const reference to a buffer the layer owns and reuses, caching
 ///   what `backward` needs; `predict(x)`: the same output without the training caches;
 /// - `backward(dy)`: dX (const reference), overwriting the parameter gradients;
 /// - `output_shape(input_shape)` (throws `shape_error` on an input it cannot take), `name()`,
-///   `parameters()`, `num_parameters()`, `reset_parameters(rng)`.
+///   `parameters()`, `num_parameters()`, `reset_parameters(rng)`, and optionally `buffers()` and
+///   `backward_parameters(dy)`.
+///
+/// Deriving from `layer<Derived, T, InRank, OutRank>` supplies all of it but the mathematics;
+/// docs/adding-a-layer.md walks through a layer written that way.
 ///
 /// Validation contract (docs/reliability.md): every check is O(1) in the tensor sizes, made
 /// before anything changes, and fails with a typed error naming the layer and the values. A
@@ -20,14 +26,18 @@
 #define XCNN_LAYERS_LAYER_HPP
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/parameter.hpp"
 #include "../core/xtensor_shim.hpp"
 
 namespace xcnn
@@ -246,7 +256,486 @@ private:
     xt::xtensor<T, M> m_converted_grad;
 };
 
+/// The layout a rank's tensors have, for messages: "(N, C, H, W)" for rank 4.
+constexpr const char* layout_of_rank(std::size_t rank) noexcept
+{
+    switch (rank)
+    {
+    case 1:
+        return "(N,)";
+    case 2:
+        return "(N, features)";
+    case 3:
+        return "(N, C, L)";
+    case 4:
+        return "(N, C, H, W)";
+    default:
+        return "(N, ...)";
+    }
+}
+
+template <class L, class = void>
+struct has_parameter_slots : std::false_type
+{
+};
+template <class L>
+struct has_parameter_slots<L, std::void_t<decltype(std::declval<L&>().parameter_slots())>> : std::true_type
+{
+};
+template <class L, class = void>
+struct has_buffer_slots : std::false_type
+{
+};
+template <class L>
+struct has_buffer_slots<L, std::void_t<decltype(std::declval<L&>().buffer_slots())>> : std::true_type
+{
+};
+template <class L, class G, class = void>
+struct has_run_backward_parameters : std::false_type
+{
+};
+template <class L, class G>
+struct has_run_backward_parameters<
+    L, G, std::void_t<decltype(std::declval<L&>().run_backward_parameters(std::declval<const G&>()))>> : std::true_type
+{
+};
+
+/// Calls `f(slot)` for every declared (present) slot of the tuple of references `slots`.
+template <class Tuple, class F>
+void for_each_slot(Tuple&& slots, F&& f)
+{
+    std::apply(
+        [&](auto&... slot)
+        {
+            (
+                [&](auto& s)
+                {
+                    if (s.declared())
+                    {
+                        f(s);
+                    }
+                }(slot),
+                ...);
+        },
+        slots);
+}
+
+// ---- The layer concept, member by member, so a failed check names what is missing. ----------
+
+template <class L, class = void>
+struct has_value_type : std::false_type
+{
+};
+template <class L>
+struct has_value_type<L, std::void_t<typename L::value_type>> : std::true_type
+{
+};
+template <class L, class = void>
+struct has_ranks : std::false_type
+{
+};
+template <class L>
+struct has_ranks<L, std::void_t<decltype(int{L::input_rank}), decltype(int{L::output_rank})>> : std::true_type
+{
+};
+template <class L, class = void>
+struct has_layer_name : std::false_type
+{
+};
+template <class L>
+struct has_layer_name<
+    L, std::enable_if_t<std::is_convertible<decltype(std::declval<const L&>().name()), std::string>::value>>
+    : std::true_type
+{
+};
+template <class L, class = void>
+struct has_output_shape : std::false_type
+{
+};
+template <class L>
+struct has_output_shape<L, std::enable_if_t<std::is_same<decltype(std::declval<const L&>().output_shape(
+                                                             std::declval<const std::vector<std::size_t>&>())),
+                                                         std::vector<std::size_t>>::value>> : std::true_type
+{
+};
+template <class L, class T, class = void>
+struct has_parameters : std::false_type
+{
+};
+template <class L, class T>
+struct has_parameters<
+    L, T, std::enable_if_t<std::is_same<decltype(std::declval<L&>().parameters()), std::vector<parameter<T>>>::value>>
+    : std::true_type
+{
+};
+template <class L, class = void>
+struct has_num_parameters : std::false_type
+{
+};
+template <class L>
+struct has_num_parameters<L, std::void_t<decltype(std::size_t{std::declval<const L&>().num_parameters()})>>
+    : std::true_type
+{
+};
+template <class L, class = void>
+struct has_reset_parameters : std::false_type
+{
+};
+template <class L>
+struct has_reset_parameters<L,
+                            std::void_t<decltype(std::declval<L&>().reset_parameters(std::declval<std::mt19937&>()))>>
+    : std::true_type
+{
+};
+/// A layer's own buffers are optional: a layer written before buffers existed has none.
+template <class L, class T, class = void>
+struct has_buffers : std::false_type
+{
+};
+template <class L, class T>
+struct has_buffers<
+    L, T, std::enable_if_t<std::is_same<decltype(std::declval<L&>().buffers()), std::vector<buffer<T>>>::value>>
+    : std::true_type
+{
+};
+
+/// The tensor a layer is checked with: its input rank, or rank 4 for a layer that takes any rank.
+template <class L>
+using probe_input =
+    xt::xtensor<typename L::value_type, static_cast<std::size_t>(L::input_rank == any_rank ? 4 : L::input_rank)>;
+template <class L>
+using probe_output =
+    xt::xtensor<typename L::value_type, static_cast<std::size_t>(L::output_rank == any_rank ? 4 : L::output_rank)>;
+
+template <class L, class = void>
+struct has_forward : std::false_type
+{
+};
+template <class L>
+struct has_forward<L, std::void_t<decltype(std::declval<L&>().forward(std::declval<const probe_input<L>&>())),
+                                  decltype(std::declval<L&>().predict(std::declval<const probe_input<L>&>()))>>
+    : std::true_type
+{
+};
+template <class L, class = void>
+struct has_backward : std::false_type
+{
+};
+template <class L>
+struct has_backward<L, std::void_t<decltype(std::declval<L&>().backward(std::declval<const probe_output<L>&>()))>>
+    : std::true_type
+{
+};
+
+/// Whether `L` satisfies xcnn's layer concept (docs/adding-a-layer.md): `value_type`,
+/// `input_rank`/`output_rank`, `name()`, `output_shape(shape)`, `parameters()`,
+/// `num_parameters()`, `reset_parameters(rng)`, `forward(x)`, `predict(x)` and `backward(dy)`.
+template <class L, class = void>
+struct is_layer : std::false_type
+{
+};
+template <class L>
+struct is_layer<L, std::enable_if_t<has_value_type<L>::value && has_ranks<L>::value>>
+    : std::bool_constant<has_layer_name<L>::value && has_output_shape<L>::value &&
+                         has_parameters<L, typename L::value_type>::value && has_num_parameters<L>::value &&
+                         has_reset_parameters<L>::value && has_forward<L>::value && has_backward<L>::value>
+{
+};
+
+/// Instantiated for each layer of a `Sequential`: one message per missing member.
+template <class L>
+struct check_layer
+{
+    static_assert(has_value_type<L>::value, "xcnn::Sequential: a layer type has no `value_type` (its scalar type, "
+                                            "float or double); see docs/adding-a-layer.md");
+    static_assert(has_ranks<L>::value, "xcnn::Sequential: a layer type has no `static constexpr int input_rank` and "
+                                       "`output_rank` (xcnn::any_rank for any); see docs/adding-a-layer.md");
+    static_assert(has_layer_name<L>::value,
+                  "xcnn::Sequential: a layer type has no `std::string name() const`; see docs/adding-a-layer.md");
+    static_assert(has_output_shape<L>::value, "xcnn::Sequential: a layer type has no `std::vector<std::size_t> "
+                                              "output_shape(const std::vector<std::size_t>&) const`");
+    static_assert(has_parameters<L, typename L::value_type>::value,
+                  "xcnn::Sequential: a layer type has no `std::vector<xcnn::parameter<T>> parameters()` (derive from "
+                  "xcnn::layer or xcnn::layer_state to get it)");
+    static_assert(has_num_parameters<L>::value,
+                  "xcnn::Sequential: a layer type has no `std::size_t num_parameters() const` (derive from xcnn::layer "
+                  "or xcnn::layer_state to get it)");
+    static_assert(has_reset_parameters<L>::value,
+                  "xcnn::Sequential: a layer type has no `void reset_parameters(std::mt19937&)` (derive from "
+                  "xcnn::layer or xcnn::layer_state to get it)");
+    static_assert(has_forward<L>::value, "xcnn::Sequential: a layer type has no `forward(x)` and `predict(x)` taking "
+                                         "an xt::xtensor<value_type, input_rank>");
+    static_assert(
+        has_backward<L>::value,
+        "xcnn::Sequential: a layer type has no `backward(dy)` taking an xt::xtensor<value_type, output_rank>");
+    static constexpr bool value = true;
+};
+
 } // namespace detail
+
+/// What every layer gets from its declared state: `parameters()`, `buffers()`,
+/// `num_parameters()`, the check that no tensor was assigned another shape, and, for a layer
+/// without parameters, a `reset_parameters` that draws nothing.
+///
+/// A layer `Derived` declares its state as members (`learnable<T, N>` for trainable tensors,
+/// `persistent<T, N>` for buffers, core/parameter.hpp) and lists them once:
+///
+///     auto parameter_slots() { return std::tie(m_weight, m_bias); }
+///     auto buffer_slots() { return std::tie(m_running_mean); }
+///
+/// Either function may be left out: no parameters, no buffers.
+template <class Derived, class T>
+class layer_state
+{
+public:
+    /// Handles on every declared learnable tensor and its gradient, in declaration order, named
+    /// as declared ("weight", "bias").
+    /// @throws shape_error if a tensor was assigned a tensor of another shape.
+    std::vector<parameter<T>> parameters()
+    {
+        std::vector<parameter<T>> out;
+        if constexpr (detail::has_parameter_slots<Derived>::value)
+        {
+            check_parameter_shapes();
+            detail::for_each_slot(self().parameter_slots(), [&](auto& slot) { out.push_back(slot.handle()); });
+        }
+        return out;
+    }
+
+    /// Handles on every declared buffer (non-trainable state such as a running mean), named as
+    /// declared ("running_mean"); what model files, `.npy` export and checkpoints save besides
+    /// the parameters, and what no optimizer sees.
+    /// @throws shape_error if a buffer was assigned a tensor of another shape.
+    std::vector<buffer<T>> buffers()
+    {
+        std::vector<buffer<T>> out;
+        if constexpr (detail::has_buffer_slots<Derived>::value)
+        {
+            check_buffer_shapes();
+            detail::for_each_slot(self().buffer_slots(), [&](auto& slot) { out.push_back(slot.handle()); });
+        }
+        return out;
+    }
+
+    /// Number of trainable scalars.
+    std::size_t num_parameters() const
+    {
+        std::size_t count = 0;
+        if constexpr (detail::has_parameter_slots<Derived>::value)
+        {
+            // The slots are listed by a non-const member; counting changes nothing.
+            detail::for_each_slot(const_cast<Derived&>(self()).parameter_slots(),
+                                  [&](const auto& slot) { count += slot.size(); });
+        }
+        return count;
+    }
+
+    /// Draws nothing: a layer with parameters defines its own.
+    void reset_parameters(std::mt19937&) {}
+
+protected:
+    /// Throws `shape_error` naming the layer if a learnable tensor was assigned another shape:
+    /// what every use of the parameters checks first.
+    void check_parameter_shapes() const
+    {
+        if constexpr (detail::has_parameter_slots<Derived>::value)
+        {
+            const auto& layer = self();
+            detail::for_each_slot(const_cast<Derived&>(layer).parameter_slots(),
+                                  [&](const auto& slot) { slot.check_shape(layer.name()); });
+        }
+    }
+
+    /// `check_parameter_shapes` for the buffers.
+    void check_buffer_shapes() const
+    {
+        if constexpr (detail::has_buffer_slots<Derived>::value)
+        {
+            const auto& layer = self();
+            detail::for_each_slot(const_cast<Derived&>(layer).buffer_slots(),
+                                  [&](const auto& slot) { slot.check_shape(layer.name()); });
+        }
+    }
+
+private:
+    Derived& self() noexcept { return static_cast<Derived&>(*this); }
+    const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
+};
+
+/// Base of a layer from rank-`InRank` to rank-`OutRank` tensors of `T`: everything but the
+/// layer's mathematics. It supplies the type aliases and rank constants `Sequential` checks,
+/// `output_shape`, the public `forward`/`predict`/`backward`/`backward_parameters` for the
+/// layer's exact types and for any xtensor expression (rank-checked, then evaluated), the
+/// forward-before-backward and gradient-shape checks, and (through `layer_state`) the
+/// parameters and buffers.
+///
+/// `Derived` writes (see docs/adding-a-layer.md):
+/// - `std::string name() const`;
+/// - `std::array<std::size_t, OutRank> checked_output_shape(const S& input_shape) const` for any
+///   container of sizes: validates and returns the output shape without allocating;
+/// - `const output_type& run_forward(const input_type& x, bool training)`: the output, in a buffer
+///   the layer owns; with `training`, it keeps what `run_backward` needs;
+/// - `const input_type& run_backward(const output_type& dy)`: dX, overwriting the gradients of
+///   the parameters; the base has checked that a training forward came first and that `dy` has
+///   the shape of its output;
+/// - optionally `void run_backward_parameters(const output_type& dy)`: the parameter gradients
+///   alone, when that is cheaper than `run_backward`.
+template <class Derived, class T, std::size_t InRank, std::size_t OutRank = InRank>
+class layer : public layer_state<Derived, T>
+{
+public:
+    /// Scalar type of the layer's tensors and parameters (`float` or `double`).
+    using value_type = T;
+    /// What `forward` takes.
+    using input_type = xt::xtensor<T, InRank>;
+    /// What `forward` returns.
+    using output_type = xt::xtensor<T, OutRank>;
+    /// Rank of the input; `Sequential` checks it against the previous layer at compile time.
+    static constexpr int input_rank = static_cast<int>(InRank);
+    /// Rank of the output; `Sequential` checks it against the next layer at compile time.
+    static constexpr int output_rank = static_cast<int>(OutRank);
+    /// The input layout named in rank errors.
+    static constexpr const char* input_layout = detail::layout_of_rank(InRank);
+    /// The gradient layout named in rank errors.
+    static constexpr const char* output_layout = detail::layout_of_rank(OutRank);
+
+    /// Shape of the output for an input of `input_shape`; the batch may be 0.
+    /// @throws shape_error for an input the layer cannot take, naming the layer and the shape.
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    {
+        const auto shape = self().checked_output_shape(input_shape);
+        return std::vector<std::size_t>(shape.begin(), shape.end());
+    }
+
+    /// The output for `x`, keeping what `backward` needs; a reference to a buffer of the layer
+    /// that the next call overwrites.
+    /// @throws shape_error for an input the layer cannot take, or if a parameter was assigned a
+    /// tensor of another shape; the layer is then unchanged.
+    const output_type& forward(const input_type& x) { return run(x, true); }
+
+    /// Same result as `forward`, marked as inference: `backward` after it is an error.
+    /// @throws shape_error as `forward` does.
+    const output_type& predict(const input_type& x) { return run(x, false); }
+
+    /// dLoss/dinput for `grad_output` = dLoss/doutput of the last `forward`; overwrites the
+    /// gradients of the parameters.
+    /// @throws error without a `forward` since construction or after a `predict`; shape_error if
+    /// `grad_output` does not have the shape of the last output.
+    const input_type& backward(const output_type& grad_output)
+    {
+        require_cache(grad_output);
+        return self().run_backward(grad_output);
+    }
+
+    /// The gradients of the parameters alone, without dLoss/dinput: what a first layer, whose
+    /// input needs no gradient, does in training (`Sequential::backward_parameters`).
+    /// @throws error, shape_error as `backward` does.
+    void backward_parameters(const output_type& grad_output)
+    {
+        require_cache(grad_output);
+        if constexpr (detail::has_run_backward_parameters<Derived, output_type>::value)
+        {
+            self().run_backward_parameters(grad_output);
+        }
+        else if constexpr (detail::has_parameter_slots<Derived>::value)
+        {
+            self().run_backward(grad_output);
+        }
+    }
+
+    /// @overload
+    /// For inputs of any expression type (an `xt::xarray`, a view); checks the rank first.
+    template <class E>
+    const output_type& forward(const xt::xexpression<E>& x)
+    {
+        return forward(converted_input(x));
+    }
+    /// @overload
+    /// For inputs of any expression type; checks the rank first.
+    template <class E>
+    const output_type& predict(const xt::xexpression<E>& x)
+    {
+        return predict(converted_input(x));
+    }
+    /// @overload
+    /// For gradients of any expression type; checks the rank first.
+    template <class E>
+    const input_type& backward(const xt::xexpression<E>& grad_output)
+    {
+        return backward(converted_gradient(grad_output));
+    }
+    /// @overload
+    /// For gradients of any expression type; checks the rank first.
+    template <class E>
+    void backward_parameters(const xt::xexpression<E>& grad_output)
+    {
+        backward_parameters(converted_gradient(grad_output));
+    }
+
+protected:
+    /// Runs `compute()` (which returns the output) as a forward pass that keeps a cache for
+    /// `backward` when `training`: what the public `forward` and a layer's fused forms share.
+    template <class F>
+    const output_type& cached_forward(bool training, F&& compute)
+    {
+        m_has_cache = false;
+        const output_type& y = compute();
+        if (training)
+        {
+            std::copy(y.shape().begin(), y.shape().end(), m_output_shape.begin());
+            m_has_cache = true;
+        }
+        return y;
+    }
+
+    /// Throws `error` unless the last forward pass kept a cache, and `shape_error` unless
+    /// `grad_output` has the shape of its output.
+    void require_cache(const output_type& grad_output) const
+    {
+        if (!m_has_cache)
+        {
+            throw error(detail::concat(self().name(), ": backward needs a forward (not predict) first"));
+        }
+        detail::require_grad_shape(self(), grad_output.shape(), m_output_shape);
+    }
+
+    /// `x` checked for rank `InRank` and evaluated into the layer's input type.
+    template <class E>
+    const input_type& converted_input(const xt::xexpression<E>& x)
+    {
+        return detail::evaluate_input<InRank>(self(), x, m_converted_input, Derived::input_layout);
+    }
+
+    /// `grad_output` checked for rank `OutRank` and evaluated into the layer's output type.
+    template <class E>
+    const output_type& converted_gradient(const xt::xexpression<E>& grad_output)
+    {
+        return detail::evaluate_input<OutRank>(self(), grad_output, m_converted_grad, Derived::output_layout,
+                                               "gradient");
+    }
+
+private:
+    const output_type& run(const input_type& x, bool training)
+    {
+        return cached_forward(training, [&]() -> const output_type& { return self().run_forward(x, training); });
+    }
+
+    Derived& self() noexcept { return static_cast<Derived&>(*this); }
+    const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
+
+    std::array<std::size_t, OutRank> m_output_shape{};
+    bool m_has_cache = false;
+    input_type m_converted_input;
+    output_type m_converted_grad;
+};
+
+#if defined(__cpp_concepts) && __cpp_concepts >= 201907L
+/// C++20: whether `L` is an xcnn layer (see the top of this file; `Sequential` checks the same
+/// members one by one, with a message for each).
+template <class L>
+concept Layer = detail::is_layer<L>::value;
+#endif
+
 } // namespace xcnn
 
 #endif // XCNN_LAYERS_LAYER_HPP

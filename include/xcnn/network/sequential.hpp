@@ -16,10 +16,8 @@
 #include <vector>
 
 #include "../core/error.hpp"
-#include "../layers/flatten.hpp"
+#include "../core/parameter.hpp"
 #include "../layers/layer.hpp"
-#include "../layers/relu.hpp"
-#include "parameter.hpp"
 
 namespace xcnn
 {
@@ -38,6 +36,169 @@ constexpr int produced_rank(const std::array<int, N>& out, std::size_t i)
     return rank;
 }
 
+template <class>
+struct always_false : std::false_type
+{
+};
+
+// ---- Rank mismatches between neighbours: the layer's index and both ranks in the message. ------
+// A static_assert message must be a literal, so the messages are spelled out for the first 64
+// layers and for each pair of ranks 1 to 4; `sizeof` instantiates them only on a mismatch.
+
+template <bool Match, std::size_t Layer, class D = void>
+struct mismatch_at_layer
+{
+};
+template <std::size_t Layer, class D>
+struct mismatch_at_layer<false, Layer, D>
+{
+    static_assert(always_false<D>::value, "xcnn::Sequential: rank mismatch at a layer past the 64th (its index is the "
+                                          "second template argument of mismatch_at_layer)");
+};
+#define XCNN_MISMATCH_AT_LAYER(I)                                                                                      \
+    template <class D>                                                                                                 \
+    struct mismatch_at_layer<false, I, D>                                                                              \
+    {                                                                                                                  \
+        static_assert(always_false<D>::value, "xcnn::Sequential: layer " #I " cannot take the tensor the layer "       \
+                                              "before it produces (the next error says which ranks)");                 \
+    };
+#define XCNN_MISMATCH_AT_LAYERS8(I)                                                                                    \
+    XCNN_MISMATCH_AT_LAYER(I##1)                                                                                       \
+    XCNN_MISMATCH_AT_LAYER(I##2)                                                                                       \
+    XCNN_MISMATCH_AT_LAYER(I##3)                                                                                       \
+    XCNN_MISMATCH_AT_LAYER(I##4)                                                                                       \
+    XCNN_MISMATCH_AT_LAYER(I##5) XCNN_MISMATCH_AT_LAYER(I##6) XCNN_MISMATCH_AT_LAYER(I##7)                             \
+        XCNN_MISMATCH_AT_LAYER(I##8)
+XCNN_MISMATCH_AT_LAYER(1)
+XCNN_MISMATCH_AT_LAYER(2)
+XCNN_MISMATCH_AT_LAYER(3)
+XCNN_MISMATCH_AT_LAYER(4)
+XCNN_MISMATCH_AT_LAYER(5)
+XCNN_MISMATCH_AT_LAYER(6)
+XCNN_MISMATCH_AT_LAYER(7)
+XCNN_MISMATCH_AT_LAYER(8)
+XCNN_MISMATCH_AT_LAYER(9)
+XCNN_MISMATCH_AT_LAYER(10)
+XCNN_MISMATCH_AT_LAYER(11)
+XCNN_MISMATCH_AT_LAYER(12)
+XCNN_MISMATCH_AT_LAYER(13)
+XCNN_MISMATCH_AT_LAYER(14)
+XCNN_MISMATCH_AT_LAYER(15)
+XCNN_MISMATCH_AT_LAYER(16)
+XCNN_MISMATCH_AT_LAYER(17)
+XCNN_MISMATCH_AT_LAYER(18)
+XCNN_MISMATCH_AT_LAYER(19)
+XCNN_MISMATCH_AT_LAYERS8(2)
+XCNN_MISMATCH_AT_LAYER(20)
+XCNN_MISMATCH_AT_LAYER(29)
+XCNN_MISMATCH_AT_LAYERS8(3)
+XCNN_MISMATCH_AT_LAYER(30)
+XCNN_MISMATCH_AT_LAYER(39)
+XCNN_MISMATCH_AT_LAYERS8(4)
+XCNN_MISMATCH_AT_LAYER(40)
+XCNN_MISMATCH_AT_LAYER(49)
+XCNN_MISMATCH_AT_LAYERS8(5)
+XCNN_MISMATCH_AT_LAYER(50)
+XCNN_MISMATCH_AT_LAYER(59)
+XCNN_MISMATCH_AT_LAYER(60)
+XCNN_MISMATCH_AT_LAYER(61)
+XCNN_MISMATCH_AT_LAYER(62)
+XCNN_MISMATCH_AT_LAYER(63)
+XCNN_MISMATCH_AT_LAYER(64)
+#undef XCNN_MISMATCH_AT_LAYERS8
+#undef XCNN_MISMATCH_AT_LAYER
+
+template <int Produced, int Expected, class D = void>
+struct mismatched_ranks
+{
+    static_assert(always_false<D>::value, "xcnn::Sequential: a layer expects a tensor of another rank than the layer "
+                                          "before it produces (ranks in mismatched_ranks<produced, expected>)");
+};
+#define XCNN_MISMATCHED_RANKS(P, E, HINT)                                                                              \
+    template <class D>                                                                                                 \
+    struct mismatched_ranks<P, E, D>                                                                                   \
+    {                                                                                                                  \
+        static_assert(always_false<D>::value,                                                                          \
+                      "xcnn::Sequential: the layer expects a rank-" #E " input but the layer before it produces "      \
+                      "rank " #P HINT);                                                                                \
+    };
+XCNN_MISMATCHED_RANKS(4, 2, ": a Dense after a convolution or pooling layer needs a Flatten between them")
+XCNN_MISMATCHED_RANKS(2, 4,
+                      ": a convolution or pooling layer takes (N, C, H, W) and cannot follow Flatten or Dense; "
+                      "reorder the layers")
+XCNN_MISMATCHED_RANKS(1, 2, "")
+XCNN_MISMATCHED_RANKS(1, 3, "")
+XCNN_MISMATCHED_RANKS(1, 4, "")
+XCNN_MISMATCHED_RANKS(2, 1, "")
+XCNN_MISMATCHED_RANKS(2, 3, "")
+XCNN_MISMATCHED_RANKS(3, 1, "")
+XCNN_MISMATCHED_RANKS(3, 2, "")
+XCNN_MISMATCHED_RANKS(3, 4, "")
+XCNN_MISMATCHED_RANKS(4, 1, "")
+XCNN_MISMATCHED_RANKS(4, 3, "")
+#undef XCNN_MISMATCHED_RANKS
+
+/// Checks the ranks between layer `Layer` and the one before it; on a mismatch, instantiates
+/// the two messages.
+template <std::size_t Layer, int Produced, int Expected>
+constexpr bool check_neighbour_ranks()
+{
+    constexpr bool match = Produced == any_rank || Expected == any_rank || Produced == Expected;
+    if constexpr (!match)
+    {
+        (void)sizeof(mismatch_at_layer<false, Layer>);
+        (void)sizeof(mismatched_ranks<Produced, Expected>);
+    }
+    return true;
+}
+
+// ---- Fusion: what neighbours declare they can do as one step. ------------------------------------
+
+/// An element-wise activation layer declares its functor as `activation_op` (layers/activation.hpp).
+template <class L, class = void>
+struct is_activation : std::false_type
+{
+};
+template <class L>
+struct is_activation<L, std::void_t<typename L::activation_op>> : std::true_type
+{
+};
+
+/// Whether layer L applies a following activation of functor Op in its own output pass
+/// (`forward_activated`, as `Dense` and `Conv2D` do).
+template <class L, class Op, class = void>
+struct applies_activation : std::false_type
+{
+};
+template <class L, class Op>
+struct applies_activation<L, Op,
+                          std::void_t<decltype(std::declval<L&>().forward_activated(
+                              std::declval<const typename L::input_type&>(), true, std::declval<const Op&>()))>>
+    : std::true_type
+{
+};
+
+/// Whether layer L declares that its output is its (N, C, H, W) input read as rows (`Flatten`).
+template <class L, class = void>
+struct reshapes_to_rows : std::false_type
+{
+};
+template <class L>
+struct reshapes_to_rows<L, std::enable_if_t<L::reshapes_to_rows>> : std::true_type
+{
+};
+
+/// Whether layer L reads an (N, C, H, W) input in place as rows (`forward_flattened`, as `Dense`).
+template <class L, class = void>
+struct reads_rows : std::false_type
+{
+};
+template <class L>
+struct reads_rows<L, std::void_t<decltype(std::declval<L&>().forward_flattened(
+                         std::declval<const xt::xtensor<typename L::value_type, 4>&>(), true))>> : std::true_type
+{
+};
+
 /// Whether layer L can skip its input gradient (`backward_parameters(dy)`).
 template <class L, class G, class = void>
 struct has_backward_parameters : std::false_type
@@ -50,40 +211,34 @@ struct has_backward_parameters<L, G,
 {
 };
 
-/// Whether layer L reads a Flatten's input in place (`forward_flattened`, as `Dense` does).
-template <class L, class = void>
-struct reads_flattened : std::false_type
+/// How a step of a `Sequential` runs the layer it starts at.
+enum class step_kind
 {
-};
-template <class L>
-struct reads_flattened<L, std::void_t<decltype(std::declval<L&>().forward_flattened(
-                              std::declval<const xt::xtensor<typename L::value_type, 4>&>(), true))>> : std::true_type
-{
+    single,          ///< the layer alone
+    with_activation, ///< the layer applies the next one, an activation, in its own output pass
+    rows_into_next,  ///< the layer reshapes to rows, the next reads its input in place
+    absorbed         ///< run by the step of the layer before it
 };
 
-/// Whether layer L applies a following ReLU itself (`forward_relu`, as `Conv2D` does).
-template <class L, class = void>
-struct applies_relu : std::false_type
+/// Whether layers `L` and `Next` (at `index` and index + 1) can run as one step of `kind`.
+template <class L, class Next>
+constexpr step_kind fusion_of(std::size_t index)
 {
-};
-template <class L>
-struct applies_relu<
-    L, std::void_t<decltype(std::declval<L&>().forward_relu(std::declval<const typename L::input_type&>(), true))>>
-    : std::true_type
-{
-};
-
-/// Instantiated for every pair of neighbours; the template arguments in the compiler's
-/// message say which layer and which ranks.
-template <std::size_t LayerIndex, int ProducedRank, int ExpectedRank>
-struct check_neighbour_ranks
-{
-    static_assert(ProducedRank == any_rank || ExpectedRank == any_rank || ProducedRank == ExpectedRank,
-                  "xcnn::Sequential: layer LayerIndex expects a tensor of rank ExpectedRank but the layer "
-                  "before it produces rank ProducedRank (e.g. a Dense right after a Conv2D needs a Flatten "
-                  "between them)");
-    static constexpr bool value = true;
-};
+    if constexpr (is_activation<Next>::value)
+    {
+        if constexpr (applies_activation<L, typename Next::activation_op>::value)
+        {
+            return step_kind::with_activation;
+        }
+    }
+    // Not for a first layer, whose input is the caller's tensor, which may change before
+    // `backward`.
+    if (index > 0 && reshapes_to_rows<L>::value && reads_rows<Next>::value)
+    {
+        return step_kind::rows_into_next;
+    }
+    return step_kind::single;
+}
 
 } // namespace detail
 
@@ -127,15 +282,45 @@ private:
     static constexpr bool check_ranks(std::index_sequence<I...>)
     {
         return (detail::check_neighbour_ranks<I + 1, detail::produced_rank(layer_output_ranks, I),
-                                              layer_input_ranks[I + 1]>::value &&
+                                              layer_input_ranks[I + 1]>() &&
                 ... && true);
     }
-    static_assert(check_ranks(std::make_index_sequence<layer_count - 1>{}), "xcnn::Sequential: rank mismatch");
+    static constexpr bool ranks_checked = check_ranks(std::make_index_sequence<layer_count - 1>{});
+
+    template <std::size_t I>
+    using layer_type = std::tuple_element_t<I, std::tuple<Layers...>>;
+
+    /// The steps forward and backward both run, planned once from what the layers declare:
+    /// left to right, a layer and its neighbour form one step when they can.
+    template <std::size_t... I>
+    static constexpr std::array<detail::step_kind, layer_count> make_plan(std::index_sequence<I...>)
+    {
+        constexpr std::array<detail::step_kind, layer_count> pairs{
+            detail::fusion_of<layer_type<I>, layer_type<(I + 1 < layer_count ? I + 1 : I)>>(I)...};
+        std::array<detail::step_kind, layer_count> plan{};
+        for (std::size_t i = 0; i < layer_count; ++i)
+        {
+            const bool fused = i + 1 < layer_count && pairs[i] != detail::step_kind::single;
+            plan[i] = fused ? pairs[i] : detail::step_kind::single;
+            if (fused)
+            {
+                plan[++i] = detail::step_kind::absorbed;
+            }
+        }
+        return plan;
+    }
+
+public:
+    /// How each layer runs: `single`, or the first or second (`absorbed`) layer of a fused step.
+    static constexpr std::array<detail::step_kind, layer_count> plan =
+        make_plan(std::make_index_sequence<layer_count>{});
 
 public:
     /// The layers, in the order they run. Usually written with class template argument deduction,
     /// `xcnn::Sequential net{layer0, layer1, ...}`.
     explicit Sequential(Layers... layers) : m_layers(std::move(layers)...) {}
+
+    static_assert((detail::check_layer<Layers>::value && ...), "xcnn::Sequential: see the error above");
 
     /// Layer `I` (0-based).
     template <std::size_t I>
@@ -204,6 +389,15 @@ public:
     {
         std::vector<parameter<value_type>> all;
         collect_parameters(all, std::make_index_sequence<layer_count>{});
+        return all;
+    }
+
+    /// Every buffer (non-trainable state such as BatchNorm's running mean), named like PyTorch's
+    /// `state_dict` keys ("1.running_mean"); optimizers never see them.
+    std::vector<buffer<value_type>> buffers()
+    {
+        std::vector<buffer<value_type>> all;
+        collect_buffers(all, std::make_index_sequence<layer_count>{});
         return all;
     }
 
@@ -320,19 +514,36 @@ private:
         (f(I, std::get<I>(m_layers)), ...);
     }
 
+    /// Appends `handles` (a layer's parameters or buffers) to `all`, named "<index>.<name>".
+    template <class Handle>
+    static void add_named(std::vector<Handle>& all, std::vector<Handle> handles, std::size_t index,
+                          const std::string& layer)
+    {
+        for (auto& h : handles)
+        {
+            h.add_prefix(std::to_string(index) + ".");
+            if (h.layer().empty()) // a nested Sequential has named its own layers already
+            {
+                h.set_layer(layer);
+            }
+            all.push_back(std::move(h));
+        }
+    }
+
     template <std::size_t... I>
     void collect_parameters(std::vector<parameter<value_type>>& all, std::index_sequence<I...>)
     {
+        (add_named(all, std::get<I>(m_layers).parameters(), I, std::get<I>(m_layers).name()), ...);
+    }
+
+    template <std::size_t... I>
+    void collect_buffers(std::vector<buffer<value_type>>& all, std::index_sequence<I...>)
+    {
         auto add = [&](std::size_t index, auto& layer)
         {
-            for (auto& p : layer.parameters())
+            if constexpr (detail::has_buffers<std::decay_t<decltype(layer)>, value_type>::value)
             {
-                p.add_prefix(std::to_string(index) + ".");
-                if (p.layer().empty()) // a nested Sequential has named its own layers already
-                {
-                    p.set_layer(layer.name());
-                }
-                all.push_back(std::move(p));
+                add_named(all, layer.buffers(), index, layer.name());
             }
         };
         (add(I, std::get<I>(m_layers)), ...);
@@ -364,44 +575,8 @@ private:
         }
     }
 
-    template <std::size_t I>
-    using layer_type = std::tuple_element_t<I, std::tuple<Layers...>>;
-
-    /// Whether layers I (a Flatten) and I + 1 run as one step: the next layer reads the Flatten's
-    /// input in place (no copy in either direction). Not for a first layer, whose input is the
-    /// caller's tensor, which may change before `backward`.
-    template <std::size_t I>
-    static constexpr bool flattens_in_place()
-    {
-        if constexpr (I == 0 || I + 1 >= layer_count)
-        {
-            return false;
-        }
-        else
-        {
-            return std::is_same<layer_type<I>, Flatten<value_type>>::value &&
-                   detail::reads_flattened<layer_type<I + 1>>::value;
-        }
-    }
-
-    /// Whether layers I and I + 1 (a ReLU) run as one step: layer I applies the ReLU in the copy
-    /// that writes its output and masks the gradient in the copies its backward makes, which
-    /// saves the ReLU's two passes over the activations. Same results, bit for bit.
-    template <std::size_t I>
-    static constexpr bool fuses_relu()
-    {
-        if constexpr (I + 1 >= layer_count)
-        {
-            return false;
-        }
-        else
-        {
-            return std::is_same<layer_type<I + 1>, ReLU<value_type>>::value &&
-                   detail::applies_relu<layer_type<I>>::value;
-        }
-    }
-
-    /// Runs layer I and the ones after it: `forward` when training, `predict` otherwise.
+    /// Runs layer I and the ones after it, step by step as `plan` says: `forward` when
+    /// training, `predict` otherwise.
     template <bool Training, std::size_t I, class X>
     decltype(auto) run_from(const X& x)
     {
@@ -409,13 +584,14 @@ private:
         {
             return (x);
         }
-        else if constexpr (fuses_relu<I>())
+        else if constexpr (plan[I] == detail::step_kind::with_activation)
         {
             auto& layer = std::get<I>(m_layers);
-            const auto& y = *guarded<I>([&] { return &layer.forward_relu(x, Training); });
+            const auto& op = std::get<I + 1>(m_layers).op();
+            const auto& y = *guarded<I>([&] { return &layer.forward_activated(x, Training, op); });
             return run_from<Training, I + 2>(y);
         }
-        else if constexpr (flattens_in_place<I>())
+        else if constexpr (plan[I] == detail::step_kind::rows_into_next)
         {
             auto& next = std::get<I + 1>(m_layers);
             const auto& y = *guarded<I + 1>([&] { return &next.forward_flattened(x, Training); });
@@ -440,53 +616,59 @@ private:
         }
     }
 
-    /// Runs `backward` of layer I and the ones before it and returns dX of the first layer, or,
-    /// without InputGrad, lets the first layer compute only its parameter gradients when it can.
+    /// Runs the backward pass of the step that ends at layer I and of the ones before it, and
+    /// returns dX of the first layer, or, without InputGrad, lets the first step compute only its
+    /// parameter gradients when it can.
     template <bool InputGrad, std::size_t I, class G>
     decltype(auto) backward_from(const G& grad)
     {
-        auto& layer = std::get<I>(m_layers);
-        if constexpr (I > 0 && fuses_relu<(I > 0 ? I - 1 : 0)>())
+        constexpr bool fused = plan[I] == detail::step_kind::absorbed;
+        constexpr std::size_t first = fused ? I - 1 : I; // the step's first layer
+        constexpr bool parameters_only = first == 0 && !InputGrad;
+        auto& layer = std::get<first>(m_layers);
+        if constexpr (fused && plan[first] == detail::step_kind::with_activation)
         {
-            auto& fused = std::get<I - 1>(m_layers);
-            if constexpr (I == 1 && !InputGrad)
+            const auto& op = std::get<I>(m_layers).op();
+            if constexpr (parameters_only)
             {
-                guarded<0>([&] { return (fused.backward_parameters_relu(grad), 0); });
+                guarded<0>([&] { return (layer.backward_parameters_activated(grad, op), 0); });
             }
             else
             {
-                const auto& dx = *guarded<I - 1>([&] { return &fused.backward_relu(grad); });
-                if constexpr (I > 1)
-                {
-                    return backward_from<InputGrad, I - 2>(dx);
-                }
-                else
-                {
-                    return (dx);
-                }
+                const auto& dx = *guarded<first>([&] { return &layer.backward_activated(grad, op); });
+                return backward_rest<InputGrad, first>(dx);
             }
         }
-        else if constexpr (I > 0 && flattens_in_place<(I > 0 ? I - 1 : 0)>())
+        else if constexpr (fused)
         {
-            const auto& dx = *guarded<I>([&] { return &layer.backward_flattened(grad); });
-            return backward_from<InputGrad, I - 2>(dx);
+            // rows_into_next: the second layer reads the first one's input, and returns its dX.
+            auto& next = std::get<I>(m_layers);
+            const auto& dx = *guarded<I>([&] { return &next.backward_flattened(grad); });
+            return backward_rest<InputGrad, first>(dx);
         }
-        else if constexpr (I == 0 && !InputGrad &&
-                           detail::has_backward_parameters<std::decay_t<decltype(layer)>, G>::value)
+        else if constexpr (parameters_only && detail::has_backward_parameters<std::decay_t<decltype(layer)>, G>::value)
         {
             guarded<0>([&] { return (layer.backward_parameters(grad), 0); });
         }
         else
         {
             const auto& dx = *guarded<I>([&] { return &layer.backward(grad); });
-            if constexpr (I > 0)
-            {
-                return backward_from<InputGrad, I - 1>(dx);
-            }
-            else if constexpr (InputGrad)
-            {
-                return (dx);
-            }
+            return backward_rest<InputGrad, first>(dx);
+        }
+    }
+
+    /// Continues `backward_from` before the step that starts at layer `First`, or returns `dx`
+    /// when it was the first.
+    template <bool InputGrad, std::size_t First, class D>
+    decltype(auto) backward_rest(const D& dx)
+    {
+        if constexpr (First > 0)
+        {
+            return backward_from<InputGrad, First - 1>(dx);
+        }
+        else if constexpr (InputGrad)
+        {
+            return (dx);
         }
     }
 

@@ -1,0 +1,97 @@
+/// @file
+/// Element-wise activation kernels over raw arrays, for any activation functor: the activation
+/// layers and the layers that apply a following activation in their own output pass
+/// (`Conv2D`, `Dense`) share them.
+///
+/// An activation functor `Op` (layers/relu.hpp is the model) provides, on `xsimd::batch<T>`:
+/// - `forward(x)`: f(x);
+/// - `backward(dy, x, y)`: dLoss/dx from dy = dLoss/dy, the input x and the output y = f(x);
+/// - `static constexpr bool backward_reads_input`: whether `backward` needs x (GELU) or only y
+///   (ReLU, sigmoid, tanh); when false the kernels pass y as x, so no input is kept;
+/// - `std::string name() const`: how the layer shows, e.g. "ReLU()".
+#ifndef XCNN_CORE_ACTIVATION_HPP
+#define XCNN_CORE_ACTIVATION_HPP
+
+#include <algorithm>
+#include <cstddef>
+
+#include "xtensor_shim.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// Calls `f(i, count)` for whole vectors and once for the partial last vector with `count` < S
+/// elements, which `f` handles through an aligned copy (so no load leaves the arrays).
+template <class T, class F>
+void for_each_vector(std::size_t n, F&& f)
+{
+    constexpr std::size_t S = xsimd::batch<T>::size;
+    std::size_t i = 0;
+    for (; i + S <= n; i += S)
+    {
+        f(i, S);
+    }
+    if (i < n)
+    {
+        f(i, n - i);
+    }
+}
+
+/// `count` (at most one vector) values from `p` as a vector, zero past `count`.
+template <class T>
+xsimd::batch<T> load_vector(const T* p, std::size_t count)
+{
+    using batch = xsimd::batch<T>;
+    if (count == batch::size)
+    {
+        return batch::load_unaligned(p);
+    }
+    alignas(64) T tmp[batch::size] = {};
+    std::copy(p, p + count, tmp);
+    return batch::load_aligned(tmp);
+}
+
+/// Stores the first `count` lanes of `v` at `p`.
+template <class T>
+void store_vector(const xsimd::batch<T>& v, T* p, std::size_t count)
+{
+    using batch = xsimd::batch<T>;
+    if (count == batch::size)
+    {
+        v.store_unaligned(p);
+        return;
+    }
+    alignas(64) T tmp[batch::size];
+    v.store_aligned(tmp);
+    std::copy(tmp, tmp + count, p);
+}
+
+/// y[i] = op.forward(x[i]) for i < n; `y` may be `x`.
+template <class T, class Op>
+void apply_activation(const Op& op, const T* x, T* y, std::size_t n)
+{
+    for_each_vector<T>(n, [&](std::size_t i, std::size_t count)
+                       { store_vector(op.forward(load_vector(x + i, count)), y + i, count); });
+}
+
+/// dx[i] = op.backward(dy[i], x[i], y[i]) for i < n; `x` may be null when the functor's
+/// backward does not read the input; `dx` may be `dy`.
+template <class T, class Op>
+void activation_gradient(const Op& op, const T* dy, const T* x, const T* y, T* dx, std::size_t n)
+{
+    const T* input = x != nullptr ? x : y;
+    for_each_vector<T>(n,
+                       [&](std::size_t i, std::size_t count)
+                       {
+                           store_vector(op.backward(load_vector(dy + i, count), load_vector(input + i, count),
+                                                    load_vector(y + i, count)),
+                                        dx + i, count);
+                       });
+}
+
+} // namespace detail
+} // namespace xcnn
+
+#endif // XCNN_CORE_ACTIVATION_HPP
