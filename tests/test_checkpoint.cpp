@@ -6,6 +6,7 @@
 // io_error naming the path that keeps the previous file.
 #include "catch_compat.hpp"
 
+#include "support/buffered_net.hpp"
 #include "support/error_of.hpp"
 #include "support/temp_dir.hpp"
 #include "support/training_state.hpp"
@@ -20,9 +21,12 @@
 #include <exception>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -31,6 +35,10 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef XCNN_TEST_FIXTURES_DIR
+#error "XCNN_TEST_FIXTURES_DIR must name tests/fixtures"
+#endif
 
 namespace
 {
@@ -171,31 +179,68 @@ TEST_CASE("the SGD state round trips and is checked against the parameters")
     std::mt19937 data_rng(4);
     train(net, sgd, data_rng, 2);
     const auto state = sgd.state_dict();
-    CHECK(state.lr == 0.1f);
-    CHECK(state.steps == 2);
-    REQUIRE(state.momentum_buffers.size() == 4);
-    CHECK(state.momentum_buffers[0] == sgd.momentum_buffer(0));
+    CHECK(state.kind == "SGD");
+    CHECK(state.scalars ==
+          std::vector<std::pair<std::string, float>>{{"lr", 0.1f}, {"momentum", 0.9f}, {"weight_decay", 0.01f}});
+    CHECK(state.counters == std::vector<std::pair<std::string, std::uint64_t>>{{"steps", 2}, {"skipped_steps", 0}});
+    REQUIRE(state.tensors.size() == 4);
+    CHECK(state.tensors[0].parameter == "0.weight");
+    CHECK(state.tensors[0].name == "momentum_buffer");
+    CHECK(state.tensors[0].values == sgd.momentum_buffer(0));
+    CHECK(state.tensor("4.bias", "momentum_buffer") == &state.tensors[3]);
 
     xcnn::SGD<float> other(net.parameters(), 1.f);
     other.load_state_dict(state);
     CHECK(xcnn_test::momentum_bytes(other) == xcnn_test::momentum_bytes(sgd));
     CHECK(other.momentum() == 0.9f);
     CHECK(other.weight_decay() == 0.01f);
+    CHECK(other.steps() == 2);
 
+    // A missing tensor is a buffer that does not exist yet (PyTorch's state_dict): restored so.
     auto fewer = state;
-    fewer.momentum_buffers.pop_back();
-    CHECK(error_of([&] { other.load_state_dict(fewer); }) ==
-          "SGD: the state holds 3 momentum buffers but the optimizer has 4 parameters");
+    fewer.tensors.pop_back();
+    xcnn::SGD<float> third(net.parameters(), 1.f);
+    third.load_state_dict(fewer);
+    CHECK(third.momentum_buffer(3).empty());
+    CHECK(third.momentum_buffer(2) == sgd.momentum_buffer(2));
+
     auto wrong_size = state;
-    wrong_size.momentum_buffers[3].push_back(1.f);
+    wrong_size.tensor("4.bias", "momentum_buffer")->values.push_back(1.f);
     CHECK_THROWS_AS(other.load_state_dict(wrong_size), xcnn::shape_error);
     CHECK(error_of([&] { other.load_state_dict(wrong_size); }) ==
           "SGD: the momentum buffer of parameter '4.bias' (Dense(18, 3)) has 4 elements, the parameter 3 (shape (3,))");
+    auto foreign = state;
+    foreign.tensors.back().parameter = "5.bias";
+    CHECK_THROWS_AS(other.load_state_dict(foreign), xcnn::shape_error);
+    CHECK(error_of([&] { other.load_state_dict(foreign); }) ==
+          "SGD: the state holds a momentum buffer of '5.bias', which is none of the optimizer's 4 parameters");
+    auto twice = state;
+    twice.tensors.push_back(twice.tensors.front());
+    CHECK(error_of([&] { other.load_state_dict(twice); }) ==
+          "SGD: the state holds two momentum buffers of parameter '0.weight' (" + net.get<0>().name() + ")");
+    auto other_tensor = state;
+    other_tensor.tensors.front().name = "exp_avg";
+    CHECK_THROWS_AS(other.load_state_dict(other_tensor), xcnn::value_error);
+    CHECK(error_of([&] { other.load_state_dict(other_tensor); }) ==
+          "SGD: the state holds a tensor 'exp_avg' of parameter '0.weight'; SGD keeps only 'momentum_buffer'");
+    auto other_kind = state;
+    other_kind.kind = "Adam";
+    CHECK(error_of([&] { other.load_state_dict(other_kind); }) == "SGD: the state is that of a 'Adam' optimizer");
+    auto missing = state;
+    missing.scalars.pop_back();
+    CHECK(error_of([&] { other.load_state_dict(missing); }) ==
+          "SGD: the state holds 0 scalars 'weight_decay', not one");
+    auto extra = state;
+    extra.counters.emplace_back("epochs", 1);
+    CHECK(error_of([&] { other.load_state_dict(extra); }) == "SGD: the state holds an unknown counter 'epochs'");
     auto negative = state;
-    negative.lr = -1.f;
+    *negative.scalar("lr") = -1.f;
     CHECK_THROWS_AS(other.load_state_dict(negative), xcnn::value_error);
+    CHECK(error_of([&] { other.load_state_dict(negative); }) ==
+          "SGD: invalid state: learning rate -1, momentum 0.9, weight_decay 0.01 (each must be finite and >= 0)");
     CHECK(xcnn_test::momentum_bytes(other) == xcnn_test::momentum_bytes(sgd)); // unchanged by the failures
     CHECK(other.lr() == 0.1f);
+    CHECK(other.steps() == 2);
 }
 
 TEST_CASE("the checkpoint records are the documented ones, and xcnn::load reads a checkpoint")
@@ -407,7 +452,7 @@ TEST_CASE("save_checkpoint refuses non-finite parameters and momentum and keeps 
     SECTION("a momentum buffer")
     {
         auto state = sgd.state_dict();
-        state.momentum_buffers[1][0] = -std::numeric_limits<float>::infinity();
+        state.tensor("0.bias", "momentum_buffer")->values[0] = -std::numeric_limits<float>::infinity();
         sgd.load_state_dict(state);
         CHECK_THROWS_AS(xcnn::save_checkpoint(path, net, sgd, {}), xcnn::numeric_error);
         CHECK_THAT(error_of([&] { xcnn::save_checkpoint(path, net, sgd, {}); }),
@@ -540,11 +585,12 @@ TEST_CASE("a writer killed at random moments leaves an intact checkpoint of the 
     {
         net.reset_parameters(static_cast<std::mt19937::result_type>(k));
         auto state = sgd.state_dict();
-        for (std::size_t i = 0; i < state.momentum_buffers.size(); ++i)
+        state.tensors.clear();
+        for (const auto& p : sgd.parameters())
         {
-            state.momentum_buffers[i].assign(sgd.parameters()[i].size(), static_cast<float>(k));
+            state.tensors.push_back({p.name(), "momentum_buffer", std::vector<float>(p.size(), static_cast<float>(k))});
         }
-        state.steps = k;
+        *state.counter("steps") = k;
         sgd.load_state_dict(state);
         progress.global_step = k;
         progress.order.assign(order_size, k);
@@ -641,4 +687,258 @@ TEST_CASE("a writer killed at random moments leaves an intact checkpoint of the 
     make_state(current + 1, net, sgd, progress);
     xcnn::save_checkpoint(path, net, sgd, progress);
     CHECK(count_temporary_files(dir) == 0);
+}
+
+TEST_CASE("a checkpoint written by xcnn 0.1.0 still loads, and saving it again writes the same records")
+{
+    // tests/fixtures/v1/small_net.ckpt was written by tests/fixtures/v1/make_v1_fixtures.cpp with
+    // the release before the optimizer state interface and buffers: element j of parameter i is
+    // (i + 1) / 8 - j / 64, of momentum buffer i j / 32 - i / 4; '0.bias' has no buffer.
+    const std::string path = std::string(XCNN_TEST_FIXTURES_DIR) + "/v1/small_net.ckpt";
+    auto net = xcnn_test::small_net();
+    xcnn::SGD<float> sgd(net.parameters(), 1.f);
+    std::mt19937 rng;
+    const auto progress = xcnn::load_checkpoint(path, net, sgd, rng);
+    CHECK(sgd.lr() == 0.125f);
+    CHECK(sgd.momentum() == 0.75f);
+    CHECK(sgd.weight_decay() == 0.0625f);
+    CHECK(sgd.steps() == 3);
+    CHECK(sgd.skipped_steps() == 1);
+    CHECK(progress.epoch == 2);
+    CHECK(progress.step_in_epoch == 5);
+    CHECK(progress.global_step == 17);
+    CHECK(progress.order == std::vector<std::uint64_t>{3, 1, 4, 0, 2});
+    CHECK(progress.scalars == std::map<std::string, double>{{"loss_sum", 1.25}});
+    CHECK(progress.description == "fixture");
+    CHECK(rng == std::mt19937(11));
+    const auto params = net.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+    {
+        const auto& buffer = sgd.momentum_buffer(i);
+        CHECK(buffer.size() == (i == 1 ? 0 : params[i].size()));
+        for (std::size_t j = 0; j < params[i].size(); ++j)
+        {
+            CHECK(params[i].data()[j] == float(i + 1) / 8 - float(j) / 64);
+            if (i != 1)
+            {
+                CHECK(buffer[j] == float(j) / 32 - float(i) / 4);
+            }
+        }
+    }
+
+    // The records this xcnn writes for the restored state are those of the old file, byte for
+    // byte (the version metadata aside), so the format did not change.
+    const auto old_file = xcnn::io::read_model_file(path);
+    const auto new_file = xcnn::checkpoint_state(net, sgd, progress);
+    auto comparable = [](const xcnn::io::model_file& f)
+    {
+        std::vector<std::tuple<int, std::string, int, std::vector<std::uint64_t>, std::vector<unsigned char>>> out;
+        for (const auto& r : f.records)
+        {
+            if (r.name != "xcnn.version")
+            {
+                out.emplace_back(static_cast<int>(r.kind), r.name, r.type, r.shape, r.data);
+            }
+        }
+        return out;
+    };
+    CHECK(comparable(new_file) == comparable(old_file));
+    CHECK(new_file.scalar_type == old_file.scalar_type);
+}
+
+namespace
+{
+
+/// A second kind of optimizer, to check that checkpoints work with any optimizer of the contract
+/// (optim/optimizer.hpp): p -= lr * v, v = g + v, with a "velocity" per parameter from its first
+/// step on and a step counter.
+template <class T>
+class velocity_optimizer
+{
+public:
+    using value_type = T;
+    velocity_optimizer(std::vector<xcnn::parameter<T>> parameters, T lr)
+        : m_parameters(std::move(parameters)), m_velocity(m_parameters.size()), m_lr(lr)
+    {
+    }
+    std::string name() const { return "Velocity"; }
+    const std::vector<xcnn::parameter<T>>& parameters() const { return m_parameters; }
+    void step()
+    {
+        for (std::size_t i = 0; i < m_parameters.size(); ++i)
+        {
+            m_velocity[i].resize(m_parameters[i].size());
+            for (std::size_t j = 0; j < m_velocity[i].size(); ++j)
+            {
+                m_velocity[i][j] += m_parameters[i].grad_data()[j];
+                m_parameters[i].data()[j] -= m_lr * m_velocity[i][j];
+            }
+        }
+        ++m_steps;
+    }
+    xcnn::optimizer_state<T> state_dict() const
+    {
+        xcnn::optimizer_state<T> state{name(), {{"lr", m_lr}}, {{"steps", m_steps}}, {}};
+        for (std::size_t i = 0; i < m_parameters.size(); ++i)
+        {
+            if (!m_velocity[i].empty())
+            {
+                state.tensors.push_back({m_parameters[i].name(), "velocity", m_velocity[i]});
+            }
+        }
+        return state;
+    }
+    void check_state_dict(const xcnn::optimizer_state<T>& state) const
+    {
+        if (state.kind != name() || state.scalar("lr") == nullptr || state.counter("steps") == nullptr)
+        {
+            throw xcnn::value_error("Velocity: not a state of mine");
+        }
+        for (const auto& t : state.tensors)
+        {
+            if (t.name != "velocity")
+            {
+                throw xcnn::value_error("Velocity: unknown tensor " + t.name);
+            }
+        }
+    }
+    void load_state_dict(const xcnn::optimizer_state<T>& state)
+    {
+        check_state_dict(state);
+        std::vector<std::vector<T>> velocity(m_parameters.size());
+        for (const auto& t : state.tensors)
+        {
+            for (std::size_t i = 0; i < m_parameters.size(); ++i)
+            {
+                velocity[i] = m_parameters[i].name() == t.parameter ? t.values : velocity[i];
+            }
+        }
+        m_lr = *state.scalar("lr");
+        m_steps = *state.counter("steps");
+        m_velocity.swap(velocity);
+    }
+    const std::vector<T>& velocity(std::size_t i) const { return m_velocity[i]; }
+
+private:
+    std::vector<xcnn::parameter<T>> m_parameters;
+    std::vector<std::vector<T>> m_velocity;
+    T m_lr;
+    std::uint64_t m_steps = 0;
+};
+
+static_assert(xcnn::is_optimizer<xcnn::SGD<float>>::value, "SGD satisfies the optimizer contract");
+static_assert(xcnn::is_optimizer<velocity_optimizer<double>>::value, "so does the test's optimizer");
+static_assert(!xcnn::is_optimizer<xcnn_test::buffered_net<float>>::value, "a network is no optimizer");
+
+/// Sets the gradients of `net` to values depending on `seed`.
+template <class Net>
+void set_gradients(Net& net, int seed)
+{
+    for (const auto& p : net.parameters())
+    {
+        for (std::size_t j = 0; j < p.size(); ++j)
+        {
+            p.grad_data()[j] = static_cast<float>(seed) / 8 - static_cast<float>(j) / 16;
+        }
+    }
+}
+
+} // namespace
+
+TEST_CASE("a checkpoint restores the buffers of the network, which no optimizer sees")
+{
+    xcnn_test::temp_dir dir;
+    xcnn_test::buffered_net<float> net;
+    net.fill(1);
+    xcnn::SGD<float> sgd(net.parameters(), 0.5f, 0.75f);
+    CHECK(sgd.parameters().size() == 2); // the buffers are not parameters
+    set_gradients(net, 1);
+    REQUIRE(sgd.step());
+    xcnn::save_checkpoint(dir / "b.ckpt", net, sgd, sample_progress());
+    const auto file = xcnn::io::read_model_file(dir / "b.ckpt");
+    CHECK(file.of_kind(xcnn::io::record_kind::buffer).size() == 2);
+    CHECK(file.find("optimizer.1.running_mean.momentum_buffer", xcnn::io::record_kind::state) == nullptr);
+
+    xcnn_test::buffered_net<float> back;
+    back.fill(5);
+    xcnn::SGD<float> back_sgd(back.parameters(), 1.f);
+    xcnn::load_checkpoint(dir / "b.ckpt", back, back_sgd);
+    CHECK(back.values() == net.values());
+    CHECK(xcnn_test::momentum_bytes(back_sgd) == xcnn_test::momentum_bytes(sgd));
+
+    SECTION("a buffer of another shape: shape_error, nothing changed")
+    {
+        xcnn_test::buffered_net<float> wide(4);
+        wide.fill(6);
+        xcnn::SGD<float> wide_sgd(wide.parameters(), 1.f);
+        const auto before = wide.values();
+        CHECK_THROWS_AS(xcnn::load_checkpoint(dir / "b.ckpt", wide, wide_sgd), xcnn::shape_error);
+        CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "b.ckpt", wide, wide_sgd); }),
+                   contains("architecture mismatch at buffer 0: the file has '1.running_mean' of shape (3,)"));
+        CHECK(wide.values() == before);
+        CHECK(wide_sgd.momentum_buffer(0).empty());
+        CHECK(wide_sgd.steps() == 0);
+    }
+    SECTION("a non-finite buffer is refused at save")
+    {
+        net.running_var.value()(1) = std::numeric_limits<float>::quiet_NaN();
+        CHECK_THROWS_AS(xcnn::save_checkpoint(dir / "b.ckpt", net, sgd, {}), xcnn::numeric_error);
+        CHECK_THAT(error_of([&] { xcnn::save_checkpoint(dir / "b.ckpt", net, sgd, {}); }),
+                   contains("buffer '1.running_var' holds non-finite values: 1 of 3 elements is not finite, the "
+                            "first at index 1 (nan)"));
+    }
+}
+
+TEST_CASE("checkpoints work with any optimizer of the contract, and refuse the state of another kind")
+{
+    xcnn_test::temp_dir dir;
+    xcnn_test::buffered_net<double> net;
+    net.fill(1);
+    velocity_optimizer<double> opt(net.parameters(), 0.25);
+    set_gradients(net, 2);
+    opt.step();
+    xcnn::save_checkpoint(dir / "v.ckpt", net, opt, sample_progress());
+
+    const auto file = xcnn::io::read_model_file(dir / "v.ckpt");
+    using kind = xcnn::io::record_kind;
+    CHECK(file.find("xcnn.optimizer", kind::metadata)->as_text() == "Velocity");
+    CHECK(file.find("optimizer.lr", kind::state)->values<double>() == std::vector<double>{0.25});
+    CHECK(file.find("optimizer.steps", kind::state)->values<std::uint64_t>() == std::vector<std::uint64_t>{1});
+    const auto* velocity = file.find("optimizer.0.weight.velocity", kind::state);
+    REQUIRE(velocity != nullptr);
+    CHECK(velocity->shape == std::vector<std::uint64_t>{3, 2});
+    CHECK(velocity->values<double>() == opt.velocity(0));
+
+    xcnn_test::buffered_net<double> back;
+    velocity_optimizer<double> back_opt(back.parameters(), 1.0);
+    xcnn::load_checkpoint(dir / "v.ckpt", back, back_opt);
+    CHECK(back.values() == net.values());
+    CHECK(back_opt.state_dict().scalars == opt.state_dict().scalars);
+    CHECK(back_opt.velocity(1) == opt.velocity(1));
+
+    // The velocity state in an SGD and the SGD state in a Velocity optimizer: format_error,
+    // nothing changed.
+    xcnn::SGD<double> sgd(back.parameters(), 0.5, 0.9);
+    set_gradients(back, 3);
+    REQUIRE(sgd.step());
+    const auto before = back.values();
+    CHECK_THROWS_AS(xcnn::load_checkpoint(dir / "v.ckpt", back, sgd), xcnn::format_error);
+    CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "v.ckpt", back, sgd); }),
+               contains("v.ckpt': the checkpoint holds the state of a 'Velocity' optimizer, not of SGD"));
+    xcnn::save_checkpoint(dir / "s.ckpt", back, sgd, {});
+    CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "s.ckpt", back, back_opt); }),
+               contains("s.ckpt': the checkpoint holds the state of a 'SGD' optimizer, not of Velocity"));
+    CHECK(back.values() == before);
+    CHECK(sgd.steps() == 1);
+    CHECK(back_opt.velocity(1) == opt.velocity(1));
+
+    // A tensor SGD does not keep in an SGD checkpoint: refused by SGD's check, as a damaged file.
+    auto foreign = xcnn::io::read_model_file(dir / "s.ckpt");
+    foreign.records.push_back(*file.find("optimizer.0.weight.velocity", kind::state));
+    xcnn::io::write_model_file(dir / "foreign.ckpt", foreign);
+    CHECK_THROWS_AS(xcnn::load_checkpoint(dir / "foreign.ckpt", back, sgd), xcnn::format_error);
+    CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "foreign.ckpt", back, sgd); }),
+               contains("foreign.ckpt': SGD: the state holds a tensor 'velocity' of parameter '0.weight'; SGD keeps "
+                        "only 'momentum_buffer'"));
+    CHECK(back.values() == before);
 }

@@ -3,6 +3,7 @@
 // network unchanged; a failed save leaves the previous file intact and no temporary file behind.
 #include "catch_compat.hpp"
 
+#include "support/buffered_net.hpp"
 #include "support/error_of.hpp"
 #include "support/temp_dir.hpp"
 
@@ -15,11 +16,16 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include <sys/resource.h>
 #include <unistd.h>
+
+#ifndef XCNN_TEST_FIXTURES_DIR
+#error "XCNN_TEST_FIXTURES_DIR must name tests/fixtures"
+#endif
 
 namespace
 {
@@ -591,4 +597,100 @@ TEST_CASE("a record without elements whose shape could not be a tensor is refuse
     CHECK_THROWS_AS(xcnn::io::decode_model(bytes, "huge.xcnn"), xcnn::format_error);
     CHECK_THAT(error_of([&] { xcnn::io::decode_model(bytes, "huge.xcnn"); }),
                xcnn_test::contains("tensor 'empty' of shape (0, 1099511627776, 1099511627776)"));
+}
+
+TEST_CASE("a version-1 model file written by xcnn 0.1.0 (before buffers) still loads")
+{
+    // tests/fixtures/v1/small_net.xcnn was written by tests/fixtures/v1/make_v1_fixtures.cpp with
+    // the release before buffers existed; element j of parameter i is (i + 1) / 8 - j / 64.
+    const std::string path = std::string(XCNN_TEST_FIXTURES_DIR) + "/v1/small_net.xcnn";
+    const auto file = xcnn::io::read_model_file(path);
+    CHECK(file.of_kind(xcnn::io::record_kind::parameter).size() == 4);
+    auto net = small_net();
+    xcnn::load(net, path);
+    const auto params = net.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+    {
+        for (std::size_t j = 0; j < params[i].size(); ++j)
+        {
+            CHECK(params[i].data()[j] == float(i + 1) / 8 - float(j) / 64);
+        }
+    }
+}
+
+TEST_CASE("buffers are saved as records of kind 4 and restored with the parameters")
+{
+    xcnn_test::temp_dir dir;
+    xcnn_test::buffered_net<float> net;
+    net.fill(1);
+    xcnn::save(net, dir / "b.xcnn");
+
+    const auto file = xcnn::io::read_model_file(dir / "b.xcnn");
+    const auto buffers = file.of_kind(xcnn::io::record_kind::buffer);
+    REQUIRE(buffers.size() == 2);
+    CHECK(static_cast<int>(xcnn::io::record_kind::buffer) == 4);
+    CHECK(buffers[0]->name == "1.running_mean");
+    CHECK(buffers[0]->shape == std::vector<std::uint64_t>{3});
+    CHECK(buffers[1]->values<float>() == net.values()[3]);
+    CHECK(file.of_kind(xcnn::io::record_kind::parameter).size() == 2);
+    CHECK(file.find("1.running_mean", xcnn::io::record_kind::parameter) == nullptr);
+
+    xcnn_test::buffered_net<float> back;
+    back.fill(2);
+    xcnn::load(back, dir / "b.xcnn");
+    CHECK(back.values() == net.values());
+
+    SECTION("a buffer of another shape: shape_error naming it, the network unchanged")
+    {
+        xcnn_test::buffered_net<float> wide(4);
+        wide.fill(3);
+        const auto before = wide.values();
+        CHECK_THROWS_AS(xcnn::load(wide, dir / "b.xcnn"), xcnn::shape_error);
+        CHECK_THAT(error_of([&] { xcnn::load(wide, dir / "b.xcnn"); }),
+                   xcnn_test::contains("architecture mismatch at buffer 0: the file has '1.running_mean' of shape (3,) "
+                                       "(float32), the network has '1.running_mean' of shape (4,) (float32)"));
+        CHECK(wide.values() == before); // parameters, which matched, unchanged too
+    }
+    SECTION("a file without the buffers: shape_error, the network unchanged")
+    {
+        xcnn_test::unbuffered_net<float> plain;
+        xcnn::save(plain, dir / "plain.xcnn");
+        const auto before = back.values();
+        CHECK_THROWS_AS(xcnn::load(back, dir / "plain.xcnn"), xcnn::shape_error);
+        CHECK_THAT(error_of([&] { xcnn::load(back, dir / "plain.xcnn"); }),
+                   xcnn_test::contains("architecture mismatch at buffer 0: the network has '1.running_mean' of shape "
+                                       "(3,), the file has no such buffer (it holds 0 buffers, the network 2)"));
+        CHECK(back.values() == before);
+    }
+    SECTION("a network without buffers() has none: it refuses a file with buffers")
+    {
+        xcnn_test::unbuffered_net<float> plain;
+        CHECK_THROWS_AS(xcnn::load(plain, dir / "b.xcnn"), xcnn::shape_error);
+        CHECK_THAT(error_of([&] { xcnn::load(plain, dir / "b.xcnn"); }),
+                   xcnn_test::contains("the file has '1.running_mean' of shape (3,), the network has no such buffer "
+                                       "(it has 0 buffers, the file 2)"));
+    }
+}
+
+TEST_CASE("a network without buffers() writes the file it wrote before buffers existed")
+{
+    // The fixture holds exactly the parameter and metadata records (no buffer records), so
+    // re-encoding what the current model_state makes of the loaded network gives the same
+    // records: older xcnn versions read what this one writes for such networks.
+    const std::string path = std::string(XCNN_TEST_FIXTURES_DIR) + "/v1/small_net.xcnn";
+    auto net = small_net();
+    xcnn::load(net, path);
+    auto tensors = [](const xcnn::io::model_file& f)
+    {
+        std::vector<std::tuple<int, std::string, std::vector<std::uint64_t>, std::vector<unsigned char>>> out;
+        for (const auto& r : f.records)
+        {
+            if (r.kind != xcnn::io::record_kind::metadata) // the version and the architecture's text may change
+            {
+                out.emplace_back(static_cast<int>(r.kind), r.name, r.shape, r.data);
+            }
+        }
+        return out;
+    };
+    CHECK(tensors(xcnn::model_state(net)) == tensors(xcnn::io::read_model_file(path)));
 }

@@ -5,6 +5,7 @@
 // SGD steps with momentum.
 #include "catch_compat.hpp"
 
+#include "support/buffered_net.hpp"
 #include "support/error_of.hpp"
 #include "support/temp_dir.hpp"
 
@@ -13,9 +14,11 @@
 #include <xcnn/io/npy.hpp>
 #include <xcnn/xcnn.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -378,4 +381,60 @@ TEST_CASE("LeNet with PyTorch's weights computes PyTorch's logits, loss and SGD 
     const double after = max_abs_difference(net.predict(input), torch_after);
     INFO("max |xcnn - torch| logits after two SGD steps: " << after);
     CHECK(after < 5e-5);
+}
+
+TEST_CASE("export_npy / import_npy: buffers are files like parameters, as in a PyTorch state_dict")
+{
+    xcnn_test::temp_dir dir;
+    xcnn_test::buffered_net<float> a;
+    a.fill(1);
+    xcnn::export_npy(a, dir / "b");
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "b"))
+    {
+        names.push_back(e.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"0.bias.npy", "0.weight.npy", "1.running_mean.npy", "1.running_var.npy"});
+    // The single-array functions in namespace xcnn, as in io.
+    CHECK(xcnn::load_npy_header(dir / "b/1.running_var.npy").shape == std::vector<std::size_t>{3});
+    const auto mean = xcnn::load_npy<double>(dir / "b/1.running_mean.npy");
+    CHECK(mean(2) == a.running_mean.value()(2));
+
+    xcnn_test::buffered_net<float> b;
+    b.fill(2);
+    xcnn::import_npy(b, dir / "b");
+    CHECK(b.values() == a.values());
+
+    SECTION("a buffer of another shape: shape_error, nothing changed")
+    {
+        xcnn::save_npy(dir / "b/1.running_var.npy", xt::xtensor<float, 1>{1.f, 2.f});
+        xcnn_test::buffered_net<float> c;
+        c.fill(3);
+        const auto before = c.values();
+        CHECK_THROWS_AS(xcnn::import_npy(c, dir / "b"), xcnn::shape_error);
+        CHECK_THAT(error_of([&] { xcnn::import_npy(c, dir / "b"); }),
+                   xcnn_test::contains("import_npy: buffer '1.running_var' has shape (3,) in the network but (2,) in"));
+        CHECK(c.values() == before);
+    }
+    SECTION("a missing buffer file: io_error naming the buffer")
+    {
+        std::filesystem::remove(dir / "b/1.running_mean.npy");
+        CHECK_THROWS_AS(xcnn::import_npy(b, dir / "b"), xcnn::io_error);
+        CHECK_THAT(error_of([&] { xcnn::import_npy(b, dir / "b"); }),
+                   xcnn_test::contains("1.running_mean.npy' for buffer '1.running_mean' of shape (3,)"));
+    }
+    SECTION("strict: buffer files are expected files; a network without buffers() finds them unexpected")
+    {
+        xcnn_test::unbuffered_net<float> plain;
+        CHECK_THAT(error_of([&] { xcnn::import_npy(plain, dir / "b"); }),
+                   xcnn_test::contains("holds 2 .npy file(s) that are no parameter of the network "
+                                       "(1.running_mean.npy, 1.running_var.npy)"));
+        xcnn::import_npy(plain, dir / "b", /*strict=*/false);
+        CHECK(std::vector<float>(plain.weight.value().begin(), plain.weight.value().end()) == a.values()[0]);
+        xcnn::save_npy(dir / "b/2.running_mean.npy", xt::xtensor<float, 1>{1.f});
+        CHECK_THAT(error_of([&] { xcnn::import_npy(b, dir / "b"); }),
+                   xcnn_test::contains("holds 1 .npy file(s) that are no parameter or buffer of the network "
+                                       "(2.running_mean.npy)"));
+    }
 }

@@ -22,6 +22,7 @@
 #include "loss/softmax_cross_entropy.hpp"
 #include "network/parameter.hpp"
 #include "network/sequential.hpp"
+#include "optim/optimizer.hpp"
 #include "optim/sgd.hpp"
 
 #include "io/checkpoint.hpp"

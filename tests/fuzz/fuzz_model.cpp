@@ -100,8 +100,8 @@ void check_decoded(const xcnn::io::model_file& file, const bytes& input)
     for (const auto& r : file.records)
     {
         record_bytes += 8 + 8 + r.name.size() + 8 * r.shape.size() + r.data.size();
-        const bool known =
-            r.kind == record_kind::parameter || r.kind == record_kind::state || r.kind == record_kind::metadata;
+        const bool known = r.kind == record_kind::parameter || r.kind == record_kind::state ||
+                           r.kind == record_kind::metadata || r.kind == record_kind::buffer;
         if (!known)
         {
             continue;

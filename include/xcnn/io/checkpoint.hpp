@@ -1,8 +1,10 @@
 /// @file
 /// Training checkpoints: `xcnn::save_checkpoint` / `xcnn::load_checkpoint` keep everything a run
-/// needs to continue exactly where it stopped — the network's parameters, the optimizer's state
-/// (learning rate, momentum buffers, step counts) and the loop's progress (epoch, step, the
-/// state of the random generator, the sample order) — in one model file (docs/model-format.md).
+/// needs to continue exactly where it stopped — the network's parameters and buffers, the
+/// optimizer's state (learning rate, momentum buffers, step counts) and the loop's progress
+/// (epoch, step, the state of the random generator, the sample order) — in one model file
+/// (docs/model-format.md). Any optimizer satisfying the contract of optim/optimizer.hpp works:
+/// the file stores its `optimizer_state` generically.
 ///
 /// A checkpoint is a version-1 model file with extra `state` records, so `xcnn::load` reads its
 /// network part like any model file. Writing is atomic like `xcnn::save`, refuses non-finite
@@ -20,6 +22,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -34,7 +37,8 @@
 #endif
 
 #include "../core/error.hpp"
-#include "../optim/sgd.hpp"
+#include "../core/finite.hpp"
+#include "../optim/optimizer.hpp"
 #include "binary.hpp"
 #include "model.hpp"
 
@@ -87,9 +91,9 @@ void set_rng_state(Engine& rng, const std::string& text)
     rng = parsed;
 }
 
-/// Checks that every parameter of `net` is finite; `what` starts the message.
-/// @throws numeric_error naming the first parameter (and its layer) holding a NaN or infinity,
-/// how many elements are not finite and the first of them.
+/// Checks that every parameter and buffer of `net` is finite; `what` starts the message.
+/// @throws numeric_error naming the first parameter or buffer (and its layer) holding a NaN or
+/// infinity, how many elements are not finite and the first of them.
 template <class Net>
 void require_finite(Net& net, const std::string& what)
 {
@@ -100,6 +104,18 @@ void require_finite(Net& net, const std::string& what)
             throw numeric_error(
                 detail::concat(what, ": parameter ", detail::describe_parameter(p),
                                " holds non-finite values: ", detail::nonfinite_summary(p.data(), p.size())));
+        }
+    }
+    if constexpr (io::detail::has_buffers<Net>::value)
+    {
+        for (const auto& b : net.buffers())
+        {
+            if (!detail::all_finite(b.data(), b.size()))
+            {
+                throw numeric_error(
+                    detail::concat(what, ": buffer ", detail::describe_parameter(b),
+                                   " holds non-finite values: ", detail::nonfinite_summary(b.data(), b.size())));
+            }
         }
     }
 }
@@ -175,10 +191,13 @@ namespace detail
 
 inline constexpr const char* checkpoint_optimizer_key = "xcnn.optimizer";
 
-/// "optimizer.3.weight.momentum_buffer": the record of the momentum buffer of a parameter.
-inline std::string momentum_buffer_key(const std::string& parameter)
+/// The prefix of the records of the optimizer's state: "optimizer.lr", "optimizer.steps", ...
+inline constexpr const char* checkpoint_optimizer_prefix = "optimizer.";
+
+/// "optimizer.3.weight.momentum_buffer": the record of the tensor `name` of `parameter`.
+inline std::string optimizer_tensor_key(const std::string& parameter, const std::string& name)
 {
-    return "optimizer." + parameter + ".momentum_buffer";
+    return checkpoint_optimizer_prefix + parameter + "." + name;
 }
 
 /// Reads the records of a checkpoint, with errors naming the file.
@@ -243,8 +262,8 @@ inline tensor_record text_state_record(const std::string& name, const std::strin
 }
 
 /// Checks that `optimizer` updates exactly the parameters of `net` (the same tensors, in order).
-template <class Net, class T>
-void check_optimizer_of(Net& net, const SGD<T>& optimizer, const std::string& where)
+template <class Net, class Optimizer>
+void check_optimizer_of(Net& net, const Optimizer& optimizer, const std::string& where)
 {
     const auto params = net.parameters();
     const auto& held = optimizer.parameters();
@@ -264,45 +283,67 @@ void check_optimizer_of(Net& net, const SGD<T>& optimizer, const std::string& wh
     }
 }
 
-} // namespace detail
-} // namespace io
-
-/// The checkpoint of `net`, `optimizer` (which must update `net.parameters()`) and `progress` as
-/// a model file: `model_state(net)` plus the state records of docs/model-format.md. Append
-/// records before writing it with `io::write_model_file` to keep more.
-/// @throws value_error if `optimizer` does not update `net`'s parameters.
-template <class Net, class T>
-io::model_file checkpoint_state(Net& net, const SGD<T>& optimizer, const training_progress& progress)
+/// The parameter of `optimizer` named `name`, or nullptr.
+template <class Optimizer>
+const auto* parameter_named(const Optimizer& optimizer, const std::string& name)
 {
-    using io::detail::scalar_record;
-    using io::detail::text_state_record;
-    static_assert(std::is_same<typename Net::value_type, T>::value,
-                  "xcnn::checkpoint_state: the network and the optimizer must have the same scalar type");
-    io::detail::check_optimizer_of(net, optimizer, "checkpoint_state: ");
-    io::model_file file = model_state(net);
-    file.records.push_back(io::tensor_record::text(io::detail::checkpoint_optimizer_key, "SGD"));
-    const auto state = optimizer.state_dict();
-    file.records.push_back(scalar_record("optimizer.lr", state.lr));
-    file.records.push_back(scalar_record("optimizer.momentum", state.momentum));
-    file.records.push_back(scalar_record("optimizer.weight_decay", state.weight_decay));
-    file.records.push_back(scalar_record("optimizer.steps", state.steps));
-    file.records.push_back(scalar_record("optimizer.skipped_steps", state.skipped_steps));
-    const auto& params = optimizer.parameters();
-    for (std::size_t i = 0; i < params.size(); ++i)
+    for (const auto& p : optimizer.parameters())
     {
-        if (!state.momentum_buffers[i].empty()) // no record: no buffer yet, as in PyTorch's state_dict
+        if (p.name() == name)
         {
-            file.records.push_back(io::tensor_record::from(io::detail::momentum_buffer_key(params[i].name()),
-                                                           io::record_kind::state, state.momentum_buffers[i].data(),
-                                                           params[i].shape()));
+            return &p;
         }
+    }
+    return static_cast<decltype(&optimizer.parameters().front())>(nullptr);
+}
+
+template <class Net, class Optimizer>
+void check_checkpoint_types()
+{
+    static_assert(is_optimizer<Optimizer>::value,
+                  "xcnn checkpoints: the optimizer must satisfy the optimizer contract of xcnn/optim/optimizer.hpp "
+                  "(value_type, name(), parameters(), state_dict(), check_state_dict(), load_state_dict())");
+    static_assert(std::is_same<typename Net::value_type, typename Optimizer::value_type>::value,
+                  "xcnn checkpoints: the network and the optimizer must have the same scalar type");
+}
+
+/// `checkpoint_state` for the optimizer state `state` (taken once by `save_checkpoint`, which
+/// checks it first).
+template <class Net, class Optimizer>
+model_file checkpoint_file(Net& net, const Optimizer& optimizer,
+                           const optimizer_state<typename Optimizer::value_type>& state,
+                           const training_progress& progress)
+{
+    const std::string prefix = checkpoint_optimizer_prefix;
+    model_file file = model_state(net);
+    file.records.push_back(tensor_record::text(checkpoint_optimizer_key, state.kind));
+    for (const auto& [name, value] : state.scalars)
+    {
+        file.records.push_back(scalar_record(prefix + name, value));
+    }
+    for (const auto& [name, value] : state.counters)
+    {
+        file.records.push_back(scalar_record(prefix + name, value));
+    }
+    for (const auto& t : state.tensors)
+    {
+        const auto* p = parameter_named(optimizer, t.parameter);
+        if (p == nullptr || p->size() != t.values.size())
+        {
+            throw value_error(concat("checkpoint_state: the ", state.kind, " state's tensor '", t.name, "' of '",
+                                     t.parameter, "' (", t.values.size(),
+                                     " elements) fits no parameter of the optimizer: ", optimizer.name(),
+                                     " breaks the optimizer contract"));
+        }
+        file.records.push_back(tensor_record::from(optimizer_tensor_key(t.parameter, t.name), record_kind::state,
+                                                   t.values.data(), p->shape()));
     }
     file.records.push_back(scalar_record("train.epoch", progress.epoch));
     file.records.push_back(scalar_record("train.step_in_epoch", progress.step_in_epoch));
     file.records.push_back(scalar_record("train.global_step", progress.global_step));
     file.records.push_back(text_state_record("train.rng", progress.rng));
-    file.records.push_back(io::tensor_record::from("train.order", io::record_kind::state, progress.order.data(),
-                                                   std::vector<std::size_t>{progress.order.size()}));
+    file.records.push_back(tensor_record::from("train.order", record_kind::state, progress.order.data(),
+                                               std::vector<std::size_t>{progress.order.size()}));
     file.records.push_back(text_state_record("train.description", progress.description));
     for (const auto& [name, value] : progress.scalars)
     {
@@ -311,18 +352,127 @@ io::model_file checkpoint_state(Net& net, const SGD<T>& optimizer, const trainin
     return file;
 }
 
-/// Restores `net`, `optimizer` and, when given, `rng` from a checkpoint's records and returns the
-/// progress. Everything is checked first — the network's parameters (names, shapes, type), that
-/// `optimizer` updates `net`, the optimizer's state against its parameters, the progress records
-/// and the generator state — so on an exception nothing has changed. `source` names the file.
-/// @throws format_error if `file` is no checkpoint or a record is missing or of the wrong type;
-/// shape_error if the parameters or momentum buffers do not fit the network; value_error if the
-/// optimizer does not update `net` or the generator state is not one of `Engine`.
-template <class Net, class T, class Engine = std::mt19937>
-training_progress restore_checkpoint(const io::model_file& file, Net& net, SGD<T>& optimizer,
+/// The optimizer state stored in `file` for `optimizer`: the scalars and counters its own
+/// `state_dict()` names, and every other "optimizer.PARAMETER.NAME" record as a tensor of
+/// the parameter it names (checked against the parameter's shape here, against the rest of the
+/// contract by `check_state_dict`).
+template <class Optimizer>
+optimizer_state<typename Optimizer::value_type>
+read_optimizer_state(const model_file& file, const checkpoint_reader& read, const Optimizer& optimizer)
+{
+    using T = typename Optimizer::value_type;
+    const std::string prefix = checkpoint_optimizer_prefix;
+    const std::string where = read.where();
+    const optimizer_state<T> current = optimizer.state_dict();
+    optimizer_state<T> state;
+    state.kind = current.kind;
+    std::set<std::string> named;
+    for (const auto& entry : current.scalars)
+    {
+        state.scalars.emplace_back(entry.first, read.scalar<T>(prefix + entry.first));
+        named.insert(prefix + entry.first);
+    }
+    for (const auto& entry : current.counters)
+    {
+        state.counters.emplace_back(entry.first, read.scalar<std::uint64_t>(prefix + entry.first));
+        named.insert(prefix + entry.first);
+    }
+    const auto& params = optimizer.parameters();
+    // Tensors are listed in parameter order (the contract); the records are, too, when xcnn
+    // wrote them, but need not be.
+    std::vector<std::pair<std::size_t, optimizer_tensor<T>>> tensors;
+    std::map<std::string, std::pair<std::size_t, std::size_t>> per_name; // state name: (stored, found)
+    std::string unknown, unknown_name;
+    for (const auto* r : file.of_kind(record_kind::state))
+    {
+        if (r->name.rfind(prefix, 0) != 0 || named.count(r->name) != 0)
+        {
+            continue;
+        }
+        const auto dot = r->name.rfind('.');
+        if (dot < prefix.size())
+        {
+            throw format_error(concat(where, "the state record '", r->name, "' is no part of the state of ",
+                                      optimizer.name(), " (a checkpoint of another xcnn version?)"));
+        }
+        const std::string parameter = r->name.substr(prefix.size(), dot - prefix.size());
+        const std::string name = r->name.substr(dot + 1);
+        auto& counts = per_name[name];
+        ++counts.first;
+        std::size_t i = 0;
+        while (i < params.size() && params[i].name() != parameter)
+        {
+            ++i;
+        }
+        if (i == params.size())
+        {
+            unknown = unknown.empty() ? r->name : unknown;
+            unknown_name = unknown_name.empty() ? name : unknown_name;
+            continue;
+        }
+        ++counts.second;
+        const auto shape = params[i].shape();
+        const bool same_shape = std::equal(shape.begin(), shape.end(), r->shape.begin(), r->shape.end(),
+                                           [](std::size_t a, std::uint64_t b) { return a == b; });
+        if (!same_shape)
+        {
+            throw shape_error(concat(where, "the optimizer state does not match the network: '", r->name,
+                                     "' has shape ", xcnn::detail::shape_to_string(r->shape), ", parameter ",
+                                     xcnn::detail::describe_parameter(params[i]), " has shape ",
+                                     xcnn::detail::shape_to_string(shape)));
+        }
+        tensors.emplace_back(i, optimizer_tensor<T>{parameter, name, read.values<T>(*r, -1)});
+    }
+    if (!unknown.empty())
+    {
+        const auto& counts = per_name[unknown_name];
+        throw shape_error(concat(where, "the optimizer state does not match the network: the checkpoint has ",
+                                 counts.first, " ", xcnn::detail::state_description(unknown_name), "s, ", counts.second,
+                                 " of them for the network's ", params.size(), " parameters; '", unknown,
+                                 "' belongs to no parameter of the network"));
+    }
+    std::stable_sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& t : tensors)
+    {
+        state.tensors.push_back(std::move(t.second));
+    }
+    return state;
+}
+
+} // namespace detail
+} // namespace io
+
+/// The checkpoint of `net`, `optimizer` (any optimizer of optim/optimizer.hpp's contract, which
+/// must update `net.parameters()`) and `progress` as a model file: `model_state(net)` (parameters
+/// and buffers) plus the records of docs/model-format.md: `xcnn.optimizer` = the optimizer's
+/// kind, its scalars and counters as "optimizer.lr", its per-parameter tensors as
+/// "optimizer.3.weight.momentum_buffer", the progress as "train.epoch", .... Append records before writing it
+/// with `io::write_model_file` to keep more.
+/// @throws value_error if `optimizer` does not update `net`'s parameters.
+template <class Net, class Optimizer>
+io::model_file checkpoint_state(Net& net, const Optimizer& optimizer, const training_progress& progress)
+{
+    io::detail::check_checkpoint_types<Net, Optimizer>();
+    io::detail::check_optimizer_of(net, optimizer, "checkpoint_state: ");
+    return io::detail::checkpoint_file(net, optimizer, optimizer.state_dict(), progress);
+}
+
+/// Restores `net` (parameters and buffers), `optimizer` and, when given, `rng` from a
+/// checkpoint's records and returns the progress. Everything is checked first — the network's
+/// parameters and buffers (names, shapes, type), that the checkpoint holds the state of an
+/// optimizer of `optimizer`'s kind, that `optimizer` updates `net`, the optimizer's state against
+/// its parameters (`check_state_dict`), the progress records and the generator state — so on an
+/// exception nothing has changed. `source` names the file.
+/// @throws format_error if `file` is no checkpoint, holds the state of another kind of optimizer,
+/// or a record is missing or of the wrong type; shape_error if the parameters, buffers or the
+/// optimizer's tensors do not fit the network; value_error if the optimizer does not update
+/// `net` or the generator state is not one of `Engine`.
+template <class Net, class Optimizer, class Engine = std::mt19937>
+training_progress restore_checkpoint(const io::model_file& file, Net& net, Optimizer& optimizer,
                                      const std::string& source = "<checkpoint>", Engine* rng = nullptr)
 {
     using detail::concat;
+    io::detail::check_checkpoint_types<Net, Optimizer>();
     const io::detail::checkpoint_reader read(file, source);
     const std::string where = read.where();
     const auto* marker = file.find(io::detail::checkpoint_optimizer_key, io::record_kind::metadata);
@@ -331,68 +481,16 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, SGD<T
         throw format_error(concat(where, "this is a model file without training state (written by xcnn::save, not "
                                          "xcnn::save_checkpoint); load its parameters with xcnn::load"));
     }
-    if (marker->as_text() != "SGD")
+    const std::string kind = optimizer.name();
+    if (marker->as_text() != kind)
     {
         throw format_error(
-            concat(where, "the checkpoint holds the state of a '", marker->as_text(), "' optimizer, not of SGD"));
+            concat(where, "the checkpoint holds the state of a '", marker->as_text(), "' optimizer, not of ", kind));
     }
     check_state(net, file, source);
     io::detail::check_optimizer_of(net, optimizer, where);
 
-    sgd_state<T> state;
-    state.lr = read.scalar<T>("optimizer.lr");
-    state.momentum = read.scalar<T>("optimizer.momentum");
-    state.weight_decay = read.scalar<T>("optimizer.weight_decay");
-    state.steps = read.scalar<std::uint64_t>("optimizer.steps");
-    state.skipped_steps = read.scalar<std::uint64_t>("optimizer.skipped_steps");
-    const auto& params = optimizer.parameters();
-    state.momentum_buffers.resize(params.size());
-    std::size_t found = 0;
-    for (std::size_t i = 0; i < params.size(); ++i)
-    {
-        const auto key = io::detail::momentum_buffer_key(params[i].name());
-        const auto* r = file.find(key, io::record_kind::state);
-        if (r == nullptr)
-        {
-            continue;
-        }
-        ++found;
-        const auto shape = params[i].shape();
-        const bool same_shape = std::equal(shape.begin(), shape.end(), r->shape.begin(), r->shape.end(),
-                                           [](std::size_t a, std::uint64_t b) { return a == b; });
-        if (!same_shape)
-        {
-            throw shape_error(concat(where, "the optimizer state does not match the network: '", key, "' has shape ",
-                                     detail::shape_to_string(r->shape), ", parameter ",
-                                     detail::describe_parameter(params[i]), " has shape ",
-                                     detail::shape_to_string(shape)));
-        }
-        state.momentum_buffers[i] = read.values<T>(*r, -1);
-    }
-    std::size_t stored = 0;
-    std::string unknown;
-    for (const auto* r : file.of_kind(io::record_kind::state))
-    {
-        const std::string suffix = ".momentum_buffer";
-        const bool is_buffer = r->name.size() > suffix.size() && r->name.rfind("optimizer.", 0) == 0 &&
-                               r->name.compare(r->name.size() - suffix.size(), suffix.size(), suffix) == 0;
-        if (is_buffer)
-        {
-            ++stored;
-            bool known = false;
-            for (const auto& p : params)
-            {
-                known |= io::detail::momentum_buffer_key(p.name()) == r->name;
-            }
-            unknown = !known && unknown.empty() ? r->name : unknown;
-        }
-    }
-    if (stored != found)
-    {
-        throw shape_error(concat(where, "the optimizer state does not match the network: the checkpoint has ", stored,
-                                 " momentum buffers, ", found, " of them for the network's ", params.size(),
-                                 " parameters; '", unknown, "' belongs to no parameter of the network"));
-    }
+    const auto state = io::detail::read_optimizer_state(file, read, optimizer);
     try
     {
         optimizer.check_state_dict(state);
@@ -435,9 +533,10 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, SGD<T
         }
     }
 
-    // Everything fits: commit. Nothing below throws but std::bad_alloc.
+    // Everything fits: commit. Nothing below throws but std::bad_alloc (before the network or
+    // the optimizer changes: load_state_dict copies before it commits).
     load_state(net, file, source);
-    optimizer.load_state_dict(std::move(state));
+    optimizer.load_state_dict(state);
     if (rng != nullptr)
     {
         *rng = restored_rng;
@@ -445,16 +544,18 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, SGD<T
     return progress;
 }
 
-/// Writes a checkpoint of `net`, `optimizer` (built from `net.parameters()`) and `progress` to
-/// `path`, atomically like `xcnn::save`: if anything fails, `path` keeps its previous content.
-/// Temporary files of earlier writers of `path` that were killed mid-save are removed first
-/// (`io::remove_stale_temporaries`).
-/// @throws numeric_error, before writing anything, if a parameter or momentum buffer is not
-/// finite (a diverged run must not replace the last good checkpoint); io_error if the file cannot
-/// be written, naming the path and the reason; value_error if `optimizer` does not update `net`.
-template <class Net, class T>
-void save_checkpoint(const std::string& path, Net& net, const SGD<T>& optimizer, const training_progress& progress)
+/// Writes a checkpoint of `net`, `optimizer` (any optimizer of optim/optimizer.hpp's contract,
+/// built from `net.parameters()`) and `progress` to `path`, atomically like `xcnn::save`: if
+/// anything fails, `path` keeps its previous content. Temporary files of earlier writers of
+/// `path` that were killed mid-save are removed first (`io::remove_stale_temporaries`).
+/// @throws numeric_error, before writing anything, if a parameter, a buffer or a tensor of the
+/// optimizer's state (a momentum buffer) is not finite (a diverged run must not replace the last
+/// good checkpoint); io_error if the file cannot be written, naming the path and the reason;
+/// value_error if `optimizer` does not update `net`.
+template <class Net, class Optimizer>
+void save_checkpoint(const std::string& path, Net& net, const Optimizer& optimizer, const training_progress& progress)
 {
+    io::detail::check_checkpoint_types<Net, Optimizer>();
     const std::string where = detail::concat("save_checkpoint ", io::detail::quoted(path));
     const std::string kept = detail::concat("; ", io::detail::quoted(path), " was left unchanged");
     try
@@ -465,25 +566,27 @@ void save_checkpoint(const std::string& path, Net& net, const SGD<T>& optimizer,
     {
         throw numeric_error(e.what() + kept);
     }
-    const auto& params = optimizer.parameters();
-    for (std::size_t i = 0; i < params.size(); ++i)
+    io::detail::check_optimizer_of(net, optimizer, where + ": ");
+    const auto state = optimizer.state_dict();
+    for (const auto& t : state.tensors)
     {
-        const auto& buffer = optimizer.momentum_buffer(i);
-        if (!detail::all_finite(buffer.data(), buffer.size()))
+        if (!detail::all_finite(t.values.data(), t.values.size()))
         {
+            const auto* p = io::detail::parameter_named(optimizer, t.parameter);
+            const std::string parameter = p != nullptr ? detail::describe_parameter(*p) : "'" + t.parameter + "'";
             throw numeric_error(detail::concat(
-                where, ": the momentum buffer of parameter ", detail::describe_parameter(params[i]),
-                " holds non-finite values: ", detail::nonfinite_summary(buffer.data(), buffer.size()), kept));
+                where, ": the ", detail::state_description(t.name), " of parameter ", parameter,
+                " holds non-finite values: ", detail::nonfinite_summary(t.values.data(), t.values.size()), kept));
         }
     }
-    const auto file = checkpoint_state(net, optimizer, progress);
+    const auto file = io::detail::checkpoint_file(net, optimizer, state, progress);
     io::remove_stale_temporaries(path);
     io::write_model_file(path, file);
 }
 
 /// `save_checkpoint(path, net, optimizer, progress)` with `progress.rng` set to the state of `rng`.
-template <class Net, class T, class Engine>
-void save_checkpoint(const std::string& path, Net& net, const SGD<T>& optimizer, training_progress progress,
+template <class Net, class Optimizer, class Engine>
+void save_checkpoint(const std::string& path, Net& net, const Optimizer& optimizer, training_progress progress,
                      const Engine& rng)
 {
     progress.rng = rng_state(rng);
@@ -492,11 +595,12 @@ void save_checkpoint(const std::string& path, Net& net, const SGD<T>& optimizer,
 
 /// Restores `net` and `optimizer` from the checkpoint at `path` (written by `save_checkpoint`)
 /// and returns the progress. The whole file is checked first; after an exception nothing has
-/// changed. A checkpoint is also a model file: `xcnn::load` reads its parameters alone.
-/// @throws io_error if it cannot be read; format_error if it is damaged or no checkpoint (e.g. a
-/// plain model file); shape_error if the parameters or the optimizer state do not fit the network.
-template <class Net, class T>
-training_progress load_checkpoint(const std::string& path, Net& net, SGD<T>& optimizer)
+/// changed. A checkpoint is also a model file: `xcnn::load` reads its parameters and buffers alone.
+/// @throws io_error if it cannot be read; format_error if it is damaged, no checkpoint (e.g. a
+/// plain model file) or one of another kind of optimizer; shape_error if the parameters, the
+/// buffers or the optimizer state do not fit the network.
+template <class Net, class Optimizer>
+training_progress load_checkpoint(const std::string& path, Net& net, Optimizer& optimizer)
 {
     return restore_checkpoint(io::read_model_file(path), net, optimizer, path);
 }
@@ -504,8 +608,8 @@ training_progress load_checkpoint(const std::string& path, Net& net, SGD<T>& opt
 /// `load_checkpoint(path, net, optimizer)` that also restores the generator `rng` from the
 /// checkpoint's `train.rng`, all or nothing.
 /// @throws value_error (changing nothing) if the stored state is not one of an `Engine`.
-template <class Net, class T, class Engine>
-training_progress load_checkpoint(const std::string& path, Net& net, SGD<T>& optimizer, Engine& rng)
+template <class Net, class Optimizer, class Engine>
+training_progress load_checkpoint(const std::string& path, Net& net, Optimizer& optimizer, Engine& rng)
 {
     return restore_checkpoint(io::read_model_file(path), net, optimizer, path, &rng);
 }

@@ -3,14 +3,15 @@
 /// underneath (`xcnn::io::model_file`). The format is specified in docs/model-format.md.
 ///
 /// A model file is a versioned list of named tensor records with a CRC-32 over the whole file.
-/// Each record has a kind: the network's parameters, other state (optimizer buffers, counters,
-/// generator states — anything later versions of xcnn keep next to the weights) or text
-/// metadata. Readers skip kinds they do not know, so new kinds of records need no new version.
+/// Each record has a kind: the network's parameters, its buffers (non-trainable state such as
+/// running means), other state (optimizer state, counters, generator states — anything later
+/// versions of xcnn keep next to the weights) or text metadata. Readers skip kinds they do not
+/// know, so new kinds of records need no new version.
 ///
 /// Writing is atomic (temporary file, fsync, rename): a crash or an error during `save` leaves
 /// the previous file as it was. `load` checks the whole file — magic, version, length,
-/// checksum, structure — and that its parameters match the network's names and shapes before
-/// it changes anything, so a failed `load` leaves the network as it was.
+/// checksum, structure — and that its parameters and buffers match the network's names and
+/// shapes before it changes anything, so a failed `load` leaves the network as it was.
 #ifndef XCNN_IO_MODEL_HPP
 #define XCNN_IO_MODEL_HPP
 
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/parameter.hpp"
 #include "../version.hpp"
 #include "binary.hpp"
 
@@ -53,8 +55,11 @@ enum class dtype : std::uint8_t
 enum class record_kind : std::uint8_t
 {
     parameter = 1, ///< a trainable tensor of the network, named like a state_dict key ("0.weight")
-    state = 2,     ///< other tensors: optimizer buffers, step counters, generator states
-    metadata = 3   ///< UTF-8 text (dtype u8, rank 1), e.g. "xcnn.architecture"
+    state = 2,     ///< other tensors: optimizer state, step counters, generator states
+    metadata = 3,  ///< UTF-8 text (dtype u8, rank 1), e.g. "xcnn.architecture"
+    /// a non-trainable tensor of the network (`net.buffers()`), named like a state_dict key
+    /// ("1.running_mean"); new in xcnn 0.2, skipped by older readers like any unknown kind
+    buffer = 4
 };
 
 /// Size in bytes of an element of `t`, 0 if `t` is no known type code.
@@ -385,8 +390,8 @@ inline model_file decode_model(const std::vector<unsigned char>& bytes, const st
             r.shape.push_back(detail::load_le<std::uint64_t>(bytes.data() + at));
         }
         const std::size_t element_size = dtype_size(r.type);
-        const bool known_kind =
-            r.kind == record_kind::parameter || r.kind == record_kind::state || r.kind == record_kind::metadata;
+        const bool known_kind = r.kind == record_kind::parameter || r.kind == record_kind::state ||
+                                r.kind == record_kind::metadata || r.kind == record_kind::buffer;
         if (known_kind)
         {
             std::size_t elements = 0, data_bytes = 0;
@@ -444,6 +449,94 @@ struct has_name<Net, std::void_t<decltype(std::declval<const Net&>().name())>> :
 {
 };
 
+/// Whether `Net` has `buffers()` (named non-trainable tensors, e.g. BatchNorm's running
+/// statistics). Networks without it are treated as having none, so any network with
+/// `parameters()` and `value_type` can be saved and loaded.
+template <class Net, class = void>
+struct has_buffers : std::false_type
+{
+};
+template <class Net>
+struct has_buffers<Net, std::void_t<decltype(std::declval<Net&>().buffers())>> : std::true_type
+{
+};
+
+/// The buffers of `net`: `net.buffers()`, or none for a network without `buffers()`.
+template <class Net>
+auto buffers_of(Net& net)
+{
+    if constexpr (has_buffers<Net>::value)
+    {
+        return net.buffers();
+    }
+    else
+    {
+        (void)net;
+        return std::vector<buffer<typename Net::value_type>>();
+    }
+}
+
+/// Checks that the records `stored` (of one kind, in file order) are, in order, exactly the
+/// tensors `tensors` (`net.parameters()` or `net.buffers()`): same count, names, shapes and
+/// type `want`. `what` names them in messages ("tensor", "buffer"), `where`, `saved_from` and
+/// `net_is` start and end them.
+template <class Handles>
+void check_tensors(const Handles& tensors, const std::vector<const tensor_record*>& stored, std::uint8_t want,
+                   const char* what, const std::string& where, const std::string& saved_from, const std::string& net_is)
+{
+    using xcnn::detail::concat;
+    using xcnn::detail::shape_to_string;
+    const std::string plural = std::string(what) + "s";
+    const std::string tensor = std::string(what) == "tensor" ? "parameter tensors" : plural;
+    const std::size_t common = std::min(tensors.size(), stored.size());
+    for (std::size_t i = 0; i < common; ++i)
+    {
+        const auto& p = tensors[i];
+        const auto& r = *stored[i];
+        const auto shape = p.shape();
+        const bool same_shape = std::equal(shape.begin(), shape.end(), r.shape.begin(), r.shape.end(),
+                                           [](std::size_t a, std::uint64_t b) { return a == b; });
+        if (r.name != p.name() || !same_shape || r.type != want)
+        {
+            throw shape_error(concat(where, "architecture mismatch at ", what, " ", i, ": the file has '", r.name,
+                                     "' of shape ", shape_to_string(r.shape), " (", dtype_name(r.type),
+                                     "), the network has '", p.name(), "' of shape ", shape_to_string(shape), " (",
+                                     dtype_name(want), ")", saved_from, net_is));
+        }
+    }
+    if (stored.size() < tensors.size())
+    {
+        const auto& p = tensors[stored.size()];
+        throw shape_error(concat(where, "architecture mismatch at ", what, " ", stored.size(), ": the network has '",
+                                 p.name(), "' of shape ", shape_to_string(p.shape()), ", the file has no such ", what,
+                                 " (it holds ", stored.size(), " ", tensor, ", the network ", tensors.size(), ")",
+                                 saved_from, net_is));
+    }
+    if (stored.size() > tensors.size())
+    {
+        const auto& r = *stored[tensors.size()];
+        throw shape_error(concat(where, "architecture mismatch at ", what, " ", tensors.size(), ": the file has '",
+                                 r.name, "' of shape ", shape_to_string(r.shape), ", the network has no such ", what,
+                                 " (it has ", tensors.size(), " ", tensor, ", the file ", stored.size(), ")",
+                                 saved_from, net_is));
+    }
+}
+
+/// Sets each tensor of `tensors` from the record of `stored` at the same index (checked before).
+template <class T, class Handles>
+void assign_tensors(const Handles& tensors, const std::vector<const tensor_record*>& stored)
+{
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+    {
+        const auto& r = *stored[i];
+        T* out = tensors[i].data();
+        for (std::size_t j = 0, n = tensors[i].size(); j < n; ++j)
+        {
+            out[j] = load_scalar<T>(r.data.data() + j * sizeof(T), false);
+        }
+    }
+}
+
 template <class Net>
 std::string architecture_of(const Net& net)
 {
@@ -461,9 +554,10 @@ std::string architecture_of(const Net& net)
 } // namespace detail
 } // namespace io
 
-/// The parameters of `net` as a model file (plus metadata records "xcnn.version" and, for
-/// networks with a `name()`, "xcnn.architecture"). Append more records before writing it
-/// with `io::write_model_file` to keep other state in the same file.
+/// The parameters and buffers of `net` as a model file (plus metadata records "xcnn.version"
+/// and, for networks with a `name()`, "xcnn.architecture"). Append more records before writing
+/// it with `io::write_model_file` to keep other state in the same file. A network without
+/// `buffers()`, or with none, gives the file xcnn 0.1.0 wrote.
 template <class Net>
 io::model_file model_state(Net& net)
 {
@@ -473,6 +567,10 @@ io::model_file model_state(Net& net)
     for (const auto& p : net.parameters())
     {
         file.records.push_back(io::tensor_record::from(p.name(), io::record_kind::parameter, p.data(), p.shape()));
+    }
+    for (const auto& b : io::detail::buffers_of(net))
+    {
+        file.records.push_back(io::tensor_record::from(b.name(), io::record_kind::buffer, b.data(), b.shape()));
     }
     file.records.push_back(io::tensor_record::text(
         "xcnn.version", detail::concat(XCNN_VERSION_MAJOR, ".", XCNN_VERSION_MINOR, ".", XCNN_VERSION_PATCH)));
@@ -484,7 +582,8 @@ io::model_file model_state(Net& net)
     return file;
 }
 
-/// Checks that the parameter records of `file` are, in order, exactly the parameters of `net`:
+/// Checks that the parameter records of `file` are, in order, exactly the parameters of `net`,
+/// and its buffer records exactly the buffers of `net` (none for a network without `buffers()`):
 /// same names, shapes and scalar type (what `load_state` checks before it changes anything).
 /// `source` names the file in errors.
 /// @throws shape_error naming the first tensor that differs, with both shapes.
@@ -493,8 +592,6 @@ void check_state(Net& net, const io::model_file& file, const std::string& source
 {
     using T = typename Net::value_type;
     using detail::concat;
-    auto params = net.parameters();
-    const auto stored = file.of_kind(io::record_kind::parameter);
     const auto* arch_record = file.find("xcnn.architecture", io::record_kind::metadata);
     const std::string saved_from = arch_record != nullptr ? "; the file was saved from " + arch_record->as_text() : "";
     const std::string architecture = io::detail::architecture_of(net);
@@ -506,77 +603,41 @@ void check_state(Net& net, const io::model_file& file, const std::string& source
         throw shape_error(concat(where, "the file holds a ", io::dtype_name(file.scalar_type), " network, this one is ",
                                  io::dtype_name(want)));
     }
-    const std::size_t common = std::min(params.size(), stored.size());
-    for (std::size_t i = 0; i < common; ++i)
-    {
-        const auto& p = params[i];
-        const auto& r = *stored[i];
-        const auto shape = p.shape();
-        const bool same_shape = std::equal(shape.begin(), shape.end(), r.shape.begin(), r.shape.end(),
-                                           [](std::size_t a, std::uint64_t b) { return a == b; });
-        if (r.name != p.name() || !same_shape || r.type != want)
-        {
-            throw shape_error(concat(where, "architecture mismatch at tensor ", i, ": the file has '", r.name,
-                                     "' of shape ", detail::shape_to_string(r.shape), " (", io::dtype_name(r.type),
-                                     "), the network has '", p.name(), "' of shape ", detail::shape_to_string(shape),
-                                     " (", io::dtype_name(want), ")", saved_from, net_is));
-        }
-    }
-    if (stored.size() < params.size())
-    {
-        const auto& p = params[stored.size()];
-        throw shape_error(concat(where, "architecture mismatch at tensor ", stored.size(), ": the network has '",
-                                 p.name(), "' of shape ", detail::shape_to_string(p.shape()),
-                                 ", the file has no such tensor (it holds ", stored.size(),
-                                 " parameter tensors, the "
-                                 "network ",
-                                 params.size(), ")", saved_from, net_is));
-    }
-    if (stored.size() > params.size())
-    {
-        const auto& r = *stored[params.size()];
-        throw shape_error(concat(where, "architecture mismatch at tensor ", params.size(), ": the file has '", r.name,
-                                 "' of shape ", detail::shape_to_string(r.shape), ", the network has no such tensor (",
-                                 "it has ", params.size(), " parameter tensors, the file ", stored.size(), ")",
-                                 saved_from, net_is));
-    }
+    io::detail::check_tensors(net.parameters(), file.of_kind(io::record_kind::parameter), want, "tensor", where,
+                              saved_from, net_is);
+    io::detail::check_tensors(io::detail::buffers_of(net), file.of_kind(io::record_kind::buffer), want, "buffer", where,
+                              saved_from, net_is);
 }
 
-/// Sets the parameters of `net` from `file`, after checking that the file's parameter records
-/// are, in order, exactly the network's: same names, shapes and scalar type. Nothing changes
-/// unless all match. `source` names the file in errors.
+/// Sets the parameters and buffers of `net` from `file`, after checking that the file's
+/// parameter and buffer records are, in order, exactly the network's: same names, shapes and
+/// scalar type. Nothing changes unless all match. `source` names the file in errors.
 /// @throws shape_error naming the first tensor that differs, with both shapes.
 template <class Net>
 void load_state(Net& net, const io::model_file& file, const std::string& source = "<model>")
 {
     using T = typename Net::value_type;
     check_state(net, file, source);
-    auto params = net.parameters();
-    const auto stored = file.of_kind(io::record_kind::parameter);
-    for (std::size_t i = 0; i < params.size(); ++i)
-    {
-        const auto& r = *stored[i];
-        T* out = params[i].data();
-        for (std::size_t j = 0, n = params[i].size(); j < n; ++j)
-        {
-            out[j] = io::detail::load_scalar<T>(r.data.data() + j * sizeof(T), false);
-        }
-    }
+    io::detail::assign_tensors<T>(net.parameters(), file.of_kind(io::record_kind::parameter));
+    io::detail::assign_tensors<T>(io::detail::buffers_of(net), file.of_kind(io::record_kind::buffer));
 }
 
-/// Saves the parameters of `net` to `path` in xcnn's model file format (docs/model-format.md),
-/// atomically: if anything fails, `path` keeps its previous content and `io_error` says why.
+/// Saves the parameters and buffers of `net` to `path` in xcnn's model file format
+/// (docs/model-format.md), atomically: if anything fails, `path` keeps its previous content and
+/// `io_error` says why.
 template <class Net>
 void save(Net& net, const std::string& path)
 {
     io::write_model_file(path, model_state(net));
 }
 
-/// Loads the parameters of `net` from the model file at `path`, written by `save`. The file is
-/// checked completely before the network changes, so after an exception `net` is unchanged.
+/// Loads the parameters and buffers of `net` from the model file at `path`, written by `save`.
+/// The file is checked completely before the network changes, so after an exception `net` is
+/// unchanged.
 /// @throws io_error if the file cannot be read; format_error if it is not an intact model file
 /// (wrong magic, newer version, truncated, checksum mismatch); shape_error if it holds another
-/// architecture, naming the first tensor that differs and both shapes.
+/// architecture (or buffers of other names or shapes), naming the first tensor that differs and
+/// both shapes.
 template <class Net>
 void load(Net& net, const std::string& path)
 {

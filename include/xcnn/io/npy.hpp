@@ -1,7 +1,8 @@
 /// @file
-/// NumPy `.npy` files: single arrays (`io::load_npy`, `io::save_npy`) and a network's weights
-/// as one file per parameter named like PyTorch's `state_dict` keys (`xcnn::export_npy`,
-/// `xcnn::import_npy`): `0.weight.npy`, `0.bias.npy`, ...
+/// NumPy `.npy` files: single arrays (`xcnn::load_npy`, `xcnn::save_npy`, also spelled `io::`)
+/// and a network's state as one file per parameter and buffer named like PyTorch's `state_dict`
+/// keys (`xcnn::export_npy`, `xcnn::import_npy`): `0.weight.npy`, `0.bias.npy`,
+/// `1.running_mean.npy`, ...
 ///
 /// In Python, `{k: torch.from_numpy(np.load(f"{d}/{k}.npy")) for k in model.state_dict()}`
 /// loads an exported network into the equivalent `torch.nn.Sequential`, and
@@ -15,6 +16,7 @@
 #ifndef XCNN_IO_NPY_HPP
 #define XCNN_IO_NPY_HPP
 
+#include <algorithm>
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +32,7 @@
 #include "../core/error.hpp"
 #include "../core/xtensor_shim.hpp"
 #include "binary.hpp"
+#include "model.hpp"
 
 namespace xcnn
 {
@@ -492,8 +495,16 @@ void save_npy(const std::string& path, const xt::xexpression<E>& e)
 
 } // namespace io
 
-/// Writes each parameter of `net` to `dir/<name>.npy` (e.g. `0.weight.npy`), in the layouts
-/// PyTorch uses, creating `dir` if needed.
+// One spelling for the functions users call, like the rest of the API (`xcnn::load`, ...); the
+// `io::` names keep working.
+using io::load_npy;
+using io::load_npy_header;
+using io::npy_header;
+using io::save_npy;
+
+/// Writes each parameter and buffer of `net` (its `buffers()`, if it has that member) to
+/// `dir/<name>.npy` (e.g. `0.weight.npy`, `1.running_mean.npy`), in the layouts PyTorch uses,
+/// creating `dir` if needed: one file per key of PyTorch's `state_dict`, which lists buffers too.
 /// @throws io_error if a file cannot be written.
 template <class Net>
 void export_npy(Net& net, const std::string& dir)
@@ -505,54 +516,81 @@ void export_npy(Net& net, const std::string& dir)
     {
         throw io_error(detail::concat("export_npy: cannot create directory '", dir, "': ", ec.message()));
     }
-    for (const auto& p : net.parameters())
+    auto write = [&](const auto& tensors)
     {
-        const auto bytes = io::detail::encode_npy(p.data(), p.shape());
-        io::detail::write_file_atomically((fs::path(dir) / (p.name() + ".npy")).string(), bytes.data(), bytes.size(),
-                                          "export_npy");
-    }
+        for (const auto& p : tensors)
+        {
+            const auto bytes = io::detail::encode_npy(p.data(), p.shape());
+            io::detail::write_file_atomically((fs::path(dir) / (p.name() + ".npy")).string(), bytes.data(),
+                                              bytes.size(), "export_npy");
+        }
+    };
+    write(net.parameters());
+    write(io::detail::buffers_of(net));
 }
 
-/// Loads every parameter of `net` from `dir/<name>.npy`, as written by `export_npy` or by
-/// `np.save` from a PyTorch `state_dict`. Float64 or integer files are converted to the
-/// network's type. All files are read and checked before any parameter changes, so on an
-/// error the network is left as it was.
-///
-/// With `strict` (the default), a `.npy` file in `dir` whose name is no parameter of `net`
-/// is an error too, as PyTorch's `load_state_dict(strict=True)` rejects unexpected keys.
-/// @throws io_error if a parameter's file is missing or unreadable; format_error if one is not
-/// a valid `.npy` file; shape_error naming the parameter, the file and both shapes if a shape
-/// differs, or naming the unexpected files.
-template <class Net>
-void import_npy(Net& net, const std::string& dir, bool strict = true)
+namespace io
+{
+namespace detail
+{
+
+/// Reads and checks `dir/<name>.npy` for each of `tensors` (parameters or buffers, `what`
+/// naming them in messages) into `staged`, and records the file names in `expected`.
+template <class T, class Handles>
+void stage_npy(const Handles& tensors, const std::string& dir, const char* what, std::vector<std::vector<T>>& staged,
+               std::set<std::string>& expected)
 {
     namespace fs = std::filesystem;
-    using T = typename Net::value_type;
-    using detail::concat;
-    auto params = net.parameters();
-    std::vector<std::vector<T>> staged;
-    std::set<std::string> expected;
-    for (const auto& p : params)
+    using xcnn::detail::concat;
+    using xcnn::detail::shape_to_string;
+    for (const auto& p : tensors)
     {
         const std::string path = (fs::path(dir) / (p.name() + ".npy")).string();
         expected.insert(p.name() + ".npy");
         std::error_code ec;
         if (!fs::exists(path, ec))
         {
-            throw io_error(concat("import_npy: missing ", io::detail::quoted(path), " for parameter '", p.name(),
-                                  "' of shape ", detail::shape_to_string(p.shape())));
+            throw io_error(concat("import_npy: missing ", quoted(path), " for ", what, " '", p.name(), "' of shape ",
+                                  shape_to_string(p.shape())));
         }
-        const auto bytes = io::detail::read_file_bytes(path, "import_npy");
-        const io::npy_header h = io::detail::parse_npy_header(bytes, path);
+        const auto bytes = read_file_bytes(path, "import_npy");
+        const npy_header h = parse_npy_header(bytes, path);
         if (h.shape != p.shape())
         {
-            throw shape_error(concat("import_npy: parameter '", p.name(), "' has shape ",
-                                     detail::shape_to_string(p.shape()), " in the network but ",
-                                     detail::shape_to_string(h.shape), " in ", io::detail::quoted(path)));
+            throw shape_error(concat("import_npy: ", what, " '", p.name(), "' has shape ", shape_to_string(p.shape()),
+                                     " in the network but ", shape_to_string(h.shape), " in ", quoted(path)));
         }
         staged.emplace_back(p.size());
-        io::detail::npy_values(bytes, h, staged.back().data(), p.size());
+        npy_values(bytes, h, staged.back().data(), p.size());
     }
+}
+
+} // namespace detail
+} // namespace io
+
+/// Loads every parameter and buffer of `net` (its `buffers()`, if it has that member) from
+/// `dir/<name>.npy`, as written by `export_npy` or by `np.save` of each entry of a PyTorch
+/// `state_dict` (which lists buffers too). Float64 or integer files are converted to the
+/// network's type. All files are read and checked before any tensor changes, so on an error the
+/// network is left as it was.
+///
+/// With `strict` (the default), a `.npy` file in `dir` whose name is no parameter or buffer of
+/// `net` is an error too, as PyTorch's `load_state_dict(strict=True)` rejects unexpected keys.
+/// @throws io_error if a parameter's or buffer's file is missing or unreadable; format_error if
+/// one is not a valid `.npy` file; shape_error naming the tensor, the file and both shapes if a
+/// shape differs, or naming the unexpected files.
+template <class Net>
+void import_npy(Net& net, const std::string& dir, bool strict = true)
+{
+    namespace fs = std::filesystem;
+    using T = typename Net::value_type;
+    using detail::concat;
+    const auto params = net.parameters();
+    const auto buffers = io::detail::buffers_of(net);
+    std::vector<std::vector<T>> staged;
+    std::set<std::string> expected;
+    io::detail::stage_npy(params, dir, "parameter", staged, expected);
+    io::detail::stage_npy(buffers, dir, "buffer", staged, expected);
     if (strict)
     {
         std::vector<std::string> unexpected;
@@ -567,19 +605,29 @@ void import_npy(Net& net, const std::string& dir, bool strict = true)
         }
         if (!unexpected.empty())
         {
+            std::sort(unexpected.begin(), unexpected.end()); // directory order is the file system's
             std::string list;
             for (const auto& n : unexpected)
             {
                 list += (list.empty() ? "" : ", ") + n;
             }
             throw shape_error(concat("import_npy: ", io::detail::quoted(dir), " holds ", unexpected.size(),
-                                     " .npy file(s) that are no parameter of the network (", list,
+                                     " .npy file(s) that are no ",
+                                     buffers.empty() ? "parameter" : "parameter or buffer", " of the network (", list,
                                      "); pass strict = false to ignore them"));
         }
     }
-    for (std::size_t i = 0; i < params.size(); ++i)
+    // Everything is read and fits: commit.
+    std::size_t k = 0;
+    for (const auto& p : params)
     {
-        std::copy(staged[i].begin(), staged[i].end(), params[i].data());
+        std::copy(staged[k].begin(), staged[k].end(), p.data());
+        ++k;
+    }
+    for (const auto& b : buffers)
+    {
+        std::copy(staged[k].begin(), staged[k].end(), b.data());
+        ++k;
     }
 }
 

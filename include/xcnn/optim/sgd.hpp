@@ -7,13 +7,14 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "../core/error.hpp"
-#include "../network/parameter.hpp"
+#include "../core/finite.hpp"
+#include "../core/parameter.hpp"
+#include "optimizer.hpp"
 
 namespace xcnn
 {
@@ -24,95 +25,6 @@ enum class nonfinite_policy
     raise,    ///< throw `numeric_error` naming the step and the parameter (the default)
     skip_step ///< leave every parameter and momentum buffer as it is, count the step as skipped
 };
-
-/// Everything `SGD` carries from one step to the next, like PyTorch's `optimizer.state_dict()`:
-/// what a checkpoint must hold to continue training exactly.
-template <class T>
-struct sgd_state
-{
-    T lr = 0;                                     ///< learning rate
-    T momentum = 0;                               ///< momentum factor
-    T weight_decay = 0;                           ///< L2 penalty factor
-    std::uint64_t steps = 0;                      ///< updates applied so far
-    std::uint64_t skipped_steps = 0;              ///< steps skipped for non-finite values
-    std::vector<std::vector<T>> momentum_buffers; ///< one per parameter; empty before its first update
-};
-
-namespace detail
-{
-
-/// The unsigned integer holding the bits of `T` and the mask of its exponent field, which is all
-/// ones exactly for infinities and NaNs.
-template <class T>
-struct float_bits;
-template <>
-struct float_bits<float>
-{
-    using type = std::uint32_t;
-    static constexpr type exponent = 0x7F800000u;
-};
-template <>
-struct float_bits<double>
-{
-    using type = std::uint64_t;
-    static constexpr type exponent = 0x7FF0000000000000ull;
-};
-
-/// Whether all `size` values are finite. The optimizer runs this over every parameter and
-/// gradient at every step, so it tests exponent bits with integer operations in fixed-size
-/// blocks, which GCC 12 vectorises at -O2 as well as -O3 (it leaves a loop on `std::isfinite` or
-/// `std::abs(x) <= max` scalar, about 5 times slower; Clang vectorises both).
-template <class T>
-bool all_finite(const T* values, std::size_t size) noexcept
-{
-    using bits = typename float_bits<T>::type;
-    constexpr bits exponent = float_bits<T>::exponent;
-    constexpr std::size_t block = 64;
-    bits bad = 0;
-    std::size_t j = 0;
-    for (; j + block <= size; j += block)
-    {
-        for (std::size_t k = 0; k < block; ++k)
-        {
-            bits b;
-            std::memcpy(&b, values + j + k, sizeof b);
-            bad |= static_cast<bits>((b & exponent) == exponent);
-        }
-    }
-    for (; j < size; ++j)
-    {
-        bits b;
-        std::memcpy(&b, values + j, sizeof b);
-        bad |= static_cast<bits>((b & exponent) == exponent);
-    }
-    return bad == 0;
-}
-
-/// "'3.weight' (Conv2D(...))": a parameter as messages name it.
-template <class T>
-std::string describe_parameter(const parameter<T>& p)
-{
-    return p.layer().empty() ? concat("'", p.name(), "'") : concat("'", p.name(), "' (", p.layer(), ")");
-}
-
-/// "3 of 2400 elements are not finite, the first at index 17 (nan)", for `size` values that are
-/// not all finite.
-template <class T>
-std::string nonfinite_summary(const T* values, std::size_t size)
-{
-    std::size_t count = 0, first = size;
-    for (std::size_t j = 0; j < size; ++j)
-    {
-        if (!std::isfinite(values[j]))
-        {
-            first = count++ == 0 ? j : first;
-        }
-    }
-    return concat(count, " of ", size, " elements ", count == 1 ? "is" : "are", " not finite, the first at index ",
-                  first, " (", values[first], ")");
-}
-
-} // namespace detail
 
 /// Updates each parameter p with its gradient g exactly as `torch.optim.SGD` does
 /// (dampening 0, no Nesterov):
@@ -182,53 +94,97 @@ public:
     /// no step was skipped.
     const std::string& last_skip_reason() const noexcept { return m_skip_reason; }
 
-    /// A copy of the state a checkpoint needs: hyperparameters, counters and momentum buffers.
-    sgd_state<T> state_dict() const
+    /// The optimizer's kind, "SGD" (`optimizer_state::kind`, a checkpoint's `xcnn.optimizer`).
+    std::string name() const { return "SGD"; }
+
+    /// A copy of the state a checkpoint needs (the optimizer contract of optim/optimizer.hpp):
+    /// scalars "lr", "momentum", "weight_decay"; counters "steps", "skipped_steps"; a tensor
+    /// "momentum_buffer" per parameter that has one (none before its first update or without
+    /// momentum, as in PyTorch's `state_dict`).
+    optimizer_state<T> state_dict() const
     {
-        return sgd_state<T>{m_lr, m_momentum, m_weight_decay, m_steps, m_skipped, m_buffers};
+        optimizer_state<T> state;
+        state.kind = name();
+        state.scalars = {{"lr", m_lr}, {"momentum", m_momentum}, {"weight_decay", m_weight_decay}};
+        state.counters = {{"steps", m_steps}, {"skipped_steps", m_skipped}};
+        for (std::size_t i = 0; i < m_parameters.size(); ++i)
+        {
+            if (!m_buffers[i].empty())
+            {
+                state.tensors.push_back({m_parameters[i].name(), momentum_buffer_name, m_buffers[i]});
+            }
+        }
+        return state;
     }
 
     /// Restores a state from `state_dict()`, after checking that it fits this optimizer's
-    /// parameters; on an exception nothing has changed.
-    /// @throws shape_error if the number of momentum buffers differs from the number of
-    /// parameters or a buffer's size from its parameter's; value_error for invalid hyperparameters.
-    void load_state_dict(sgd_state<T> state)
+    /// parameters; on an exception nothing has changed. A parameter without a momentum buffer in
+    /// `state` has none afterwards (its next update starts one, as the first does).
+    /// @throws value_error if `state` is of another kind, lacks or adds a scalar, a counter or a
+    /// kind of tensor, lists a buffer twice or holds an invalid hyperparameter; shape_error if a
+    /// buffer belongs to no parameter of this optimizer or its size differs from its parameter's.
+    void load_state_dict(const optimizer_state<T>& state)
     {
         check_state_dict(state);
-        m_lr = state.lr;
-        m_momentum = state.momentum;
-        m_weight_decay = state.weight_decay;
-        m_steps = state.steps;
-        m_skipped = state.skipped_steps;
-        m_buffers.swap(state.momentum_buffers);
+        std::vector<std::vector<T>> buffers(m_parameters.size());
+        for (const auto& t : state.tensors)
+        {
+            buffers[index_of(t.parameter)] = t.values;
+        }
+        // Everything fits and is copied: commit (nothing below throws).
+        m_lr = *state.scalar("lr");
+        m_momentum = *state.scalar("momentum");
+        m_weight_decay = *state.scalar("weight_decay");
+        m_steps = *state.counter("steps");
+        m_skipped = *state.counter("skipped_steps");
+        m_buffers.swap(buffers);
     }
 
     /// Throws what `load_state_dict(state)` would throw, changing nothing.
-    void check_state_dict(const sgd_state<T>& state) const
+    void check_state_dict(const optimizer_state<T>& state) const
     {
-        if (state.momentum_buffers.size() != m_parameters.size())
+        if (state.kind != name())
         {
-            throw shape_error(detail::concat("SGD: the state holds ", state.momentum_buffers.size(),
-                                             " momentum buffers but the optimizer has ", m_parameters.size(),
-                                             " parameters"));
+            throw value_error(detail::concat("SGD: the state is that of a '", state.kind, "' optimizer"));
         }
-        for (std::size_t i = 0; i < m_parameters.size(); ++i)
+        check_names(state.scalars, {"lr", "momentum", "weight_decay"}, "scalar");
+        check_names(state.counters, {"steps", "skipped_steps"}, "counter");
+        std::vector<bool> seen(m_parameters.size(), false);
+        for (const auto& t : state.tensors)
         {
-            const auto& buffer = state.momentum_buffers[i];
-            if (!buffer.empty() && buffer.size() != m_parameters[i].size())
+            if (t.name != momentum_buffer_name)
+            {
+                throw value_error(detail::concat("SGD: the state holds a tensor '", t.name, "' of parameter '",
+                                                 t.parameter, "'; SGD keeps only '", momentum_buffer_name, "'"));
+            }
+            const std::size_t i = index_of(t.parameter);
+            if (i == m_parameters.size())
+            {
+                throw shape_error(detail::concat("SGD: the state holds a momentum buffer of '", t.parameter,
+                                                 "', which is none of the optimizer's ", m_parameters.size(),
+                                                 " parameters"));
+            }
+            if (seen[i])
+            {
+                throw value_error(detail::concat("SGD: the state holds two momentum buffers of parameter ",
+                                                 detail::describe_parameter(m_parameters[i])));
+            }
+            seen[i] = true;
+            if (t.values.size() != m_parameters[i].size())
             {
                 throw shape_error(detail::concat("SGD: the momentum buffer of parameter ",
-                                                 detail::describe_parameter(m_parameters[i]), " has ", buffer.size(),
+                                                 detail::describe_parameter(m_parameters[i]), " has ", t.values.size(),
                                                  " elements, the parameter ", m_parameters[i].size(), " (shape ",
                                                  detail::shape_to_string(m_parameters[i].shape()), ")"));
             }
         }
-        if (!(state.lr >= T(0)) || !std::isfinite(state.lr) || !(state.momentum >= T(0)) ||
-            !(state.weight_decay >= T(0)) || !std::isfinite(state.momentum) || !std::isfinite(state.weight_decay))
+        const T lr = *state.scalar("lr"), momentum = *state.scalar("momentum");
+        const T weight_decay = *state.scalar("weight_decay");
+        if (!(lr >= T(0)) || !std::isfinite(lr) || !(momentum >= T(0)) || !(weight_decay >= T(0)) ||
+            !std::isfinite(momentum) || !std::isfinite(weight_decay))
         {
-            throw value_error(detail::concat("SGD: invalid state: learning rate ", state.lr, ", momentum ",
-                                             state.momentum, ", weight_decay ", state.weight_decay,
-                                             " (each must be finite and >= 0)"));
+            throw value_error(detail::concat("SGD: invalid state: learning rate ", lr, ", momentum ", momentum,
+                                             ", weight_decay ", weight_decay, " (each must be finite and >= 0)"));
         }
     }
 
@@ -294,6 +250,45 @@ public:
     }
 
 private:
+    static constexpr const char* momentum_buffer_name = "momentum_buffer";
+
+    /// The index of the parameter named `parameter`, `parameters().size()` if there is none.
+    std::size_t index_of(const std::string& parameter) const noexcept
+    {
+        std::size_t i = 0;
+        while (i < m_parameters.size() && m_parameters[i].name() != parameter)
+        {
+            ++i;
+        }
+        return i;
+    }
+
+    /// Checks that `list` names exactly `expected`, each once (in any order).
+    template <class V>
+    static void check_names(const std::vector<std::pair<std::string, V>>& list,
+                            const std::vector<std::string>& expected, const char* what)
+    {
+        for (const auto& name : expected)
+        {
+            const auto count =
+                std::count_if(list.begin(), list.end(), [&](const auto& entry) { return entry.first == name; });
+            if (count != 1)
+            {
+                throw value_error(detail::concat("SGD: the state holds ", count, " ", what, "s '", name, "', not one"));
+            }
+        }
+        if (list.size() != expected.size())
+        {
+            for (const auto& entry : list)
+            {
+                if (std::find(expected.begin(), expected.end(), entry.first) == expected.end())
+                {
+                    throw value_error(detail::concat("SGD: the state holds an unknown ", what, " '", entry.first, "'"));
+                }
+            }
+        }
+    }
+
     bool all_finite() const noexcept
     {
         bool finite = true;
