@@ -2,13 +2,15 @@
 // softsign.hpp; docs/adding-a-layer.md explains them), built against the installed package by
 // tests/consumer/run.sh. It trains them inside a Sequential with Conv2D and Dense, and checks
 // what xcnn does with the layer's parameter and buffer: SGD updates the parameter, training
-// updates the buffer, xcnn::save/xcnn::load restore both, xcnn::export_npy writes both.
+// updates the buffer, xcnn::save/xcnn::load restore both, xcnn::export_npy writes both. It
+// also checks the layer's gradients against finite differences, as a user's own tests would.
 // Exits non-zero, with a message, on the first failure.
 #include "channel_scale.hpp"
 #include "softsign.hpp"
 
 #include <xcnn/xcnn.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -54,10 +56,59 @@ std::vector<float> state_of(Net& net)
     return out;
 }
 
+/// The largest relative error between the gradients `backward` gives for the input and the
+/// weight of a ChannelScale<double> and central differences of the loss sum(y * r).
+double gradient_check()
+{
+    my::ChannelScale<double> layer(3);
+    layer.weight() = xt::xtensor<double, 1>{0.5, -1.5, 2.0};
+    xt::xtensor<double, 4> x = xt::zeros<double>({std::size_t(2), std::size_t(3), std::size_t(4), std::size_t(5)});
+    xt::xtensor<double, 4> r = x;
+    for (std::size_t i = 0; i < x.size(); ++i)
+    {
+        x.data()[i] = std::sin(0.7 * static_cast<double>(i));
+        r.data()[i] = std::cos(0.3 * static_cast<double>(i));
+    }
+    auto loss = [&]
+    {
+        return xt::sum(layer.predict(x) * r)();
+    };
+    // The analytic gradients: dX from backward, dweight from the parameter's handle.
+    (void)layer.forward(x);
+    const xt::xtensor<double, 4> dx = layer.backward(r);
+    const xcnn::parameter<double> weight = layer.parameters()[0];
+    const xt::xtensor<double, 1> dweight = weight.grad();
+    // (loss(v + eps) - loss(v - eps)) / (2 eps) for each value v of `data`, compared with `grad`.
+    auto worst = [&](double* data, std::size_t size, const double* grad)
+    {
+        const double eps = 1e-6;
+        double diff = 0, norm = 0;
+        for (std::size_t i = 0; i < size; ++i)
+        {
+            const double saved = data[i];
+            data[i] = saved + eps;
+            const double plus = loss();
+            data[i] = saved - eps;
+            const double minus = loss();
+            data[i] = saved;
+            const double numeric = (plus - minus) / (2 * eps);
+            diff += (numeric - grad[i]) * (numeric - grad[i]);
+            norm += grad[i] * grad[i];
+        }
+        return std::sqrt(diff / norm);
+    };
+    return std::max(worst(x.data(), x.size(), dx.data()), worst(weight.data(), weight.size(), dweight.data()));
+}
+
 } // namespace
 
 int main()
 {
+    // The layer's gradients first: everything else relies on them.
+    const double gradient_error = gradient_check();
+    std::cout << "ChannelScale gradients: relative error " << gradient_error << " against finite differences\n";
+    check(gradient_error < 1e-6, "ChannelScale's gradients match finite differences");
+
     // Eight 8x8 images: a bright left half (class 0) or a bright right half (class 1).
     const std::size_t n = 8;
     xt::xtensor<float, 4> images = xt::zeros<float>({n, std::size_t(1), std::size_t(8), std::size_t(8)});
