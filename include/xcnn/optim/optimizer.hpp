@@ -22,7 +22,8 @@
 /// - `kind` is `name()`; a state of another kind is refused (`value_error`).
 /// - `scalars` (type `T`: hyperparameters such as "lr", "momentum", "weight_decay") and
 ///   `counters` (`std::uint64_t`: "steps", ...) always hold the same names, in the same order,
-///   whatever the optimizer's history; names are unique across both. A state lacking one of
+///   whatever the optimizer's history; names are unique across both and contain no dot (a
+///   checkpoint tells them from per-parameter tensors by that). A state lacking one of
 ///   them or holding an unknown one is refused (`value_error`), as is a value the constructor
 ///   would refuse (a negative learning rate).
 /// - `tensors` hold per-parameter state ("momentum_buffer", Adam's "exp_avg"): each is keyed by
