@@ -5,6 +5,7 @@
 #include <xcnn/xcnn.hpp>
 
 #include "models.hpp"
+#include "support/layer_zoo.hpp"
 
 #include <atomic>
 #include <cstddef>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <new>
 #include <random>
+#include <vector>
 
 namespace
 {
@@ -164,4 +166,46 @@ TEST_CASE("a steady-state LeNet training step allocates nothing, at 1 and 2 thre
     CHECK(allocations_during(inference) == 0);
     CHECK(std::isfinite(last_loss));
     xcnn::set_num_threads(saved_threads);
+}
+
+TEMPLATE_LIST_TEST_CASE("a second training step of any layer allocates nothing", "[allocations][layers]",
+                        xcnn_test::zoo::all)
+{
+    // Every layer type, a user's own layer and a nested Sequential (tests/support/layer_zoo.hpp):
+    // once the first step has sized the buffers, forward, backward, backward_parameters, the SGD
+    // step and predict reuse them.
+    using E = TestType;
+    namespace zoo = xcnn_test::zoo;
+    constexpr std::size_t out_rank = zoo::output_rank<E, float>;
+    INFO(E::label);
+    auto layer = E::template make<float>();
+    std::mt19937 rng(8);
+    const auto x = zoo::input<E, float>(rng, 3);
+    const auto out_shape = layer.output_shape(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
+    const auto dy = zoo::random_of_shape<float, out_rank>(out_shape, rng);
+    xcnn::SGD<float> optimizer(layer.parameters(), 0.01f, 0.9f);
+
+    auto training_step = [&]
+    {
+        (void)layer.forward(x);
+        (void)layer.backward(dy);
+        optimizer.step();
+    };
+    auto training_step_parameters_only = [&]
+    {
+        (void)layer.forward(x);
+        layer.backward_parameters(dy);
+        optimizer.step();
+    };
+    auto inference = [&]
+    {
+        (void)layer.predict(x);
+    };
+
+    training_step();
+    training_step_parameters_only();
+    inference();
+    CHECK(allocations_during(training_step) == 0);
+    CHECK(allocations_during(training_step_parameters_only) == 0);
+    CHECK(allocations_during(inference) == 0);
 }

@@ -14,6 +14,9 @@
 # 5. pkgconfig   a Makefile that compiles with `pkg-config --cflags --libs xcnn` only
 # 6. test_package   the conan recipe's test_package/ project, built against the installed tree
 #                (conan itself needs the internet; this checks the project's CMake and program)
+# 7. user_layer  a layer and an activation written outside xcnn (tests/consumer/user_layer, the
+#                code of docs/adding-a-layer.md), trained, saved, loaded and exported to .npy
+#                through the installed package
 #
 # Consumers compile with -O1 (CXXFLAGS overrides): this checks packaging, not speed.
 # Needs cmake, make, a C++17 compiler, pkg-config and xtensor/xsimd (Debian: libxtensor-dev,
@@ -50,7 +53,7 @@ timed() {
 package_options=(-DXCNN_BUILD_TESTS=OFF -DXCNN_BUILD_EXAMPLES=OFF -DXCNN_BUILD_BENCHMARKS=OFF -DXCNN_INSTALL=ON
     -DXCNN_WITH_ZLIB=ON)
 
-rm -rf "$work"/{xcnn-build,stage,prefix,find_package,add_subdirectory,fetchcontent,pkgconfig,test_package} \
+rm -rf "$work"/{xcnn-build,stage,prefix,find_package,add_subdirectory,fetchcontent,pkgconfig,test_package,user_layer} \
     "$work"/{xcnn-src,xcnn-src.tar.gz}
 
 # Evaluates the installed xcnnConfigVersion.cmake as find_package would: SameMajorVersion (any
@@ -187,6 +190,11 @@ consumer_conan_test_package() {
     cmake_consumer test_package "$src/test_package" test_package -DCMAKE_PREFIX_PATH="$work/prefix"
 }
 
+consumer_user_layer() {
+    step "a user's own layer (docs/adding-a-layer.md) against the installed tree"
+    cmake_consumer user_layer "$src/tests/consumer/user_layer" user_layer -DCMAKE_PREFIX_PATH="$work/prefix"
+}
+
 start=$SECONDS
 timed install_xcnn
 timed consumer_find_package
@@ -194,6 +202,7 @@ timed consumer_add_subdirectory
 timed consumer_fetchcontent
 timed consumer_pkgconfig
 timed consumer_conan_test_package
+timed consumer_user_layer
 echo
 echo "consumer tests took $((SECONDS - start)) s"
-echo "consumers: 5 passed, 0 failed"
+echo "consumers: 6 passed, 0 failed"

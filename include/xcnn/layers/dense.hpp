@@ -208,6 +208,16 @@ public:
         return m_input_grad_flattened;
     }
 
+    /// @overload
+    /// For gradients of any expression type; checks the rank first (a `Sequential` ending in
+    /// Flatten and Dense hands its caller's gradient here: an `xt::xarray` of another rank
+    /// converted implicitly to `xt::xtensor<T, 2>` would write past its shape).
+    template <class E>
+    const xt::xtensor<T, 4>& backward_flattened(const xt::xexpression<E>& grad_output)
+    {
+        return backward_flattened(this->converted_gradient(grad_output));
+    }
+
     /// What `Sequential` runs for this layer followed by an activation of functor `Op`: f(x W^T + b),
     /// the activation applied in place while the output is in cache (`training` false is
     /// `predict`). Then `backward_activated` takes the gradient of the activation's output.

@@ -541,8 +541,16 @@ protected:
         if constexpr (detail::has_parameter_slots<Derived>::value)
         {
             const auto& layer = self();
+            // The name is only built for a tensor of the wrong shape: this runs on every forward
+            // and backward, and a name longer than the small-string buffer would allocate.
             detail::for_each_slot(const_cast<Derived&>(layer).parameter_slots(),
-                                  [&](const auto& slot) { slot.check_shape(layer.name()); });
+                                  [&](const auto& slot)
+                                  {
+                                      if (slot.value().shape() != slot.expected_shape())
+                                      {
+                                          slot.check_shape(layer.name());
+                                      }
+                                  });
         }
     }
 
@@ -553,7 +561,13 @@ protected:
         {
             const auto& layer = self();
             detail::for_each_slot(const_cast<Derived&>(layer).buffer_slots(),
-                                  [&](const auto& slot) { slot.check_shape(layer.name()); });
+                                  [&](const auto& slot)
+                                  {
+                                      if (slot.value().shape() != slot.expected_shape())
+                                      {
+                                          slot.check_shape(layer.name());
+                                      }
+                                  });
         }
     }
 
@@ -566,13 +580,15 @@ private:
 /// layer's mathematics. It supplies the type aliases and rank constants `Sequential` checks,
 /// `output_shape`, the public `forward`/`predict`/`backward`/`backward_parameters` for the
 /// layer's exact types and for any xtensor expression (rank-checked, then evaluated), the
-/// forward-before-backward and gradient-shape checks, and (through `layer_state`) the
-/// parameters and buffers.
+/// forward-before-backward and gradient-shape checks, the check that no parameter or buffer
+/// was assigned a tensor of another shape (before every `run_forward` and `run_backward`), and
+/// (through `layer_state`) the parameters and buffers.
 ///
 /// `Derived` writes (see docs/adding-a-layer.md):
 /// - `std::string name() const`;
 /// - `std::array<std::size_t, OutRank> checked_output_shape(const S& input_shape) const` for any
-///   container of sizes: validates and returns the output shape without allocating;
+///   container of sizes, which the base has checked to have rank `InRank`: validates and returns
+///   the output shape without allocating;
 /// - `const output_type& run_forward(const input_type& x, bool training)`: the output, in a buffer
 ///   the layer owns; with `training`, it keeps what `run_backward` needs;
 /// - `const input_type& run_backward(const output_type& dy)`: dX, overwriting the gradients of
@@ -603,6 +619,8 @@ public:
     /// @throws shape_error for an input the layer cannot take, naming the layer and the shape.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
+        // checked_output_shape may then index the input's InRank axes.
+        detail::require_rank(self(), input_shape, InRank, Derived::input_layout);
         const auto shape = self().checked_output_shape(input_shape);
         return std::vector<std::size_t>(shape.begin(), shape.end());
     }
@@ -624,6 +642,7 @@ public:
     const input_type& backward(const output_type& grad_output)
     {
         require_cache(grad_output);
+        check_state_shapes();
         return self().run_backward(grad_output);
     }
 
@@ -633,6 +652,7 @@ public:
     void backward_parameters(const output_type& grad_output)
     {
         require_cache(grad_output);
+        check_state_shapes();
         if constexpr (detail::has_run_backward_parameters<Derived, output_type>::value)
         {
             self().run_backward_parameters(grad_output);
@@ -717,7 +737,16 @@ protected:
 private:
     const output_type& run(const input_type& x, bool training)
     {
+        check_state_shapes();
         return cached_forward(training, [&]() -> const output_type& { return self().run_forward(x, training); });
+    }
+
+    /// Throws `shape_error` naming the layer if a parameter or a buffer was assigned a tensor of
+    /// another shape, before `run_forward` or `run_backward` reads it.
+    void check_state_shapes() const
+    {
+        this->check_parameter_shapes();
+        this->check_buffer_shapes();
     }
 
     Derived& self() noexcept { return static_cast<Derived&>(*this); }
