@@ -47,7 +47,7 @@ jobs=${XCNN_JOBS:-2}
 
 # --- dependencies ----------------------------------------------------------------------------
 packages=(build-essential cmake libxtensor-dev xtl-dev libxsimd-dev catch2 zlib1g-dev
-          libbenchmark-dev libopenblas-dev python3-numpy pkg-config)
+          libbenchmark-dev libopenblas-dev python3-numpy pkg-config clang-format)
 
 if command -v dpkg > /dev/null 2>&1; then
     missing=()
