@@ -111,8 +111,10 @@ if ((next)); then
         cmake --install "$deps_work/$name-build" > /dev/null
     done
     echo "test.sh: configuring $build_dir"
-    cmake -S . -B "$build_dir" -DXCNN_WERROR=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=20 \
-        -DCMAKE_PREFIX_PATH="$prefix" -DXCNN_BUILD_BENCHMARKS=OFF
+    # Makefiles keep the compiler's dependency files next to the objects (Ninja folds them into
+    # its own database and deletes them), which is what the header check below reads.
+    cmake -S . -B "$build_dir" -G "Unix Makefiles" -DXCNN_WERROR=ON -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CXX_STANDARD=20 -DCMAKE_PREFIX_PATH="$prefix" -DXCNN_BUILD_BENCHMARKS=OFF
     echo "test.sh: building $build_dir"
     cmake --build "$build_dir" -j"$jobs"
     # Every header a translation unit read is in its compiler-written dependency file (*.d).
