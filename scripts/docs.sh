@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Build xcnn's API reference with Doxygen (CMake preset `docs`, target xcnn_docs) into
-# build/docs/docs/html. Doxygen's warnings are errors: an undocumented public entity fails.
+# Build xcnn's API reference with Doxygen (the CMake preset `docs`'s settings, target xcnn_docs)
+# into <build dir>/docs/html. Doxygen's warnings are errors: an undocumented public entity fails.
 #
-#   bash scripts/docs.sh
+#   bash scripts/docs.sh [BUILD_DIR]
+#
+# BUILD_DIR defaults to $XCNN_DOCS_BUILD_DIR, else ${TMPDIR:-/tmp}/xcnn-docs: outside the
+# checkout, so the script also works on a read-only one.
 #
 # When run as root on Debian/Ubuntu, doxygen is installed with apt-get first if it is missing.
 set -euo pipefail
+
+build_dir=${1:-${XCNN_DOCS_BUILD_DIR:-${TMPDIR:-/tmp}/xcnn-docs}}
+# Relative to where the script was called from, not to the checkout it changes into.
+[[ $build_dir == /* ]] || build_dir="$PWD/$build_dir"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if ! command -v doxygen > /dev/null 2>&1; then
@@ -20,5 +27,7 @@ if ! command -v doxygen > /dev/null 2>&1; then
     fi
 fi
 
-cmake --workflow --preset docs
-echo "docs.sh: API reference in build/docs/docs/html/index.html"
+# The preset holds the cache settings; -B moves its build folder.
+cmake --preset docs -B "$build_dir"
+cmake --build "$build_dir" --target xcnn_docs
+echo "docs.sh: API reference in $build_dir/docs/html/index.html"

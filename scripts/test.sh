@@ -5,21 +5,31 @@
 #   bash scripts/test.sh --sanitize   # Debug -O1 + ASan/UBSan build in build/asan, -Werror
 #   bash scripts/test.sh --tsan       # ThreadSanitizer build in build/tsan, -Werror: only the tests
 #                                     # that run xcnn's thread pool with several threads
+#   bash scripts/test.sh --xtensor-next  # Release, C++20, -Werror, against xtensor 0.27.1, xsimd
+#                                     # 13.2.0 and xtl 0.8.2 built from ../shared/deps (or
+#                                     # $XCNN_DEPS_DIR) into <build>/deps-prefix, in build/xtensor-next
+#   --build-dir=DIR                   # build in DIR instead (e.g. outside a read-only checkout)
 #
 # When run as root on Debian/Ubuntu, missing build dependencies are installed with apt-get
-# first. Exits non-zero if anything fails (dependency install, configure, build, or a test).
+# first. Parallel jobs: $XCNN_JOBS (default 2). Exits non-zero if anything fails (dependency
+# install, configure, build, or a test).
 set -euo pipefail
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    # The comment block at the top of this file, whatever its length.
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
 }
 
 sanitize=0
 tsan=0
+next=0
+build_dir_arg=""
 for arg in "$@"; do
     case "$arg" in
         --sanitize) sanitize=1 ;;
         --tsan) tsan=1 ;;
+        --xtensor-next) next=1 ;;
+        --build-dir=?*) build_dir_arg=${arg#--build-dir=} ;;
         -h | --help)
             usage
             exit 0
@@ -34,11 +44,11 @@ done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-jobs=2
+jobs=${XCNN_JOBS:-2}
 
 # --- dependencies ----------------------------------------------------------------------------
 packages=(build-essential cmake libxtensor-dev xtl-dev libxsimd-dev catch2 zlib1g-dev
-          libbenchmark-dev libopenblas-dev python3-numpy pkg-config)
+          libbenchmark-dev libopenblas-dev python3-numpy pkg-config clang-format)
 
 if command -v dpkg > /dev/null 2>&1; then
     missing=()
@@ -60,9 +70,73 @@ if command -v dpkg > /dev/null 2>&1; then
 fi
 
 # --- configure / build / test ----------------------------------------------------------------
-if ((sanitize && tsan)); then
-    echo "test.sh: --sanitize and --tsan are separate builds; give one" >&2
+if ((sanitize + tsan + next > 1)); then
+    echo "test.sh: --sanitize, --tsan and --xtensor-next are separate builds; give one" >&2
     exit 2
+fi
+if ((next)); then
+    # xtensor >= 0.26 (C++20, headers in sub-folders) is what vcpkg and conan users get, while
+    # the other builds use Debian's 0.24. The release sources in ../shared/deps are installed into
+    # a scratch prefix that CMAKE_PREFIX_PATH puts ahead of /usr; Debian's 0.24 headers stay in
+    # /usr/include, so anything that reaches xtensor around xcnn's shim would mix the two versions.
+    # After the build, the compiler's dependency files prove that no translation unit did.
+    build_dir=${build_dir_arg:-build/xtensor-next}
+    deps_dir=${XCNN_DEPS_DIR:-$(dirname "$PWD")/shared/deps}
+    deps_work="$build_dir/deps"
+    mkdir -p "$deps_work"
+    # Absolute: it ends up in CMAKE_PREFIX_PATH and in the dependency files checked below.
+    prefix=$(cd "$build_dir" && pwd)/deps-prefix
+    # sha256 of the upstream release archives (shared/deps/README.md): a changed file is not
+    # silently tested.
+    deps=(
+        "xtl-0.8.2 44d5c16ea5fd0cf75794ca11dfb25ca159d5e546930a9fa31bd8252bc80bcd75"
+        "xsimd-13.2.0 b9fc85d5444ebc4490fc05a4955e882119ef57fe245ccd9e8edb93562014e903"
+        "xtensor-0.27.1 2c150d6a59e4c17ff8a6eb4f20a6ea264b195b2425bfd76072abb091669b3dce"
+    )
+    rm -rf "$prefix"
+    for dep in "${deps[@]}"; do
+        name=${dep% *}
+        archive="$deps_dir/$name.tar.gz"
+        echo "${dep#* }  $archive" | sha256sum --check --quiet - || {
+            echo "test.sh: $archive is missing or not the upstream release" >&2
+            exit 1
+        }
+        rm -rf "${deps_work:?}/$name" "$deps_work/$name-build"
+        tar -xzf "$archive" -C "$deps_work"
+        echo "test.sh: installing $name into $prefix"
+        dep_args=()
+        [[ $name == xtensor-* ]] && dep_args=(-DXTENSOR_USE_XSIMD=ON)
+        # Header-only: configuring and installing takes seconds, nothing is compiled.
+        cmake -S "$deps_work/$name" -B "$deps_work/$name-build" -DCMAKE_INSTALL_PREFIX="$prefix" \
+            -DCMAKE_PREFIX_PATH="$prefix" "${dep_args[@]}" > /dev/null
+        cmake --install "$deps_work/$name-build" > /dev/null
+    done
+    echo "test.sh: configuring $build_dir"
+    # Makefiles keep the compiler's dependency files next to the objects (Ninja folds them into
+    # its own database and deletes them), which is what the header check below reads.
+    cmake -S . -B "$build_dir" -G "Unix Makefiles" -DXCNN_WERROR=ON -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_CXX_STANDARD=20 -DCMAKE_PREFIX_PATH="$prefix" -DXCNN_BUILD_BENCHMARKS=OFF
+    echo "test.sh: building $build_dir"
+    cmake --build "$build_dir" -j"$jobs"
+    # Every header a translation unit read is in its compiler-written dependency file (*.d).
+    leaked=$(find "$build_dir" -path "$deps_work" -prune -o -name '*.d' -print0 |
+        xargs -0 grep -lE '/usr/(local/)?include/(xtensor|xsimd|xtl)/' || true)
+    if [[ -n $leaked ]]; then
+        echo "test.sh: these objects were compiled with the system's xtensor/xsimd/xtl headers:" >&2
+        echo "$leaked" >&2
+        exit 1
+    fi
+    if ! find "$build_dir" -path "$deps_work" -prune -o -name '*.d' -print0 |
+        xargs -0 grep -qF "$prefix/include/xtensor/containers/xtensor.hpp"; then
+        echo "test.sh: no object was compiled with $prefix's xtensor; is the check still valid?" >&2
+        exit 1
+    fi
+    echo "test.sh: testing $build_dir"
+    # The consumer tests configure fresh projects that see only the system's packages (run.sh
+    # clears CMAKE_PREFIX_PATH on purpose), so here they would test xtensor 0.24 again.
+    ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" --no-tests=error -E '^consumers$'
+    echo "test.sh: all tests passed against xtensor 0.27.1 in C++20 ($build_dir)"
+    exit 0
 fi
 if ((tsan)); then
     # ThreadSanitizer cannot be combined with ASan, so it has a build of its own, limited to what
@@ -70,7 +144,7 @@ if ((tsan)); then
     # threads), test_concurrency (user threads sharing the pool) and xcnn-mnist training with
     # --threads 2. test_allocations also sets threads, but its operator new counter cannot see
     # through TSan's allocator, so it would pass vacuously.
-    build_dir=build/tsan
+    build_dir=${build_dir_arg:-build/tsan}
     tsan_flags="-fsanitize=thread -fno-omit-frame-pointer"
     tsan_targets=(test_threading test_concurrency xcnn-mnist xcnn_io_test_tool)
     tsan_tests='^(test_threading/|test_concurrency/|mnist_example/smoke$)'
@@ -87,7 +161,7 @@ if ((tsan)); then
     exit 0
 fi
 if ((sanitize)); then
-    build_dir=build/asan
+    build_dir=${build_dir_arg:-build/asan}
     config_args=(
         -DCMAKE_BUILD_TYPE=Debug
         # -g1: line tables for the sanitizers' stack traces, without the full debug info that
@@ -100,7 +174,7 @@ if ((sanitize)); then
     export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:detect_leaks=1}"
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
 else
-    build_dir=build/release
+    build_dir=${build_dir_arg:-build/release}
     config_args=(-DCMAKE_BUILD_TYPE=Release)
 fi
 

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <streambuf>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace
@@ -170,6 +171,28 @@ TEST_CASE("IDX round trip through files, raw and gzip")
             check_images(xcnn::io::load_idx_images<float>(dir / "big.gz"), big.pixels, 3000, 28, 28);
         }
     }
+}
+
+TEST_CASE("the loaders and savers are spelled xcnn::<name> as well as xcnn::io::<name>")
+{
+    STATIC_REQUIRE(std::is_same_v<xcnn::labelled_images<float>, xcnn::io::labelled_images<float>>);
+    STATIC_REQUIRE(std::is_same_v<xcnn::mnist_split, xcnn::io::mnist_split>);
+    STATIC_REQUIRE(std::is_same_v<xcnn::idx_data, xcnn::io::idx_data>);
+    STATIC_REQUIRE(xcnn::has_zlib == xcnn::io::has_zlib);
+    CHECK(&xcnn::read_gzip_file == &xcnn::io::read_gzip_file);
+    CHECK(&xcnn::load_idx_labels == &xcnn::io::load_idx_labels);
+
+    xcnn_test::temp_dir dir;
+    const auto s = make_samples(4, 5, 3, 6);
+    xt::xtensor<std::uint8_t, 3> pixels(std::array<std::size_t, 3>{4, 5, 3});
+    std::copy(s.pixels.begin(), s.pixels.end(), pixels.data());
+    xt::xtensor<std::int64_t, 1> labels(std::array<std::size_t, 1>{4});
+    std::copy(s.labels.begin(), s.labels.end(), labels.begin());
+    xcnn::save_idx(dir / "t10k-images-idx3-ubyte", pixels);
+    xcnn::save_idx_labels(dir / "t10k-labels-idx1-ubyte", labels);
+    const xcnn::labelled_images<float> test = xcnn::load_mnist<float>(dir.path().string(), xcnn::mnist_split::test);
+    check_images(test.images, s.pixels, 4, 5, 3);
+    CHECK((test.labels == labels));
 }
 
 TEST_CASE("IDX of other element types round trip with read_idx")

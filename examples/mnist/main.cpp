@@ -537,7 +537,7 @@ struct evaluation
 };
 
 template <class Net>
-evaluation evaluate(Net& net, const xcnn::io::labelled_images<float>& test)
+evaluation evaluate(Net& net, const xcnn::labelled_images<float>& test)
 {
     constexpr std::size_t chunk = 500;
     const std::size_t n = test.labels.size();
@@ -604,7 +604,7 @@ void print_confusion(const evaluation& e)
 }
 
 /// Checks what the models need: 28x28 single-channel images, labels in [0, 10).
-void check_dataset(const xcnn::io::labelled_images<float>& d, const std::string& what)
+void check_dataset(const xcnn::labelled_images<float>& d, const std::string& what)
 {
     const auto& s = d.images.shape();
     if (s[2] != image_size || s[3] != image_size)
@@ -675,12 +675,12 @@ int run(Net net, const options& o)
     }
 
     const auto load_start = clock_type::now();
-    const auto test = xcnn::io::load_mnist<float>(o.data, xcnn::io::mnist_split::test);
+    const auto test = xcnn::load_mnist<float>(o.data, xcnn::mnist_split::test);
     check_dataset(test, "test");
-    xcnn::io::labelled_images<float> train;
+    xcnn::labelled_images<float> train;
     if (!o.eval_only)
     {
-        train = xcnn::io::load_mnist<float>(o.data, xcnn::io::mnist_split::train);
+        train = xcnn::load_mnist<float>(o.data, xcnn::mnist_split::train);
         check_dataset(train, "training");
     }
     std::cout << "data: " << o.data << ": " << train.labels.size() << " training and " << test.labels.size()

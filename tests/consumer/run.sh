@@ -7,7 +7,9 @@
 # 1. install     configure xcnn alone with the options the vcpkg port and the conan recipe use,
 #                `cmake --install` it, check the installed files, move the tree elsewhere (the
 #                package must be relocatable, as vcpkg and conan copy it around)
-# 2. find_package   a CMake project with find_package(xcnn CONFIG REQUIRED) on that tree
+# 2. find_package   a CMake project with find_package(xcnn CONFIG REQUIRED) on that tree; it and
+#                the add_subdirectory project, configured without optimisation, must get xcnn's
+#                warning about it (and consumers built with -O1 must not)
 # 3. add_subdirectory   a CMake project that vendors this checkout
 # 4. fetchcontent   a CMake project that gets xcnn with FetchContent from a source archive of the
 #                files the conan recipe exports (CMakeLists.txt, cmake/, include/, LICENSE)
@@ -54,6 +56,7 @@ package_options=(-DXCNN_BUILD_TESTS=OFF -DXCNN_BUILD_EXAMPLES=OFF -DXCNN_BUILD_B
     -DXCNN_WITH_ZLIB=ON)
 
 rm -rf "$work"/{xcnn-build,stage,prefix,find_package,add_subdirectory,fetchcontent,pkgconfig,test_package,user_layer} \
+    "$work"/{find_package,add_subdirectory}-O0 \
     "$work"/{xcnn-src,xcnn-src.tar.gz}
 
 # Evaluates the installed xcnnConfigVersion.cmake as find_package would: SameMajorVersion (any
@@ -106,6 +109,7 @@ install_xcnn() {
         include/xcnn/core/xtensor_shim.hpp
         share/cmake/xcnn/xcnnConfig.cmake
         share/cmake/xcnn/xcnnConfigVersion.cmake
+        share/cmake/xcnn/xcnnOptimizationCheck.cmake
         share/cmake/xcnn/xcnnTargets.cmake
         share/pkgconfig/xcnn.pc
     )
@@ -152,9 +156,38 @@ install_xcnn() {
 cmake_consumer() {
     local name=$1 source=$2 program=$3
     shift 3
-    "$cmake" -S "$source" -B "$work/$name" -DCMAKE_CXX_FLAGS="$consumer_flags" "$@"
+    "$cmake" -S "$source" -B "$work/$name" -DCMAKE_CXX_FLAGS="$consumer_flags" "$@" 2>&1 |
+        tee "$work/$name.configure.log"
+    # Optimised (-O1): xcnn's warning about unoptimised builds must stay quiet.
+    if grep -q "xcnn: this build is not optimised" "$work/$name.configure.log"; then
+        echo "xcnn warned about an unoptimised build although the consumer compiles with $consumer_flags" >&2
+        exit 1
+    fi
     "$cmake" --build "$work/$name" -j"$jobs"
     (cd "$work/$name" && "./$program")
+}
+
+# A consumer configured with no build type and no -O flags (a single-config generator's default:
+# -O0) must be told, through find_package and through add_subdirectory; XCNN_WARN_UNOPTIMIZED=OFF
+# silences it. Configure only: nothing needs to be built for that.
+consumer_unoptimized_warning() {
+    step "configure without optimisation: xcnn warns (find_package, add_subdirectory)"
+    local name log
+    for name in find_package add_subdirectory; do
+        log="$work/$name-O0.configure.log"
+        "$cmake" -S "$src/tests/consumer/$name" -B "$work/$name-O0" -DCMAKE_PREFIX_PATH="$work/prefix" \
+            -DXCNN_SOURCE_DIR="$src" -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_FLAGS= > "$log" 2>&1
+        grep -q "xcnn: this build is not optimised" "$log" || {
+            cat "$log" >&2
+            echo "$name: no warning about the unoptimised build" >&2
+            exit 1
+        }
+        "$cmake" -S "$src/tests/consumer/$name" -B "$work/$name-O0" -DXCNN_WARN_UNOPTIMIZED=OFF > "$log" 2>&1
+        if grep -q "xcnn: this build is not optimised" "$log"; then
+            echo "$name: XCNN_WARN_UNOPTIMIZED=OFF did not silence the warning" >&2
+            exit 1
+        fi
+    done
 }
 
 consumer_find_package() {
@@ -198,6 +231,7 @@ consumer_user_layer() {
 start=$SECONDS
 timed install_xcnn
 timed consumer_find_package
+timed consumer_unoptimized_warning
 timed consumer_add_subdirectory
 timed consumer_fetchcontent
 timed consumer_pkgconfig

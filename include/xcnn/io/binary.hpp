@@ -282,7 +282,14 @@ inline std::filesystem::path temporary_sibling(const std::filesystem::path& targ
 #endif
     char hex[17];
     std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(tag));
-    const std::string name = "." + target.filename().string() + ".tmp-" + std::to_string(pid) + "-" + hex;
+    // Appended piece by piece: `"." + std::string` makes GCC 12 in C++20 report a false -Wrestrict
+    // overlap (GCC bug 105651) in every program that saves a file, fatal under -Werror.
+    std::string name = ".";
+    name += target.filename().string();
+    name += ".tmp-";
+    name += std::to_string(pid);
+    name += '-';
+    name += hex;
     return target.parent_path() / name;
 }
 

@@ -235,6 +235,13 @@ inline void write_gzip_file(const std::string& path, const void* data, std::size
 }
 
 } // namespace io
+
+// User-facing names are spelled xcnn::<name>, like xcnn::save and xcnn::load; the io:: spelling
+// stays valid for code written against it.
+using io::has_zlib;
+using io::read_gzip_file;
+using io::write_gzip_file;
+
 } // namespace xcnn
 
 #endif // XCNN_IO_GZIP_HPP

@@ -604,6 +604,25 @@ inline void save_idx_labels(const std::string& path, const xt::xtensor<std::int6
 }
 
 } // namespace io
+
+// User-facing names are spelled xcnn::<name>, like xcnn::save and xcnn::load; the io:: spelling
+// stays valid for code written against it.
+using io::idx_data;
+using io::idx_header;
+using io::idx_type;
+using io::load_idx_data;
+using io::load_idx_images;
+using io::load_idx_labels;
+using io::read_idx;
+using io::read_idx_data;
+using io::read_idx_header;
+using io::read_idx_images;
+using io::read_idx_labels;
+using io::save_idx;
+using io::save_idx_images;
+using io::save_idx_labels;
+using io::write_idx;
+
 } // namespace xcnn
 
 #endif // XCNN_IO_IDX_HPP

@@ -93,6 +93,14 @@ labelled_images<T> load_mnist(const std::string& dir, mnist_split split)
 }
 
 } // namespace io
+
+// User-facing names are spelled xcnn::<name>, like xcnn::save and xcnn::load; the io:: spelling
+// stays valid for code written against it.
+using io::labelled_images;
+using io::load_idx_dataset;
+using io::load_mnist;
+using io::mnist_split;
+
 } // namespace xcnn
 
 #endif // XCNN_IO_MNIST_HPP

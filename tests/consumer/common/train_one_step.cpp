@@ -59,12 +59,12 @@ int main()
     }
 
     // zlib: the define and the library must come together.
-    std::cout << "zlib: " << (xcnn::io::has_zlib ? "yes" : "no") << '\n';
-    if (xcnn::io::has_zlib)
+    std::cout << "zlib: " << (xcnn::has_zlib ? "yes" : "no") << '\n';
+    if (xcnn::has_zlib)
     {
         const std::vector<unsigned char> bytes{'x', 'c', 'n', 'n'};
-        xcnn::io::write_gzip_file("train_one_step.gz", bytes.data(), bytes.size());
-        if (xcnn::io::read_gzip_file("train_one_step.gz") != bytes)
+        xcnn::write_gzip_file("train_one_step.gz", bytes.data(), bytes.size());
+        if (xcnn::read_gzip_file("train_one_step.gz") != bytes)
         {
             std::cerr << "FAIL: a .gz round trip changed the data\n";
             return 1;
