@@ -155,8 +155,9 @@ void check_weight_grad_forms()
         {
             xt::xtensor<T, 4> dw2(p.w.shape());
             xt::xtensor<T, 1> db2(p.b.shape());
-            xcnn::detail::spread_output_grad(g, p.dy.data(), static_cast<const T*>(nullptr), ws.spread);
-            xcnn::detail::plane_weight_grad(g, ws.spread, p.padded.data(), dw2.data(), db2.data(), ws.plane);
+            const auto spread =
+                xcnn::detail::spread_output_grad(g, p.dy.data(), static_cast<const T*>(nullptr), ws.plane);
+            xcnn::detail::plane_weight_grad(g, spread, p.padded.data(), dw2.data(), db2.data(), ws.plane);
             CHECK(max_scaled_error(dw2, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
             CHECK(max_scaled_error(db2, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
         }
@@ -185,8 +186,8 @@ void check_input_grad_forms()
         xcnn::detail::window_input_grad(g, p.w, p.dy, static_cast<const T*>(nullptr), dx, ws.window, ws.gemm);
         CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
         dx.fill(T(7));
-        xcnn::detail::spread_output_grad(g, p.dy.data(), static_cast<const T*>(nullptr), ws.spread);
-        xcnn::detail::plane_input_grad(g, p.w.data(), ws.spread, dx.data(), ws.plane, ws.gemm);
+        const auto spread = xcnn::detail::spread_output_grad(g, p.dy.data(), static_cast<const T*>(nullptr), ws.plane);
+        xcnn::detail::plane_input_grad(g, p.w.data(), spread, dx.data(), ws.plane, ws.gemm);
         CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
     }
 }
@@ -215,12 +216,13 @@ void check_masks()
 
         xt::xtensor<T, 4> dw(p.w.shape()), dw_ref(p.w.shape());
         xt::xtensor<T, 1> db(p.b.shape()), db_ref(p.b.shape());
-        xcnn::detail::spread_output_grad(g, masked.data(), static_cast<const T*>(nullptr), ws.spread);
-        xcnn::detail::plane_weight_grad(g, ws.spread, p.padded.data(), dw_ref.data(), db_ref.data(), ws.plane);
-        xcnn::detail::plane_input_grad(g, p.w.data(), ws.spread, dx_ref.data(), ws.plane, ws.gemm);
-        xcnn::detail::spread_output_grad(g, p.dy.data(), mask.data(), ws.spread);
-        xcnn::detail::plane_weight_grad(g, ws.spread, p.padded.data(), dw.data(), db.data(), ws.plane);
-        xcnn::detail::plane_input_grad(g, p.w.data(), ws.spread, dx.data(), ws.plane, ws.gemm);
+        const auto masked_spread =
+            xcnn::detail::spread_output_grad(g, masked.data(), static_cast<const T*>(nullptr), ws.plane);
+        xcnn::detail::plane_weight_grad(g, masked_spread, p.padded.data(), dw_ref.data(), db_ref.data(), ws.plane);
+        xcnn::detail::plane_input_grad(g, p.w.data(), masked_spread, dx_ref.data(), ws.plane, ws.gemm);
+        const auto spread = xcnn::detail::spread_output_grad(g, p.dy.data(), mask.data(), ws.plane);
+        xcnn::detail::plane_weight_grad(g, spread, p.padded.data(), dw.data(), db.data(), ws.plane);
+        xcnn::detail::plane_input_grad(g, p.w.data(), spread, dx.data(), ws.plane, ws.gemm);
         CHECK(xcnn_test::identical(dw, dw_ref));
         CHECK(xcnn_test::identical(db, db_ref));
         CHECK(xcnn_test::identical(dx, dx_ref));
@@ -264,8 +266,9 @@ TEST_CASE("conv forms: the plane form's dX refuses a dY spread for another geome
     const auto dy = random_tensor<float, 4>(other.output_shape(), rng);
     const auto w = random_tensor<float, 4>({4, 3, 3, 3}, rng);
     xt::xtensor<float, 4> dx(g.input_shape());
-    xcnn::detail::spread_output_grad(other, dy.data(), static_cast<const float*>(nullptr), ws.spread);
-    CHECK_THROWS_AS(xcnn::detail::plane_input_grad(g, w.data(), ws.spread, dx.data(), ws.plane, ws.gemm), xcnn::error);
+    const auto spread =
+        xcnn::detail::spread_output_grad(other, dy.data(), static_cast<const float*>(nullptr), ws.plane);
+    CHECK_THROWS_AS(xcnn::detail::plane_input_grad(g, w.data(), spread, dx.data(), ws.plane, ws.gemm), xcnn::error);
 }
 
 TEST_CASE("conv forms: the selection rules", "[conv_forms]")

@@ -266,7 +266,7 @@ public:
                            detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im;
         const output_type& dy = fused ? grad_output : masked_gradient(grad_output);
         const T* mask = fused ? m_output.data() : nullptr;
-        const detail::spread_grad<T>* spread = parameter_grads(g, dy, mask);
+        const detail::spread_grad<T> spread = parameter_grads(g, dy, mask);
         return input_grad(g, dy, mask, spread);
     }
 
@@ -292,7 +292,7 @@ public:
     {
         check_backward(grad_output);
         const auto g = geometry();
-        const detail::spread_grad<T>* spread = parameter_grads(g, grad_output, nullptr);
+        const detail::spread_grad<T> spread = parameter_grads(g, grad_output, nullptr);
         return input_grad(g, grad_output, nullptr, spread);
     }
 
@@ -328,35 +328,34 @@ private:
     /// Overwrites `weight_grad()` and `bias_grad()`. `mask` (the output of `forward_relu`: dY
     /// counts only where it is positive) is for the plane form only, which fuses it into its
     /// spread. Returns the dY spread over the padded width when the plane form made one, for the
-    /// plane form's dX, which reads it too; null otherwise.
-    const detail::spread_grad<T>* parameter_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask)
+    /// plane form's dX, which reads it too; an empty `spread_grad` otherwise.
+    detail::spread_grad<T> parameter_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask)
     {
         if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
         {
-            detail::spread_output_grad(g, dy.data(), mask, m_work.spread);
-            detail::plane_weight_grad(g, m_work.spread, m_padded.data(), m_weight_grad.data(), m_bias_grad.data(),
+            const auto spread = detail::spread_output_grad(g, dy.data(), mask, m_work.plane);
+            detail::plane_weight_grad(g, spread, m_padded.data(), m_weight_grad.data(), m_bias_grad.data(),
                                       m_work.plane);
-            return &m_work.spread;
+            return spread;
         }
         detail::window_weight_grad(g, m_padded, dy, m_weight_grad, m_bias_grad.data(), m_work.window, m_work.gemm);
-        return nullptr;
+        return {};
     }
 
     /// dX into `m_input_grad`. `mask` as for `parameter_grads`, here for the window view's placed
     /// dY (the strided form reads dY in place); `spread` is what `parameter_grads` returned.
     const input_type& input_grad(const detail::conv_geometry& g, const output_type& dy, const T* mask,
-                                 const detail::spread_grad<T>* spread)
+                                 detail::spread_grad<T> spread)
     {
         detail::ensure_shape(m_input_grad, g.input_shape());
         switch (detail::choose_input_grad_form<T>(g))
         {
         case detail::conv_form::plane:
-            if (spread == nullptr)
+            if (spread.plane == 0)
             {
-                detail::spread_output_grad(g, dy.data(), mask, m_work.spread);
-                spread = &m_work.spread;
+                spread = detail::spread_output_grad(g, dy.data(), mask, m_work.plane);
             }
-            detail::plane_input_grad(g, m_weight.data(), *spread, m_input_grad.data(), m_work.plane, m_work.gemm);
+            detail::plane_input_grad(g, m_weight.data(), spread, m_input_grad.data(), m_work.plane, m_work.gemm);
             break;
         case detail::conv_form::window_view:
             detail::window_input_grad(g, m_weight, dy, mask, m_input_grad, m_work.window, m_work.gemm);

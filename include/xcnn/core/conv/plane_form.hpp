@@ -9,9 +9,9 @@
 /// read in place whatever OW is (docs/design.md). Outputs come out over the padded width and are
 /// cropped into NCHW; gradients are spread to it, with zeros at the wrap-around positions.
 ///
-/// The backward passes both read dY spread over the padded width, so the spread is a named
-/// buffer, `spread_grad`: `spread_output_grad` makes it, `plane_weight_grad` and
-/// `plane_input_grad` take it as an argument.
+/// The backward passes both read dY spread over the padded width: `spread_output_grad` spreads
+/// it and returns a `spread_grad`, which `plane_weight_grad` and `plane_input_grad` take as an
+/// argument.
 #ifndef XCNN_CORE_CONV_PLANE_FORM_HPP
 #define XCNN_CORE_CONV_PLANE_FORM_HPP
 
@@ -28,17 +28,18 @@ namespace xcnn
 namespace detail
 {
 
-/// dY (N, C_out, OH, OW) spread over the padded width, as `spread_output_grad` makes it for the
-/// backward passes of the plane form.
+/// dY (N, C_out, OH, OW) spread over the padded width, as `spread_output_grad` returns it: what
+/// the plane form's dW and dX read. It points into the `plane_workspace` that made it and stays
+/// valid until the next `plane_forward` or `spread_output_grad` on that workspace.
 template <class T>
 struct spread_grad
 {
     /// (N, C_out, plane): plane p holds dY's rows `Wp` apart and zeros everywhere else, up to
     /// whole GEMM panels (`correlation_plane`).
-    conv_buffer<T> values;
-    /// The sum of each of the N * C_out planes, taken while the plane is in cache: db.
-    std::vector<T> plane_sums;
-    /// Length of one plane in `values`.
+    const T* values = nullptr;
+    /// The sum of each of the N * C_out planes, taken while the plane was in cache: db.
+    const T* plane_sums = nullptr;
+    /// Length of one plane; 0 when nothing was spread.
     std::size_t plane = 0;
     /// N * C_out of the dY it holds.
     std::size_t planes = 0;
@@ -48,8 +49,13 @@ struct spread_grad
 template <class T>
 struct plane_workspace
 {
-    /// The forward output (N, C_out, plane) over the padded width, before the crop into NCHW.
-    conv_buffer<T> flat;
+    /// Memory over the padded width, (N, C_out, plane): the forward's output planes until
+    /// `plane_forward` has cropped them, then dY as `spread_output_grad` spreads it. The output
+    /// planes are dead once cropped, so the spread takes their memory instead of adding as much
+    /// again to every layer.
+    conv_buffer<T> planes;
+    /// The sums of the spread planes.
+    std::vector<T> plane_sums;
     /// Offset tables addressing the weight as the (C_out x taps) kernel or its transpose.
     std::vector<std::ptrdiff_t> kernel_rows, kernel_cols;
     /// The offset tables of the plane kernels.
@@ -89,24 +95,29 @@ void plane_forward(const conv_geometry& g, const T* weight, const T* bias, const
     const std::size_t c_out = g.out_channels;
     fill_kernel_tables(c_out, pg.taps(), false, ws.kernel_rows, ws.kernel_cols);
     const std::size_t plane = correlation_plane<T>(pg);
-    grow_to(ws.flat, g.batch * c_out * plane);
-    correlate_planes<T>(pg, c_out, {weight, ws.kernel_rows.data(), ws.kernel_cols.data()}, padded, bias, ws.flat.data(),
-                        ws.tables, gemm);
-    crop_planes(ws.flat.data(), g.batch * c_out, plane, pg.width, g.out_h(), g.out_w(), y, relu);
+    grow_to(ws.planes, g.batch * c_out * plane);
+    correlate_planes<T>(pg, c_out, {weight, ws.kernel_rows.data(), ws.kernel_cols.data()}, padded, bias,
+                        ws.planes.data(), ws.tables, gemm);
+    crop_planes(ws.planes.data(), g.batch * c_out, plane, pg.width, g.out_h(), g.out_w(), y, relu);
 }
 
-/// Stride 1. Spreads dY (N, C_out, OH, OW) over the padded width into `out`, with each plane's
-/// sum; with `mask` (the ReLU'd output, laid out like dY), dY passes only where it is positive.
+/// Stride 1. Spreads dY (N, C_out, OH, OW) over the padded width into `ws.planes`, with each
+/// plane's sum, and returns where it is; with `mask` (the ReLU'd output, laid out like dY), dY
+/// passes only where it is positive.
 template <class T>
-void spread_output_grad(const conv_geometry& g, const T* dy, const T* mask, spread_grad<T>& out)
+spread_grad<T> spread_output_grad(const conv_geometry& g, const T* dy, const T* mask, plane_workspace<T>& ws)
 {
+    spread_grad<T> out;
     out.planes = g.batch * g.out_channels;
     // Whole GEMM panels per image, zeros past the span: `plane_input_grad` reads it that way.
     out.plane = correlation_plane<T>(g.planes());
-    grow_to(out.values, out.planes * out.plane);
-    grow_to(out.plane_sums, out.planes);
-    spread_planes(dy, out.planes, g.out_h(), g.out_w(), g.padded_w(), out.plane, out.values.data(),
-                  out.plane_sums.data(), mask);
+    grow_to(ws.planes, out.planes * out.plane);
+    grow_to(ws.plane_sums, out.planes);
+    spread_planes(dy, out.planes, g.out_h(), g.out_w(), g.padded_w(), out.plane, ws.planes.data(), ws.plane_sums.data(),
+                  mask);
+    out.values = ws.planes.data();
+    out.plane_sums = ws.plane_sums.data();
+    return out;
 }
 
 /// Stride 1. dw (C_out, C_in, KH, KW) = dot products of the rows of the spread dY with strips
@@ -117,7 +128,7 @@ void plane_weight_grad(const conv_geometry& g, const spread_grad<T>& dy, const T
                        plane_workspace<T>& ws)
 {
     const std::size_t n = g.batch, c_out = g.out_channels;
-    correlate_planes_weight_grad(g.planes(), c_out, dy.values.data(), dy.plane, padded, dw, ws.tables);
+    correlate_planes_weight_grad(g.planes(), c_out, dy.values, dy.plane, padded, dw, ws.tables);
     for (std::size_t o = 0; o < c_out; ++o)
     {
         T sum = 0;
@@ -132,7 +143,7 @@ void plane_weight_grad(const conv_geometry& g, const spread_grad<T>& dy, const T
 /// Stride 1. dx (N, C_in, H, W) from the spread dY: per image, the kernel's transpose times the
 /// spread dY, added into the padded dX tap by tap (col2im, `correlate_planes_input_grad`), then
 /// cropped (without padding, written into `dx` directly). A mask was applied by the spread.
-/// @throws error if `dy` was spread for another geometry.
+/// @throws error if `dy` is empty or was spread for another geometry.
 template <class T>
 void plane_input_grad(const conv_geometry& g, const T* weight, const spread_grad<T>& dy, T* dx, plane_workspace<T>& ws,
                       gemm_workspace<T>& gemm)
@@ -151,7 +162,7 @@ void plane_input_grad(const conv_geometry& g, const T* weight, const spread_grad
         target = ws.padded_input_grad.data();
     }
     correlate_planes_input_grad<T>(pg, g.out_channels, {weight, ws.kernel_rows.data(), ws.kernel_cols.data()},
-                                   dy.values.data(), target, ws.tables, gemm);
+                                   dy.values, target, ws.tables, gemm);
     if (g.padded())
     {
         crop_planes(target + g.padding[0] * pg.width + g.padding[1], g.batch * g.in_channels, pg.plane(), pg.width,

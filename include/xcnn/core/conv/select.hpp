@@ -87,11 +87,8 @@ struct conv_workspace
     gemm_workspace<T> gemm;
     /// The window view's offset tables and placed dY.
     window_workspace<T> window;
-    /// The plane form's output planes, kernel tables and padded dX.
+    /// The plane form's planes (output, then spread dY), kernel tables and padded dX.
     plane_workspace<T> plane;
-    /// dY spread over the padded width: made before the plane form's dW, which reads it, and
-    /// handed to its dX, which reads it too.
-    spread_grad<T> spread;
     /// The strided dX's offset tables and padded dX.
     strided_workspace<T> strided;
     /// dY through a fused ReLU, for the passes that read dY in place (window dW, strided dX).
