@@ -1,5 +1,6 @@
 /// @file
-/// Zero padding of the spatial axes of NCHW tensors, written into reusable buffers.
+/// Zero padding of the spatial axes of NCHW tensors, written into reusable buffers. Includes
+/// core/elementwise.hpp, whose short copies it is built on.
 #ifndef XCNN_CORE_PADDING_HPP
 #define XCNN_CORE_PADDING_HPP
 
@@ -7,6 +8,7 @@
 #include <array>
 #include <cstddef>
 
+#include "elementwise.hpp"
 #include "error.hpp"
 #include "threading.hpp"
 #include "xtensor_shim.hpp"
@@ -15,76 +17,6 @@ namespace xcnn
 {
 namespace detail
 {
-
-/// Runs an element-wise operation over [0, count), for the short rows of small images (28, 10
-/// pixels): `vector(c)` on whole vectors from c, and for a partial last vector once more on the
-/// vector that ends at `count`, overlapping the one before instead of a scalar tail. That is
-/// only right for operations whose result is the same when computed twice, even in place
-/// (copies, ReLU, masking). Below one vector, `scalar(c)` runs element by element.
-template <class T, class Vector, class Scalar>
-inline void for_short_run(std::size_t count, Vector&& vector, Scalar&& scalar)
-{
-    constexpr std::size_t S = xsimd::batch<T>::size;
-    if (count < S)
-    {
-        for (std::size_t c = 0; c < count; ++c)
-        {
-            scalar(c);
-        }
-        return;
-    }
-    std::size_t c = 0;
-    for (; c + S <= count; c += S)
-    {
-        vector(c);
-    }
-    if (c < count)
-    {
-        vector(count - S);
-    }
-}
-
-/// dst[0, count) = src[0, count), where a memcpy call costs more than the copy.
-template <class T>
-inline void copy_short(const T* src, std::size_t count, T* dst)
-{
-    using batch = xsimd::batch<T>;
-    for_short_run<T>(
-        count, [&](std::size_t c) { batch::load_unaligned(src + c).store_unaligned(dst + c); },
-        [&](std::size_t c) { dst[c] = src[c]; });
-}
-
-/// dst[c] = mask[c] > 0 ? src[c] : 0 for c < count: a gradient through a ReLU whose output is
-/// `mask` (a NaN output passes no gradient, as in `ReLU::backward`), fused into a copy.
-template <class T>
-inline void copy_short_masked(const T* src, const T* mask, std::size_t count, T* dst)
-{
-    using batch = xsimd::batch<T>;
-    for_short_run<T>(
-        count,
-        [&](std::size_t c)
-        {
-            const batch m = batch::load_unaligned(mask + c);
-            xsimd::select(m > batch(T(0)), batch::load_unaligned(src + c), batch(T(0))).store_unaligned(dst + c);
-        },
-        [&](std::size_t c) { dst[c] = mask[c] > T(0) ? src[c] : T(0); });
-}
-
-/// dst[c] = ReLU(src[c]) = (src[c] < 0 ? 0 : src[c]) for c < count (a NaN passes, as in `ReLU`),
-/// fused into a copy.
-template <class T>
-inline void copy_short_relu(const T* src, std::size_t count, T* dst)
-{
-    using batch = xsimd::batch<T>;
-    for_short_run<T>(
-        count,
-        [&](std::size_t c)
-        {
-            const batch v = batch::load_unaligned(src + c);
-            xsimd::select(v < batch(T(0)), batch(T(0)), v).store_unaligned(dst + c);
-        },
-        [&](std::size_t c) { dst[c] = src[c] < T(0) ? T(0) : src[c]; });
-}
 
 /// Copies the contiguous NCHW tensor `src` (n, c, h, w) into the contiguous `dst`
 /// (n, c, out_h, out_w) so that src(., ., y, x) lands at dst(., ., y + top, x + left), and

@@ -11,13 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "../core/conv/select.hpp"
+#include "../core/elementwise.hpp"
 #include "../core/error.hpp"
-#include "../core/gemm.hpp"
 #include "../core/padding.hpp"
-#include "../core/plane_correlation.hpp"
-#include "../core/simd.hpp"
-#include "../core/tensordot.hpp"
-#include "../core/windows.hpp"
 #include "../core/xtensor_shim.hpp"
 #include "../network/parameter.hpp"
 #include "init.hpp"
@@ -87,7 +84,9 @@ private:
 /// OH = (H + 2 pad_h - KH) / stride_h + 1.
 ///
 /// The forward pass is the contraction of the window view (N, C_in, OH, OW, KH, KW) of the
-/// zero-padded input with the kernel over (C_in, KH, KW); see docs/design.md.
+/// zero-padded input with the kernel over (C_in, KH, KW); see docs/design.md. The layer checks
+/// shapes and keeps the buffers; the passes are the forms in core/conv/, picked for each pass
+/// by core/conv/select.hpp.
 template <class T>
 class Conv2D : public detail::expression_input<Conv2D<T>, T, 4>
 {
@@ -259,30 +258,30 @@ public:
     /// the output is positive, inside the copies the backward pass makes anyway.
     const input_type& backward_relu(const output_type& grad_output)
     {
-        const output_type& dy = unit_stride() ? grad_output : masked_gradient(grad_output);
-        const T* mask = unit_stride() ? m_output.data() : nullptr;
-        backward_parameters_masked(dy, mask);
-        if (unit_stride())
-        {
-            backward_input_unit_stride(dy, mask);
-        }
-        else
-        {
-            backward_input_strided(dy);
-        }
-        return m_input_grad;
+        check_backward(grad_output);
+        const auto g = geometry();
+        // The plane form's spread and the window view's placed dY apply the mask in their copies;
+        // the passes that read dY in place (window dW, strided dX) need it masked first.
+        const bool fused = detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane &&
+                           detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im;
+        const output_type& dy = fused ? grad_output : masked_gradient(grad_output);
+        const T* mask = fused ? m_output.data() : nullptr;
+        const detail::spread_grad<T> spread = parameter_grads(g, dy, mask);
+        return input_grad(g, dy, mask, spread);
     }
 
     /// `backward_parameters` of the gradient of ReLU(conv(x)) after `forward_relu`.
     void backward_parameters_relu(const output_type& grad_output)
     {
-        if (unit_stride())
+        check_backward(grad_output);
+        const auto g = geometry();
+        if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
         {
-            backward_parameters_masked(grad_output, m_output.data());
+            parameter_grads(g, grad_output, m_output.data());
         }
         else
         {
-            backward_parameters_masked(masked_gradient(grad_output), nullptr);
+            parameter_grads(g, masked_gradient(grad_output), nullptr);
         }
     }
 
@@ -291,17 +290,10 @@ public:
     /// `grad_output` does not have the shape of the last output.
     const input_type& backward(const output_type& grad_output)
     {
-        backward_parameters(grad_output);
-        const auto s = m_options.stride();
-        if (s[0] == 1 && s[1] == 1)
-        {
-            backward_input_unit_stride(grad_output, nullptr);
-        }
-        else
-        {
-            backward_input_strided(grad_output);
-        }
-        return m_input_grad;
+        check_backward(grad_output);
+        const auto g = geometry();
+        const detail::spread_grad<T> spread = parameter_grads(g, grad_output, nullptr);
+        return input_grad(g, grad_output, nullptr, spread);
     }
 
     /// @overload
@@ -316,12 +308,14 @@ public:
     /// whose input needs no gradient, does in training (`Sequential::backward_parameters`).
     /// @throws error without a `forward` first, shape_error for a gradient of another shape, as
     /// `backward` does.
-    void backward_parameters(const output_type& grad_output) { backward_parameters_masked(grad_output, nullptr); }
+    void backward_parameters(const output_type& grad_output)
+    {
+        check_backward(grad_output);
+        parameter_grads(geometry(), grad_output, nullptr);
+    }
 
 private:
-    /// `backward_parameters`; with `mask` (the ReLU'd output of `forward_relu`, stride 1 only), dY
-    /// counts only where the mask is positive.
-    void backward_parameters_masked(const output_type& grad_output, const T* mask)
+    void check_backward(const output_type& grad_output) const
     {
         if (!m_has_cache)
         {
@@ -329,70 +323,48 @@ private:
         }
         detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
         check_parameter_shapes();
-        const auto& ys = grad_output.shape();
-        const std::size_t n = ys[0], c_out = ys[1], oh = ys[2], ow = ys[3];
-        if (unit_stride())
-        {
-            // dW[o, tap] = dot products of dY's rows spread over the padded width with strips
-            // of the padded input (see core/plane_correlation.hpp): both read in place.
-            const auto g = plane_geometry();
-            // Whole GEMM panels per image, zeros past the span: backward_input_unit_stride reads
-            // this spread as well.
-            const std::size_t grad_plane = detail::correlation_plane<T>(g);
-            m_flat.resize(std::max(m_flat.size(), n * c_out * grad_plane));
-            // db comes out of the spread: each plane's sum, taken while it is in cache.
-            m_plane_sums.resize(std::max(m_plane_sums.size(), n * c_out));
-            detail::spread_planes(grad_output.data(), n * c_out, oh, ow, g.width, grad_plane, m_flat.data(),
-                                  m_plane_sums.data(), mask);
-            detail::correlate_planes_weight_grad(g, c_out, m_flat.data(), grad_plane, m_padded.data(),
-                                                 m_weight_grad.data(), m_plane_tables);
-            for (std::size_t o = 0; o < c_out; ++o)
-            {
-                T sum = 0;
-                for (std::size_t b = 0; b < n; ++b)
-                {
-                    sum += m_plane_sums[b * c_out + o];
-                }
-                m_bias_grad(o) = sum;
-            }
-            return;
-        }
-        {
-            const auto windows = view_as_windows(m_padded, m_options.kernel_size(), m_options.stride());
-            const auto dy = detail::make_tensor_ref<const T>(grad_output.data(), ys, grad_output.strides());
-            // dW (C_out, C_in, KH, KW) = dY (N, C_out, OH, OW) . windows (N, C_in, OH, OW, KH, KW)
-            // over (N, OH, OW).
-            detail::contract<T>(
-                dy, {0, 2, 3}, detail::ref_of<T>(windows, m_scratch), {0, 2, 3},
-                detail::make_tensor_ref<T>(m_weight_grad.data(), m_weight_grad.shape(), m_weight_grad.strides()), {},
-                m_tables, m_workspace);
-        }
+    }
 
-        // db = sum of dY over (N, OH, OW), with vector partial sums (a scalar sum cannot be
-        // vectorised by the compiler without reordering it).
-        using batch = xsimd::batch<T>;
-        constexpr std::size_t S = batch::size;
-        const std::size_t plane_size = oh * ow;
-        const std::size_t vector_end = plane_size - plane_size % S;
-        for (std::size_t o = 0; o < c_out; ++o)
+    /// Overwrites `weight_grad()` and `bias_grad()`. `mask` (the output of `forward_relu`: dY
+    /// counts only where it is positive) is for the plane form only, which fuses it into its
+    /// spread. Returns the dY spread over the padded width when the plane form made one, for the
+    /// plane form's dX, which reads it too; an empty `spread_grad` otherwise.
+    detail::spread_grad<T> parameter_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask)
+    {
+        if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
         {
-            batch partial(T(0));
-            T sum = 0;
-            for (std::size_t b = 0; b < n; ++b)
-            {
-                const T* plane = grad_output.data() + (b * c_out + o) * plane_size;
-                for (std::size_t i = 0; i < vector_end; i += S)
-                {
-                    partial += batch::load_unaligned(plane + i);
-                }
-                for (std::size_t i = vector_end; i < plane_size; ++i)
-                {
-                    sum += plane[i];
-                }
-            }
-            sum += detail::sum_lanes(partial);
-            m_bias_grad(o) = sum;
+            const auto spread = detail::spread_output_grad(g, dy.data(), mask, m_work.plane);
+            detail::plane_weight_grad(g, spread, m_padded.data(), m_weight_grad.data(), m_bias_grad.data(),
+                                      m_work.plane);
+            return spread;
         }
+        detail::window_weight_grad(g, m_padded, dy, m_weight_grad, m_bias_grad.data(), m_work.window, m_work.gemm);
+        return {};
+    }
+
+    /// dX into `m_input_grad`. `mask` as for `parameter_grads`, here for the window view's placed
+    /// dY (the strided form reads dY in place); `spread` is what `parameter_grads` returned.
+    const input_type& input_grad(const detail::conv_geometry& g, const output_type& dy, const T* mask,
+                                 detail::spread_grad<T> spread)
+    {
+        detail::ensure_shape(m_input_grad, g.input_shape());
+        switch (detail::choose_input_grad_form<T>(g))
+        {
+        case detail::conv_form::plane:
+            if (spread.plane == 0)
+            {
+                spread = detail::spread_output_grad(g, dy.data(), mask, m_work.plane);
+            }
+            detail::plane_input_grad(g, m_weight.data(), spread, m_input_grad.data(), m_work.plane, m_work.gemm);
+            break;
+        case detail::conv_form::window_view:
+            detail::window_input_grad(g, m_weight, dy, mask, m_input_grad, m_work.window, m_work.gemm);
+            break;
+        case detail::conv_form::strided_col2im:
+            detail::strided_input_grad(g, m_weight.data(), dy.data(), m_input_grad.data(), m_work.strided, m_work.gemm);
+            break;
+        }
+        return m_input_grad;
     }
 
     /// Validates an input shape (any container of sizes) and returns the output shape, without
@@ -433,7 +405,7 @@ private:
         detail::require_addressable(*this, input_shape, out, "an output");
         if (s[0] == 1 && s[1] == 1)
         {
-            // What backward_input_unit_stride allocates; checked here so backward cannot fail on it.
+            // The placed dY of the window view's dX; checked here so backward cannot fail on it.
             detail::require_addressable(*this, input_shape,
                                         std::array<std::size_t, 4>{input_shape[0], out[1], input_shape[2] + k[0] - 1,
                                                                    input_shape[3] + k[1] - 1},
@@ -442,20 +414,20 @@ private:
         return out;
     }
 
-    bool unit_stride() const noexcept { return m_options.stride()[0] == 1 && m_options.stride()[1] == 1; }
-
-    /// Whether a stride-1 correlation producing rows of `width` pixels runs over the padded
-    /// width (core/plane_correlation.hpp) rather than on the window view. The window view's
-    /// GEMM panels are `nr` adjacent output pixels: when rows are a multiple of that, every
-    /// panel is read in place and the output lands in NCHW without the plane form's crop copy.
-    static bool prefers_plane_form(std::size_t width) noexcept { return width % detail::gemm_blocking<T>::nr != 0; }
-
-    /// The stride-1 correlation of the padded input of the last forward.
-    detail::plane_geometry plane_geometry() const
+    /// The geometry of the last forward, from the padded input it kept.
+    detail::conv_geometry geometry() const
     {
         const auto& s = m_padded.shape();
-        const auto k = m_options.kernel_size();
-        return {s[0], s[1], s[2], s[3], k[0], k[1]};
+        const auto p = m_options.padding();
+        detail::conv_geometry g;
+        g.batch = s[0];
+        g.in_channels = s[1];
+        g.out_channels = m_options.out_channels();
+        g.input = {s[2] - 2 * p[0], s[3] - 2 * p[1]};
+        g.kernel = m_options.kernel_size();
+        g.stride = m_options.stride();
+        g.padding = p;
+        return g;
     }
 
     void check_parameter_shapes() const
@@ -472,17 +444,12 @@ private:
     }
 
     /// dY where the output of `forward_relu` is positive, zero elsewhere, for the forms that
-    /// read dY in place (stride > 1).
+    /// read dY in place.
     const output_type& masked_gradient(const output_type& grad_output)
     {
-        if (!m_has_cache)
-        {
-            throw error(detail::concat(name(), ": backward needs a forward (not predict) first"));
-        }
-        detail::require_grad_shape(*this, grad_output.shape(), m_output.shape());
-        detail::ensure_shape(m_masked_grad, m_output.shape());
-        detail::copy_short_masked(grad_output.data(), m_output.data(), m_output.size(), m_masked_grad.data());
-        return m_masked_grad;
+        detail::ensure_shape(m_work.masked_grad, m_output.shape());
+        detail::copy_short_masked(grad_output.data(), m_output.data(), m_output.size(), m_work.masked_grad.data());
+        return m_work.masked_grad;
     }
 
     void run(const input_type& x, bool relu)
@@ -491,157 +458,16 @@ private:
         check_parameter_shapes();
         zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
         detail::ensure_shape(m_output, out_shape);
-        if (unit_stride() && prefers_plane_form(out_shape[3]))
+        const auto g = geometry();
+        if (detail::choose_forward_form<T>(g) == detail::conv_form::plane)
         {
-            // Over the padded width, the GEMM reads the padded input in place; the wrap-around
-            // positions are dropped by the crop into NCHW.
-            const auto g = plane_geometry();
-            const std::size_t c_out = m_options.out_channels(), taps = g.taps();
-            m_kernel_rows.resize(c_out);
-            m_kernel_cols.resize(taps);
-            for (std::size_t o = 0; o < c_out; ++o)
-            {
-                m_kernel_rows[o] = static_cast<std::ptrdiff_t>(o * taps);
-            }
-            for (std::size_t t = 0; t < taps; ++t)
-            {
-                m_kernel_cols[t] = static_cast<std::ptrdiff_t>(t);
-            }
-            const std::size_t plane = detail::correlation_plane<T>(g);
-            m_flat.resize(std::max(m_flat.size(), g.batch * c_out * plane));
-            detail::correlate_planes<T>(g, c_out, {m_weight.data(), m_kernel_rows.data(), m_kernel_cols.data()},
-                                        m_padded.data(), m_bias.data(), m_flat.data(), m_plane_tables, m_workspace);
-            detail::crop_planes(m_flat.data(), g.batch * c_out, plane, g.width, out_shape[2], out_shape[3],
-                                m_output.data(), relu);
-            return;
+            detail::plane_forward(g, m_weight.data(), m_bias.data(), m_padded.data(), m_output.data(), relu,
+                                  m_work.plane, m_work.gemm);
         }
-
-        // The window view (N, C_in, OH, OW, KH, KW) contracted with W (C_out, C_in, KH, KW) over
-        // (C_in, KH, KW) gives (C_out, N, OH, OW); writing it through Y's strides permuted to
-        // that order lands it in NCHW directly.
-        const auto windows = view_as_windows(m_padded, m_options.kernel_size(), m_options.stride());
-        const auto& ys = m_output.shape();
-        const auto& yt = m_output.strides();
-        const auto out =
-            detail::make_tensor_ref<T>(m_output.data(), std::array<std::size_t, 4>{ys[1], ys[0], ys[2], ys[3]},
-                                       std::array<std::ptrdiff_t, 4>{yt[1], yt[0], yt[2], yt[3]});
-        gemm_epilogue<T> epilogue;
-        epilogue.row_bias = m_bias.data();
-        detail::contract<T>(detail::make_tensor_ref<const T>(m_weight.data(), m_weight.shape(), m_weight.strides()),
-                            {1, 2, 3}, detail::ref_of<T>(windows, m_scratch), {1, 4, 5}, out, epilogue, m_tables,
-                            m_workspace);
-        if (relu)
+        else
         {
-            detail::copy_short_relu(m_output.data(), m_output.size(), m_output.data());
+            detail::window_forward(g, m_padded, m_weight, m_bias.data(), m_output, relu, m_work.window, m_work.gemm);
         }
-    }
-
-    /// Stride 1. Over the padded width (`prefers_plane_form`): per image, the kernel's transpose
-    /// times dY spread over the padded width, added into the padded dX tap by tap (col2im;
-    /// `correlate_planes_input_grad`); it reads the spread dY that `backward_parameters_masked`
-    /// left in `m_flat`, so it runs after that. Otherwise: dX = the windows of dY padded by
-    /// (K - 1 - pad) contracted with the kernel rotated by 180 degrees over (C_out, KH, KW). A
-    /// padding larger than K - 1 makes that "padding" negative, i.e. a crop, which `place_2d`
-    /// handles.
-    void backward_input_unit_stride(const output_type& grad_output, const T* mask)
-    {
-        const auto k = m_options.kernel_size(), p = m_options.padding();
-        const auto& ys = grad_output.shape();
-        const std::size_t n = ys[0], c_out = ys[1];
-        const std::size_t h = m_padded.shape()[2] - 2 * p[0], w = m_padded.shape()[3] - 2 * p[1];
-        const std::size_t c_in = m_options.in_channels();
-        detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
-        if (prefers_plane_form(ys[3]))
-        {
-            const auto g = plane_geometry();
-            const std::size_t taps = g.taps();
-            // A(tap, o) = W[o, tap]: the kernel transposed by its tables.
-            m_kernel_rows.resize(taps);
-            m_kernel_cols.resize(c_out);
-            for (std::size_t t = 0; t < taps; ++t)
-            {
-                m_kernel_rows[t] = static_cast<std::ptrdiff_t>(t);
-            }
-            for (std::size_t o = 0; o < c_out; ++o)
-            {
-                m_kernel_cols[o] = static_cast<std::ptrdiff_t>(o * taps);
-            }
-            const bool padded = p[0] != 0 || p[1] != 0;
-            if (padded)
-            {
-                detail::ensure_shape(m_grad_padded, m_padded.shape());
-            }
-            T* dx = padded ? m_grad_padded.data() : m_input_grad.data();
-            detail::correlate_planes_input_grad<T>(g, c_out,
-                                                   {m_weight.data(), m_kernel_rows.data(), m_kernel_cols.data()},
-                                                   m_flat.data(), dx, m_plane_tables, m_workspace);
-            if (padded)
-            {
-                detail::crop_planes(m_grad_padded.data() + p[0] * g.width + p[1], n * c_in, g.plane(), g.width, h, w,
-                                    m_input_grad.data());
-            }
-            return;
-        }
-        detail::ensure_shape(m_grad_padded, std::array<std::size_t, 4>{n, c_out, h + k[0] - 1, w + k[1] - 1});
-        detail::place_2d(grad_output.data(), n * c_out, ys[2], ys[3], m_grad_padded.data(), h + k[0] - 1, w + k[1] - 1,
-                         static_cast<std::ptrdiff_t>(k[0]) - 1 - static_cast<std::ptrdiff_t>(p[0]),
-                         static_cast<std::ptrdiff_t>(k[1]) - 1 - static_cast<std::ptrdiff_t>(p[1]), mask);
-        const auto windows = view_as_windows(m_grad_padded, k, std::size_t(1)); // (N, C_out, H, W, KH, KW)
-        // W rotated by 180 degrees in its spatial axes: start at the last tap, negative strides.
-        const std::ptrdiff_t sh = static_cast<std::ptrdiff_t>(k[1]), sc = sh * static_cast<std::ptrdiff_t>(k[0]);
-        const auto rotated = detail::make_tensor_ref<const T>(
-            m_weight.data() + (k[0] - 1) * k[1] + (k[1] - 1), std::array<std::size_t, 4>{c_out, c_in, k[0], k[1]},
-            std::array<std::ptrdiff_t, 4>{sc * static_cast<std::ptrdiff_t>(c_in), sc, -sh, -1});
-        const auto& xs = m_input_grad.shape();
-        const auto& xst = m_input_grad.strides();
-        const auto out =
-            detail::make_tensor_ref<T>(m_input_grad.data(), std::array<std::size_t, 4>{xs[1], xs[0], xs[2], xs[3]},
-                                       std::array<std::ptrdiff_t, 4>{xst[1], xst[0], xst[2], xst[3]});
-        // (C_in) free in W, (N, H, W) free in the windows: the result (C_in, N, H, W).
-        detail::contract<T>(rotated, {0, 2, 3}, detail::ref_of<T>(windows, m_scratch), {1, 4, 5}, out, {}, m_tables,
-                            m_workspace);
-    }
-
-    /// Stride > 1, the general form (col2im as contractions): for each kernel tap (kh, kw),
-    /// W[:, :, kh, kw] contracted with dY over C_out gives (C_in, N, OH, OW), accumulated into
-    /// the padded dX at rows kh + stride * oh and columns kw + stride * ow. Each tap writes a
-    /// disjoint strided set, so the taps are separate contractions; rows and columns no window
-    /// reaches (when (H + 2 pad - K) is not a multiple of the stride) keep a zero gradient.
-    void backward_input_strided(const output_type& grad_output)
-    {
-        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
-        const auto& ys = grad_output.shape();
-        const std::size_t n = ys[0], c_out = ys[1], oh = ys[2], ow = ys[3];
-        const std::size_t c_in = m_options.in_channels();
-        const std::size_t hp = m_padded.shape()[2], wp = m_padded.shape()[3];
-        detail::ensure_shape(m_input_grad_padded, m_padded.shape());
-        std::fill(m_input_grad_padded.begin(), m_input_grad_padded.end(), T(0));
-
-        const auto dy = detail::make_tensor_ref<const T>(grad_output.data(), ys, grad_output.strides());
-        const auto plane = static_cast<std::ptrdiff_t>(hp * wp);
-        const std::array<std::size_t, 4> tap_shape{c_in, n, oh, ow};
-        const std::array<std::ptrdiff_t, 4> tap_strides{plane, plane * static_cast<std::ptrdiff_t>(c_in),
-                                                        static_cast<std::ptrdiff_t>(s[0] * wp),
-                                                        static_cast<std::ptrdiff_t>(s[1])};
-        gemm_epilogue<T> accumulate;
-        accumulate.beta = T(1);
-        const auto kk = static_cast<std::ptrdiff_t>(k[0] * k[1]);
-        for (std::size_t kh = 0; kh < k[0]; ++kh)
-        {
-            for (std::size_t kw = 0; kw < k[1]; ++kw)
-            {
-                const auto tap = detail::make_tensor_ref<const T>(
-                    m_weight.data() + kh * k[1] + kw, std::array<std::size_t, 2>{c_out, c_in},
-                    std::array<std::ptrdiff_t, 2>{kk * static_cast<std::ptrdiff_t>(c_in), kk});
-                const auto out =
-                    detail::make_tensor_ref<T>(m_input_grad_padded.data() + kh * wp + kw, tap_shape, tap_strides);
-                detail::contract<T>(tap, {0}, dy, {1}, out, accumulate, m_tables, m_workspace);
-            }
-        }
-        const std::size_t h = hp - 2 * p[0], w = wp - 2 * p[1];
-        detail::ensure_shape(m_input_grad, std::array<std::size_t, 4>{n, c_in, h, w});
-        detail::place_2d(m_input_grad_padded.data(), n * c_in, hp, wp, m_input_grad.data(), h, w,
-                         -static_cast<std::ptrdiff_t>(p[0]), -static_cast<std::ptrdiff_t>(p[1]));
     }
 
     Conv2DOptions m_options;
@@ -650,20 +476,10 @@ private:
     xt::xtensor<T, 4> m_weight_grad;
     xt::xtensor<T, 1> m_bias_grad;
 
-    xt::xtensor<T, 4> m_padded;                             // zero-padded input of the last forward
-    xt::xtensor<T, 4> m_output;                             // y (ReLU(y) after forward_relu)
-    xt::xtensor<T, 4> m_masked_grad;                        // dY through the ReLU (backward_relu, stride > 1)
-    xt::xtensor<T, 4> m_input_grad;                         // dX
-    xt::xtensor<T, 4> m_grad_padded;                        // dY placed for the stride-1 dX contraction
-    xt::xtensor<T, 4> m_input_grad_padded;                  // padded dX accumulated by the strided form
-    xt::xarray<T> m_scratch;                                // unused unless an operand needs evaluating
-    std::vector<T, xsimd::aligned_allocator<T, 64>> m_flat; // outputs or dY over the padded width
-    std::vector<std::ptrdiff_t> m_kernel_rows;              // offset tables of W for the stride-1 forms
-    std::vector<std::ptrdiff_t> m_kernel_cols;
-    detail::plane_tables m_plane_tables;
-    std::vector<T> m_plane_sums; // sum of each plane of dY, for db
-    detail::contraction_tables m_tables;
-    gemm_workspace<T> m_workspace;
+    xt::xtensor<T, 4> m_padded;     // zero-padded input of the last forward
+    xt::xtensor<T, 4> m_output;     // y (ReLU(y) after forward_relu)
+    xt::xtensor<T, 4> m_input_grad; // dX
+    detail::conv_workspace<T> m_work;
     bool m_has_cache = false;
 };
 

@@ -1,0 +1,295 @@
+// The convolution forms of core/conv/ called directly, each against the naive loops on
+// geometries the layer would not give it (Conv2D runs one form per pass and geometry, so the
+// window view's dW at stride 1, the strided dX at stride 1 or the plane form on panel-wide rows
+// are never reached through the layer), and the selection rules of core/conv/select.hpp.
+#include "catch_compat.hpp"
+
+#include "support/naive_layers.hpp"
+
+#include <xcnn/core/conv/select.hpp>
+
+#include <array>
+#include <cstddef>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace
+{
+
+namespace naive = xcnn_test::naive;
+using xcnn::detail::conv_form;
+using xcnn::detail::conv_geometry;
+using xcnn_test::max_scaled_error;
+using xcnn_test::random_tensor;
+
+std::string describe(const conv_geometry& g)
+{
+    std::ostringstream out;
+    out << "N=" << g.batch << " C_in=" << g.in_channels << " C_out=" << g.out_channels << " H=" << g.input[0]
+        << " W=" << g.input[1] << " kernel=(" << g.kernel[0] << ", " << g.kernel[1] << ") stride=(" << g.stride[0]
+        << ", " << g.stride[1] << ") padding=(" << g.padding[0] << ", " << g.padding[1] << ")";
+    return out.str();
+}
+
+conv_geometry geometry(std::size_t n, std::size_t c_in, std::size_t c_out, std::size_t h, std::size_t w,
+                       std::array<std::size_t, 2> k, std::array<std::size_t, 2> s, std::array<std::size_t, 2> p)
+{
+    conv_geometry g;
+    g.batch = n;
+    g.in_channels = c_in;
+    g.out_channels = c_out;
+    g.input = {h, w};
+    g.kernel = k;
+    g.stride = s;
+    g.padding = p;
+    return g;
+}
+
+/// Stride-1 geometries: square and non-square kernels, with and without padding, output rows
+/// narrower than, equal to and wider than a GEMM panel (NR is 32 floats or 16 doubles with
+/// AVX-512), padding larger than K - 1.
+std::vector<conv_geometry> unit_stride_cases()
+{
+    return {
+        geometry(2, 3, 5, 7, 9, {3, 3}, {1, 1}, {1, 1}),  geometry(2, 2, 4, 6, 30, {3, 3}, {1, 1}, {1, 1}),
+        geometry(1, 3, 2, 5, 34, {3, 3}, {1, 1}, {0, 0}), geometry(3, 1, 6, 12, 12, {5, 5}, {1, 1}, {2, 2}),
+        geometry(2, 4, 3, 8, 11, {2, 5}, {1, 1}, {1, 2}), geometry(2, 2, 3, 5, 6, {1, 1}, {1, 1}, {2, 2}),
+        geometry(1, 2, 2, 9, 40, {3, 1}, {1, 1}, {0, 1}), geometry(2, 3, 2, 3, 3, {5, 5}, {1, 1}, {1, 1}),
+    };
+}
+
+/// Geometries of any stride: stride 2 and 3, non-square kernels and strides, rows and columns
+/// no window reaches, padding larger than K - 1.
+std::vector<conv_geometry> strided_cases()
+{
+    auto cases = unit_stride_cases();
+    const std::vector<conv_geometry> more = {
+        geometry(2, 3, 4, 9, 9, {3, 3}, {2, 2}, {1, 1}),  geometry(1, 2, 3, 11, 8, {3, 2}, {2, 3}, {0, 1}),
+        geometry(3, 1, 5, 10, 7, {4, 4}, {3, 3}, {0, 0}), geometry(2, 2, 2, 4, 4, {1, 1}, {2, 2}, {2, 2}),
+        geometry(1, 4, 2, 7, 13, {2, 5}, {2, 1}, {1, 0}),
+    };
+    cases.insert(cases.end(), more.begin(), more.end());
+    return cases;
+}
+
+/// Random operands of a geometry and the naive results.
+template <class T>
+struct problem
+{
+    xt::xtensor<T, 4> x, w, dy, padded;
+    xt::xtensor<T, 1> b;
+    xt::xtensor<double, 4> y, y_magnitude;
+    naive::conv2d_grads grads;
+
+    problem(const conv_geometry& g, std::mt19937& rng)
+        : x(random_tensor<T, 4>(g.input_shape(), rng)),
+          w(random_tensor<T, 4>({g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]}, rng)),
+          dy(random_tensor<T, 4>(g.output_shape(), rng)), b(random_tensor<T, 1>({g.out_channels}, rng))
+    {
+        xcnn::zero_pad2d_into(x, g.padding[0], g.padding[1], padded);
+        y = naive::conv2d(x, w, b, g.stride, g.padding, &y_magnitude);
+        grads = naive::conv2d_backward(x, w, dy, g.stride, g.padding);
+    }
+};
+
+template <class T>
+double tolerance()
+{
+    return sizeof(T) == 4 ? 1e-5 : 1e-12;
+}
+
+/// ReLU of the naive output, as `copy_short_relu` computes it.
+xt::xtensor<double, 4> relu_of(const xt::xtensor<double, 4>& y)
+{
+    xt::xtensor<double, 4> out = y;
+    for (auto& v : out)
+    {
+        v = v < 0 ? 0 : v;
+    }
+    return out;
+}
+
+template <class T>
+void check_forward_forms()
+{
+    std::mt19937 rng(11);
+    xcnn::detail::conv_workspace<T> ws;
+    for (const auto& g : strided_cases())
+    {
+        INFO(describe(g));
+        const problem<T> p(g, rng);
+        for (const bool relu : {false, true})
+        {
+            const auto expected = relu ? relu_of(p.y) : p.y;
+            xt::xtensor<T, 4> y(g.output_shape());
+            xcnn::detail::window_forward(g, p.padded, p.w, p.b.data(), y, relu, ws.window, ws.gemm);
+            CHECK(max_scaled_error(y, expected, p.y_magnitude) <= tolerance<T>());
+            if (g.unit_stride())
+            {
+                xt::xtensor<T, 4> z(g.output_shape());
+                xcnn::detail::plane_forward(g, p.w.data(), p.b.data(), p.padded.data(), z.data(), relu, ws.plane,
+                                            ws.gemm);
+                CHECK(max_scaled_error(z, expected, p.y_magnitude) <= tolerance<T>());
+            }
+        }
+    }
+}
+
+template <class T>
+void check_weight_grad_forms()
+{
+    std::mt19937 rng(12);
+    xcnn::detail::conv_workspace<T> ws;
+    for (const auto& g : strided_cases())
+    {
+        INFO(describe(g));
+        const problem<T> p(g, rng);
+        xt::xtensor<T, 4> dw(p.w.shape());
+        xt::xtensor<T, 1> db(p.b.shape());
+        xcnn::detail::window_weight_grad(g, p.padded, p.dy, dw, db.data(), ws.window, ws.gemm);
+        CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
+        CHECK(max_scaled_error(db, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
+        if (g.unit_stride())
+        {
+            xt::xtensor<T, 4> dw2(p.w.shape());
+            xt::xtensor<T, 1> db2(p.b.shape());
+            const auto spread =
+                xcnn::detail::spread_output_grad(g, p.dy.data(), static_cast<const T*>(nullptr), ws.plane);
+            xcnn::detail::plane_weight_grad(g, spread, p.padded.data(), dw2.data(), db2.data(), ws.plane);
+            CHECK(max_scaled_error(dw2, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
+            CHECK(max_scaled_error(db2, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
+        }
+    }
+}
+
+template <class T>
+void check_input_grad_forms()
+{
+    std::mt19937 rng(13);
+    xcnn::detail::conv_workspace<T> ws;
+    for (const auto& g : strided_cases())
+    {
+        INFO(describe(g));
+        const problem<T> p(g, rng);
+        xt::xtensor<T, 4> dx(g.input_shape());
+        // Start from garbage: every form must overwrite all of dX.
+        dx.fill(T(7));
+        xcnn::detail::strided_input_grad(g, p.w.data(), p.dy.data(), dx.data(), ws.strided, ws.gemm);
+        CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
+        if (!g.unit_stride())
+        {
+            continue;
+        }
+        dx.fill(T(7));
+        xcnn::detail::window_input_grad(g, p.w, p.dy, static_cast<const T*>(nullptr), dx, ws.window, ws.gemm);
+        CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
+        dx.fill(T(7));
+        const auto spread = xcnn::detail::spread_output_grad(g, p.dy.data(), static_cast<const T*>(nullptr), ws.plane);
+        xcnn::detail::plane_input_grad(g, p.w.data(), spread, dx.data(), ws.plane, ws.gemm);
+        CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
+    }
+}
+
+/// With a mask, the stride-1 backward forms equal the unmasked forms fed dY zeroed where the
+/// mask is not positive, bit for bit.
+template <class T>
+void check_masks()
+{
+    std::mt19937 rng(14);
+    xcnn::detail::conv_workspace<T> ws;
+    for (const auto& g : unit_stride_cases())
+    {
+        INFO(describe(g));
+        const problem<T> p(g, rng);
+        const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
+        xt::xtensor<T, 4> masked = p.dy;
+        for (std::size_t i = 0; i < masked.size(); ++i)
+        {
+            masked.data()[i] = mask.data()[i] > 0 ? masked.data()[i] : T(0);
+        }
+        xt::xtensor<T, 4> dx(g.input_shape()), dx_ref(g.input_shape());
+        xcnn::detail::window_input_grad(g, p.w, p.dy, mask.data(), dx, ws.window, ws.gemm);
+        xcnn::detail::window_input_grad(g, p.w, masked, static_cast<const T*>(nullptr), dx_ref, ws.window, ws.gemm);
+        CHECK(xcnn_test::identical(dx, dx_ref));
+
+        xt::xtensor<T, 4> dw(p.w.shape()), dw_ref(p.w.shape());
+        xt::xtensor<T, 1> db(p.b.shape()), db_ref(p.b.shape());
+        const auto masked_spread =
+            xcnn::detail::spread_output_grad(g, masked.data(), static_cast<const T*>(nullptr), ws.plane);
+        xcnn::detail::plane_weight_grad(g, masked_spread, p.padded.data(), dw_ref.data(), db_ref.data(), ws.plane);
+        xcnn::detail::plane_input_grad(g, p.w.data(), masked_spread, dx_ref.data(), ws.plane, ws.gemm);
+        const auto spread = xcnn::detail::spread_output_grad(g, p.dy.data(), mask.data(), ws.plane);
+        xcnn::detail::plane_weight_grad(g, spread, p.padded.data(), dw.data(), db.data(), ws.plane);
+        xcnn::detail::plane_input_grad(g, p.w.data(), spread, dx.data(), ws.plane, ws.gemm);
+        CHECK(xcnn_test::identical(dw, dw_ref));
+        CHECK(xcnn_test::identical(db, db_ref));
+        CHECK(xcnn_test::identical(dx, dx_ref));
+    }
+}
+
+} // namespace
+
+TEST_CASE("conv forms: forward of the window view and of the plane form match the naive loops", "[conv_forms]")
+{
+    check_forward_forms<float>();
+    check_forward_forms<double>();
+}
+
+TEST_CASE("conv forms: dW and db of the window view and of the plane form match the naive loops", "[conv_forms]")
+{
+    check_weight_grad_forms<float>();
+    check_weight_grad_forms<double>();
+}
+
+TEST_CASE("conv forms: dX of the strided col2im, the window view and the plane form match the naive loops",
+          "[conv_forms]")
+{
+    check_input_grad_forms<float>();
+    check_input_grad_forms<double>();
+}
+
+TEST_CASE("conv forms: a ReLU mask fused into the copies equals a masked dY, bit for bit", "[conv_forms]")
+{
+    check_masks<float>();
+    check_masks<double>();
+}
+
+TEST_CASE("conv forms: the plane form's dX refuses a dY spread for another geometry", "[conv_forms]")
+{
+    std::mt19937 rng(15);
+    xcnn::detail::conv_workspace<float> ws;
+    const auto g = geometry(2, 3, 4, 6, 7, {3, 3}, {1, 1}, {1, 1});
+    auto other = g;
+    other.batch = 1;
+    const auto dy = random_tensor<float, 4>(other.output_shape(), rng);
+    const auto w = random_tensor<float, 4>({4, 3, 3, 3}, rng);
+    xt::xtensor<float, 4> dx(g.input_shape());
+    const auto spread =
+        xcnn::detail::spread_output_grad(other, dy.data(), static_cast<const float*>(nullptr), ws.plane);
+    CHECK_THROWS_AS(xcnn::detail::plane_input_grad(g, w.data(), spread, dx.data(), ws.plane, ws.gemm), xcnn::error);
+}
+
+TEST_CASE("conv forms: the selection rules", "[conv_forms]")
+{
+    constexpr std::size_t nr = xcnn::detail::gemm_blocking<float>::nr;
+    // Stride 1: the plane form unless the output rows are whole GEMM panels.
+    const auto narrow = geometry(1, 1, 1, 8, nr + 1, {3, 3}, {1, 1}, {0, 0});
+    const auto panel_wide = geometry(1, 1, 1, 8, 2 * nr + 2, {3, 3}, {1, 1}, {0, 0});
+    const auto strided = geometry(1, 1, 1, 8, 2 * nr + 2, {3, 3}, {2, 2}, {0, 0});
+    const auto strided_rows = geometry(1, 1, 1, 8, nr, {1, 1}, {2, 1}, {0, 0});
+    REQUIRE(narrow.out_w() == nr - 1);
+    REQUIRE(panel_wide.out_w() == 2 * nr);
+    CHECK(xcnn::detail::choose_forward_form<float>(narrow) == conv_form::plane);
+    CHECK(xcnn::detail::choose_forward_form<float>(panel_wide) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_forward_form<float>(strided) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_forward_form<float>(strided_rows) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(narrow) == conv_form::plane);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(panel_wide) == conv_form::plane);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(strided) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(narrow) == conv_form::plane);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(panel_wide) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(strided) == conv_form::strided_col2im);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(strided_rows) == conv_form::strided_col2im);
+}
