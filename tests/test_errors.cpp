@@ -26,6 +26,7 @@
 // for every layer type by tests/test_layers.cpp; this file keeps the cases with specific values
 // and what a Sequential adds.
 #include "catch_compat.hpp"
+#include "support/require_error.hpp"
 
 #include <xcnn/xcnn.hpp>
 
@@ -43,33 +44,7 @@
 namespace
 {
 
-/// `f()` throws exactly `Expected` (not a subclass), which is also an `xcnn::error`, with a
-/// message containing every string of `parts`.
-template <class Expected, class F>
-void require_error(F&& f, const std::vector<std::string>& parts)
-{
-    static_assert(std::is_base_of<xcnn::error, Expected>::value, "xcnn exceptions derive from xcnn::error");
-    CHECK_THROWS_AS(f(), Expected);
-    CHECK_THROWS_AS(f(), xcnn::error);
-    CHECK_THROWS_AS(f(), std::runtime_error);
-    std::string what = "<no exception>";
-    bool exact_type = false;
-    try
-    {
-        f();
-    }
-    catch (const xcnn::error& e)
-    {
-        what = e.what();
-        exact_type = typeid(e) == typeid(Expected);
-    }
-    INFO("message: " << what);
-    CHECK(exact_type);
-    for (const auto& part : parts)
-    {
-        CHECK_THAT(what, xcnn_test::contains(part));
-    }
-}
+using xcnn_test::require_error;
 
 const std::string conv_1_4_3 = "Conv2D(1, 4, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0))";
 

@@ -10,6 +10,7 @@
 
 #include "support/gradcheck.hpp"
 #include "support/layer_zoo.hpp"
+#include "support/require_error.hpp"
 #include "support/shapes.hpp"
 #include "support/temp_dir.hpp"
 
@@ -26,34 +27,11 @@
 #include <vector>
 
 namespace zoo = xcnn_test::zoo;
+using xcnn_test::require_error;
 using xcnn_test::to_shape;
 
 namespace
 {
-
-/// `f()` throws exactly `Expected` (an xcnn::error), with a message containing every string of
-/// `parts`.
-template <class Expected, class F>
-void require_error(F&& f, const std::vector<std::string>& parts)
-{
-    std::string what = "<no exception>";
-    bool exact_type = false;
-    try
-    {
-        f();
-    }
-    catch (const xcnn::error& e)
-    {
-        what = e.what();
-        exact_type = typeid(e) == typeid(Expected);
-    }
-    INFO("message: " << what);
-    CHECK(exact_type);
-    for (const auto& part : parts)
-    {
-        CHECK_THAT(what, xcnn_test::contains(part));
-    }
-}
 
 /// Whether `forward` and `predict` of `L` take an `xt::xarray`.
 template <class L, class = void>

@@ -786,6 +786,19 @@ TEST_CASE("Sequential::buffers names each layer's buffers like state_dict keys; 
 TEST_CASE("Parameter and buffer handles survive moving the network; a copy is a new network", "[sequential]")
 {
     auto net = xcnn::Sequential{xcnn::Dense<double>(3, 4), SampleCounter<double>{}, xcnn::Dense<double>(4, 2)};
+    {
+        // The issue's case: a convolutional network moved after its optimizer was built.
+        auto conv_net = xcnn::Sequential{xcnn::Conv2D<float>(1, 2, 3), xcnn::ReLU<float>{}, xcnn::Flatten<float>{},
+                                         xcnn::Dense<float>(2 * 4 * 4, 3)};
+        xcnn::SGD<float> sgd(conv_net.parameters(), 0.1f);
+        auto moved_conv = std::move(conv_net);
+        const xt::xtensor<float, 4> before = moved_conv.get<0>().weight();
+        xt::xtensor<float, 4> images = xt::ones<float>({2, 1, 6, 6});
+        const auto& logits = moved_conv.forward(images);
+        moved_conv.backward(xt::xtensor<float, 2>(xt::ones<float>(logits.shape())));
+        sgd.step();
+        CHECK_FALSE(identical(moved_conv.get<0>().weight(), before));
+    }
     xcnn::SGD<double> optimizer(net.parameters(), 0.1);
     const auto buffers = net.buffers();
     auto moved = std::move(net);
@@ -823,6 +836,10 @@ TEST_CASE("Sequential plans its fused steps once from what the layers declare", 
     using rows = xcnn::Sequential<xcnn::MaxPool2D<float>, xcnn::Flatten<float>, xcnn::Dense<float>>;
     STATIC_REQUIRE(rows::plan[1] == step_kind::rows_into_next);
     STATIC_REQUIRE(rows::plan[2] == step_kind::absorbed);
+    using conv = xcnn::Sequential<xcnn::Conv2D<float>, xcnn::ReLU<float>, xcnn::Flatten<float>, xcnn::Dense<float>>;
+    STATIC_REQUIRE(conv::plan[0] == step_kind::with_activation);
+    STATIC_REQUIRE(conv::plan[2] == step_kind::rows_into_next);
+    STATIC_REQUIRE(xcnn::detail::is_layer<xcnn::Conv2D<float>>::value);
     STATIC_REQUIRE(xcnn::detail::is_layer<xcnn::Dense<float>>::value);
     STATIC_REQUIRE(xcnn::detail::is_layer<xcnn::ReLU<float>>::value);
     STATIC_REQUIRE(xcnn::detail::is_layer<net_type>::value);

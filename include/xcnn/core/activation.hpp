@@ -8,12 +8,16 @@
 /// - `backward(dy, x, y)`: dLoss/dx from dy = dLoss/dy, the input x and the output y = f(x);
 /// - `static constexpr bool backward_reads_input`: whether `backward` needs x (GELU) or only y
 ///   (ReLU, sigmoid, tanh); when false the kernels pass y as x, so no input is kept;
-/// - `std::string name() const`: how the layer shows, e.g. "ReLU()".
+/// - `std::string name() const`: how the layer shows, e.g. "ReLU()";
+/// - optionally `static constexpr bool rectifies = true` when f(x) = max(x, 0) and the gradient
+///   is dY where y > 0: layers whose kernels apply a ReLU and its mask inside their own copies
+///   (`Conv2D`) then skip the separate passes (`rectifies<Op>`).
 #ifndef XCNN_CORE_ACTIVATION_HPP
 #define XCNN_CORE_ACTIVATION_HPP
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 
 #include "xtensor_shim.hpp"
 
@@ -21,6 +25,16 @@ namespace xcnn
 {
 namespace detail
 {
+
+/// Whether the functor `Op` declares that it is a rectifier (see the top of this file).
+template <class Op, class = void>
+struct rectifies : std::false_type
+{
+};
+template <class Op>
+struct rectifies<Op, std::enable_if_t<Op::rectifies>> : std::true_type
+{
+};
 
 /// Calls `f(i, count)` for whole vectors and once for the partial last vector with `count` < S
 /// elements, which `f` handles through an aligned copy (so no load leaves the arrays).
@@ -89,6 +103,38 @@ void activation_gradient(const Op& op, const T* dy, const T* x, const T* y, T* d
                                                     load_vector(y + i, count)),
                                         dx + i, count);
                        });
+}
+
+/// What a layer that applies a following activation in its own output pass does with its output
+/// `y`: keeps it in `preactivation` when the functor's gradient reads the input, then applies
+/// the functor in place.
+template <class Op, class Tensor>
+void activate_in_place(const Op& op, Tensor& y, Tensor& preactivation)
+{
+    if constexpr (Op::backward_reads_input)
+    {
+        if (preactivation.shape() != y.shape())
+        {
+            preactivation.resize(y.shape());
+        }
+        std::copy(y.begin(), y.end(), preactivation.begin());
+    }
+    apply_activation(op, y.data(), y.data(), y.size());
+}
+
+/// The gradient of the activation's input, from `dy` (of its output `y`, as
+/// `activate_in_place` left it, and `preactivation`), into `out`.
+template <class Op, class Tensor>
+const Tensor& activation_gradient_into(const Op& op, const Tensor& dy, const Tensor& preactivation, const Tensor& y,
+                                       Tensor& out)
+{
+    if (out.shape() != y.shape())
+    {
+        out.resize(y.shape());
+    }
+    activation_gradient(op, dy.data(), Op::backward_reads_input ? preactivation.data() : nullptr, y.data(), out.data(),
+                        y.size());
+    return out;
 }
 
 } // namespace detail

@@ -224,13 +224,15 @@ public:
     template <class Op>
     const output_type& forward_activated(const input_type& x, bool training, const Op& op)
     {
-        const output_type& y = training ? this->forward(x) : this->predict(x);
-        if constexpr (Op::backward_reads_input)
+        if (training)
         {
-            detail::ensure_shape(m_preactivation, y.shape());
-            std::copy(y.begin(), y.end(), m_preactivation.begin());
+            this->forward(x);
         }
-        detail::apply_activation(op, y.data(), m_output.data(), y.size());
+        else
+        {
+            this->predict(x);
+        }
+        detail::activate_in_place(op, m_output, m_preactivation);
         return m_output;
     }
 
@@ -273,16 +275,12 @@ public:
     }
 
 private:
-    /// dL/dy through the activation: dY f'(y) (or f'(x) from the kept pre-activation).
+    /// dL/dy through the activation.
     template <class Op>
     const output_type& activated_gradient(const output_type& grad_output, const Op& op)
     {
         this->require_cache(grad_output);
-        detail::ensure_shape(m_activated_grad, grad_output.shape());
-        const T* x = Op::backward_reads_input ? m_preactivation.data() : nullptr;
-        detail::activation_gradient(op, grad_output.data(), x, m_output.data(), m_activated_grad.data(),
-                                    grad_output.size());
-        return m_activated_grad;
+        return detail::activation_gradient_into(op, grad_output, m_preactivation, m_output, m_activated_grad);
     }
 
     template <std::size_t N>

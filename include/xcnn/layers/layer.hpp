@@ -195,67 +195,6 @@ const xt::xtensor<T, N>& evaluate_input(const Layer& layer, const xt::xexpressio
     return buffer;
 }
 
-/// Base of the fixed-rank layers: `forward`, `predict` and `backward` for tensors of any
-/// expression type (an `xt::xarray`, a view, an `xt::xtensor` of another rank), whose rank is
-/// checked (a wrong rank is a `shape_error` naming the layer, not memory corruption in xtensor's
-/// implicit conversion) before they are evaluated into the layer's input type (rank `N`) or
-/// output type (rank `M`). The layer's own overloads for its exact types take precedence and
-/// never copy.
-template <class Derived, class T, std::size_t N, std::size_t M = N>
-class expression_input
-{
-public:
-    /// @overload
-    /// For inputs of any expression type; checks the rank and evaluates the input first.
-    template <class E>
-    decltype(auto) forward(const xt::xexpression<E>& x)
-    {
-        auto& self = static_cast<Derived&>(*this);
-        return self.forward(evaluate_input<N>(self, x, m_converted_input, Derived::input_layout));
-    }
-
-    /// @overload
-    /// For inputs of any expression type; checks the rank and evaluates the input first.
-    template <class E>
-    decltype(auto) predict(const xt::xexpression<E>& x)
-    {
-        auto& self = static_cast<Derived&>(*this);
-        return self.predict(evaluate_input<N>(self, x, m_converted_input, Derived::input_layout));
-    }
-
-    /// @overload
-    /// For gradients of any expression type; checks the rank and evaluates the gradient first.
-    template <class E>
-    decltype(auto) backward(const xt::xexpression<E>& grad_output)
-    {
-        auto& self = static_cast<Derived&>(*this);
-        return self.backward(
-            evaluate_input<M>(self, grad_output, m_converted_grad, Derived::output_layout, "gradient"));
-    }
-
-protected:
-    /// `x` as the layer's input type; what a layer's own overloads for expressions call it with.
-    template <class E>
-    const xt::xtensor<T, N>& converted_input(const xt::xexpression<E>& x)
-    {
-        auto& self = static_cast<Derived&>(*this);
-        return evaluate_input<N>(self, x, m_converted_input, Derived::input_layout);
-    }
-
-    /// `grad_output` as the layer's output type; what a layer's own overload of
-    /// `backward_parameters` for expressions calls it with.
-    template <class E>
-    const xt::xtensor<T, M>& converted_gradient(const xt::xexpression<E>& grad_output)
-    {
-        auto& self = static_cast<Derived&>(*this);
-        return evaluate_input<M>(self, grad_output, m_converted_grad, Derived::output_layout, "gradient");
-    }
-
-private:
-    xt::xtensor<T, N> m_converted_input;
-    xt::xtensor<T, M> m_converted_grad;
-};
-
 /// The layout a rank's tensors have, for messages: "(N, C, H, W)" for rank 4.
 constexpr const char* layout_of_rank(std::size_t rank) noexcept
 {
@@ -695,16 +634,13 @@ public:
 protected:
     /// Runs `compute()` (which returns the output) as a forward pass that keeps a cache for
     /// `backward` when `training`: what the public `forward` and a layer's fused forms share.
+    /// A forward that throws (its checks come before any change) leaves the last one's cache.
     template <class F>
     const output_type& cached_forward(bool training, F&& compute)
     {
-        m_has_cache = false;
         const output_type& y = compute();
-        if (training)
-        {
-            std::copy(y.shape().begin(), y.shape().end(), m_output_shape.begin());
-            m_has_cache = true;
-        }
+        m_has_cache = training;
+        std::copy(y.shape().begin(), y.shape().end(), m_output_shape.begin());
         return y;
     }
 

@@ -16,6 +16,8 @@ struct relu_op
 {
     /// The gradient reads the output only: it passes where the output is positive.
     static constexpr bool backward_reads_input = false;
+    /// max(x, 0) with dX = dY where y > 0: kernels may fuse it into their copies.
+    static constexpr bool rectifies = true;
     /// "ReLU()".
     std::string name() const { return "ReLU()"; }
     /// `x < 0 ? 0 : x`, not `x > 0 ? x : 0`: a NaN passes through, as in PyTorch, so a
