@@ -55,6 +55,7 @@ struct mismatch_at_layer<false, Layer, D>
     static_assert(always_false<D>::value, "xcnn::Sequential: rank mismatch at a layer past the 64th (its index is the "
                                           "second template argument of mismatch_at_layer)");
 };
+/// The message for a mismatch at layer I (internal; undefined again below).
 #define XCNN_MISMATCH_AT_LAYER(I)                                                                                      \
     template <class D>                                                                                                 \
     struct mismatch_at_layer<false, I, D>                                                                              \
@@ -62,6 +63,7 @@ struct mismatch_at_layer<false, Layer, D>
         static_assert(always_false<D>::value, "xcnn::Sequential: layer " #I " cannot take the tensor the layer "       \
                                               "before it produces (the next error says which ranks)");                 \
     };
+/// The messages for layers I1 to I8 (internal; undefined again below).
 #define XCNN_MISMATCH_AT_LAYERS8(I)                                                                                    \
     XCNN_MISMATCH_AT_LAYER(I##1)                                                                                       \
     XCNN_MISMATCH_AT_LAYER(I##2)                                                                                       \
@@ -113,6 +115,7 @@ struct mismatched_ranks
     static_assert(always_false<D>::value, "xcnn::Sequential: a layer expects a tensor of another rank than the layer "
                                           "before it produces (ranks in mismatched_ranks<produced, expected>)");
 };
+/// The message for rank P produced, rank E expected, with a hint (internal; undefined again below).
 #define XCNN_MISMATCHED_RANKS(P, E, HINT)                                                                              \
     template <class D>                                                                                                 \
     struct mismatched_ranks<P, E, D>                                                                                   \
