@@ -364,7 +364,8 @@ TEST_CASE("Dense reports invalid arguments and shapes", "[dense][errors]")
         layer.weight() = xt::zeros<double>({4, 3}); // transposed
         REQUIRE_THROWS_AS(layer.forward(x), xcnn::shape_error);
         REQUIRE_THROWS_WITH(layer.forward(x), xcnn_test::contains("Dense(4, 3)"));
-        REQUIRE_THROWS_WITH(layer.forward(x), xcnn_test::contains("weight has shape (4, 3) but must have shape (3, 4)"));
+        REQUIRE_THROWS_WITH(layer.forward(x),
+                            xcnn_test::contains("weight has shape (4, 3) but must have shape (3, 4)"));
         layer.weight() = xt::zeros<double>({3, 4});
         layer.bias() = xt::zeros<double>({4});
         REQUIRE_THROWS_AS(layer.forward(x), xcnn::shape_error);
