@@ -13,6 +13,7 @@
 
 #include <xcnn/xcnn.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
@@ -599,10 +600,16 @@ TEST_CASE("a writer killed at random moments leaves an intact checkpoint of the 
     xcnn::SGD<float> sgd(net.parameters(), 0.1f, 0.9f);
     xcnn::training_progress progress;
     make_state(0, net, sgd, progress);
+    const auto save_start = std::chrono::steady_clock::now();
     xcnn::save_checkpoint(path, net, sgd, progress);
+    const auto save_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - save_start).count();
 
     std::mt19937 rng(2024);
-    std::uniform_int_distribution<int> delay_us(0, 12000);
+    // Kills land within about three saves of the writer's start (at least 12 ms): on a loaded
+    // machine (sanitizers, parallel tests) a save takes tens of milliseconds, and a fixed window
+    // would kill every writer before its first rename.
+    std::uniform_int_distribution<long long> delay_us(0, std::max<long long>(12000, 3 * save_us));
     // A kill during fsync waits for the flush, tens of milliseconds on a busy disk: the rounds
     // stop after 15 s (but never before 30), whatever the machine.
     const int max_rounds = 120, min_rounds = 30;
@@ -629,6 +636,11 @@ TEST_CASE("a writer killed at random moments leaves an intact checkpoint of the 
             auto child_net = xcnn_test::small_net();
             xcnn::SGD<float> child_sgd(child_net.parameters(), 0.1f, 0.9f);
             xcnn::training_progress child_progress;
+            // "Ready": the parent's delay starts once the writer has started, not at the fork.
+            if (::write(fds[1], &current, sizeof current) != static_cast<ssize_t>(sizeof current))
+            {
+                ::_exit(1);
+            }
             try
             {
                 for (std::uint64_t k = current + 1;; ++k)
@@ -648,6 +660,8 @@ TEST_CASE("a writer killed at random moments leaves an intact checkpoint of the 
             }
         }
         ::close(fds[1]);
+        std::uint64_t ready = 0;
+        REQUIRE(::read(fds[0], &ready, sizeof ready) == static_cast<ssize_t>(sizeof ready));
         std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
         ::kill(child, SIGKILL);
         int status = 0;
