@@ -194,14 +194,17 @@ public:
     /// The tensor, read-only.
     const tensor_type& value() const noexcept { return m_storage->value; }
 
-    /// Throws `shape_error` naming `layer` if the tensor was assigned another shape.
-    void check_shape(const std::string& layer) const
+    /// Throws `shape_error` naming `layer` (anything with a `name()`) if the tensor was assigned
+    /// another shape. The name is only built then: layers check on every forward and backward,
+    /// and a name longer than the small-string buffer would allocate.
+    template <class Layer>
+    void check_shape(const Layer& layer) const
     {
         if (declared() && m_storage->value.shape() != m_shape)
         {
-            throw shape_error(concat(layer, ": ", m_name, " has shape ", shape_to_string(m_storage->value.shape()),
-                                     " but must have shape ", shape_to_string(m_shape),
-                                     " (a tensor of another shape was assigned to it)"));
+            throw shape_error(concat(layer.name(), ": ", m_name, " has shape ",
+                                     shape_to_string(m_storage->value.shape()), " but must have shape ",
+                                     shape_to_string(m_shape), " (a tensor of another shape was assigned to it)"));
         }
     }
 

@@ -479,17 +479,7 @@ protected:
     {
         if constexpr (detail::has_parameter_slots<Derived>::value)
         {
-            const auto& layer = self();
-            // The name is only built for a tensor of the wrong shape: this runs on every forward
-            // and backward, and a name longer than the small-string buffer would allocate.
-            detail::for_each_slot(const_cast<Derived&>(layer).parameter_slots(),
-                                  [&](const auto& slot)
-                                  {
-                                      if (slot.value().shape() != slot.expected_shape())
-                                      {
-                                          slot.check_shape(layer.name());
-                                      }
-                                  });
+            check_shapes(const_cast<Derived&>(self()).parameter_slots());
         }
     }
 
@@ -498,19 +488,17 @@ protected:
     {
         if constexpr (detail::has_buffer_slots<Derived>::value)
         {
-            const auto& layer = self();
-            detail::for_each_slot(const_cast<Derived&>(layer).buffer_slots(),
-                                  [&](const auto& slot)
-                                  {
-                                      if (slot.value().shape() != slot.expected_shape())
-                                      {
-                                          slot.check_shape(layer.name());
-                                      }
-                                  });
+            check_shapes(const_cast<Derived&>(self()).buffer_slots());
         }
     }
 
 private:
+    template <class Slots>
+    void check_shapes(Slots&& slots) const
+    {
+        detail::for_each_slot(slots, [&](const auto& slot) { slot.check_shape(self()); });
+    }
+
     Derived& self() noexcept { return static_cast<Derived&>(*this); }
     const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
 };
