@@ -9,6 +9,7 @@
 #include "support/layer_zoo.hpp"
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +17,10 @@
 #include <new>
 #include <random>
 #include <vector>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace
 {
@@ -53,11 +58,19 @@ void* counted_allocation(std::size_t size)
 void* counted_aligned_allocation(std::size_t size, std::size_t alignment)
 {
     count(size);
+#if defined(__GLIBC__)
+    // posix_memalign is counted itself below.
+    if (void* p = memalign(std::max(alignment, sizeof(void*)), size == 0 ? 1 : size))
+    {
+        return p;
+    }
+#else
     void* p = nullptr;
     if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size == 0 ? 1 : size) == 0)
     {
         return p;
     }
+#endif
     throw std::bad_alloc();
 }
 
@@ -92,6 +105,26 @@ void* operator new[](std::size_t size, std::align_val_t alignment)
 {
     return counted_aligned_allocation(size, static_cast<std::size_t>(alignment));
 }
+#if defined(__GLIBC__)
+// xtensor's storage comes from xsimd's aligned allocator, which calls posix_memalign, not
+// operator new: counted too (glibc's memalign returns memory that free releases).
+extern "C" int posix_memalign(void** out, std::size_t alignment, std::size_t size)
+{
+    count(size);
+    if (alignment < sizeof(void*) || (alignment & (alignment - 1)) != 0)
+    {
+        return EINVAL;
+    }
+    void* p = memalign(alignment, size == 0 ? 1 : size);
+    if (p == nullptr)
+    {
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+#endif
+
 void operator delete(void* p) noexcept
 {
     std::free(p);
@@ -299,7 +332,7 @@ TEST_CASE("evaluate holds one batch, never the data set's logits", "[allocations
     INFO("predict(all): " << predict_all << " allocations, " << predict_all_bytes << " bytes; evaluate: " << cold
                           << " allocations, " << cold_bytes << " bytes, largest " << cold_largest);
     CHECK(e.count == n);
-    CHECK(cold_largest < logits_bytes / 10);
+    CHECK(cold_largest < logits_bytes / 4);
     CHECK(cold_bytes < logits_bytes);
     CHECK(cold_bytes * 50 < predict_all_bytes);
 

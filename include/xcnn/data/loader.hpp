@@ -271,6 +271,14 @@ public:
     /// Past the last batch of an epoch.
     iterator end() noexcept { return iterator(this, size()); }
 
+    /// Starts an epoch, as `begin()` does, and returns all of its batches: the same range as
+    /// `resume_epoch`, for loops that either start or continue an epoch.
+    batch_range epoch_batches()
+    {
+        const iterator first = begin();
+        return batch_range(first, end());
+    }
+
     /// The rest of the current epoch from batch `first_batch`, in the current `order()`, without
     /// a new permutation: how an interrupted epoch continues.
     /// @throws value_error if `first_batch` is larger than `size()`.
