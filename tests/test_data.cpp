@@ -358,6 +358,25 @@ TEST_CASE("DataLoader transforms run in order on each batch, never on the data s
     const float first = it->images(0, 0, 0, 0);
     CHECK((*it).images(0, 0, 0, 0) == first);
     CHECK(first == 2.0f * (d.images(0, 0, 0, 0) + 1.0f));
+
+    SECTION("a transform that throws leaves no half-transformed batch behind")
+    {
+        DataLoader failing(d.images, d.labels, 4);
+        int calls = 0;
+        failing.add_transform(
+            [&](xt::xtensor<float, 4>& x, std::mt19937&)
+            {
+                x += 1.0f;
+                if (++calls == 1)
+                {
+                    throw xcnn::value_error("transform failed");
+                }
+            });
+        auto it = failing.begin();
+        CHECK_THROWS_AS(*it, xcnn::value_error);
+        CHECK(it->images(0, 0, 0, 0) == d.images(0, 0, 0, 0) + 1.0f); // gathered again, added to once
+        CHECK(calls == 2);
+    }
 }
 
 namespace

@@ -52,8 +52,8 @@ struct images_of
 
 } // namespace detail
 
-/// How a `DataLoader` orders and cuts its samples. The setters return the options, so they chain:
-/// `xcnn::loader_options{}.shuffled(seed).dropping_last()`.
+/// How a `DataLoader` orders and cuts its samples. The setters return changed copies, so they
+/// chain: `xcnn::loader_options{}.shuffled(seed).dropping_last()`.
 struct loader_options
 {
     /// Draw a new order of the samples at the start of every epoch (else: the stored order).
@@ -66,24 +66,27 @@ struct loader_options
     /// generator than the shuffling one, so adding a transform does not change the order.
     std::mt19937::result_type transform_seed = 1;
 
-    /// Shuffling on, from `std::mt19937(s)`.
-    loader_options& shuffled(std::mt19937::result_type s) noexcept
+    /// These options with shuffling on, from `std::mt19937(s)`.
+    loader_options shuffled(std::mt19937::result_type s) const noexcept
     {
-        shuffle = true;
-        seed = s;
-        return *this;
+        loader_options o = *this;
+        o.shuffle = true;
+        o.seed = s;
+        return o;
     }
-    /// `drop_last` on.
-    loader_options& dropping_last() noexcept
+    /// These options with `drop_last` on.
+    loader_options dropping_last() const noexcept
     {
-        drop_last = true;
-        return *this;
+        loader_options o = *this;
+        o.drop_last = true;
+        return o;
     }
-    /// The transforms' generator from `std::mt19937(s)`.
-    loader_options& transforms_seeded(std::mt19937::result_type s) noexcept
+    /// These options with the transforms' generator from `std::mt19937(s)`.
+    loader_options transforms_seeded(std::mt19937::result_type s) const noexcept
     {
-        transform_seed = s;
-        return *this;
+        loader_options o = *this;
+        o.transform_seed = s;
+        return o;
     }
 };
 
@@ -429,14 +432,15 @@ private:
                 b.labels(i) = labels[sample];
             }
         }
-        // Marked before the transforms run: one that throws must not run again on the same
-        // batch when it is accessed a second time.
-        m_loaded_generation = m_generation;
-        m_loaded_index = index;
+        // Not marked as loaded until every transform has run: after one that threw, the next
+        // access gathers the batch again rather than return it half transformed.
+        m_loaded_generation = std::size_t(-1);
         for (auto& transform : m_transforms)
         {
             transform(b.images, m_transform_rng);
         }
+        m_loaded_generation = m_generation;
+        m_loaded_index = index;
         return b;
     }
 
