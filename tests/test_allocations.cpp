@@ -1,5 +1,6 @@
 // A training step on a steady batch shape allocates nothing once the first steps have sized the
-// layers' buffers: every global operator new is counted while a step runs.
+// layers' buffers: every global operator new is counted while a step runs. So does an epoch of
+// a DataLoader and an unbatched predict; evaluate's allocations are bounded by a batch.
 #include "catch_compat.hpp"
 
 #include <xcnn/xcnn.hpp>
@@ -8,6 +9,8 @@
 #include "support/layer_zoo.hpp"
 
 #include <atomic>
+#include <cerrno>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -15,18 +18,36 @@
 #include <random>
 #include <vector>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace
 {
 
 std::atomic<bool> counting{false};
 std::atomic<std::size_t> allocations{0};
+// Bytes requested and the largest single request while counting: the total bounds the peak of
+// what was allocated during the call from above.
+std::atomic<std::size_t> allocated_bytes{0};
+std::atomic<std::size_t> largest_allocation{0};
 
-void* counted_allocation(std::size_t size)
+void count(std::size_t size)
 {
     if (counting.load(std::memory_order_relaxed))
     {
         allocations.fetch_add(1, std::memory_order_relaxed);
+        allocated_bytes.fetch_add(size, std::memory_order_relaxed);
+        std::size_t largest = largest_allocation.load(std::memory_order_relaxed);
+        while (size > largest && !largest_allocation.compare_exchange_weak(largest, size))
+        {
+        }
     }
+}
+
+void* counted_allocation(std::size_t size)
+{
+    count(size);
     if (void* p = std::malloc(size == 0 ? 1 : size))
     {
         return p;
@@ -36,15 +57,20 @@ void* counted_allocation(std::size_t size)
 
 void* counted_aligned_allocation(std::size_t size, std::size_t alignment)
 {
-    if (counting.load(std::memory_order_relaxed))
+    count(size);
+#if defined(__GLIBC__)
+    // posix_memalign is counted itself below.
+    if (void* p = memalign(std::max(alignment, sizeof(void*)), size == 0 ? 1 : size))
     {
-        allocations.fetch_add(1, std::memory_order_relaxed);
+        return p;
     }
+#else
     void* p = nullptr;
     if (posix_memalign(&p, std::max(alignment, sizeof(void*)), size == 0 ? 1 : size) == 0)
     {
         return p;
     }
+#endif
     throw std::bad_alloc();
 }
 
@@ -53,6 +79,8 @@ template <class F>
 std::size_t allocations_during(F&& f)
 {
     allocations = 0;
+    allocated_bytes = 0;
+    largest_allocation = 0;
     counting = true;
     f();
     counting = false;
@@ -77,6 +105,26 @@ void* operator new[](std::size_t size, std::align_val_t alignment)
 {
     return counted_aligned_allocation(size, static_cast<std::size_t>(alignment));
 }
+#if defined(__GLIBC__)
+// xtensor's storage comes from xsimd's aligned allocator, which calls posix_memalign, not
+// operator new: counted too (glibc's memalign returns memory that free releases).
+extern "C" int posix_memalign(void** out, std::size_t alignment, std::size_t size)
+{
+    count(size);
+    if (alignment < sizeof(void*) || (alignment & (alignment - 1)) != 0)
+    {
+        return EINVAL;
+    }
+    void* p = memalign(alignment, size == 0 ? 1 : size);
+    if (p == nullptr)
+    {
+        return ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+#endif
+
 void operator delete(void* p) noexcept
 {
     std::free(p);
@@ -208,4 +256,107 @@ TEMPLATE_LIST_TEST_CASE("a second training step of any layer allocates nothing",
     CHECK(allocations_during(training_step) == 0);
     CHECK(allocations_during(training_step_parameters_only) == 0);
     CHECK(allocations_during(inference) == 0);
+}
+
+TEST_CASE("a DataLoader epoch allocates nothing, shuffled and augmented, with a partial last batch",
+          "[allocations][data]")
+{
+    // The loader sizes both batch buffers when it is made and shuffles its order in place.
+    const std::size_t n = 70;
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> pixel(0.f, 1.f);
+    xt::xtensor<float, 4> images = xt::zeros<float>({n, std::size_t(1), std::size_t(12), std::size_t(12)});
+    for (auto& v : images)
+    {
+        v = pixel(rng);
+    }
+    xt::xtensor<std::int64_t, 1> labels = xt::zeros<std::int64_t>({n});
+    xcnn::DataLoader loader(images, labels, 16, xcnn::loader_options{}.shuffled(1));
+    loader.add_transform(xcnn::RandomCrop(2)).add_transform(xcnn::RandomHorizontalFlip());
+    xt::xtensor<float, 2> rows = xt::zeros<float>({n, std::size_t(5)});
+    xcnn::DataLoader dropping(rows, labels, 16, xcnn::loader_options{}.shuffled(2).dropping_last());
+
+    double checksum = 0;
+    std::size_t batches = 0;
+    auto epoch = [&]
+    {
+        for (const auto& batch : loader)
+        {
+            checksum += batch.images(0, 0, 5, 5);
+            ++batches;
+        }
+        for (const auto& [x, y] : dropping)
+        {
+            checksum += x(0, 0) + static_cast<double>(y(0));
+            ++batches;
+        }
+    };
+    CHECK(allocations_during(epoch) == 0);
+    CHECK(allocations_during(epoch) == 0);
+    CHECK(allocations_during(epoch) == 0);
+    CHECK(batches == 3 * (5 + 4));
+    CHECK(std::isfinite(checksum));
+}
+
+TEST_CASE("evaluate holds one batch, never the data set's logits", "[allocations][evaluate]")
+{
+    // 20050 images of 8 x 8: predict on all of them at once allocates every layer's activations
+    // for all of them; evaluate, batch by batch, a bounded amount whatever the set's size.
+    const std::size_t n = 20050, classes = 10;
+    std::mt19937 rng(6);
+    std::uniform_real_distribution<float> pixel(0.f, 1.f);
+    xt::xtensor<float, 4> images = xt::zeros<float>({n, std::size_t(1), std::size_t(8), std::size_t(8)});
+    for (auto& v : images)
+    {
+        v = pixel(rng);
+    }
+    xt::xtensor<std::int64_t, 1> labels = xt::zeros<std::int64_t>({n});
+    for (std::size_t i = 0; i < n; ++i)
+    {
+        labels(i) = static_cast<std::int64_t>(i % classes);
+    }
+    auto make = []
+    {
+        return xcnn::Sequential{xcnn::Conv2D<float>(1, 4, 3, 1, 1), xcnn::ReLU<float>{}, xcnn::MaxPool2D<float>(2),
+                                xcnn::Flatten<float>{}, xcnn::Dense<float>(64, 10)};
+    };
+    auto all_at_once = make();
+    const std::size_t predict_all = allocations_during([&] { (void)all_at_once.predict(images); });
+    const std::size_t predict_all_bytes = allocated_bytes.load();
+
+    auto net = make();
+    xcnn::evaluation e;
+    const std::size_t cold = allocations_during([&] { e = xcnn::evaluate(net, images, labels, 100); });
+    const std::size_t cold_bytes = allocated_bytes.load(), cold_largest = largest_allocation.load();
+    const std::size_t logits_bytes = n * classes * sizeof(float);
+    INFO("predict(all): " << predict_all << " allocations, " << predict_all_bytes << " bytes; evaluate: " << cold
+                          << " allocations, " << cold_bytes << " bytes, largest " << cold_largest);
+    CHECK(e.count == n);
+    CHECK(cold_largest < logits_bytes / 4);
+    CHECK(cold_bytes < logits_bytes);
+    CHECK(cold_bytes * 50 < predict_all_bytes);
+
+    // Warm, with the same batch size: the loader's two batch buffers, the layers' resizes
+    // between the full and the partial batch, and the confusion matrix; nothing per batch.
+    const std::size_t warm = allocations_during([&] { e = xcnn::evaluate(net, images, labels, 100); });
+    const std::size_t warm_bytes = allocated_bytes.load();
+    INFO("warm evaluate: " << warm << " allocations, " << warm_bytes << " bytes");
+    CHECK(warm < 40); // 201 batches
+    CHECK(warm_bytes <= cold_bytes);
+}
+
+TEST_CASE("Sequential::predict of one unbatched image allocates nothing once sized", "[allocations][predict]")
+{
+    auto net = mnist_models::make_lenet<float>();
+    net.reset_parameters(3u);
+    xt::xtensor<float, 3> image = xt::zeros<float>({std::size_t(1), std::size_t(28), std::size_t(28)});
+    image(0, 14, 14) = 1.0f;
+    float logit = 0;
+    auto one = [&]
+    {
+        logit = net.predict(image)(3);
+    };
+    one();
+    CHECK(allocations_during(one) == 0);
+    CHECK(std::isfinite(logit));
 }

@@ -1,6 +1,7 @@
 // xcnn-mnist: train and evaluate a CNN on MNIST-format data (MNIST, Fashion-MNIST, ...).
 //
 //   xcnn-mnist --data data/mnist                       # LeNet, the default recipe
+//   xcnn-mnist --data /usr/share/datasets/fashion-mnist # Fashion-MNIST (Debian: dataset-fashion-mnist)
 //   xcnn-mnist --data DIR --model seed --epochs 3 --lr 0.01 --log run.csv --save model.xcnn
 //   xcnn-mnist --data DIR --load model.xcnn --eval-only
 //   xcnn-mnist --data DIR --checkpoint run.ckpt ...     # interrupted? continue bit for bit:
@@ -61,6 +62,8 @@ constexpr double default_peak_lr = 0.05;
 constexpr double default_warmup_epochs = 0.5;
 constexpr double default_momentum = 0.9;
 constexpr double default_weight_decay = 5e-4;
+// Test images per evaluation batch: memory for one batch's activations, not the test set's.
+constexpr std::size_t evaluation_batch = 500;
 
 const char* const usage_text = R"(usage: xcnn-mnist [options]
 
@@ -68,7 +71,9 @@ Trains a CNN on MNIST-format data and evaluates it on the test set after every e
 
   --data DIR         directory with train-images-idx3-ubyte, train-labels-idx1-ubyte,
                      t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each raw or .gz)
-                     [data/mnist]
+                     [data/mnist]. Fashion-MNIST has the same files: on Debian,
+                     apt install dataset-fashion-mnist, then
+                     --data /usr/share/datasets/fashion-mnist
   --model NAME       lenet: LeNet-5 with ReLU (Conv 6@5x5 pad 2, pool, Conv 16@5x5, pool,
                             Dense 120, 84, 10)
                      seed:  Conv 8@3x3 pad 1, Conv 16@3x3 pad 1, Dense 10   [lenet]
@@ -529,71 +534,28 @@ private:
     double m_last_draw = -1;
 };
 
-struct evaluation
-{
-    double loss = 0;
-    double accuracy = 0;
-    std::array<std::array<std::size_t, classes>, classes> confusion{}; // [true][predicted]
-};
-
-template <class Net>
-evaluation evaluate(Net& net, const xcnn::labelled_images<float>& test)
-{
-    constexpr std::size_t chunk = 500;
-    const std::size_t n = test.labels.size();
-    evaluation result;
-    xcnn::SoftmaxCrossEntropy<float> loss;
-    xt::xtensor<float, 4> images;
-    xt::xtensor<std::int64_t, 1> labels;
-    std::size_t correct = 0;
-    const std::size_t pixels = image_size * image_size;
-    for (std::size_t start = 0; start < n; start += chunk)
-    {
-        const std::size_t count = std::min(chunk, n - start);
-        if (images.shape()[0] != count)
-        {
-            images.resize(std::array<std::size_t, 4>{count, std::size_t(1), image_size, image_size});
-            labels.resize(std::array<std::size_t, 1>{count});
-        }
-        std::copy(test.images.data() + start * pixels, test.images.data() + (start + count) * pixels, images.data());
-        std::copy(test.labels.data() + start, test.labels.data() + start + count, labels.data());
-        const auto& logits = net.predict(images);
-        result.loss += static_cast<double>(loss.forward(logits, labels)) * static_cast<double>(count);
-        const auto predicted = xcnn::argmax(logits);
-        for (std::size_t i = 0; i < count; ++i)
-        {
-            const auto t = static_cast<std::size_t>(labels(i)), p = static_cast<std::size_t>(predicted(i));
-            ++result.confusion[t][p];
-            correct += t == p ? 1 : 0;
-        }
-    }
-    result.loss /= static_cast<double>(std::max<std::size_t>(n, 1));
-    result.accuracy = static_cast<double>(correct) / static_cast<double>(std::max<std::size_t>(n, 1));
-    return result;
-}
-
-void print_confusion(const evaluation& e)
+void print_confusion(const xcnn::evaluation& e)
 {
     std::cout << "\nconfusion matrix (rows: true label, columns: predicted label)\n      ";
-    for (std::size_t c = 0; c < classes; ++c)
+    for (std::size_t c = 0; c < e.classes; ++c)
     {
         std::cout << std::setw(6) << c;
     }
     std::cout << "   recall\n";
-    for (std::size_t t = 0; t < classes; ++t)
+    for (std::size_t t = 0; t < e.classes; ++t)
     {
         std::cout << std::setw(6) << t;
         std::size_t total = 0;
-        for (std::size_t p = 0; p < classes; ++p)
+        for (std::size_t p = 0; p < e.classes; ++p)
         {
-            std::cout << std::setw(6) << e.confusion[t][p];
-            total += e.confusion[t][p];
+            std::cout << std::setw(6) << e.confusion_at(t, p);
+            total += e.confusion_at(t, p);
         }
         std::cout << "   ";
         if (total > 0)
         {
             std::cout << std::fixed << std::setprecision(1) << std::setw(5)
-                      << 100.0 * static_cast<double>(e.confusion[t][t]) / static_cast<double>(total) << " %";
+                      << 100.0 * static_cast<double>(e.confusion_at(t, t)) / static_cast<double>(total) << " %";
         }
         else
         {
@@ -707,7 +669,7 @@ int run(Net net, const options& o)
     if (o.eval_only)
     {
         const auto start = clock_type::now();
-        const auto e = evaluate(net, test);
+        const auto e = xcnn::evaluate(net, test, evaluation_batch);
         const double seconds = seconds_since(start);
         std::cout << "test loss " << std::fixed << std::setprecision(4) << e.loss << "  test accuracy "
                   << std::setprecision(2) << 100 * e.accuracy << " %  (" << std::setprecision(1) << seconds << " s)\n";
@@ -721,8 +683,14 @@ int run(Net net, const options& o)
         return 0;
     }
 
+    // The samples in a new order every epoch. The shuffling generator is seeded as this program
+    // has always seeded it, so a --seed gives the orders, and the weights, it gave before the
+    // DataLoader existed, and checkpoints of those runs resume.
+    xcnn::DataLoader loader(train, o.batch_size, xcnn::loader_options{}.shuffled(o.seed));
+    std::seed_seq shuffle_seed{o.seed, 0x5eedu};
+    loader.generator() = std::mt19937(shuffle_seed);
     const std::size_t n = train.labels.size();
-    const std::size_t batches = (n + o.batch_size - 1) / o.batch_size;
+    const std::size_t batches = loader.size();
     const std::size_t total_steps = batches * static_cast<std::size_t>(o.epochs);
     std::cout << "recipe: SGD, batch " << o.batch_size << ", momentum " << o.momentum << ", " << o.epochs
               << " epoch(s), ";
@@ -741,22 +709,18 @@ int run(Net net, const options& o)
     const double weight_decay = o.lr_given ? 0.0 : default_weight_decay;
     xcnn::SGD<float> sgd(net.parameters(), static_cast<float>(o.lr), static_cast<float>(o.momentum),
                          static_cast<float>(weight_decay));
-    std::seed_seq shuffle_seed{o.seed, 0x5eedu};
-    std::mt19937 shuffle_rng(shuffle_seed);
-    std::vector<std::size_t> order(n);
-    std::iota(order.begin(), order.end(), std::size_t(0));
     const std::string description = run_description(o, n);
     xcnn::training_progress start;
     if (!o.resume.empty())
     {
-        start = xcnn::load_checkpoint(o.resume, net, sgd, shuffle_rng);
+        start = xcnn::load_checkpoint(o.resume, net, sgd, loader.generator());
         if (start.description != description || start.order.size() != n)
         {
             throw xcnn::value_error("--resume '" + o.resume + "': the checkpoint continues a run with " +
                                     start.description + "; this run has " + description +
                                     ". Resume with the same arguments.");
         }
-        std::copy(start.order.begin(), start.order.end(), order.begin());
+        loader.set_order(std::vector<std::size_t>(start.order.begin(), start.order.end()));
         std::cout << "resumed " << o.resume << " after " << start.global_step << " steps: epoch " << start.epoch + 1
                   << ", batch " << start.step_in_epoch << '/' << batches << " done\n";
     }
@@ -769,16 +733,14 @@ int run(Net net, const options& o)
         p.epoch = epochs_done;
         p.step_in_epoch = batches_done;
         p.global_step = steps_done;
+        const auto order = loader.order();
         p.order.assign(order.begin(), order.end());
         p.scalars["epoch_loss_sum"] = epoch_loss_sum;
         p.description = description;
-        xcnn::save_checkpoint(o.checkpoint, net, sgd, p, shuffle_rng);
+        xcnn::save_checkpoint(o.checkpoint, net, sgd, p, loader.generator());
     };
-    xt::xtensor<float, 4> images;
-    xt::xtensor<std::int64_t, 1> labels;
-    const std::size_t pixels = image_size * image_size;
     const bool terminal = XCNN_ISATTY(1) != 0;
-    evaluation last;
+    xcnn::evaluation last;
     bool evaluated = false;
     std::size_t step = static_cast<std::size_t>(start.global_step);
     std::size_t steps_this_run = 0;
@@ -787,30 +749,18 @@ int run(Net net, const options& o)
     {
         const auto epoch_start = clock_type::now();
         const std::size_t first_batch = epoch == first_epoch ? static_cast<std::size_t>(start.step_in_epoch) : 0;
-        if (first_batch == 0)
-        {
-            std::shuffle(order.begin(), order.end(), shuffle_rng);
-        }
         progress bar(terminal, epoch, o.epochs, batches);
         const auto resumed_sum = start.scalars.find("epoch_loss_sum");
         double loss_sum = first_batch > 0 && resumed_sum != start.scalars.end() ? resumed_sum->second : 0.0;
         std::size_t images_this_run = 0;
         bool stop = false;
-        for (std::size_t b = first_batch; b < batches && !stop; ++b, ++step)
+        // A new order, or the rest of the epoch a checkpoint was saved in.
+        const auto epoch_batches = first_batch == 0 ? loader.epoch_batches() : loader.resume_epoch(first_batch);
+        for (auto it = epoch_batches.begin(); it != epoch_batches.end() && !stop; ++it, ++step)
         {
-            const std::size_t begin = b * o.batch_size, count = std::min(o.batch_size, n - begin);
-            if (images.shape()[0] != count)
-            {
-                images.resize(std::array<std::size_t, 4>{count, std::size_t(1), image_size, image_size});
-                labels.resize(std::array<std::size_t, 1>{count});
-            }
-            for (std::size_t i = 0; i < count; ++i)
-            {
-                const std::size_t src = order[begin + i];
-                std::copy(train.images.data() + src * pixels, train.images.data() + (src + 1) * pixels,
-                          images.data() + i * pixels);
-                labels(i) = train.labels(src);
-            }
+            const std::size_t b = it.index();
+            const auto& [images, labels] = *it;
+            const std::size_t count = labels.size();
             if (!o.lr_given)
             {
                 sgd.set_lr(static_cast<float>(scheduled_lr(step, total_steps, batches)));
@@ -847,7 +797,7 @@ int run(Net net, const options& o)
             loss_sum += static_cast<double>(value) * static_cast<double>(count);
             images_this_run += count;
             ++steps_this_run;
-            bar.update(b + 1, loss_sum / static_cast<double>(begin + count), images_this_run);
+            bar.update(b + 1, loss_sum / static_cast<double>(b * o.batch_size + count), images_this_run);
             const bool last_batch = b + 1 == batches;
             stop = !last_batch && steps_this_run == o.stop_after;
             const bool periodic = o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0;
@@ -865,7 +815,7 @@ int run(Net net, const options& o)
         }
         const double train_seconds = seconds_since(epoch_start);
         const double train_loss = loss_sum / static_cast<double>(n);
-        last = evaluate(net, test);
+        last = xcnn::evaluate(net, test, evaluation_batch);
         evaluated = true;
         const double seconds = seconds_since(epoch_start);
         std::cout << "epoch " << epoch << '/' << o.epochs << "  train loss " << std::fixed << std::setprecision(4)
@@ -900,7 +850,7 @@ int run(Net net, const options& o)
     if (!evaluated) // resumed from a checkpoint of a finished run
     {
         std::cout << "nothing left to train: the checkpoint is at the end of epoch " << start.epoch << '\n';
-        last = evaluate(net, test);
+        last = xcnn::evaluate(net, test, evaluation_batch);
     }
     if (!o.save.empty())
     {

@@ -23,6 +23,10 @@
 #include "layers/maxpool2d.hpp"
 #include "layers/relu.hpp"
 
+#include "data/loader.hpp"
+#include "data/transforms.hpp"
+
+#include "loss/evaluate.hpp"
 #include "loss/metrics.hpp"
 #include "loss/softmax_cross_entropy.hpp"
 #include "network/parameter.hpp"

@@ -213,6 +213,35 @@ struct has_backward_parameters<L, G,
 {
 };
 
+/// Whether `X` is one sample of a network taking rank `InputRank`: an xtensor expression of
+/// fixed rank `InputRank - 1`.
+template <class X, int InputRank, class = void>
+struct is_unbatched : std::false_type
+{
+};
+template <class X, int InputRank>
+struct is_unbatched<X, InputRank, std::enable_if_t<xt::is_xexpression<X>::value>>
+    : std::bool_constant<(InputRank >= 2 && xt::get_rank<X>::value == static_cast<std::size_t>(InputRank - 1))>
+{
+};
+
+/// The batch of one and the output without its batch axis of `Sequential::predict` on a single
+/// sample; nothing for networks that take or return fewer than two axes.
+template <class T, int InputRank, int OutputRank, class = void>
+struct unbatched_buffers
+{
+};
+template <class T, int InputRank, int OutputRank>
+struct unbatched_buffers<T, InputRank, OutputRank, std::enable_if_t<(InputRank >= 2 && OutputRank >= 2)>>
+{
+    /// A sample without its batch axis, as the caller passes it.
+    using sample_type = xt::xtensor<T, static_cast<std::size_t>(InputRank - 1)>;
+    /// The sample as a batch of one.
+    xt::xtensor<T, static_cast<std::size_t>(InputRank)> input;
+    /// The output without its batch axis.
+    xt::xtensor<T, static_cast<std::size_t>(OutputRank - 1)> output;
+};
+
 /// How a step of a `Sequential` runs the layer it starts at.
 enum class step_kind
 {
@@ -356,12 +385,27 @@ public:
     }
 
     /// Runs every layer's `predict`: same result as `forward`, no training caches.
+    ///
+    /// A single sample without the batch axis, a tensor of fixed rank `input_rank - 1` such as one
+    /// (C, H, W) image, gives its output without the batch axis, such as the (classes) logits, as
+    /// PyTorch does for unbatched inputs: the sample is copied into a batch of one (the layers take
+    /// owning tensors, so a copy it is, one sample long) and the output row into a tensor the
+    /// network keeps, valid until the next call. Only for fixed ranks: an `xt::xarray` is taken as
+    /// a batch, and so is a view (`xt::view(images, i)` has no fixed rank in xtensor 0.24:
+    /// evaluate it into an `xt::xtensor` first).
     /// @throws shape_error as `forward` does.
     template <class X>
     decltype(auto) predict(const X& x)
     {
-        m_has_cache = false;
-        return run_from<false, 0>(x);
+        if constexpr (detail::is_unbatched<X, input_rank>::value)
+        {
+            return predict_unbatched(x);
+        }
+        else
+        {
+            m_has_cache = false;
+            return run_from<false, 0>(x);
+        }
     }
 
     /// Runs every layer's `backward` from the last to the first; returns dLoss/dinput and
@@ -675,8 +719,37 @@ private:
         }
     }
 
+    /// `predict` of one sample without its batch axis: through a batch of one.
+    template <class X>
+    const auto& predict_unbatched(const X& x)
+    {
+        static_assert(output_rank >= 2, "xcnn::Sequential: predict of a single sample needs a network whose output "
+                                        "has a batch axis and at least one more (such as logits (N, classes))");
+        auto& input = m_unbatched.input;
+        std::array<std::size_t, static_cast<std::size_t>(input_rank)> shape{};
+        shape[0] = 1;
+        std::copy(x.shape().begin(), x.shape().end(), shape.begin() + 1);
+        detail::ensure_shape(input, shape);
+        if constexpr (std::is_same<X, typename decltype(m_unbatched)::sample_type>::value)
+        {
+            std::copy(x.data(), x.data() + x.size(), input.data());
+        }
+        else
+        {
+            std::copy(x.begin(), x.end(), input.begin());
+        }
+        const auto& y = predict(input);
+        auto& output = m_unbatched.output;
+        std::array<std::size_t, static_cast<std::size_t>(output_rank > 1 ? output_rank - 1 : 1)> out_shape{};
+        std::copy(y.shape().begin() + 1, y.shape().end(), out_shape.begin());
+        detail::ensure_shape(output, out_shape);
+        std::copy(y.data(), y.data() + y.size(), output.data());
+        return output;
+    }
+
     std::tuple<Layers...> m_layers;
     bool m_has_cache = false;
+    detail::unbatched_buffers<value_type, input_rank, output_rank> m_unbatched;
 };
 
 /// Deduction guide: `Sequential net{Conv2D<float>(1, 8, 3), ReLU<float>{}}` is a
