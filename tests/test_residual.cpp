@@ -273,6 +273,17 @@ TEST_CASE("Residual is built by CTAD inside a Sequential; its ranks, types and b
     xcnn::Residual dense_block(xcnn::Dense<double>(5, 5));
     STATIC_REQUIRE(decltype(dense_block)::input_rank == 2);
     CHECK(to_rows.output_shape({3, 2, 2, 2}) == std::vector<std::size_t>{3, 3});
+
+    // A Residual directly inside another: the type spelled, as CTAD would copy the argument.
+    auto inner = xcnn::Residual(xcnn::Dense<double>(3, 3));
+    xcnn::Residual<decltype(inner)> outer{inner};
+    STATIC_REQUIRE(std::is_same<std::decay_t<decltype(outer.main())>, decltype(inner)>::value);
+    CHECK(names_of(outer.parameters()) == std::vector<std::string>{"main.main.weight", "main.main.bias"});
+    const auto rows = random_tensor<double, 2>({2, 3}, rng);
+    auto dense = inner.main();
+    const xt::xtensor<double, 2> dense_out = dense.forward(rows);
+    const xt::xtensor<double, 2> expected = sum_of<double, 2>(sum_of<double, 2>(dense_out, rows), rows);
+    CHECK(identical(outer.forward(rows), expected));
 }
 
 TEST_CASE("Residual forward, predict, backward and backward_parameters equal the branches run separately and added",
@@ -716,18 +727,24 @@ TEST_CASE("A Sequential with two Residual blocks trains with SGD", "[residual][t
 TEST_CASE("The ResNet example of docs/getting-started.md compiles and runs", "[residual][docs]")
 {
     // Copied from docs/getting-started.md ("Residual blocks").
-    auto block = [](std::size_t in, std::size_t out, std::size_t stride)
+    // ResNet's basic block without BatchNorm: two 3x3 convolutions, added to the input...
+    auto same_shape = [](std::size_t channels)
     {
-        return xcnn::Residual(xcnn::Sequential{xcnn::Conv2D<float>(in, out, 3, stride, 1), xcnn::ReLU<float>{},
+        return xcnn::Residual(xcnn::Sequential{xcnn::Conv2D<float>(channels, channels, 3, 1, 1), xcnn::ReLU<float>{},
+                                               xcnn::Conv2D<float>(channels, channels, 3, 1, 1)});
+    };
+    // ... or, where it changes the shape, to a 1x1 convolution of the input (the projection).
+    auto downsample = [](std::size_t in, std::size_t out)
+    {
+        return xcnn::Residual(xcnn::Sequential{xcnn::Conv2D<float>(in, out, 3, 2, 1), xcnn::ReLU<float>{},
                                                xcnn::Conv2D<float>(out, out, 3, 1, 1)},
-                              xcnn::Conv2D<float>(in, out, 1, stride)); // projection: 1x1 convolution
+                              xcnn::Conv2D<float>(in, out, 1, 2));
     };
     xcnn::Sequential net{xcnn::Conv2D<float>(1, 16, 3, 1, 1),
                          xcnn::ReLU<float>{}, // (N, 16, 28, 28)
-                         xcnn::Residual(xcnn::Sequential{xcnn::Conv2D<float>(16, 16, 3, 1, 1), xcnn::ReLU<float>{},
-                                                         xcnn::Conv2D<float>(16, 16, 3, 1, 1)}), // x + main(x)
-                         xcnn::ReLU<float>{},
-                         block(16, 32, 2),
+                         same_shape(16),
+                         xcnn::ReLU<float>{}, // (N, 16, 28, 28)
+                         downsample(16, 32),
                          xcnn::ReLU<float>{}, // (N, 32, 14, 14)
                          xcnn::MaxPool2D<float>(2),
                          xcnn::Flatten<float>{},
