@@ -30,6 +30,7 @@
 #include "loss/metrics.hpp"
 #include "loss/softmax_cross_entropy.hpp"
 #include "network/parameter.hpp"
+#include "network/residual.hpp"
 #include "network/sequential.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/sgd.hpp"

@@ -193,9 +193,54 @@ struct nested_sequential : entry
     }
 };
 
+/// A residual block that adds its input: x + main(x).
+struct residual_identity : entry
+{
+    static constexpr const char* label = "Residual(main): x + main(x)";
+    template <class T>
+    static auto make()
+    {
+        return xcnn::Residual(
+            xcnn::Sequential{xcnn::Conv2D<T>(3, 3, 3, 1, 1), xcnn::ReLU<T>{}, xcnn::Conv2D<T>(3, 3, 3, 1, 1)});
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 5, 6}; }
+    /// Errors of the block start with its name, "Residual(main=...".
+    template <class L>
+    static std::string named(const L&)
+    {
+        return "Residual(main=";
+    }
+};
+
+/// ResNet's projection block: main(x) + shortcut(x), a 1x1 stride-2 convolution with a buffered
+/// layer after it (as BatchNorm would be) in the shortcut.
+struct residual_projection : entry
+{
+    static constexpr const char* label = "Residual(main, shortcut) with a stride-2 1x1 projection and a buffer";
+    static constexpr std::size_t buffer_count = 1;
+    template <class T>
+    static auto make()
+    {
+        my::ChannelScale<T> scale(4);
+        scale.weight() = xt::xtensor<T, 1>{T(0.5), T(-1.5), T(2), T(1.25)};
+        return xcnn::Residual(
+            xcnn::Sequential{xcnn::Conv2D<T>(2, 4, 3, 2, 1), xcnn::ReLU<T>{}, xcnn::Conv2D<T>(4, 4, 3, 1, 1)},
+            xcnn::Sequential{xcnn::Conv2D<T>(2, 4, 1, 2), std::move(scale)});
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 2, 5, 6}; }
+    /// Errors of the block start with its name, "Residual(main=...".
+    template <class L>
+    static std::string named(const L&)
+    {
+        return "Residual(main=";
+    }
+};
+
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
 using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, softsign, flatten, maxpool,
-                       maxpool_2x2, channel_scale, nested_sequential>;
+                       maxpool_2x2, channel_scale, nested_sequential, residual_identity, residual_projection>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>
