@@ -438,6 +438,42 @@ TEST_CASE("BatchNorm reports bad arguments and inputs, naming the layer and the 
     require_error<xcnn::shape_error>([&] { (void)bn.forward(good); }, {named, "weight", "(2,)", "(3,)"});
 }
 
+TEST_CASE("BatchNorm2D gives the same bits at 1 and 3 threads (channels shared out)", "[batchnorm][threads]")
+{
+    struct restore_threads
+    {
+        std::size_t saved = xcnn::get_num_threads();
+        ~restore_threads() { xcnn::set_num_threads(saved); }
+    } guard;
+    std::mt19937 rng(71);
+    // 16K values a channel: large enough for the channels to be split between threads.
+    const auto x = random_tensor<float, 4>({16, 8, 32, 32}, rng);
+    const auto dy = random_tensor<float, 4>({16, 8, 32, 32}, rng);
+    auto run = [&](std::size_t threads)
+    {
+        xcnn::set_num_threads(threads);
+        BatchNorm2D<float> bn(8);
+        bn.weight() = xt::linspace<float>(0.5f, 2.0f, 8);
+        std::vector<xt::xtensor<float, 4>> out;
+        out.push_back(bn.forward(x));
+        out.push_back(bn.backward(dy));
+        out.push_back(bn.predict(x));
+        out.push_back(
+            xt::broadcast(bn.weight_grad(), {std::size_t(1), std::size_t(1), std::size_t(1), std::size_t(8)}));
+        out.push_back(
+            xt::broadcast(bn.running_var(), {std::size_t(1), std::size_t(1), std::size_t(1), std::size_t(8)}));
+        return out;
+    };
+    const auto serial = run(1);
+    const auto parallel = run(3);
+    REQUIRE(serial.size() == parallel.size());
+    for (std::size_t i = 0; i < serial.size(); ++i)
+    {
+        CAPTURE(i);
+        CHECK(xcnn_test::identical(serial[i], parallel[i]));
+    }
+}
+
 /// {Conv2D, BatchNorm2D, ReLU, MaxPool2D, Flatten, Dense, BatchNorm1D, ReLU, Dense}: both
 /// batch norms in one network.
 template <class T>
