@@ -556,7 +556,7 @@ TEST_CASE("A network with BatchNorm2D and BatchNorm1D trains: the loss decreases
     CHECK(net.buffers().size() == 6);
 }
 
-TEST_CASE("BatchNorm buffers survive model files and .npy export/import; PyTorch's int64 counter imports",
+TEST_CASE("BatchNorm buffers survive model files and .npy export/import, and PyTorch's int64 counter imports",
           "[batchnorm][io]")
 {
     xcnn_test::temp_dir dir;
