@@ -15,6 +15,7 @@
 #include "core/windows.hpp"
 
 #include "layers/activation.hpp"
+#include "layers/batchnorm.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/dense.hpp"
 #include "layers/flatten.hpp"

@@ -171,6 +171,40 @@ struct channel_scale : entry
     static std::vector<std::size_t> input_shape() { return {2, 3, 4, 5}; }
 };
 
+struct batchnorm2d : entry
+{
+    static constexpr const char* label = "BatchNorm2D (statistics of the batch in training, running ones in eval)";
+    template <class T>
+    static xcnn::BatchNorm2D<T> make()
+    {
+        xcnn::BatchNorm2D<T> layer(3);
+        layer.weight() = xt::xtensor<T, 1>{T(0.5), T(-1.5), T(2)}; // not the initial 1 and 0: dX must use them
+        layer.bias() = xt::xtensor<T, 1>{T(0.25), T(-0.5), T(0.125)};
+        return layer;
+    }
+    static constexpr std::size_t buffer_count = 3;
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 5, 7}; }
+};
+
+struct batchnorm1d : entry
+{
+    static constexpr const char* label = "BatchNorm1D";
+    template <class T>
+    static xcnn::BatchNorm1D<T> make()
+    {
+        // A large eps: over a batch of 2, (x - mean) / sqrt(var) is +-1 whatever x, and only eps
+        // gives the finite-difference test an input gradient to check.
+        xcnn::BatchNorm1D<T> layer(5, T(0.1), T(0.2));
+        layer.weight() = xt::xtensor<T, 1>{T(0.5), T(-1.5), T(2), T(1), T(0.75)};
+        layer.bias() = xt::xtensor<T, 1>{T(0.25), T(-0.5), T(0.125), T(0), T(1)};
+        return layer;
+    }
+    static constexpr std::size_t buffer_count = 3;
+    static constexpr std::size_t rank = 2;
+    static std::vector<std::size_t> input_shape() { return {3, 5}; }
+};
+
 /// A Sequential is a layer: this one has fused steps (Flatten into Dense), a user's layer with a
 /// buffer and every kind of library layer.
 struct nested_sequential : entry
@@ -240,7 +274,8 @@ struct residual_projection : entry
 
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
 using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, softsign, flatten, maxpool,
-                       maxpool_2x2, channel_scale, nested_sequential, residual_identity, residual_projection>;
+                       maxpool_2x2, channel_scale, batchnorm2d, batchnorm1d, nested_sequential,
+                       residual_identity, residual_projection>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>
