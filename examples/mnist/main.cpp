@@ -788,7 +788,8 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
     xt::xtensor<float, 4> images;
     xt::xtensor<std::int64_t, 1> labels;
     const std::size_t pixels = image_size * image_size;
-    const bool terminal = XCNN_ISATTY(1) != 0;
+    // mpirun gives its ranks a pseudo-terminal even when its own output goes to a file or a pipe.
+    const bool terminal = XCNN_ISATTY(1) != 0 && !dist.enabled();
     evaluation last;
     bool evaluated = false;
     std::size_t step = static_cast<std::size_t>(start.global_step);
