@@ -76,7 +76,8 @@ MPI_Datatype datatype()
 
 /// `inout[i] = in[i] + inout[i]`, registered as a non-commutative operation: MPI then combines
 /// the ranks' values in rank order, so every rank gets the same bits in every run, whatever
-/// algorithm the library picks for the message size (a built-in `MPI_SUM` may be reordered).
+/// algorithm the library picks for the message size (a built-in `MPI_SUM` over three or more
+/// ranks may be reordered).
 template <class T>
 void ordered_sum(void* in, void* inout, int* length, MPI_Datatype*)
 {
@@ -368,9 +369,17 @@ public:
         }
         m_fused.assign(n, T(0));
         m_scalar_values.assign(scalars, T(0));
-        if (m_comm.size() > 1)
+        if (m_comm.size() == 2)
+        {
+            // Two ranks: each element is one addition, a_0 + a_1, the same bits whichever rank
+            // computes it (floating-point addition is commutative), so the built-in sum, which
+            // MPI implements faster, keeps the order fixed too.
+            m_sum = MPI_SUM;
+        }
+        else if (m_comm.size() > 2)
         {
             detail::check_mpi(MPI_Op_create(&detail::ordered_sum<T>, 0, &m_sum), "MPI_Op_create");
+            m_owns_sum = true;
         }
     }
 
@@ -390,7 +399,7 @@ public:
     {
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (m_sum != MPI_OP_NULL && !finalized)
+        if (m_owns_sum && !finalized)
         {
             MPI_Op_free(&m_sum);
         }
@@ -519,6 +528,7 @@ private:
     std::vector<T> m_scalar_values;
     std::vector<T> m_fused;
     MPI_Op m_sum = MPI_OP_NULL;
+    bool m_owns_sum = false;
     double m_seconds = 0;
     std::size_t m_calls = 0;
 };
