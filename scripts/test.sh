@@ -48,7 +48,8 @@ jobs=${XCNN_JOBS:-2}
 
 # --- dependencies ----------------------------------------------------------------------------
 packages=(build-essential cmake libxtensor-dev xtl-dev libxsimd-dev catch2 zlib1g-dev
-          libbenchmark-dev libopenblas-dev python3-numpy pkg-config clang-format)
+          libbenchmark-dev libopenblas-dev python3-numpy pkg-config clang-format
+          libopenmpi-dev openmpi-bin)
 
 if command -v dpkg > /dev/null 2>&1; then
     missing=()
@@ -112,10 +113,12 @@ if ((next)); then
         cmake --install "$deps_work/$name-build" > /dev/null
     done
     echo "test.sh: configuring $build_dir"
+    # XCNN_WITH_MPI=OFF: the Release build compiles and runs the MPI parts (test_distributed,
+    # xcnn-mnist --distributed, distributed/mpi.hpp as C++20); here they would only add build time.
     # Makefiles keep the compiler's dependency files next to the objects (Ninja folds them into
     # its own database and deletes them), which is what the header check below reads.
     cmake -S . -B "$build_dir" -G "Unix Makefiles" -DXCNN_WERROR=ON -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_CXX_STANDARD=20 -DCMAKE_PREFIX_PATH="$prefix" -DXCNN_BUILD_BENCHMARKS=OFF
+        -DCMAKE_CXX_STANDARD=20 -DCMAKE_PREFIX_PATH="$prefix" -DXCNN_BUILD_BENCHMARKS=OFF -DXCNN_WITH_MPI=OFF
     echo "test.sh: building $build_dir"
     cmake --build "$build_dir" -j"$jobs"
     # Every header a translation unit read is in its compiler-written dependency file (*.d).
@@ -149,8 +152,10 @@ if ((tsan)); then
     tsan_targets=(test_threading test_concurrency xcnn-mnist xcnn_io_test_tool)
     tsan_tests='^(test_threading/|test_concurrency/|mnist_example/smoke$)'
     echo "test.sh: configuring $build_dir"
+    # XCNN_WITH_MPI=OFF: xcnn's MPI code starts no threads; the tests below never start MPI.
     cmake -S . -B "$build_dir" -DXCNN_WERROR=ON -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -O1" \
-        "-DCMAKE_CXX_FLAGS=$tsan_flags" "-DCMAKE_EXE_LINKER_FLAGS=$tsan_flags" -DXCNN_BUILD_BENCHMARKS=OFF
+        "-DCMAKE_CXX_FLAGS=$tsan_flags" "-DCMAKE_EXE_LINKER_FLAGS=$tsan_flags" -DXCNN_BUILD_BENCHMARKS=OFF \
+        -DXCNN_WITH_MPI=OFF
     echo "test.sh: building ${tsan_targets[*]} in $build_dir"
     cmake --build "$build_dir" -j"$jobs" --target "${tsan_targets[@]}"
     # Any data race or lock-order inversion fails the test that caused it (caller's settings win).

@@ -6,10 +6,12 @@
 //   xcnn-mnist --data DIR --load model.xcnn --eval-only
 //   xcnn-mnist --data DIR --checkpoint run.ckpt ...     # interrupted? continue bit for bit:
 //   xcnn-mnist --data DIR --checkpoint run.ckpt --resume run.ckpt ...
+//   mpirun -np 2 xcnn-mnist --distributed --data DIR ...  # data-parallel (distributed.hpp)
 //
 // Run with --help for every option. Exit status: 0 success, 1 a runtime error (invalid or
 // missing data files, a model file that does not fit, a diverged run), 2 invalid arguments,
 // including a --data directory or --load file that does not exist.
+#include "distributed.hpp"
 #include "models.hpp"
 
 #include <xcnn/core/threading.hpp>
@@ -100,6 +102,8 @@ Trains a CNN on MNIST-format data and evaluates it on the test set after every e
                      first (a time-boxed part of a longer run; needs --checkpoint)
   --log CSV          write epoch,train_loss,test_loss,test_accuracy,seconds per epoch
                      (accuracy a fraction in [0, 1], seconds the epoch's wall time)
+  --distributed      data-parallel training over MPI: run with mpirun -np N; each
+                     --batch-size batch is split across the N ranks (docs/distributed.md)
   -h, --help         show this help
 
 Exit status: 0 success, 1 runtime error (data, model file), 2 invalid arguments
@@ -128,6 +132,7 @@ struct options
     std::size_t checkpoint_every = 0; // 0: only at the end of every epoch
     std::size_t stop_after = 0;       // 0: never
     bool eval_only = false;
+    bool distributed = false;
     bool help = false;
     std::vector<std::string> training_options; // given options that only matter when training
 };
@@ -411,6 +416,11 @@ options parse_arguments(int argc, char** argv)
             no_value();
             o.eval_only = true;
         }
+        else if (arg == "--distributed")
+        {
+            no_value();
+            o.distributed = true;
+        }
         else if (arg.rfind("-", 0) == 0)
         {
             throw usage_error("unknown option '" + arg + "'");
@@ -627,7 +637,7 @@ std::string run_description(const options& o, std::size_t training_images)
 }
 
 template <class Net>
-int run(Net net, const options& o)
+int run(Net net, const options& o, mnist_distributed::session& dist)
 {
     net.reset_parameters(o.seed);
     if (!o.load.empty())
@@ -739,7 +749,13 @@ int run(Net net, const options& o)
         p.description = description;
         xcnn::save_checkpoint(o.checkpoint, net, sgd, p, loader.generator());
     };
-    const bool terminal = XCNN_ISATTY(1) != 0;
+    dist.begin_training(net);
+    // This rank's share of each batch in a data-parallel run; a plain run trains on the batch itself.
+    xt::xtensor<float, 4> part_images;
+    xt::xtensor<std::int64_t, 1> part_labels;
+    const std::size_t pixels = image_size * image_size;
+    // mpirun gives its ranks a pseudo-terminal even when its own output goes to a file or a pipe.
+    const bool terminal = XCNN_ISATTY(1) != 0 && !dist.enabled();
     xcnn::evaluation last;
     bool evaluated = false;
     std::size_t step = static_cast<std::size_t>(start.global_step);
@@ -759,15 +775,36 @@ int run(Net net, const options& o)
         for (auto it = epoch_batches.begin(); it != epoch_batches.end() && !stop; ++it, ++step)
         {
             const std::size_t b = it.index();
-            const auto& [images, labels] = *it;
-            const std::size_t count = labels.size();
+            const auto& batch = *it;
+            const std::size_t count = batch.labels.size();
+            const auto part = dist.part(count); // this rank's samples of the batch: all in a plain run
+            const bool whole_batch = part.count == count;
+            if (!whole_batch)
+            {
+                if (part_images.shape()[0] != part.count)
+                {
+                    part_images.resize(std::array<std::size_t, 4>{part.count, std::size_t(1), image_size, image_size});
+                    part_labels.resize(std::array<std::size_t, 1>{part.count});
+                }
+                std::copy(batch.images.data() + part.offset * pixels,
+                          batch.images.data() + (part.offset + part.count) * pixels, part_images.data());
+                std::copy(batch.labels.data() + part.offset, batch.labels.data() + part.offset + part.count,
+                          part_labels.data());
+            }
+            const auto& images = whole_batch ? batch.images : part_images;
+            const auto& labels = whole_batch ? batch.labels : part_labels;
             if (!o.lr_given)
             {
                 sgd.set_lr(static_cast<float>(scheduled_lr(step, total_steps, batches)));
             }
-            const auto& logits = net.forward(images);
-            const float value = loss.forward(logits, labels);
-            net.backward(loss.backward());
+            float value = 0;
+            if (part.count > 0)
+            {
+                const auto& logits = net.forward(images);
+                value = loss.forward(logits, labels);
+                net.backward(loss.backward());
+            }
+            value = dist.average(value, part.count, count); // the global batch's gradients and loss
             // SGD refuses non-finite gradients and weights before it changes anything, naming the
             // parameter and its layer; nothing is saved after that, so --save and --checkpoint
             // keep the last good state.
@@ -823,6 +860,7 @@ int run(Net net, const options& o)
                   << 100 * last.accuracy << " %  (" << std::setprecision(1) << train_seconds << " s training, "
                   << std::setprecision(0) << static_cast<double>(images_this_run) / train_seconds << " img/s; "
                   << std::setprecision(1) << seconds - train_seconds << " s test)" << std::endl;
+        std::cout << dist.epoch_statistics() << std::flush;
         if (log)
         {
             log << epoch << ',' << std::setprecision(6) << train_loss << ',' << last.loss << ',' << last.accuracy << ','
@@ -870,6 +908,7 @@ int run(Net net, const options& o)
 int main(int argc, char** argv)
 {
     options o;
+    mnist_distributed::session dist;
     try
     {
         o = parse_arguments(argc, argv);
@@ -886,17 +925,22 @@ int main(int argc, char** argv)
     }
     try
     {
+        if (o.distributed)
+        {
+            dist.start(argc, argv);
+            o = dist.outputs_on_rank_0(o);
+        }
         if (o.threads_given)
         {
             xcnn::set_num_threads(o.threads);
         }
-        return o.model == "lenet" ? run(mnist_models::make_lenet<float>(), o)
-                                  : run(mnist_models::make_seed_net<float>(), o);
+        return o.model == "lenet" ? run(mnist_models::make_lenet<float>(), o, dist)
+                                  : run(mnist_models::make_seed_net<float>(), o, dist);
     }
     catch (const std::exception& e)
     {
         std::cout << std::flush;
-        std::cerr << "xcnn-mnist: error: " << e.what() << '\n';
+        dist.fail("xcnn-mnist", e.what(), 1); // in a data-parallel run: ends every rank
         return 1;
     }
 }

@@ -1,5 +1,6 @@
 /// @file
-/// Everything xcnn offers, in one include: `#include <xcnn/xcnn.hpp>`.
+/// Everything xcnn offers, in one include: `#include <xcnn/xcnn.hpp>`. Not distributed/mpi.hpp,
+/// which needs MPI: include it yourself and link `xcnn::mpi` (docs/distributed.md).
 #ifndef XCNN_XCNN_HPP
 #define XCNN_XCNN_HPP
 
@@ -13,6 +14,8 @@
 #include "core/pooling.hpp"
 #include "core/tensordot.hpp"
 #include "core/windows.hpp"
+
+#include "distributed/sampler.hpp"
 
 #include "layers/activation.hpp"
 #include "layers/batchnorm.hpp"

@@ -7,7 +7,8 @@
 # 1. install     configure xcnn alone with the options the vcpkg port and the conan recipe use,
 #                `cmake --install` it, check the installed files, move the tree elsewhere (the
 #                package must be relocatable, as vcpkg and conan copy it around)
-# 2. find_package   a CMake project with find_package(xcnn CONFIG REQUIRED) on that tree; it and
+# 2. find_package   a CMake project with find_package(xcnn CONFIG REQUIRED) on that tree (and the
+#                component mpi, xcnn::mpi, where MPI is installed: a one-rank average); it and
 #                the add_subdirectory project, configured without optimisation, must get xcnn's
 #                warning about it (and consumers built with -O1 must not)
 # 3. add_subdirectory   a CMake project that vendors this checkout
@@ -191,8 +192,11 @@ consumer_unoptimized_warning() {
 }
 
 consumer_find_package() {
-    step "find_package(xcnn CONFIG REQUIRED)"
+    step "find_package(xcnn CONFIG REQUIRED), and COMPONENTS mpi where MPI is installed"
     cmake_consumer find_package "$src/tests/consumer/find_package" train_one_step -DCMAKE_PREFIX_PATH="$work/prefix"
+    if [[ -x "$work/find_package/average_over_ranks" ]]; then
+        (cd "$work/find_package" && ./average_over_ranks)
+    fi
 }
 
 consumer_add_subdirectory() {
