@@ -107,6 +107,58 @@ struct relu : entry
     static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
 };
 
+struct leaky_relu : entry
+{
+    static constexpr const char* label = "LeakyReLU(0.2)";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::LeakyReLU<T> make()
+    {
+        return xcnn::LeakyReLU<T>(T(0.2));
+    }
+    static constexpr std::size_t rank = 2;
+    static std::vector<std::size_t> input_shape() { return {3, 7}; }
+};
+
+struct sigmoid : entry
+{
+    static constexpr const char* label = "Sigmoid";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::Sigmoid<T> make()
+    {
+        return xcnn::Sigmoid<T>{};
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
+};
+
+struct tanh : entry
+{
+    static constexpr const char* label = "Tanh";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::Tanh<T> make()
+    {
+        return xcnn::Tanh<T>{};
+    }
+    static constexpr std::size_t rank = 3;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 5}; }
+};
+
+struct gelu : entry
+{
+    static constexpr const char* label = "GELU (keeps its input)";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::GELU<T> make()
+    {
+        return xcnn::GELU<T>{};
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
+};
+
 struct softsign : entry
 {
     static constexpr const char* label = "Softsign (a user's activation)";
@@ -194,8 +246,8 @@ struct nested_sequential : entry
 };
 
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
-using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, softsign, flatten, maxpool,
-                       maxpool_2x2, channel_scale, nested_sequential>;
+using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, leaky_relu, sigmoid, tanh, gelu,
+                       softsign, flatten, maxpool, maxpool_2x2, channel_scale, nested_sequential>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>
