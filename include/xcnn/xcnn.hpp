@@ -28,6 +28,7 @@
 #include "layers/tanh.hpp"
 
 #include "loss/metrics.hpp"
+#include "loss/softmax.hpp"
 #include "loss/softmax_cross_entropy.hpp"
 #include "network/parameter.hpp"
 #include "network/sequential.hpp"
