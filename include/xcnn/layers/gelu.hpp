@@ -4,6 +4,7 @@
 #define XCNN_LAYERS_GELU_HPP
 
 #include <string>
+#include <type_traits>
 
 #include "../core/xtensor_shim.hpp"
 #include "activation.hpp"
@@ -43,13 +44,40 @@ private:
     /// erf(x / √2). xsimd's erf returns NaN for |z| beyond about 1e150 (its polynomial
     /// overflows), so z is clamped to ±6 first, where erf is ±1 to double precision already;
     /// a NaN passes the comparisons unchanged and stays NaN.
+    ///
+    /// In float, a rational approximation x P(x²) / Q(x²) on (-4, 4) (Eigen's and XLA's
+    /// `erf` for float; erf rounds to ±1 in float beyond) replaces it: within 4.3e-7 of erf, about 3×
+    /// faster than xsimd's float erf, which evaluates two branches and an exp for every lane.
     template <class V>
     static V erf_of_scaled(const V& x)
     {
         using T = typename V::value_type;
         const V z = x * V(T(sqrt1_2));
-        const V bound(T(6));
-        return xsimd::erf(xsimd::select(z > bound, bound, xsimd::select(z < -bound, -bound, z)));
+        if constexpr (std::is_same<T, float>::value)
+        {
+            const V bound(4.0f);
+            const V c = xsimd::select(z > bound, bound, xsimd::select(z < -bound, -bound, z));
+            const V c2 = c * c;
+            V p(-2.72614225801306e-10f);
+            p = xsimd::fma(p, c2, V(2.77068142495902e-08f));
+            p = xsimd::fma(p, c2, V(-2.10102402082508e-06f));
+            p = xsimd::fma(p, c2, V(-5.69250639462346e-05f));
+            p = xsimd::fma(p, c2, V(-7.34990630326855e-04f));
+            p = xsimd::fma(p, c2, V(-2.95459980854025e-03f));
+            p = xsimd::fma(p, c2, V(-1.60960333262415e-02f));
+            V q(-1.45660718464996e-05f);
+            q = xsimd::fma(q, c2, V(-2.13374055278905e-04f));
+            q = xsimd::fma(q, c2, V(-1.68282697438203e-03f));
+            q = xsimd::fma(q, c2, V(-7.37332916720468e-03f));
+            q = xsimd::fma(q, c2, V(-1.42647390514189e-02f));
+            // Exactly ±1 from |z| = 4 on, so that GELU gives x and -0 and gradients 1 and 0 there.
+            return xsimd::select(z >= bound, V(1.0f), xsimd::select(z <= -bound, V(-1.0f), c * p / q));
+        }
+        else
+        {
+            const V bound(T(6));
+            return xsimd::erf(xsimd::select(z > bound, bound, xsimd::select(z < -bound, -bound, z)));
+        }
     }
 
     static constexpr double sqrt1_2 = 0.70710678118654752440;      // 1 / √2
