@@ -159,6 +159,19 @@ struct gelu : entry
     static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
 };
 
+struct dropout : entry
+{
+    static constexpr const char* label = "Dropout(0.5) (stochastic: its gradients are checked with the mask fixed)";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::Dropout<T> make()
+    {
+        return xcnn::Dropout<T>(0.5);
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
+};
+
 struct softsign : entry
 {
     static constexpr const char* label = "Softsign (a user's activation)";
@@ -247,7 +260,7 @@ struct nested_sequential : entry
 
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
 using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, leaky_relu, sigmoid, tanh, gelu,
-                       softsign, flatten, maxpool, maxpool_2x2, channel_scale, nested_sequential>;
+                       dropout, softsign, flatten, maxpool, maxpool_2x2, channel_scale, nested_sequential>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>
@@ -306,6 +319,20 @@ auto buffers_of(L& layer)
     else
     {
         return std::vector<xcnn::buffer<typename L::value_type>>{};
+    }
+}
+
+/// The generators of `layer` (a stochastic layer's, core/generator.hpp), or none.
+template <class L>
+std::vector<xcnn::generator_handle> generators_of(L& layer)
+{
+    if constexpr (xcnn::detail::has_generators<L>::value)
+    {
+        return layer.generators();
+    }
+    else
+    {
+        return {};
     }
 }
 
