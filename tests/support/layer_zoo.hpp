@@ -107,6 +107,71 @@ struct relu : entry
     static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
 };
 
+struct leaky_relu : entry
+{
+    static constexpr const char* label = "LeakyReLU(0.2)";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::LeakyReLU<T> make()
+    {
+        return xcnn::LeakyReLU<T>(T(0.2));
+    }
+    static constexpr std::size_t rank = 2;
+    static std::vector<std::size_t> input_shape() { return {3, 7}; }
+};
+
+struct sigmoid : entry
+{
+    static constexpr const char* label = "Sigmoid";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::Sigmoid<T> make()
+    {
+        return xcnn::Sigmoid<T>{};
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
+};
+
+struct tanh : entry
+{
+    static constexpr const char* label = "Tanh";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::Tanh<T> make()
+    {
+        return xcnn::Tanh<T>{};
+    }
+    static constexpr std::size_t rank = 3;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 5}; }
+};
+
+struct gelu : entry
+{
+    static constexpr const char* label = "GELU (keeps its input)";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::GELU<T> make()
+    {
+        return xcnn::GELU<T>{};
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
+};
+
+struct dropout : entry
+{
+    static constexpr const char* label = "Dropout(0.5) (stochastic: its gradients are checked with the mask fixed)";
+    static constexpr bool takes_expressions = false;
+    template <class T>
+    static xcnn::Dropout<T> make()
+    {
+        return xcnn::Dropout<T>(0.5);
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 2, 4}; }
+};
+
 struct softsign : entry
 {
     static constexpr const char* label = "Softsign (a user's activation)";
@@ -273,9 +338,9 @@ struct residual_projection : entry
 };
 
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
-using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, softsign, flatten, maxpool,
-                       maxpool_2x2, channel_scale, batchnorm2d, batchnorm1d, nested_sequential,
-                       residual_identity, residual_projection>;
+using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, leaky_relu, sigmoid, tanh, gelu,
+                       dropout, softsign, flatten, maxpool, maxpool_2x2, channel_scale, batchnorm2d, batchnorm1d,
+                       nested_sequential, residual_identity, residual_projection>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>
@@ -334,6 +399,20 @@ auto buffers_of(L& layer)
     else
     {
         return std::vector<xcnn::buffer<typename L::value_type>>{};
+    }
+}
+
+/// The generators of `layer` (a stochastic layer's, core/generator.hpp), or none.
+template <class L>
+std::vector<xcnn::generator_handle> generators_of(L& layer)
+{
+    if constexpr (xcnn::detail::has_generators<L>::value)
+    {
+        return layer.generators();
+    }
+    else
+    {
+        return {};
     }
 }
 

@@ -8,6 +8,16 @@
 #ifndef XCNN_CORE_XTENSOR_SHIM_HPP
 #define XCNN_CORE_XTENSOR_SHIM_HPP
 
+// GCC 12 reports false -W(maybe-)uninitialized warnings inside its own AVX-512 intrinsics (the
+// `_mm512_undefined_*` placeholders they pass as merge sources) wherever xsimd's exp, erf or tanh
+// are compiled for AVX-512. The warnings sit in these third-party headers' code, so they are
+// silenced for the headers alone; xcnn's own code is still checked.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 #if __has_include(<xtensor/containers/xtensor.hpp>)
 #include <xtensor/containers/xadapt.hpp>
 #include <xtensor/containers/xarray.hpp>
@@ -35,5 +45,9 @@
 #endif
 
 #include <xsimd/xsimd.hpp>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #endif // XCNN_CORE_XTENSOR_SHIM_HPP

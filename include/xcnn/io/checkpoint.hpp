@@ -1,6 +1,7 @@
 /// @file
 /// Training checkpoints: `xcnn::save_checkpoint` / `xcnn::load_checkpoint` keep everything a run
 /// needs to continue exactly where it stopped — the network's parameters and buffers, the
+/// generators of its stochastic layers (`Dropout`'s masks, core/generator.hpp), the
 /// optimizer's state (learning rate, momentum buffers, step counts) and the loop's progress
 /// (epoch, step, the state of the random generator, the sample order) — in one model file
 /// (docs/model-format.md). Any optimizer satisfying the contract of optim/optimizer.hpp works:
@@ -38,6 +39,7 @@
 
 #include "../core/error.hpp"
 #include "../core/finite.hpp"
+#include "../core/generator.hpp"
 #include "../optim/optimizer.hpp"
 #include "binary.hpp"
 #include "model.hpp"
@@ -191,6 +193,24 @@ namespace detail
 
 inline constexpr const char* checkpoint_optimizer_key = "xcnn.optimizer";
 
+/// The prefix of the records of the network's generators: "generator.3.rng".
+inline constexpr const char* checkpoint_generator_prefix = "generator.";
+
+/// The generators of `net` (`Sequential::generators()`), or none for a network without any.
+template <class Net>
+std::vector<generator_handle> generators_of(Net& net)
+{
+    if constexpr (xcnn::detail::has_generators<Net>::value)
+    {
+        return net.generators();
+    }
+    else
+    {
+        (void)net;
+        return {};
+    }
+}
+
 /// The prefix of the records of the optimizer's state: "optimizer.lr", "optimizer.steps", ...
 inline constexpr const char* checkpoint_optimizer_prefix = "optimizer.";
 
@@ -338,6 +358,10 @@ model_file checkpoint_file(Net& net, const Optimizer& optimizer,
         file.records.push_back(tensor_record::from(optimizer_tensor_key(t.parameter, t.name), record_kind::state,
                                                    t.values.data(), p->shape()));
     }
+    for (const auto& g : generators_of(net))
+    {
+        file.records.push_back(text_state_record(checkpoint_generator_prefix + g.name(), g.state()));
+    }
     file.records.push_back(scalar_record("train.epoch", progress.epoch));
     file.records.push_back(scalar_record("train.step_in_epoch", progress.step_in_epoch));
     file.records.push_back(scalar_record("train.global_step", progress.global_step));
@@ -444,7 +468,8 @@ read_optimizer_state(const model_file& file, const checkpoint_reader& read, cons
 
 /// The checkpoint of `net`, `optimizer` (any optimizer of optim/optimizer.hpp's contract, which
 /// must update `net.parameters()`) and `progress` as a model file: `model_state(net)` (parameters
-/// and buffers) plus the records of docs/model-format.md: `xcnn.optimizer` = the optimizer's
+/// and buffers) plus the records of docs/model-format.md: the state of each generator of
+/// `net.generators()` as "generator.3.rng", `xcnn.optimizer` = the optimizer's
 /// kind, its scalars and counters as "optimizer.lr", its per-parameter tensors as
 /// "optimizer.3.weight.momentum_buffer", the progress as "train.epoch", .... Append records before writing it
 /// with `io::write_model_file` to keep more.
@@ -459,13 +484,16 @@ io::model_file checkpoint_state(Net& net, const Optimizer& optimizer, const trai
 
 /// Restores `net` (parameters and buffers), `optimizer` and, when given, `rng` from a
 /// checkpoint's records and returns the progress. Everything is checked first — the network's
-/// parameters and buffers (names, shapes, type), that the checkpoint holds the state of an
+/// parameters and buffers (names, shapes, type), its generators' states (a generator without a
+/// record, as in a checkpoint of an older version, is left as it is), that the checkpoint holds
+/// the state of an
 /// optimizer of `optimizer`'s kind, that `optimizer` updates `net`, the optimizer's state against
 /// its parameters (`check_state_dict`), the progress records and the generator state — so on an
 /// exception nothing has changed. `source` names the file.
 /// @throws format_error if `file` is no checkpoint, holds the state of another kind of optimizer,
-/// or a record is missing or of the wrong type; shape_error if the parameters, buffers or the
-/// optimizer's tensors do not fit the network; value_error if the optimizer does not update
+/// or a record is missing, of the wrong type or not a state of the generator it names;
+/// shape_error if the parameters, buffers, generator states or the optimizer's tensors do not fit
+/// the network; value_error if the optimizer does not update
 /// `net` or the generator state is not one of `Engine`.
 template <class Net, class Optimizer, class Engine = std::mt19937>
 training_progress restore_checkpoint(const io::model_file& file, Net& net, Optimizer& optimizer,
@@ -533,10 +561,51 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
         }
     }
 
+    // The generators of stochastic layers ("generator.3.rng"). A checkpoint without the record
+    // of one (written before the layer had a generator) leaves it as it is; a record that fits no
+    // generator of the network is a mismatch like a parameter that fits none.
+    const std::string generator_prefix = io::detail::checkpoint_generator_prefix;
+    auto generators = io::detail::generators_of(net);
+    std::vector<std::pair<generator_handle, std::string>> generator_states;
+    std::set<std::string> generator_records;
+    for (const auto& g : generators)
+    {
+        const std::string key = generator_prefix + g.name();
+        generator_records.insert(key);
+        if (file.find(key, io::record_kind::state) == nullptr)
+        {
+            continue;
+        }
+        std::string text = read.text(key);
+        try
+        {
+            g.check_state(text);
+        }
+        catch (const value_error&)
+        {
+            throw format_error(concat(where, "the generator state '", key, "' (", text.size(),
+                                      " characters) is not a state of the network's generator '", g.name(), "'"));
+        }
+        generator_states.emplace_back(g, std::move(text));
+    }
+    for (const auto* r : file.of_kind(io::record_kind::state))
+    {
+        if (r->name.rfind(generator_prefix, 0) == 0 && generator_records.count(r->name) == 0)
+        {
+            throw shape_error(concat(where, "the checkpoint's generator state '", r->name,
+                                     "' belongs to no generator of the network (", generators.size(),
+                                     " generators: another architecture?)"));
+        }
+    }
+
     // Everything fits: commit. Nothing below throws but std::bad_alloc (before the network or
     // the optimizer changes: load_state_dict copies before it commits).
     load_state(net, file, source);
     optimizer.load_state_dict(state);
+    for (const auto& [g, text] : generator_states)
+    {
+        g.set_state(text);
+    }
     if (rng != nullptr)
     {
         *rng = restored_rng;

@@ -13,6 +13,7 @@
 #include "../core/error.hpp"
 #include "../core/xtensor_shim.hpp"
 #include "metrics.hpp"
+#include "softmax.hpp"
 
 namespace xcnn
 {
@@ -75,19 +76,8 @@ public:
         for (std::size_t i = 0; i < n; ++i)
         {
             const T* row = logits.data() + i * classes;
-            T* p = m_probabilities.data() + i * classes;
-            const T shift = *std::max_element(row, row + classes);
-            T sum = 0;
-            for (std::size_t c = 0; c < classes; ++c)
-            {
-                p[c] = std::exp(row[c] - shift);
-                sum += p[c];
-            }
-            for (std::size_t c = 0; c < classes; ++c)
-            {
-                p[c] /= sum;
-            }
-            total += std::log(sum) + shift - row[static_cast<std::size_t>(labels(i))];
+            const T log_sum_exp = detail::softmax_row(row, m_probabilities.data() + i * classes, classes);
+            total += log_sum_exp - row[static_cast<std::size_t>(labels(i))];
         }
         return total / static_cast<T>(n);
     }
@@ -131,7 +121,7 @@ public:
         return m_grad;
     }
 
-    /// softmax(logits) of the last `forward`.
+    /// softmax(logits) of the last `forward` (what `xcnn::softmax(logits)` gives).
     const xt::xtensor<T, 2>& probabilities() const noexcept { return m_probabilities; }
 
 private:

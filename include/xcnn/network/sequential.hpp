@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/generator.hpp"
 #include "../core/parameter.hpp"
 #include "../layers/layer.hpp"
 
@@ -448,6 +449,33 @@ public:
         return all;
     }
 
+    /// The generators of the stochastic layers (`Dropout`), named "<index>.<name>" ("3.rng"):
+    /// neither parameters nor buffers, so model files and `.npy` exports leave them out, but
+    /// checkpoints save and restore them (core/generator.hpp).
+    std::vector<generator_handle> generators()
+    {
+        std::vector<generator_handle> all;
+        auto add = [&](std::size_t index, auto& layer)
+        {
+            if constexpr (detail::has_generators<std::decay_t<decltype(layer)>>::value)
+            {
+                for (auto& g : layer.generators())
+                {
+                    g.add_prefix(std::to_string(index) + ".");
+                    all.push_back(std::move(g));
+                }
+            }
+        };
+        std::apply(
+            [&](auto&... layer)
+            {
+                std::size_t index = 0;
+                (add(index++, layer), ...);
+            },
+            m_layers);
+        return all;
+    }
+
     /// Number of trainable scalars of all layers together.
     std::size_t num_parameters() const
     {
@@ -455,7 +483,8 @@ public:
                           m_layers);
     }
 
-    /// Re-draws every layer's parameters, in layer order, from `rng`.
+    /// Re-draws every layer's parameters, in layer order, from `rng` (and re-seeds the generators
+    /// of stochastic layers, which draw from it in their turn).
     void reset_parameters(std::mt19937& rng)
     {
         std::apply([&](auto&... layer) { (layer.reset_parameters(rng), ...); }, m_layers);

@@ -1,0 +1,240 @@
+/// @file
+/// `xcnn::Dropout`: in training, zeroes each element with probability p and scales the others by
+/// 1 / (1 - p); at inference, the identity. For tensors of any rank.
+#ifndef XCNN_LAYERS_DROPOUT_HPP
+#define XCNN_LAYERS_DROPOUT_HPP
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/generator.hpp"
+#include "../core/threading.hpp"
+#include "../core/xtensor_shim.hpp"
+#include "layer.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// out[i] = in[i] · (keep ? scale : 0) for i < n, where element i keeps when the 32 bits of
+/// draw `first + i / 2` of `g` (the low half for even i, the high half for odd i) are at least
+/// `threshold` (so with probability 1 - threshold / 2^32; 2^32 drops everything). One 64-bit
+/// draw serves two elements; draws are computed by position, so the passes split between
+/// threads, and `backward` recomputes the mask of a `forward` from its first position instead of
+/// storing it. `out` may be `in`.
+template <class T>
+void apply_dropout_mask(const counter_generator& g, std::uint64_t first, std::uint64_t threshold, T scale, const T* in,
+                        T* out, std::size_t n)
+{
+    const std::size_t draws = (n + 1) / 2;
+    constexpr std::size_t block = 256; // draws per pass over a stack buffer of 2 KB
+    parallel_for(draws, std::size_t(1) << 15,
+                 [&](std::size_t begin, std::size_t end, std::size_t)
+                 {
+                     alignas(64) std::uint32_t bits[2 * block];
+                     for (std::size_t d0 = begin; d0 < end; d0 += block)
+                     {
+                         const std::size_t d1 = std::min(end, d0 + block);
+                         for (std::size_t d = d0; d < d1; ++d)
+                         {
+                             const std::uint64_t r = g.at(first + d);
+                             bits[2 * (d - d0)] = static_cast<std::uint32_t>(r);
+                             bits[2 * (d - d0) + 1] = static_cast<std::uint32_t>(r >> 32);
+                         }
+                         const std::size_t e0 = 2 * d0, e1 = std::min(n, 2 * d1);
+                         const T* x = in + e0;
+                         T* y = out + e0;
+                         if (threshold > 0xFFFFFFFFull) // p = 1: everything dropped (NaN · 0 stays NaN)
+                         {
+                             for (std::size_t i = 0; i < e1 - e0; ++i)
+                             {
+                                 y[i] = x[i] * T(0);
+                             }
+                             continue;
+                         }
+                         const auto t = static_cast<std::uint32_t>(threshold);
+                         // Branch-free (the comparison is a coin flip a branch would mispredict
+                         // half the time), so the compiler vectorises it.
+                         for (std::size_t i = 0; i < e1 - e0; ++i)
+                         {
+                             y[i] = x[i] * (static_cast<T>(bits[i] >= t) * scale);
+                         }
+                     }
+                 });
+}
+
+} // namespace detail
+
+/// Dropout (PyTorch's `nn.Dropout(p)`, default p = 0.5) for tensors of any rank (1 to 8).
+///
+/// `forward` (training) zeroes each element independently with probability p and multiplies the
+/// others by 1 / (1 - p), so the expected output is the input; every `forward` draws a new mask.
+/// `predict` is the identity. `backward` multiplies dY by the mask of the last `forward`. As in
+/// PyTorch the mask multiplies: a dropped NaN or infinity stays NaN, and p = 1 gives x · 0.
+///
+/// The mask comes from the layer's own `counter_generator` (draws by position: fast, split
+/// between threads with the same result at any thread count). `reset_parameters(rng)` seeds it
+/// with two draws of `rng`, so `Sequential::reset_parameters(seed)` fixes the masks too (and the
+/// layers after a Dropout draw their initial weights from the generator two draws later). The
+/// generator is listed in `generators()` ("rng"): checkpoints save and restore it, so a resumed
+/// run draws the masks the uninterrupted run would have. It has no parameters and no buffers:
+/// like PyTorch's Dropout it adds nothing to a model file, a `.npy` export or a `state_dict`.
+template <class T>
+class Dropout : public layer_state<Dropout<T>, T>
+{
+public:
+    /// Scalar type of the layer's tensors (`float` or `double`).
+    using value_type = T;
+    /// `any_rank`: Dropout takes a tensor of any rank from 1 to `max_rank`.
+    static constexpr int input_rank = any_rank;
+    /// `any_rank`: the output has the rank and shape of the input.
+    static constexpr int output_rank = any_rank;
+    /// Highest rank taken.
+    static constexpr std::size_t max_rank = 8;
+
+    /// Zeroes elements with probability `p` in training. The generator starts from a fixed seed
+    /// (as every layer initialises itself); `reset_parameters` re-seeds it.
+    /// @throws value_error unless 0 <= p <= 1.
+    explicit Dropout(double p = 0.5) : m_p(checked(p))
+    {
+        // p · 2^32 rounded: the probability of a 32-bit draw below it is p within 2^-33.
+        m_threshold = static_cast<std::uint64_t>(std::llround(p * 4294967296.0));
+        // PyTorch divides the mask by 1 - p computed in double and rounded to T.
+        m_scale = p < 1 ? T(1) / static_cast<T>(1.0 - p) : T(0);
+        std::mt19937 rng(detail::default_init_seed);
+        m_generator.seed(rng);
+    }
+
+    /// The probability of zeroing an element.
+    double p() const noexcept { return m_p; }
+
+    /// The mask generator (its state: `generator().key()`, `position()`).
+    const counter_generator& generator() const noexcept { return m_generator; }
+
+    /// "Dropout(p=0.5)", in summaries and error messages.
+    std::string name() const { return name_of(m_p); }
+
+    /// Seeds the mask generator from two draws of `rng`.
+    void reset_parameters(std::mt19937& rng) { m_generator.seed(rng); }
+
+    /// The mask generator, named "rng": what checkpoints save besides the parameters and buffers.
+    std::vector<generator_handle> generators() { return {generator_handle("rng", m_generator)}; }
+
+    /// `input_shape` itself, including empty ones (it is element-wise).
+    /// @throws shape_error for a rank outside 1 to `max_rank`.
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
+    {
+        if (input_shape.empty() || input_shape.size() > max_rank)
+        {
+            throw shape_error(detail::concat(name(), ": expected an input of rank 1 to ", max_rank, ", got shape ",
+                                             detail::shape_to_string(input_shape)));
+        }
+        return input_shape;
+    }
+
+    /// x with a new mask applied: each element zeroed with probability p, the others scaled by
+    /// 1 / (1 - p). Advances the generator by one draw per two elements.
+    template <std::size_t N>
+    const xt::xtensor<T, N>& forward(const xt::xtensor<T, N>& x)
+    {
+        static_assert(N >= 1 && N <= max_rank, "xcnn::Dropout supports ranks 1 to 8");
+        auto& y = std::get<N - 1>(m_outputs);
+        detail::ensure_shape(y, x.shape());
+        m_mask_position = m_generator.position();
+        detail::apply_dropout_mask(m_generator, m_mask_position, m_threshold, m_scale, x.data(), y.data(), x.size());
+        m_generator.discard((x.size() + 1) / 2);
+        m_cached_rank = N;
+        return y;
+    }
+
+    /// x itself (a copy in the layer's buffer): inference uses every element, unscaled. Draws
+    /// nothing; `backward` after it is an error.
+    template <std::size_t N>
+    const xt::xtensor<T, N>& predict(const xt::xtensor<T, N>& x)
+    {
+        static_assert(N >= 1 && N <= max_rank, "xcnn::Dropout supports ranks 1 to 8");
+        m_cached_rank = 0;
+        auto& y = std::get<N - 1>(m_outputs);
+        detail::ensure_shape(y, x.shape());
+        std::copy(x.begin(), x.end(), y.begin());
+        return y;
+    }
+
+    /// dX = dY · mask of the last `forward` (0 or 1 / (1 - p) per element).
+    /// @throws error unless the last call was a `forward` of rank N; shape_error if `grad_output`
+    /// does not have the shape of the last output.
+    template <std::size_t N>
+    const xt::xtensor<T, N>& backward(const xt::xtensor<T, N>& grad_output)
+    {
+        const auto& y = checked_output<N>(grad_output);
+        auto& dx = std::get<N - 1>(m_input_grads);
+        detail::ensure_shape(dx, y.shape());
+        detail::apply_dropout_mask(m_generator, m_mask_position, m_threshold, m_scale, grad_output.data(), dx.data(),
+                                   y.size());
+        return dx;
+    }
+
+    /// Nothing to compute (no parameters); checks what `backward` checks.
+    template <std::size_t N>
+    void backward_parameters(const xt::xtensor<T, N>& grad_output)
+    {
+        checked_output<N>(grad_output);
+    }
+
+private:
+    static std::string name_of(double p)
+    {
+        std::ostringstream out;
+        out << "Dropout(p=" << p << ")";
+        return out.str();
+    }
+
+    static double checked(double p)
+    {
+        if (!(p >= 0 && p <= 1))
+        {
+            throw value_error(name_of(p) + ": p, the probability of zeroing an element, must be in [0, 1]");
+        }
+        return p;
+    }
+
+    template <std::size_t N>
+    const xt::xtensor<T, N>& checked_output(const xt::xtensor<T, N>& grad_output) const
+    {
+        if (m_cached_rank != N)
+        {
+            throw error(detail::concat(name(), ": backward of a rank-", N,
+                                       " gradient needs a forward (not predict) of that rank first"));
+        }
+        const auto& y = std::get<N - 1>(m_outputs);
+        detail::require_grad_shape(*this, grad_output.shape(), y.shape());
+        return y;
+    }
+
+    template <std::size_t... I>
+    static auto make_buffers(std::index_sequence<I...>) -> std::tuple<xt::xtensor<T, I + 1>...>;
+    using buffers_by_rank = decltype(make_buffers(std::make_index_sequence<max_rank>{}));
+
+    double m_p;
+    std::uint64_t m_threshold = 0;
+    T m_scale = 1;
+    counter_generator m_generator;
+    std::uint64_t m_mask_position = 0; // the generator's position at the last forward
+    buffers_by_rank m_outputs;
+    buffers_by_rank m_input_grads;
+    std::size_t m_cached_rank = 0;
+};
+
+} // namespace xcnn
+
+#endif // XCNN_LAYERS_DROPOUT_HPP
