@@ -27,7 +27,10 @@
 #include "loss/softmax_cross_entropy.hpp"
 #include "network/parameter.hpp"
 #include "network/sequential.hpp"
+#include "optim/adam.hpp"
+#include "optim/clip.hpp"
 #include "optim/optimizer.hpp"
+#include "optim/schedule.hpp"
 #include "optim/sgd.hpp"
 
 #include "io/checkpoint.hpp"
