@@ -110,6 +110,16 @@ set(cases
     "--stop-after -1|--stop-after expects a non-negative integer, got '-1'"
     "--stop-after 1099511627777|--stop-after must be at most 1099511627776, got 1099511627777"
     "--eval-only --load m --checkpoint c|--checkpoint has no effect with --eval-only"
+    # Optimizers and schedules.
+    "--optimizer|--optimizer needs a value"
+    "--optimizer rmsprop|--optimizer must be sgd, adam or adamw, got 'rmsprop'"
+    "--optimizer=Adam|--optimizer must be sgd, adam or adamw, got 'Adam'"
+    "--schedule|--schedule needs a value"
+    "--schedule linear|--schedule must be none, step, cosine or onecycle, got 'linear'"
+    "--optimizer adam --momentum 0.5|--momentum applies to --optimizer sgd, not adam"
+    "--momentum 0.5 --optimizer adamw|--momentum applies to --optimizer sgd, not adamw"
+    "--eval-only --load m --optimizer adam|--optimizer has no effect with --eval-only"
+    "--eval-only --load m --schedule step|--schedule has no effect with --eval-only"
 )
 set(failures "")
 foreach(case IN LISTS cases)

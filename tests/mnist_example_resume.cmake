@@ -4,7 +4,7 @@
 # model, as the sanitizer build runs this too), a run that is
 # stopped and resumed must end with exactly the same model file, byte for byte, as the same run
 # done in one go: at an epoch boundary, inside an epoch (twice, at another thread count), and
-# with a constant learning rate extended by an epoch. A checkpoint of another run, or a plain
+# with a constant learning rate extended by an epoch, and with AdamW and a 1cycle schedule. A checkpoint of another run, or a plain
 # model file, is refused. A diverging run (--lr 1e30) exits with status 1 naming the step and the
 # parameter, and leaves the --save and --checkpoint files of an earlier run untouched.
 cmake_minimum_required(VERSION 3.21)
@@ -82,7 +82,22 @@ require_match("${err}" "--stop-after needs --checkpoint FILE" "--stop-after with
 run(2 "${MNIST}" ${common} --resume "${WORK}/boundary.ckpt" --load "${WORK}/straight.xcnn")
 require_match("${err}" "--load has no effect with --resume" "--load with --resume")
 
-# 5. Divergence: exit status 1, the step and the parameter named, earlier files untouched.
+# 5. AdamW with a 1cycle schedule over both epochs, stopped inside epoch 1 and resumed: the
+#    schedule's state travels in the checkpoint; a run without the schedule refuses it.
+set(adamw --data "${WORK}/data" --model lenet --batch-size 32 --seed 6 --epochs 2 --optimizer adamw
+    --schedule onecycle --lr 0.003)
+run(0 "${MNIST}" ${adamw} --save "${WORK}/adamw.xcnn")
+run(0 "${MNIST}" ${adamw} --checkpoint "${WORK}/adamw.ckpt" --stop-after 7)
+run(0 "${MNIST}" ${adamw} --checkpoint "${WORK}/adamw.ckpt" --resume "${WORK}/adamw.ckpt"
+    --save "${WORK}/adamw_resumed.xcnn")
+require_match("${out}" "after 7 steps: epoch 1, batch 7/10 done" "resume of a scheduled AdamW run")
+require_same_file("${WORK}/adamw.xcnn" "${WORK}/adamw_resumed.xcnn" "an AdamW + OneCycleLR run resumed")
+run(1 "${MNIST}" --data "${WORK}/data" --model lenet --batch-size 32 --seed 6 --epochs 2 --optimizer adamw
+    --lr 0.003 --resume "${WORK}/adamw.ckpt")
+require_match("${err}" "adamw.ckpt': the checkpoint holds the state of a 'OneCycleLR' schedule"
+              "a scheduled run's checkpoint without the schedule")
+
+# 6. Divergence: exit status 1, the step and the parameter named, earlier files untouched.
 file(SHA256 "${WORK}/straight.xcnn" model_before)
 file(SHA256 "${WORK}/boundary.ckpt" checkpoint_before)
 run(1 "${MNIST}" --data "${WORK}/data" --model lenet --batch-size 32 --seed 3 --epochs 2 --lr 1e30 --momentum 0

@@ -8,6 +8,7 @@
 #include "models.hpp"
 #include "support/layer_zoo.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -359,4 +360,43 @@ TEST_CASE("Sequential::predict of one unbatched image allocates nothing once siz
     one();
     CHECK(allocations_during(one) == 0);
     CHECK(std::isfinite(logit));
+}
+
+TEST_CASE("steady Adam, AdamW and Nesterov SGD steps, schedule steps and clip_grad_norm allocate nothing",
+          "[allocations][optim]")
+{
+    const std::size_t threads = GENERATE(1, 2);
+    const std::size_t saved_threads = xcnn::get_num_threads();
+    xcnn::set_num_threads(threads);
+    CAPTURE(threads);
+    auto net = mnist_models::make_lenet<float>();
+    net.reset_parameters(5u);
+    // A parameter large enough for the threads to share its update.
+    xt::xtensor<float, 1> big = xt::zeros<float>({std::size_t(1) << 18}),
+                          big_grad = xt::ones<float>({std::size_t(1) << 18});
+    auto params = net.parameters();
+    params.emplace_back("big", big, big_grad);
+    for (const auto& p : params)
+    {
+        std::fill(p.grad_data(), p.grad_data() + p.size(), 0.01f);
+    }
+    xcnn::Adam<float> adam(params, 1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f);
+    xcnn::AdamW<float> adamw(params);
+    xcnn::SGD<float> sgd(params, 0.01f, 0.9f, 1e-4f, true);
+    xcnn::OneCycleLR one_cycle(adam, 0.01, 100);
+    xcnn::CosineAnnealingLR cosine(adamw, 10);
+    xcnn::StepLR step_lr(sgd, 3);
+    auto optimizer_steps = [&]
+    {
+        (void)xcnn::clip_grad_norm(params, 10.0);
+        adam.step();
+        one_cycle.step();
+        adamw.step();
+        cosine.step();
+        sgd.step();
+        step_lr.step();
+    };
+    optimizer_steps();
+    CHECK(allocations_during(optimizer_steps) == 0);
+    xcnn::set_num_threads(saved_threads);
 }

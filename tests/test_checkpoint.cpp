@@ -956,3 +956,181 @@ TEST_CASE("checkpoints work with any optimizer of the contract, and refuse the s
                         "only 'momentum_buffer'"));
     CHECK(back.values() == before);
 }
+
+namespace
+{
+
+/// Trains `steps` steps with `opt` and `schedule` (stepped after each optimizer step).
+template <class Net, class Optimizer, class Schedule>
+void train_scheduled(Net& net, Optimizer& opt, Schedule& schedule, std::mt19937& data_rng, int steps)
+{
+    xcnn::SoftmaxCrossEntropy<typename Optimizer::value_type> loss;
+    for (int i = 0; i < steps; ++i)
+    {
+        xcnn_test::compute_gradients(net, loss, xcnn_test::random_batch<typename Optimizer::value_type>(4, data_rng));
+        REQUIRE(opt.step());
+        schedule.step();
+    }
+}
+
+/// Saves a run of `Optimizer` and `Schedule` (made by the two factories) after 3 steps, continues
+/// it 5 steps, resumes it from the checkpoint in new objects and checks the resumed run ends
+/// identically, byte for byte.
+template <class T, class MakeOptimizer, class MakeSchedule>
+void check_scheduled_continuation(MakeOptimizer make_optimizer, MakeSchedule make_schedule)
+{
+    xcnn_test::temp_dir dir;
+    const std::string path = dir / "run.ckpt";
+    auto net = xcnn_test::small_net<T>();
+    net.reset_parameters(21u);
+    auto opt = make_optimizer(net, false);
+    auto schedule = make_schedule(opt, false);
+    std::mt19937 data_rng(22);
+    train_scheduled(net, opt, schedule, data_rng, 3);
+    xcnn::save_checkpoint(path, net, opt, schedule, sample_progress(), data_rng);
+    train_scheduled(net, opt, schedule, data_rng, 5);
+
+    auto resumed = xcnn_test::small_net<T>();
+    resumed.reset_parameters(23u);
+    auto resumed_opt = make_optimizer(resumed, true); // other hyperparameters
+    auto resumed_schedule = make_schedule(resumed_opt, true);
+    std::mt19937 resumed_rng(24);
+    const auto back = xcnn::load_checkpoint(path, resumed, resumed_opt, resumed_schedule, resumed_rng);
+    CHECK(back.global_step == 3);
+    CHECK(resumed_schedule.steps() == 3);
+    train_scheduled(resumed, resumed_opt, resumed_schedule, resumed_rng, 5);
+    CHECK(xcnn_test::parameter_bytes(resumed) == xcnn_test::parameter_bytes(net));
+    CHECK(resumed_schedule.last_lr() == schedule.last_lr());
+    CHECK(resumed_schedule.state_dict().scalars == schedule.state_dict().scalars);
+    CHECK(resumed_schedule.state_dict().counters == schedule.state_dict().counters);
+    const auto a = resumed_opt.state_dict(), b = opt.state_dict();
+    CHECK(a.scalars == b.scalars);
+    CHECK(a.counters == b.counters);
+    REQUIRE(a.tensors.size() == b.tensors.size());
+    for (std::size_t i = 0; i < a.tensors.size(); ++i)
+    {
+        CHECK(xcnn_test::bytes_of(a.tensors[i].values.data(), a.tensors[i].values.size()) ==
+              xcnn_test::bytes_of(b.tensors[i].values.data(), b.tensors[i].values.size()));
+    }
+}
+
+} // namespace
+
+TEST_CASE("a checkpoint of Adam, AdamW or Nesterov SGD with a schedule continues bit for bit")
+{
+    SECTION("AdamW + OneCycleLR, float")
+    {
+        check_scheduled_continuation<float>(
+            [](auto& net, bool other) { return xcnn::AdamW<float>(net.parameters(), other ? 0.5f : 0.01f); },
+            [](auto& opt, bool other) { return xcnn::OneCycleLR(opt, other ? 0.9 : 0.05, other ? 50 : 20); });
+    }
+    SECTION("Adam + CosineAnnealingLR, double")
+    {
+        check_scheduled_continuation<double>(
+            [](auto& net, bool other)
+            { return xcnn::Adam<double>(net.parameters(), other ? 0.5 : 0.01, 0.8, 0.99, 1e-7, other ? 0.0 : 0.01); },
+            [](auto& opt, bool other) { return xcnn::CosineAnnealingLR(opt, other ? 3 : 4, 1e-4); });
+    }
+    SECTION("Nesterov SGD + StepLR, float")
+    {
+        check_scheduled_continuation<float>(
+            [](auto& net, bool other)
+            { return xcnn::SGD<float>(net.parameters(), 0.05f, other ? 0.1f : 0.9f, 1e-3f, !other); },
+            [](auto& opt, bool other) { return xcnn::StepLR(opt, other ? 1 : 2, other ? 0.9 : 0.5); });
+    }
+}
+
+TEST_CASE("checkpoints with and without a schedule: the records, and what does not fit is refused")
+{
+    xcnn_test::temp_dir dir;
+    auto net = xcnn_test::small_net();
+    net.reset_parameters(25u);
+    xcnn::Adam<float> adam(net.parameters(), 0.01f);
+    xcnn::StepLR schedule(adam, 2, 0.5);
+    std::mt19937 data_rng(26);
+    train_scheduled(net, adam, schedule, data_rng, 3);
+    xcnn::save_checkpoint(dir / "s.ckpt", net, adam, schedule, sample_progress());
+    xcnn::save_checkpoint(dir / "plain.ckpt", net, adam, sample_progress());
+
+    using kind = xcnn::io::record_kind;
+    const auto file = xcnn::io::read_model_file(dir / "s.ckpt");
+    CHECK(file.find("xcnn.optimizer", kind::metadata)->as_text() == "Adam");
+    CHECK(file.find("xcnn.schedule", kind::metadata)->as_text() == "StepLR");
+    CHECK(file.find("schedule.last_lr", kind::state)->values<double>() == std::vector<double>{schedule.last_lr()});
+    CHECK(file.find("schedule.steps", kind::state)->values<std::uint64_t>() == std::vector<std::uint64_t>{3});
+    CHECK(file.find("schedule.step_size", kind::state)->values<std::uint64_t>() == std::vector<std::uint64_t>{2});
+    CHECK(file.find("optimizer.beta2", kind::state)->values<float>() == std::vector<float>{0.999f});
+    CHECK(file.find("optimizer.0.weight.exp_avg_sq", kind::state)->shape == std::vector<std::uint64_t>{2, 1, 3, 3});
+    CHECK(xcnn::io::read_model_file(dir / "plain.ckpt").find("xcnn.schedule", kind::metadata) == nullptr);
+
+    auto other = xcnn_test::small_net();
+    xcnn::Adam<float> other_adam(other.parameters());
+    xcnn::StepLR other_schedule(other_adam, 5);
+    xcnn::CosineAnnealingLR cosine(other_adam, 5);
+    CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "plain.ckpt", other, other_adam, other_schedule); }),
+               contains("plain.ckpt': the checkpoint holds no schedule state (it was saved without a schedule), but a "
+                        "StepLR schedule was given to restore"));
+    CHECK_THROWS_AS(xcnn::load_checkpoint(dir / "plain.ckpt", other, other_adam, other_schedule), xcnn::format_error);
+    CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "s.ckpt", other, other_adam); }),
+               contains("s.ckpt': the checkpoint holds the state of a 'StepLR' schedule: pass the schedule to "
+                        "load_checkpoint to restore it"));
+    CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "s.ckpt", other, other_adam, cosine); }),
+               contains("the checkpoint holds the state of a 'StepLR' schedule, not of CosineAnnealingLR"));
+    xcnn::Adam<float> foreign_adam(other.parameters());
+    xcnn::StepLR foreign_schedule(foreign_adam, 5);
+    CHECK_THROWS_AS(xcnn::load_checkpoint(dir / "s.ckpt", other, other_adam, foreign_schedule), xcnn::value_error);
+    CHECK_THAT(error_of([&] { xcnn::save_checkpoint(dir / "x.ckpt", net, adam, foreign_schedule, {}); }),
+               contains("the StepLR schedule drives another Adam optimizer than the one given"));
+    xcnn::AdamW<float> adamw(other.parameters());
+    CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "s.ckpt", other, adamw); }),
+               contains("the checkpoint holds the state of a 'Adam' optimizer, not of AdamW"));
+    // A damaged schedule record: format_error naming the problem.
+    auto damaged = file;
+    for (auto& r : damaged.records)
+    {
+        if (r.name == "schedule.step_size")
+        {
+            const std::uint64_t zero = 0;
+            r = xcnn::io::tensor_record::from("schedule.step_size", kind::state, &zero, std::vector<int>{});
+        }
+    }
+    xcnn::io::write_model_file(dir / "damaged.ckpt", damaged);
+    CHECK_THAT(error_of([&] { xcnn::load_checkpoint(dir / "damaged.ckpt", other, other_adam, other_schedule); }),
+               contains("damaged.ckpt': StepLR: invalid state: step_size 0 must be >= 1"));
+    // Nothing changed by the refusals.
+    CHECK(other_adam.steps() == 0);
+    CHECK(other_schedule.steps() == 0);
+    CHECK(other_schedule.step_size() == 5);
+
+    xcnn::load_checkpoint(dir / "s.ckpt", other, other_adam, other_schedule);
+    CHECK(other_schedule.step_size() == 2);
+    CHECK(other_schedule.last_lr() == schedule.last_lr());
+    CHECK(other_adam.lr() == adam.lr());
+    CHECK(other_adam.exp_avg(3) == adam.exp_avg(3));
+    xcnn::load_checkpoint(dir / "plain.ckpt", other, other_adam);
+    CHECK(other_adam.steps() == 3);
+}
+
+TEST_CASE("an xcnn 0.1.0 checkpoint loads into a Nesterov SGD as plain momentum, and into no schedule")
+{
+    const std::string path = std::string(XCNN_TEST_FIXTURES_DIR) + "/v1/small_net.ckpt";
+    auto net = xcnn_test::small_net();
+    xcnn::SGD<float> sgd(net.parameters(), 1.f, 0.5f, 0.f, true);
+    xcnn::load_checkpoint(path, net, sgd);
+    CHECK_FALSE(sgd.nesterov());
+    CHECK(sgd.momentum() == 0.75f);
+    xcnn::StepLR schedule(sgd, 3);
+    CHECK_THROWS_AS(xcnn::load_checkpoint(path, net, sgd, schedule), xcnn::format_error);
+
+    // A Nesterov SGD's checkpoint has the one extra record, and reads back into a plain SGD.
+    xcnn_test::temp_dir dir;
+    xcnn::SGD<float> nesterov(net.parameters(), 0.1f, 0.9f, 0.f, true);
+    xcnn::save_checkpoint(dir / "n.ckpt", net, nesterov, {});
+    const auto file = xcnn::io::read_model_file(dir / "n.ckpt");
+    CHECK(file.find("optimizer.nesterov", xcnn::io::record_kind::state)->values<std::uint64_t>() ==
+          std::vector<std::uint64_t>{1});
+    xcnn::SGD<float> plain(net.parameters(), 0.5f);
+    xcnn::load_checkpoint(dir / "n.ckpt", net, plain);
+    CHECK(plain.nesterov());
+    CHECK(plain.momentum() == 0.9f);
+}

@@ -1,10 +1,12 @@
 // Tests of xcnn::SGD against an independent implementation of torch.optim.SGD's update rule
-// (dampening 0, no Nesterov):
+// (dampening 0; Nesterov momentum against PyTorch's values in tests/fixtures/torch_optim):
 //     g = grad + weight_decay * p
 //     buf = g (first step), buf = momentum * buf + g (later steps)   [only when momentum != 0]
 //     p = p - lr * (momentum != 0 ? buf : g)
 #include "catch_compat.hpp"
+#include "support/error_of.hpp"
 #include "support/gradcheck.hpp"
+#include "support/torch_optim.hpp"
 
 #include <xcnn/xcnn.hpp>
 
@@ -387,4 +389,122 @@ TEST_CASE("SGD with no parameters does nothing", "[sgd]")
     xcnn::SGD<double> sgd({}, 0.1, 0.9);
     CHECK_NOTHROW(sgd.step());
     CHECK_NOTHROW(sgd.zero_grad());
+}
+
+TEST_CASE("SGD with Nesterov momentum matches torch.optim.SGD in double over 20 steps", "[sgd][torch]")
+{
+    const auto grads = xcnn_test::torch_optim("grads");
+    struct setting
+    {
+        const char* fixture;
+        double lr, momentum, weight_decay;
+    };
+    const auto s = GENERATE(setting{"sgd_nesterov", 0.05, 0.9, 0.0}, setting{"sgd_nesterov_l2", 0.05, 0.5, 0.1});
+    CAPTURE(s.fixture);
+    const auto expected = xcnn_test::torch_optim(s.fixture);
+    xcnn_test::torch_parameters<double> model;
+    xcnn::SGD<double> sgd(model.parameters(), s.lr, s.momentum, s.weight_decay, true);
+    CHECK(sgd.nesterov());
+    double worst = 0;
+    for (std::size_t step = 0; step < 20; ++step)
+    {
+        model.set_gradients(grads, step);
+        REQUIRE(sgd.step());
+        worst = std::max(worst, model.max_rel_diff(expected, step));
+    }
+    worst = std::max(worst, xcnn_test::max_rel_state_diff<double>(
+                                {&sgd.momentum_buffer(0), &sgd.momentum_buffer(1), &sgd.momentum_buffer(2)},
+                                xcnn_test::torch_optim(std::string(s.fixture) + "_state"), 0));
+    CHECK(worst < 1e-9);
+}
+
+TEST_CASE("SGD Nesterov known values, settings and state", "[sgd]")
+{
+    // p = 1, g = 1, lr 0.1, momentum 0.9: buf 1, d = 1 + 0.9 * 1 = 1.9, p = 0.81; then buf 1.9,
+    // d = 1 + 0.9 * 1.9 = 2.71, p = 0.539.
+    xt::xtensor<double, 1> p = {1.0};
+    xt::xtensor<double, 1> g = {1.0};
+    std::vector<xcnn::parameter<double>> params{xcnn::parameter<double>("p", p, g)};
+    xcnn::SGD<double> sgd(params, 0.1, 0.9, 0.0, true);
+    sgd.step();
+    CHECK_THAT(p(0), xcnn_test::near(0.81, 1e-15));
+    CHECK_THAT(sgd.momentum_buffer(0)[0], xcnn_test::near(1.0, 1e-15));
+    sgd.step();
+    CHECK_THAT(p(0), xcnn_test::near(0.539, 1e-15));
+    CHECK_THAT(sgd.momentum_buffer(0)[0], xcnn_test::near(1.9, 1e-15));
+
+    // The state holds "nesterov" only when it is on, so that states without it mean "off".
+    auto state = sgd.state_dict();
+    REQUIRE(state.counter("nesterov") != nullptr);
+    CHECK(*state.counter("nesterov") == 1);
+    xcnn::SGD<double> plain(params, 0.5, 0.5);
+    CHECK(plain.state_dict().counter("nesterov") == nullptr);
+    plain.load_state_dict(state);
+    CHECK(plain.nesterov());
+    CHECK(plain.momentum() == 0.9);
+    auto off = state;
+    off.counters.pop_back();
+    plain.load_state_dict(off);
+    CHECK_FALSE(plain.nesterov());
+    *state.counter("nesterov") = 2;
+    CHECK(xcnn_test::error_of([&] { plain.load_state_dict(state); }) ==
+          "SGD: invalid state: the counter 'nesterov' is 2 (1: on; absent: off)");
+    *state.counter("nesterov") = 1;
+    *state.scalar("momentum") = 0;
+    CHECK(xcnn_test::error_of([&] { plain.load_state_dict(state); }) ==
+          "SGD: invalid state: Nesterov momentum requires a momentum > 0, got momentum 0");
+    CHECK_FALSE(plain.nesterov());
+
+    // PyTorch: "Nesterov momentum requires a momentum and zero dampening".
+    CHECK(xcnn_test::error_of([&] { xcnn::SGD<double>(params, 0.1, 0.0, 0.0, true); }) ==
+          "SGD: Nesterov momentum requires a momentum > 0, got momentum 0");
+    CHECK_THROWS_AS(sgd.set_momentum(0.0), xcnn::value_error);
+    CHECK(xcnn_test::error_of([&] { sgd.set_momentum(-0.5); }) == "SGD: momentum -0.5 must be finite and >= 0");
+    CHECK(sgd.momentum() == 0.9);
+    sgd.set_momentum(0.5);
+    CHECK(sgd.momentum() == 0.5);
+}
+
+TEST_CASE("SGD's vector loop and threads: a large tensor matches the reference, at any thread count", "[sgd][threads]")
+{
+    const std::size_t n = (std::size_t(1) << 17) + 11;
+    auto run = [&](std::size_t threads, bool nesterov, double* worst)
+    {
+        const std::size_t saved = xcnn::get_num_threads();
+        xcnn::set_num_threads(threads);
+        xt::xtensor<float, 1> value(std::array<std::size_t, 1>{n}), grad(std::array<std::size_t, 1>{n});
+        std::mt19937 rng(9);
+        xcnn_test::fill_uniform(value, rng);
+        std::vector<std::vector<long double>> ref{to_long_double(value.data(), n)};
+        reference_sgd reference(0.05L, 0.9L, static_cast<long double>(0.01f));
+        std::vector<long double> buffer(n, 0);
+        xcnn::SGD<float> sgd({xcnn::parameter<float>("w", value, grad)}, 0.05f, 0.9f, 0.01f, nesterov);
+        for (int step = 0; step < 4; ++step)
+        {
+            xcnn_test::fill_uniform(grad, rng);
+            const auto g = to_long_double(grad.data(), n);
+            sgd.step();
+            if (!nesterov)
+            {
+                reference.step(ref, {g});
+                continue;
+            }
+            for (std::size_t j = 0; j < n; ++j)
+            {
+                const long double d = g[j] + static_cast<long double>(0.01f) * ref[0][j];
+                buffer[j] = step == 0 ? d : 0.9L * buffer[j] + d;
+                ref[0][j] -= 0.05L * (d + 0.9L * buffer[j]);
+            }
+        }
+        *worst = max_rel_diff(value.data(), ref[0]);
+        xcnn::set_num_threads(saved);
+        return std::vector<float>(value.begin(), value.end());
+    };
+    const bool nesterov = GENERATE(false, true);
+    CAPTURE(nesterov);
+    double worst1 = 1, worst2 = 1;
+    const auto one = run(1, nesterov, &worst1);
+    const auto two = run(2, nesterov, &worst2);
+    CHECK(one == two);
+    CHECK(worst1 < 1e-5);
 }

@@ -7,6 +7,7 @@
 //   xcnn-mnist --data DIR --checkpoint run.ckpt ...     # interrupted? continue bit for bit:
 //   xcnn-mnist --data DIR --checkpoint run.ckpt --resume run.ckpt ...
 //   mpirun -np 2 xcnn-mnist --distributed --data DIR ...  # data-parallel (distributed.hpp)
+//   xcnn-mnist --data DIR --optimizer adamw --schedule onecycle --lr 0.003
 //
 // Run with --help for every option. Exit status: 0 success, 1 a runtime error (invalid or
 // missing data files, a model file that does not fit, a diverged run), 2 invalid arguments,
@@ -32,11 +33,14 @@
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -67,6 +71,12 @@ constexpr double default_weight_decay = 5e-4;
 // Test images per evaluation batch: memory for one batch's activations, not the test set's.
 constexpr std::size_t evaluation_batch = 500;
 
+// With --optimizer adam or adamw and no --lr: PyTorch's default rate (AdamW's weight decay is
+// PyTorch's default 1e-2, Adam has none). --schedule step decays the rate by 0.7 every epoch
+// (PyTorch's MNIST example); cosine and onecycle span all epochs, onecycle peaking at the rate.
+constexpr double default_adam_lr = 1e-3;
+constexpr double step_schedule_gamma = 0.7;
+
 const char* const usage_text = R"(usage: xcnn-mnist [options]
 
 Trains a CNN on MNIST-format data and evaluates it on the test set after every epoch.
@@ -85,6 +95,13 @@ Trains a CNN on MNIST-format data and evaluates it on the test set after every e
                      default recipe, warm-up to 0.05 over half an epoch, cosine decay to
                      0, weight decay 5e-4
   --momentum X       SGD momentum in [0, 1) [0.9]
+  --optimizer NAME   sgd, adam or adamw (PyTorch's defaults; adamw: weight decay 1e-2)
+                     [sgd]; adam and adamw run at --lr or 0.001, constant unless
+                     --schedule says otherwise
+  --schedule NAME    the learning rate over the run instead of the default recipe:
+                     none (constant), step (x0.7 every epoch), cosine (cosine decay
+                     to 0 over all epochs), onecycle (1cycle peaking at the rate);
+                     the rate is --lr or the optimizer's default
   --seed N           seed of the initial weights and of the shuffling [1]
   --threads N        threads for xcnn's kernels, 0 = one per hardware thread
                      [XCNN_NUM_THREADS or 1]
@@ -96,7 +113,8 @@ Trains a CNN on MNIST-format data and evaluates it on the test set after every e
   --checkpoint-every N
                      also save the checkpoint every N training steps
   --resume FILE      continue the run saved in the checkpoint FILE, with the same --model,
-                     --batch-size, --lr, --momentum, --seed and (without --lr) --epochs:
+                     --batch-size, --lr, --momentum, --optimizer, --schedule, --seed
+                     and (with the default recipe, cosine or onecycle) --epochs:
                      the weights end bit-identical to those of an uninterrupted run
   --stop-after N     stop after N training steps of this run, saving the checkpoint
                      first (a time-boxed part of a longer run; needs --checkpoint)
@@ -124,6 +142,9 @@ struct options
     bool lr_given = false;
     double lr = default_peak_lr;
     double momentum = default_momentum;
+    bool momentum_given = false;
+    std::string optimizer = "sgd";
+    std::string schedule; // empty: not given
     std::uint32_t seed = 1;
     bool threads_given = false;
     std::size_t threads = 1;
@@ -351,10 +372,29 @@ options parse_arguments(int argc, char** argv)
         {
             const std::string value = next();
             o.momentum = parse_double(arg, value);
+            o.momentum_given = true;
             o.training_options.push_back(arg);
             if (!(o.momentum >= 0 && o.momentum < 1))
             {
                 throw usage_error("--momentum must be at least 0 and less than 1, got " + value);
+            }
+        }
+        else if (arg == "--optimizer")
+        {
+            o.optimizer = next();
+            o.training_options.push_back(arg);
+            if (o.optimizer != "sgd" && o.optimizer != "adam" && o.optimizer != "adamw")
+            {
+                throw usage_error("--optimizer must be sgd, adam or adamw, got '" + o.optimizer + "'");
+            }
+        }
+        else if (arg == "--schedule")
+        {
+            o.schedule = next();
+            o.training_options.push_back(arg);
+            if (o.schedule != "none" && o.schedule != "step" && o.schedule != "cosine" && o.schedule != "onecycle")
+            {
+                throw usage_error("--schedule must be none, step, cosine or onecycle, got '" + o.schedule + "'");
             }
         }
         else if (arg == "--seed")
@@ -429,6 +469,14 @@ options parse_arguments(int argc, char** argv)
         {
             throw usage_error("unexpected argument '" + arg + "'");
         }
+    }
+    if (o.momentum_given && o.optimizer != "sgd")
+    {
+        throw usage_error("--momentum applies to --optimizer sgd, not " + o.optimizer);
+    }
+    if (!o.lr_given && o.optimizer != "sgd")
+    {
+        o.lr = default_adam_lr;
     }
     if (o.eval_only && o.load.empty())
     {
@@ -611,6 +659,129 @@ double scheduled_lr(std::size_t step, std::size_t total, std::size_t steps_per_e
     return default_peak_lr * 0.5 * (1 + std::cos(3.14159265358979323846 * std::min(1.0, progress)));
 }
 
+/// Whether the run follows the default recipe: SGD, no --lr, no --schedule.
+bool default_recipe(const options& o)
+{
+    return !o.lr_given && o.schedule.empty() && o.optimizer == "sgd";
+}
+
+/// The optimizer and the learning-rate schedule of a run behind one interface, so that the
+/// training loop is compiled once per model, not once per combination.
+template <class Net>
+class training_driver
+{
+public:
+    virtual ~training_driver() = default;
+    /// Sets the learning rate (the default recipe's own schedule).
+    virtual void set_lr(float lr) = 0;
+    /// One optimizer step, then one schedule step.
+    virtual void step() = 0;
+    /// Saves a checkpoint of the network, the optimizer, the schedule and the progress.
+    virtual void save(const std::string& path, Net& net, const xcnn::training_progress& progress,
+                      const std::mt19937& rng) = 0;
+    /// Restores them from a checkpoint.
+    virtual xcnn::training_progress load(const std::string& path, Net& net, std::mt19937& rng) = 0;
+};
+
+/// No schedule: the rate stays as set.
+struct constant_rate
+{
+};
+
+template <class Net, class Optimizer, class Schedule>
+class driver_of final : public training_driver<Net>
+{
+public:
+    template <class MakeSchedule>
+    driver_of(Optimizer optimizer, MakeSchedule make_schedule) : m_optimizer(std::move(optimizer))
+    {
+        if constexpr (scheduled)
+        {
+            m_schedule.emplace(make_schedule(m_optimizer));
+        }
+    }
+    void set_lr(float lr) override { m_optimizer.set_lr(lr); }
+    void step() override
+    {
+        m_optimizer.step();
+        if constexpr (scheduled)
+        {
+            m_schedule->step();
+        }
+    }
+    void save(const std::string& path, Net& net, const xcnn::training_progress& progress,
+              const std::mt19937& rng) override
+    {
+        if constexpr (scheduled)
+        {
+            xcnn::save_checkpoint(path, net, m_optimizer, *m_schedule, progress, rng);
+        }
+        else
+        {
+            xcnn::save_checkpoint(path, net, m_optimizer, progress, rng);
+        }
+    }
+    xcnn::training_progress load(const std::string& path, Net& net, std::mt19937& rng) override
+    {
+        if constexpr (scheduled)
+        {
+            return xcnn::load_checkpoint(path, net, m_optimizer, *m_schedule, rng);
+        }
+        else
+        {
+            return xcnn::load_checkpoint(path, net, m_optimizer, rng);
+        }
+    }
+
+private:
+    static constexpr bool scheduled = !std::is_same<Schedule, constant_rate>::value;
+    Optimizer m_optimizer;
+    std::optional<Schedule> m_schedule; // drives m_optimizer: the driver stays where it is built
+};
+
+template <class Net, class Optimizer>
+std::unique_ptr<training_driver<Net>> with_schedule(Optimizer optimizer, const options& o, std::size_t batches,
+                                                    std::size_t total_steps)
+{
+    if (o.schedule == "step")
+    {
+        return std::make_unique<driver_of<Net, Optimizer, xcnn::StepLR<Optimizer>>>(
+            std::move(optimizer), [&](Optimizer& x) { return xcnn::StepLR(x, batches, step_schedule_gamma); });
+    }
+    if (o.schedule == "cosine")
+    {
+        return std::make_unique<driver_of<Net, Optimizer, xcnn::CosineAnnealingLR<Optimizer>>>(
+            std::move(optimizer), [&](Optimizer& x) { return xcnn::CosineAnnealingLR(x, total_steps); });
+    }
+    if (o.schedule == "onecycle")
+    {
+        return std::make_unique<driver_of<Net, Optimizer, xcnn::OneCycleLR<Optimizer>>>(
+            std::move(optimizer), [&](Optimizer& x) { return xcnn::OneCycleLR(x, o.lr, total_steps); });
+    }
+    return std::make_unique<driver_of<Net, Optimizer, constant_rate>>(std::move(optimizer),
+                                                                      [](Optimizer&) { return constant_rate{}; });
+}
+
+/// The optimizer and schedule the options ask for, over the parameters of `net`.
+template <class Net>
+std::unique_ptr<training_driver<Net>> make_driver(Net& net, const options& o, std::size_t batches,
+                                                  std::size_t total_steps)
+{
+    const auto lr = static_cast<float>(o.lr);
+    if (o.optimizer == "adam")
+    {
+        return with_schedule<Net>(xcnn::Adam<float>(net.parameters(), lr), o, batches, total_steps);
+    }
+    if (o.optimizer == "adamw")
+    {
+        return with_schedule<Net>(xcnn::AdamW<float>(net.parameters(), lr), o, batches, total_steps);
+    }
+    const double weight_decay = default_recipe(o) ? default_weight_decay : 0.0;
+    return with_schedule<Net>(
+        xcnn::SGD<float>(net.parameters(), lr, static_cast<float>(o.momentum), static_cast<float>(weight_decay)), o,
+        batches, total_steps);
+}
+
 /// What a checkpoint must share with the run that continues it: everything that shapes the
 /// sequence of updates. Not the thread count: results are bit-identical at any count.
 std::string run_description(const options& o, std::size_t training_images)
@@ -624,13 +795,27 @@ std::string run_description(const options& o, std::size_t training_images)
     std::ostringstream out;
     out << "--model " << o.model << " --batch-size " << o.batch_size << " --momentum " << exact(o.momentum)
         << " --seed " << o.seed;
-    if (o.lr_given)
+    // An SGD run without --schedule describes itself as before either existed, so that its
+    // checkpoints resume across the change.
+    if (o.optimizer != "sgd")
     {
-        out << " --lr " << exact(o.lr);
+        out << " --optimizer " << o.optimizer;
+    }
+    if (!o.schedule.empty())
+    {
+        out << " --schedule " << o.schedule;
+    }
+    if (default_recipe(o))
+    {
+        out << " --epochs " << o.epochs << " (default recipe)"; // the schedule spans all epochs
     }
     else
     {
-        out << " --epochs " << o.epochs << " (default recipe)"; // the schedule spans all epochs
+        out << " --lr " << exact(o.lr);
+        if (o.schedule == "cosine" || o.schedule == "onecycle")
+        {
+            out << " --epochs " << o.epochs;
+        }
     }
     out << ", " << training_images << " training images";
     return out.str();
@@ -702,28 +887,38 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
     const std::size_t n = train.labels.size();
     const std::size_t batches = loader.size();
     const std::size_t total_steps = batches * static_cast<std::size_t>(o.epochs);
-    std::cout << "recipe: SGD, batch " << o.batch_size << ", momentum " << o.momentum << ", " << o.epochs
-              << " epoch(s), ";
-    if (o.lr_given)
+    if (o.optimizer == "sgd")
+    {
+        std::cout << "recipe: SGD, batch " << o.batch_size << ", momentum " << o.momentum << ", " << o.epochs
+                  << " epoch(s), ";
+    }
+    else
+    {
+        std::cout << "recipe: " << (o.optimizer == "adam" ? "Adam" : "AdamW") << ", batch " << o.batch_size << ", "
+                  << o.epochs << " epoch(s), ";
+    }
+    if (default_recipe(o))
+    {
+        std::cout << "learning rate warm-up to " << default_peak_lr << " then cosine decay, weight decay "
+                  << default_weight_decay;
+    }
+    else if (o.schedule.empty() || o.schedule == "none")
     {
         std::cout << "learning rate " << o.lr << " (constant)";
     }
     else
     {
-        std::cout << "learning rate warm-up to " << default_peak_lr << " then cosine decay, weight decay "
-                  << default_weight_decay;
+        std::cout << "learning rate " << o.lr << ", schedule " << o.schedule;
     }
     std::cout << ", seed " << o.seed << "\n\n";
 
     xcnn::SoftmaxCrossEntropy<float> loss;
-    const double weight_decay = o.lr_given ? 0.0 : default_weight_decay;
-    xcnn::SGD<float> sgd(net.parameters(), static_cast<float>(o.lr), static_cast<float>(o.momentum),
-                         static_cast<float>(weight_decay));
+    const auto driver = make_driver(net, o, batches, total_steps);
     const std::string description = run_description(o, n);
     xcnn::training_progress start;
     if (!o.resume.empty())
     {
-        start = xcnn::load_checkpoint(o.resume, net, sgd, loader.generator());
+        start = driver->load(o.resume, net, loader.generator());
         if (start.description != description || start.order.size() != n)
         {
             throw xcnn::value_error("--resume '" + o.resume + "': the checkpoint continues a run with " +
@@ -747,7 +942,7 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
         p.order.assign(order.begin(), order.end());
         p.scalars["epoch_loss_sum"] = epoch_loss_sum;
         p.description = description;
-        xcnn::save_checkpoint(o.checkpoint, net, sgd, p, loader.generator());
+        driver->save(o.checkpoint, net, p, loader.generator());
     };
     dist.begin_training(net);
     // This rank's share of each batch in a data-parallel run; a plain run trains on the batch itself.
@@ -793,9 +988,9 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
             }
             const auto& images = whole_batch ? batch.images : part_images;
             const auto& labels = whole_batch ? batch.labels : part_labels;
-            if (!o.lr_given)
+            if (default_recipe(o))
             {
-                sgd.set_lr(static_cast<float>(scheduled_lr(step, total_steps, batches)));
+                driver->set_lr(static_cast<float>(scheduled_lr(step, total_steps, batches)));
             }
             float value = 0;
             if (part.count > 0)
@@ -805,7 +1000,7 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
                 net.backward(loss.backward());
             }
             value = dist.average(value, part.count, count); // the global batch's gradients and loss
-            // SGD refuses non-finite gradients and weights before it changes anything, naming the
+            // The optimizer refuses non-finite gradients and weights before it changes anything, naming the
             // parameter and its layer; nothing is saved after that, so --save and --checkpoint
             // keep the last good state.
             auto where = [&]
@@ -815,7 +1010,7 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
             };
             try
             {
-                sgd.step();
+                driver->step();
             }
             catch (const xcnn::numeric_error& e)
             {

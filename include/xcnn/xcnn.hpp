@@ -43,7 +43,10 @@
 #include "network/parameter.hpp"
 #include "network/residual.hpp"
 #include "network/sequential.hpp"
+#include "optim/adam.hpp"
+#include "optim/clip.hpp"
 #include "optim/optimizer.hpp"
+#include "optim/schedule.hpp"
 #include "optim/sgd.hpp"
 
 #include "io/checkpoint.hpp"

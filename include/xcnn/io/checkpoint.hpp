@@ -2,7 +2,8 @@
 /// Training checkpoints: `xcnn::save_checkpoint` / `xcnn::load_checkpoint` keep everything a run
 /// needs to continue exactly where it stopped — the network's parameters and buffers, the
 /// generators of its stochastic layers (`Dropout`'s masks, core/generator.hpp), the
-/// optimizer's state (learning rate, momentum buffers, step counts) and the loop's progress
+/// optimizer's state (learning rate, momentum buffers, step counts), optionally the learning-rate
+/// schedule's state (optim/schedule.hpp) and the loop's progress
 /// (epoch, step, the state of the random generator, the sample order) — in one model file
 /// (docs/model-format.md). Any optimizer satisfying the contract of optim/optimizer.hpp works:
 /// the file stores its `optimizer_state` generically.
@@ -214,6 +215,11 @@ std::vector<generator_handle> generators_of(Net& net)
 /// The prefix of the records of the optimizer's state: "optimizer.lr", "optimizer.steps", ...
 inline constexpr const char* checkpoint_optimizer_prefix = "optimizer.";
 
+inline constexpr const char* checkpoint_schedule_key = "xcnn.schedule";
+
+/// The prefix of the records of the schedule's state: "schedule.last_lr", "schedule.steps", ...
+inline constexpr const char* checkpoint_schedule_prefix = "schedule.";
+
 /// "optimizer.3.weight.momentum_buffer": the record of the tensor `name` of `parameter`.
 inline std::string optimizer_tensor_key(const std::string& parameter, const std::string& name)
 {
@@ -317,6 +323,71 @@ const auto* parameter_named(const Optimizer& optimizer, const std::string& name)
     return static_cast<decltype(&optimizer.parameters().front())>(nullptr);
 }
 
+/// Stands for "no schedule" in the functions that take one optionally.
+struct no_schedule
+{
+};
+
+/// Checks that `schedule` drives `optimizer`.
+template <class Schedule, class Optimizer>
+void check_schedule_of(const Schedule& schedule, const Optimizer& optimizer, const std::string& where)
+{
+    static_assert(is_schedule<Schedule>::value,
+                  "xcnn checkpoints: the schedule must satisfy the schedule contract of xcnn/optim/optimizer.hpp");
+    static_assert(std::is_same<typename Schedule::optimizer_type, Optimizer>::value,
+                  "xcnn checkpoints: the schedule must drive an optimizer of the checkpoint's optimizer type");
+    if (&schedule.optimizer() != &optimizer)
+    {
+        throw value_error(concat(where, "the ", schedule.name(), " schedule drives another ", optimizer.name(),
+                                 " optimizer than the one given"));
+    }
+}
+
+/// The schedule state stored in `file` for `schedule`: every "schedule.NAME" record, float64 a
+/// scalar and uint64 a counter, those `schedule.state_dict()` names first in its order.
+template <class Schedule>
+schedule_state read_schedule_state(const model_file& file, const checkpoint_reader& read, const Schedule& schedule)
+{
+    const std::string prefix = checkpoint_schedule_prefix;
+    const schedule_state current = schedule.state_dict();
+    schedule_state state;
+    state.kind = current.kind;
+    std::set<std::string> named;
+    for (const auto& entry : current.scalars)
+    {
+        if (file.find(prefix + entry.first, record_kind::state) != nullptr)
+        {
+            state.scalars.emplace_back(entry.first, read.scalar<double>(prefix + entry.first));
+            named.insert(prefix + entry.first);
+        }
+    }
+    for (const auto& entry : current.counters)
+    {
+        if (file.find(prefix + entry.first, record_kind::state) != nullptr)
+        {
+            state.counters.emplace_back(entry.first, read.scalar<std::uint64_t>(prefix + entry.first));
+            named.insert(prefix + entry.first);
+        }
+    }
+    for (const auto* r : file.of_kind(record_kind::state))
+    {
+        if (r->name.rfind(prefix, 0) != 0 || named.count(r->name) != 0)
+        {
+            continue;
+        }
+        const std::string name = r->name.substr(prefix.size());
+        if (r->shape.empty() && r->type == static_cast<std::uint8_t>(dtype::f64))
+        {
+            state.scalars.emplace_back(name, read.scalar<double>(r->name));
+        }
+        else
+        {
+            state.counters.emplace_back(name, read.scalar<std::uint64_t>(r->name));
+        }
+    }
+    return state;
+}
+
 template <class Net, class Optimizer>
 void check_checkpoint_types()
 {
@@ -332,7 +403,7 @@ void check_checkpoint_types()
 template <class Net, class Optimizer>
 model_file checkpoint_file(Net& net, const Optimizer& optimizer,
                            const optimizer_state<typename Optimizer::value_type>& state,
-                           const training_progress& progress)
+                           const training_progress& progress, const schedule_state* schedule = nullptr)
 {
     const std::string prefix = checkpoint_optimizer_prefix;
     model_file file = model_state(net);
@@ -358,6 +429,18 @@ model_file checkpoint_file(Net& net, const Optimizer& optimizer,
         file.records.push_back(tensor_record::from(optimizer_tensor_key(t.parameter, t.name), record_kind::state,
                                                    t.values.data(), p->shape()));
     }
+    if (schedule != nullptr)
+    {
+        file.records.push_back(tensor_record::text(checkpoint_schedule_key, schedule->kind));
+        for (const auto& [name, value] : schedule->scalars)
+        {
+            file.records.push_back(scalar_record(std::string(checkpoint_schedule_prefix) + name, value));
+        }
+        for (const auto& [name, value] : schedule->counters)
+        {
+            file.records.push_back(scalar_record(std::string(checkpoint_schedule_prefix) + name, value));
+        }
+    }
     for (const auto& g : generators_of(net))
     {
         file.records.push_back(text_state_record(checkpoint_generator_prefix + g.name(), g.state()));
@@ -376,13 +459,17 @@ model_file checkpoint_file(Net& net, const Optimizer& optimizer,
     return file;
 }
 
-/// The optimizer state stored in `file` for `optimizer`: the scalars and counters its own
-/// `state_dict()` names, and every other "optimizer.PARAMETER.NAME" record as a tensor of
-/// the parameter it names (checked against the parameter's shape here, against the rest of the
-/// contract by `check_state_dict`).
+/// The optimizer state stored in `file` for `optimizer`: its scalars and counters (every
+/// "optimizer.NAME" record: those its own `state_dict()` names are read in its order with the
+/// type it gives them; others, such as a switch the optimizer only lists when it is on, by their
+/// dtype: `T` a scalar, uint64 a counter) and every "optimizer.PARAMETER.NAME" record as a tensor
+/// of the parameter it names (checked against the parameter's shape here, against the rest of
+/// the contract by `check_state_dict`). The records of names of `optimizer.state_dict()` that
+/// the file lacks are appended to `missing`.
 template <class Optimizer>
 optimizer_state<typename Optimizer::value_type>
-read_optimizer_state(const model_file& file, const checkpoint_reader& read, const Optimizer& optimizer)
+read_optimizer_state(const model_file& file, const checkpoint_reader& read, const Optimizer& optimizer,
+                     std::vector<std::string>& missing)
 {
     using T = typename Optimizer::value_type;
     const std::string prefix = checkpoint_optimizer_prefix;
@@ -393,13 +480,48 @@ read_optimizer_state(const model_file& file, const checkpoint_reader& read, cons
     std::set<std::string> named;
     for (const auto& entry : current.scalars)
     {
+        if (file.find(prefix + entry.first, record_kind::state) == nullptr)
+        {
+            missing.push_back(prefix + entry.first);
+            continue;
+        }
         state.scalars.emplace_back(entry.first, read.scalar<T>(prefix + entry.first));
         named.insert(prefix + entry.first);
     }
     for (const auto& entry : current.counters)
     {
+        if (file.find(prefix + entry.first, record_kind::state) == nullptr)
+        {
+            missing.push_back(prefix + entry.first);
+            continue;
+        }
         state.counters.emplace_back(entry.first, read.scalar<std::uint64_t>(prefix + entry.first));
         named.insert(prefix + entry.first);
+    }
+    for (const auto* r : file.of_kind(record_kind::state))
+    {
+        if (r->name.rfind(prefix, 0) != 0 || named.count(r->name) != 0 ||
+            r->name.find('.', prefix.size()) != std::string::npos)
+        {
+            continue;
+        }
+        const std::string name = r->name.substr(prefix.size());
+        if (r->shape.empty() && r->type == static_cast<std::uint8_t>(dtype_of<T>()))
+        {
+            state.scalars.emplace_back(name, read.scalar<T>(r->name));
+        }
+        else if (r->shape.empty() && r->type == static_cast<std::uint8_t>(dtype::u64))
+        {
+            state.counters.emplace_back(name, read.scalar<std::uint64_t>(r->name));
+        }
+        else
+        {
+            throw format_error(concat(where, "the state record '", r->name, "' holds ", dtype_name(r->type),
+                                      " of shape ", xcnn::detail::shape_to_string(r->shape), ", expected a ",
+                                      dtype_name(static_cast<std::uint8_t>(dtype_of<T>())),
+                                      " or uint64 scalar (an optimizer scalar or counter)"));
+        }
+        named.insert(r->name);
     }
     const auto& params = optimizer.parameters();
     // Tensors are listed in parameter order (the contract); the records are, too, when xcnn
@@ -414,11 +536,6 @@ read_optimizer_state(const model_file& file, const checkpoint_reader& read, cons
             continue;
         }
         const auto dot = r->name.rfind('.');
-        if (dot < prefix.size())
-        {
-            throw format_error(concat(where, "the state record '", r->name, "' is no part of the state of ",
-                                      optimizer.name(), " (a checkpoint of another xcnn version?)"));
-        }
         const std::string parameter = r->name.substr(prefix.size(), dot - prefix.size());
         const std::string name = r->name.substr(dot + 1);
         auto& counts = per_name[name];
@@ -482,28 +599,36 @@ io::model_file checkpoint_state(Net& net, const Optimizer& optimizer, const trai
     return io::detail::checkpoint_file(net, optimizer, optimizer.state_dict(), progress);
 }
 
-/// Restores `net` (parameters and buffers), `optimizer` and, when given, `rng` from a
-/// checkpoint's records and returns the progress. Everything is checked first — the network's
-/// parameters and buffers (names, shapes, type), its generators' states (a generator without a
-/// record, as in a checkpoint of an older version, is left as it is), that the checkpoint holds
-/// the state of an
-/// optimizer of `optimizer`'s kind, that `optimizer` updates `net`, the optimizer's state against
-/// its parameters (`check_state_dict`), the progress records and the generator state — so on an
-/// exception nothing has changed. `source` names the file.
-/// @throws format_error if `file` is no checkpoint, holds the state of another kind of optimizer,
-/// or a record is missing, of the wrong type or not a state of the generator it names;
-/// shape_error if the parameters, buffers, generator states or the optimizer's tensors do not fit
-/// the network; value_error if the optimizer does not update
-/// `net` or the generator state is not one of `Engine`.
-template <class Net, class Optimizer, class Engine = std::mt19937>
-training_progress restore_checkpoint(const io::model_file& file, Net& net, Optimizer& optimizer,
-                                     const std::string& source = "<checkpoint>", Engine* rng = nullptr)
+/// `checkpoint_state(net, optimizer, progress)` with the state of `schedule` (a schedule of
+/// optim/schedule.hpp driving `optimizer`) too: `xcnn.schedule` = its kind, its scalars and
+/// counters as "schedule.last_lr", "schedule.steps", ....
+/// @throws value_error if `optimizer` does not update `net`'s parameters or `schedule` drives
+/// another optimizer.
+template <class Net, class Optimizer, class Schedule, std::enable_if_t<is_schedule<Schedule>::value, int> = 0>
+io::model_file checkpoint_state(Net& net, const Optimizer& optimizer, const Schedule& schedule,
+                                const training_progress& progress)
 {
-    using detail::concat;
     io::detail::check_checkpoint_types<Net, Optimizer>();
-    const io::detail::checkpoint_reader read(file, source);
+    io::detail::check_optimizer_of(net, optimizer, "checkpoint_state: ");
+    io::detail::check_schedule_of(schedule, optimizer, "checkpoint_state: ");
+    const schedule_state state = schedule.state_dict();
+    return io::detail::checkpoint_file(net, optimizer, optimizer.state_dict(), progress, &state);
+}
+
+namespace io::detail
+{
+
+/// `restore_checkpoint` with an optional schedule (`schedule` null, `Schedule` = `no_schedule`:
+/// none) and generator.
+template <class Net, class Optimizer, class Schedule, class Engine>
+training_progress restore(const model_file& file, Net& net, Optimizer& optimizer, Schedule* schedule,
+                          const std::string& source, Engine* rng)
+{
+    using xcnn::detail::concat;
+    check_checkpoint_types<Net, Optimizer>();
+    const checkpoint_reader read(file, source);
     const std::string where = read.where();
-    const auto* marker = file.find(io::detail::checkpoint_optimizer_key, io::record_kind::metadata);
+    const auto* marker = file.find(checkpoint_optimizer_key, record_kind::metadata);
     if (marker == nullptr)
     {
         throw format_error(concat(where, "this is a model file without training state (written by xcnn::save, not "
@@ -515,10 +640,34 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
         throw format_error(
             concat(where, "the checkpoint holds the state of a '", marker->as_text(), "' optimizer, not of ", kind));
     }
+    const auto* schedule_marker = file.find(checkpoint_schedule_key, record_kind::metadata);
+    constexpr bool with_schedule = !std::is_same<Schedule, no_schedule>::value;
+    if constexpr (with_schedule)
+    {
+        if (schedule_marker == nullptr)
+        {
+            throw format_error(concat(where,
+                                      "the checkpoint holds no schedule state (it was saved without a "
+                                      "schedule), but a ",
+                                      schedule->name(), " schedule was given to restore"));
+        }
+        if (schedule_marker->as_text() != schedule->name())
+        {
+            throw format_error(concat(where, "the checkpoint holds the state of a '", schedule_marker->as_text(),
+                                      "' schedule, not of ", schedule->name()));
+        }
+    }
+    else if (schedule_marker != nullptr)
+    {
+        throw format_error(concat(where, "the checkpoint holds the state of a '", schedule_marker->as_text(),
+                                  "' schedule: pass the schedule to load_checkpoint to restore it (or read the "
+                                  "network alone with xcnn::load)"));
+    }
     check_state(net, file, source);
-    io::detail::check_optimizer_of(net, optimizer, where);
+    check_optimizer_of(net, optimizer, where);
 
-    const auto state = io::detail::read_optimizer_state(file, read, optimizer);
+    std::vector<std::string> missing;
+    const auto state = read_optimizer_state(file, read, optimizer, missing);
     try
     {
         optimizer.check_state_dict(state);
@@ -529,7 +678,24 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
     }
     catch (const value_error& e)
     {
-        throw format_error(where + e.what());
+        // A record the optimizer needs is missing: say so rather than how the state lacks it.
+        throw format_error(missing.empty()
+                               ? where + e.what()
+                               : concat(where, "the checkpoint has no state record '", missing.front(), "'"));
+    }
+    schedule_state restored_schedule;
+    if constexpr (with_schedule)
+    {
+        check_schedule_of(*schedule, optimizer, where);
+        restored_schedule = read_schedule_state(file, read, *schedule);
+        try
+        {
+            schedule->check_state_dict(restored_schedule);
+        }
+        catch (const value_error& e)
+        {
+            throw format_error(where + e.what());
+        }
     }
 
     training_progress progress;
@@ -540,7 +706,7 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
     progress.order = read.values<std::uint64_t>(read.get("train.order"), 1);
     progress.description = read.text("train.description");
     const std::string scalar_prefix = "train.scalar.";
-    for (const auto* r : file.of_kind(io::record_kind::state))
+    for (const auto* r : file.of_kind(record_kind::state))
     {
         if (r->name.rfind(scalar_prefix, 0) == 0)
         {
@@ -564,15 +730,15 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
     // The generators of stochastic layers ("generator.3.rng"). A checkpoint without the record
     // of one (written before the layer had a generator) leaves it as it is; a record that fits no
     // generator of the network is a mismatch like a parameter that fits none.
-    const std::string generator_prefix = io::detail::checkpoint_generator_prefix;
-    auto generators = io::detail::generators_of(net);
+    const std::string generator_prefix = checkpoint_generator_prefix;
+    auto generators = generators_of(net);
     std::vector<std::pair<generator_handle, std::string>> generator_states;
     std::set<std::string> generator_records;
     for (const auto& g : generators)
     {
         const std::string key = generator_prefix + g.name();
         generator_records.insert(key);
-        if (file.find(key, io::record_kind::state) == nullptr)
+        if (file.find(key, record_kind::state) == nullptr)
         {
             continue;
         }
@@ -588,7 +754,7 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
         }
         generator_states.emplace_back(g, std::move(text));
     }
-    for (const auto* r : file.of_kind(io::record_kind::state))
+    for (const auto* r : file.of_kind(record_kind::state))
     {
         if (r->name.rfind(generator_prefix, 0) == 0 && generator_records.count(r->name) == 0)
         {
@@ -602,6 +768,10 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
     // the optimizer changes: load_state_dict copies before it commits).
     load_state(net, file, source);
     optimizer.load_state_dict(state);
+    if constexpr (with_schedule)
+    {
+        schedule->load_state_dict(restored_schedule);
+    }
     for (const auto& [g, text] : generator_states)
     {
         g.set_state(text);
@@ -611,6 +781,81 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
         *rng = restored_rng;
     }
     return progress;
+}
+
+/// `save_checkpoint` with an optional schedule (`schedule` null: none).
+template <class Net, class Optimizer, class Schedule>
+void save(const std::string& path, Net& net, const Optimizer& optimizer, const Schedule* schedule,
+          const training_progress& progress)
+{
+    using xcnn::detail::concat;
+    check_checkpoint_types<Net, Optimizer>();
+    const std::string where = concat("save_checkpoint ", quoted(path));
+    const std::string kept = concat("; ", quoted(path), " was left unchanged");
+    try
+    {
+        require_finite(net, where);
+    }
+    catch (const numeric_error& e)
+    {
+        throw numeric_error(e.what() + kept);
+    }
+    check_optimizer_of(net, optimizer, where + ": ");
+    schedule_state schedule_values;
+    if constexpr (!std::is_same<Schedule, no_schedule>::value)
+    {
+        check_schedule_of(*schedule, optimizer, where + ": ");
+        schedule_values = schedule->state_dict();
+    }
+    const auto state = optimizer.state_dict();
+    for (const auto& t : state.tensors)
+    {
+        if (!xcnn::detail::all_finite(t.values.data(), t.values.size()))
+        {
+            const auto* p = parameter_named(optimizer, t.parameter);
+            const std::string parameter = p != nullptr ? xcnn::detail::describe_parameter(*p) : "'" + t.parameter + "'";
+            throw numeric_error(concat(
+                where, ": the ", xcnn::detail::state_description(t.name), " of parameter ", parameter,
+                " holds non-finite values: ", xcnn::detail::nonfinite_summary(t.values.data(), t.values.size()), kept));
+        }
+    }
+    const auto file =
+        checkpoint_file(net, optimizer, state, progress, schedule != nullptr ? &schedule_values : nullptr);
+    remove_stale_temporaries(path);
+    write_model_file(path, file);
+}
+
+} // namespace io::detail
+
+/// Restores `net` (parameters and buffers), `optimizer` and, when given, `rng` from a
+/// checkpoint's records and returns the progress. Everything is checked first — the network's
+/// parameters and buffers (names, shapes, type), its generators' states (a generator without a
+/// record, as in a checkpoint of an older version, is left as it is), that the checkpoint holds
+/// the state of an optimizer of `optimizer`'s kind, that `optimizer` updates `net`, the
+/// optimizer's state against its parameters (`check_state_dict`), the progress records and the
+/// generator state — so on an exception nothing has changed. `source` names the file.
+/// @throws format_error if `file` is no checkpoint, holds the state of another kind of optimizer
+/// or of a schedule (restore it with the overload that takes one), or a record is missing, of
+/// the wrong type or not a state of the generator it names; shape_error if the parameters,
+/// buffers, generator states or the optimizer's tensors do not fit the network; value_error if the optimizer does not update `net` or the generator state is not
+/// one of `Engine`.
+template <class Net, class Optimizer, class Engine = std::mt19937>
+training_progress restore_checkpoint(const io::model_file& file, Net& net, Optimizer& optimizer,
+                                     const std::string& source = "<checkpoint>", Engine* rng = nullptr)
+{
+    return io::detail::restore(file, net, optimizer, static_cast<io::detail::no_schedule*>(nullptr), source, rng);
+}
+
+/// `restore_checkpoint(file, net, optimizer, source, rng)` that also restores `schedule` (a
+/// schedule of optim/schedule.hpp driving `optimizer`), all or nothing.
+/// @throws format_error if the checkpoint holds no schedule state, that of another kind of
+/// schedule, or one `schedule` refuses; value_error if `schedule` drives another optimizer.
+template <class Net, class Optimizer, class Schedule, class Engine = std::mt19937,
+          std::enable_if_t<is_schedule<Schedule>::value, int> = 0>
+training_progress restore_checkpoint(const io::model_file& file, Net& net, Optimizer& optimizer, Schedule& schedule,
+                                     const std::string& source = "<checkpoint>", Engine* rng = nullptr)
+{
+    return io::detail::restore(file, net, optimizer, &schedule, source, rng);
 }
 
 /// Writes a checkpoint of `net`, `optimizer` (any optimizer of optim/optimizer.hpp's contract,
@@ -624,37 +869,23 @@ training_progress restore_checkpoint(const io::model_file& file, Net& net, Optim
 template <class Net, class Optimizer>
 void save_checkpoint(const std::string& path, Net& net, const Optimizer& optimizer, const training_progress& progress)
 {
-    io::detail::check_checkpoint_types<Net, Optimizer>();
-    const std::string where = detail::concat("save_checkpoint ", io::detail::quoted(path));
-    const std::string kept = detail::concat("; ", io::detail::quoted(path), " was left unchanged");
-    try
-    {
-        require_finite(net, where);
-    }
-    catch (const numeric_error& e)
-    {
-        throw numeric_error(e.what() + kept);
-    }
-    io::detail::check_optimizer_of(net, optimizer, where + ": ");
-    const auto state = optimizer.state_dict();
-    for (const auto& t : state.tensors)
-    {
-        if (!detail::all_finite(t.values.data(), t.values.size()))
-        {
-            const auto* p = io::detail::parameter_named(optimizer, t.parameter);
-            const std::string parameter = p != nullptr ? detail::describe_parameter(*p) : "'" + t.parameter + "'";
-            throw numeric_error(detail::concat(
-                where, ": the ", detail::state_description(t.name), " of parameter ", parameter,
-                " holds non-finite values: ", detail::nonfinite_summary(t.values.data(), t.values.size()), kept));
-        }
-    }
-    const auto file = io::detail::checkpoint_file(net, optimizer, state, progress);
-    io::remove_stale_temporaries(path);
-    io::write_model_file(path, file);
+    io::detail::save(path, net, optimizer, static_cast<const io::detail::no_schedule*>(nullptr), progress);
+}
+
+/// `save_checkpoint(path, net, optimizer, progress)` that also saves the state of `schedule`
+/// (a schedule of optim/schedule.hpp driving `optimizer`): its kind as `xcnn.schedule`, its
+/// values as "schedule.NAME" records.
+/// @throws value_error if `schedule` drives another optimizer (and what the overload without a
+/// schedule throws).
+template <class Net, class Optimizer, class Schedule, std::enable_if_t<is_schedule<Schedule>::value, int> = 0>
+void save_checkpoint(const std::string& path, Net& net, const Optimizer& optimizer, const Schedule& schedule,
+                     const training_progress& progress)
+{
+    io::detail::save(path, net, optimizer, &schedule, progress);
 }
 
 /// `save_checkpoint(path, net, optimizer, progress)` with `progress.rng` set to the state of `rng`.
-template <class Net, class Optimizer, class Engine>
+template <class Net, class Optimizer, class Engine, std::enable_if_t<!is_schedule<Engine>::value, int> = 0>
 void save_checkpoint(const std::string& path, Net& net, const Optimizer& optimizer, training_progress progress,
                      const Engine& rng)
 {
@@ -662,12 +893,24 @@ void save_checkpoint(const std::string& path, Net& net, const Optimizer& optimiz
     save_checkpoint(path, net, optimizer, progress);
 }
 
+/// `save_checkpoint(path, net, optimizer, schedule, progress)` with `progress.rng` set to the
+/// state of `rng`.
+template <class Net, class Optimizer, class Schedule, class Engine,
+          std::enable_if_t<is_schedule<Schedule>::value, int> = 0>
+void save_checkpoint(const std::string& path, Net& net, const Optimizer& optimizer, const Schedule& schedule,
+                     training_progress progress, const Engine& rng)
+{
+    progress.rng = rng_state(rng);
+    save_checkpoint(path, net, optimizer, schedule, progress);
+}
+
 /// Restores `net` and `optimizer` from the checkpoint at `path` (written by `save_checkpoint`)
 /// and returns the progress. The whole file is checked first; after an exception nothing has
 /// changed. A checkpoint is also a model file: `xcnn::load` reads its parameters and buffers alone.
 /// @throws io_error if it cannot be read; format_error if it is damaged, no checkpoint (e.g. a
-/// plain model file) or one of another kind of optimizer; shape_error if the parameters, the
-/// buffers or the optimizer state do not fit the network.
+/// plain model file), one of another kind of optimizer or one holding a schedule's state (load
+/// it with the overload that takes the schedule); shape_error if the parameters, the buffers or
+/// the optimizer state do not fit the network.
 template <class Net, class Optimizer>
 training_progress load_checkpoint(const std::string& path, Net& net, Optimizer& optimizer)
 {
@@ -677,10 +920,30 @@ training_progress load_checkpoint(const std::string& path, Net& net, Optimizer& 
 /// `load_checkpoint(path, net, optimizer)` that also restores the generator `rng` from the
 /// checkpoint's `train.rng`, all or nothing.
 /// @throws value_error (changing nothing) if the stored state is not one of an `Engine`.
-template <class Net, class Optimizer, class Engine>
+template <class Net, class Optimizer, class Engine, std::enable_if_t<!is_schedule<Engine>::value, int> = 0>
 training_progress load_checkpoint(const std::string& path, Net& net, Optimizer& optimizer, Engine& rng)
 {
     return restore_checkpoint(io::read_model_file(path), net, optimizer, path, &rng);
+}
+
+/// `load_checkpoint(path, net, optimizer)` that also restores `schedule` (a schedule of
+/// optim/schedule.hpp driving `optimizer`), all or nothing.
+/// @throws format_error if the checkpoint holds no schedule state (a checkpoint saved without a
+/// schedule, e.g. by an earlier release), that of another kind of schedule, or one `schedule`
+/// refuses; value_error if `schedule` drives another optimizer.
+template <class Net, class Optimizer, class Schedule, std::enable_if_t<is_schedule<Schedule>::value, int> = 0>
+training_progress load_checkpoint(const std::string& path, Net& net, Optimizer& optimizer, Schedule& schedule)
+{
+    return restore_checkpoint(io::read_model_file(path), net, optimizer, schedule, path);
+}
+
+/// `load_checkpoint(path, net, optimizer, schedule)` that also restores the generator `rng`.
+template <class Net, class Optimizer, class Schedule, class Engine,
+          std::enable_if_t<is_schedule<Schedule>::value, int> = 0>
+training_progress load_checkpoint(const std::string& path, Net& net, Optimizer& optimizer, Schedule& schedule,
+                                  Engine& rng)
+{
+    return restore_checkpoint(io::read_model_file(path), net, optimizer, schedule, path, &rng);
 }
 
 } // namespace xcnn

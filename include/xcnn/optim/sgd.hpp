@@ -1,5 +1,6 @@
 /// @file
-/// `xcnn::SGD`: stochastic gradient descent with momentum and weight decay, PyTorch's rule.
+/// `xcnn::SGD`: stochastic gradient descent with momentum (plain or Nesterov) and weight decay,
+/// PyTorch's rule.
 #ifndef XCNN_OPTIM_SGD_HPP
 #define XCNN_OPTIM_SGD_HPP
 
@@ -14,32 +15,28 @@
 #include "../core/error.hpp"
 #include "../core/finite.hpp"
 #include "../core/parameter.hpp"
+#include "kernels.hpp"
 #include "optimizer.hpp"
 
 namespace xcnn
 {
 
-/// What `SGD::step` does when a gradient or a parameter is not finite (NaN or infinite).
-enum class nonfinite_policy
-{
-    raise,    ///< throw `numeric_error` naming the step and the parameter (the default)
-    skip_step ///< leave every parameter and momentum buffer as it is, count the step as skipped
-};
-
 /// Updates each parameter p with its gradient g exactly as `torch.optim.SGD` does
-/// (dampening 0, no Nesterov):
+/// (dampening 0):
 ///
 ///     g = g + weight_decay * p
 ///     b = g                     (first step)
 ///     b = momentum * b + g      (later steps)
 ///     p = p - lr * b            (b = g when momentum is 0)
+///     p = p - lr * (g + momentum * b)   (instead, with Nesterov momentum)
 ///
 /// Before it changes anything, `step` checks that every parameter and every gradient is finite
 /// (one vectorised pass, no allocation). A NaN or infinity throws `numeric_error` naming the
 /// step and the parameter, e.g. "SGD step 1234: non-finite gradient in parameter '3.weight'
 /// (Conv2D(6, 16, ...)): ...; no parameter was changed", so a diverged run never turns its
 /// weights into NaN; with `nonfinite_policy::skip_step` the step is skipped and counted instead
-/// (as PyTorch's GradScaler does with mixed-precision overflows).
+/// (as PyTorch's GradScaler does with mixed-precision overflows). The update is one vector pass
+/// per parameter over its value, gradient and buffer, split between threads for large tensors.
 template <class T>
 class SGD
 {
@@ -47,24 +44,28 @@ public:
     /// Scalar type of the parameters.
     using value_type = T;
 
-    /// Updates `parameters` (usually `net.parameters()`) with learning rate `lr`, `momentum` and L2
-    /// penalty `weight_decay`; as in PyTorch, both default to 0.
-    /// @throws value_error if `lr` is negative or not finite, or `momentum` or `weight_decay` is negative.
-    SGD(std::vector<parameter<T>> parameters, T lr, T momentum = T(0), T weight_decay = T(0))
-        : m_parameters(std::move(parameters)), m_momentum(momentum), m_weight_decay(weight_decay)
+    /// Updates `parameters` (usually `net.parameters()`) with learning rate `lr`, `momentum`, L2
+    /// penalty `weight_decay` and, if `nesterov`, Nesterov momentum; as in PyTorch, momentum
+    /// and weight decay default to 0 and Nesterov momentum to off.
+    /// @throws value_error if `lr` is negative or not finite, `momentum` or `weight_decay` is
+    /// negative or not finite, or `nesterov` is set without a positive momentum (PyTorch's rule).
+    SGD(std::vector<parameter<T>> parameters, T lr, T momentum = T(0), T weight_decay = T(0), bool nesterov = false)
+        : m_parameters(std::move(parameters)), m_momentum(momentum), m_weight_decay(weight_decay), m_nesterov(nesterov)
     {
         set_lr(lr);
-        if (!(momentum >= T(0)) || !(weight_decay >= T(0)))
+        if (!(momentum >= T(0)) || !(weight_decay >= T(0)) || !std::isfinite(momentum) || !std::isfinite(weight_decay))
         {
-            throw value_error(
-                detail::concat("SGD: momentum (", momentum, ") and weight_decay (", weight_decay, ") must be >= 0"));
+            throw value_error(detail::concat("SGD: momentum (", momentum, ") and weight_decay (", weight_decay,
+                                             ") must be finite and >= 0"));
         }
+        check_nesterov(nesterov, momentum);
         m_buffers.resize(m_parameters.size());
     }
 
     /// The learning rate.
     T lr() const noexcept { return m_lr; }
     /// Changes the learning rate, e.g. for a schedule.
+    /// @throws value_error if `lr` is negative or not finite; nothing changes then.
     void set_lr(T lr)
     {
         if (!(lr >= T(0)) || !std::isfinite(lr))
@@ -75,8 +76,23 @@ public:
     }
     /// The momentum factor (0: plain SGD).
     T momentum() const noexcept { return m_momentum; }
+    /// Changes the momentum factor, e.g. for `OneCycleLR`. As in PyTorch, a parameter without a
+    /// momentum buffer (momentum was 0 so far) starts one at its next update.
+    /// @throws value_error if `momentum` is negative or not finite, or 0 with Nesterov momentum;
+    /// nothing changes then.
+    void set_momentum(T momentum)
+    {
+        if (!(momentum >= T(0)) || !std::isfinite(momentum))
+        {
+            throw value_error(detail::concat("SGD: momentum ", momentum, " must be finite and >= 0"));
+        }
+        check_nesterov(m_nesterov, momentum);
+        m_momentum = momentum;
+    }
     /// The L2 penalty factor added to each gradient.
     T weight_decay() const noexcept { return m_weight_decay; }
+    /// Whether the update uses Nesterov momentum.
+    bool nesterov() const noexcept { return m_nesterov; }
     /// The parameters this optimizer updates.
     const std::vector<parameter<T>>& parameters() const noexcept { return m_parameters; }
     /// Momentum buffer of parameter i (empty before the first step or without momentum).
@@ -98,7 +114,9 @@ public:
     std::string name() const { return "SGD"; }
 
     /// A copy of the state a checkpoint needs (the optimizer contract of optim/optimizer.hpp):
-    /// scalars "lr", "momentum", "weight_decay"; counters "steps", "skipped_steps"; a tensor
+    /// scalars "lr", "momentum", "weight_decay"; counters "steps", "skipped_steps" and, only
+    /// with Nesterov momentum, "nesterov" = 1 (absent means off, so the states and checkpoints of
+    /// releases before Nesterov momentum keep their meaning and records); a tensor
     /// "momentum_buffer" per parameter that has one (none before its first update or without
     /// momentum, as in PyTorch's `state_dict`).
     optimizer_state<T> state_dict() const
@@ -107,6 +125,10 @@ public:
         state.kind = name();
         state.scalars = {{"lr", m_lr}, {"momentum", m_momentum}, {"weight_decay", m_weight_decay}};
         state.counters = {{"steps", m_steps}, {"skipped_steps", m_skipped}};
+        if (m_nesterov)
+        {
+            state.counters.emplace_back(nesterov_name, 1);
+        }
         for (std::size_t i = 0; i < m_parameters.size(); ++i)
         {
             if (!m_buffers[i].empty())
@@ -119,7 +141,8 @@ public:
 
     /// Restores a state from `state_dict()`, after checking that it fits this optimizer's
     /// parameters; on an exception nothing has changed. A parameter without a momentum buffer in
-    /// `state` has none afterwards (its next update starts one, as the first does).
+    /// `state` has none afterwards (its next update starts one, as the first does). A state
+    /// without a "nesterov" counter turns Nesterov momentum off.
     /// @throws value_error if `state` is of another kind, lacks or adds a scalar, a counter or a
     /// kind of tensor, lists a buffer twice or holds an invalid hyperparameter; shape_error if a
     /// buffer belongs to no parameter of this optimizer or its size differs from its parameter's.
@@ -129,7 +152,7 @@ public:
         std::vector<std::vector<T>> buffers(m_parameters.size());
         for (const auto& t : state.tensors)
         {
-            buffers[index_of(t.parameter)] = t.values;
+            buffers[detail::parameter_index(m_parameters, t.parameter)] = t.values;
         }
         // Everything fits and is copied: commit (nothing below throws).
         m_lr = *state.scalar("lr");
@@ -137,6 +160,7 @@ public:
         m_weight_decay = *state.scalar("weight_decay");
         m_steps = *state.counter("steps");
         m_skipped = *state.counter("skipped_steps");
+        m_nesterov = state.counter(nesterov_name) != nullptr && *state.counter(nesterov_name) == 1;
         m_buffers.swap(buffers);
     }
 
@@ -147,37 +171,15 @@ public:
         {
             throw value_error(detail::concat("SGD: the state is that of a '", state.kind, "' optimizer"));
         }
-        check_names(state.scalars, {"lr", "momentum", "weight_decay"}, "scalar");
-        check_names(state.counters, {"steps", "skipped_steps"}, "counter");
-        std::vector<bool> seen(m_parameters.size(), false);
-        for (const auto& t : state.tensors)
+        detail::check_state_names(name(), state.scalars, {"lr", "momentum", "weight_decay"}, "scalar");
+        const std::uint64_t* nesterov = state.counter(nesterov_name);
+        std::vector<std::string> counters{"steps", "skipped_steps"};
+        if (nesterov != nullptr)
         {
-            if (t.name != momentum_buffer_name)
-            {
-                throw value_error(detail::concat("SGD: the state holds a tensor '", t.name, "' of parameter '",
-                                                 t.parameter, "'; SGD keeps only '", momentum_buffer_name, "'"));
-            }
-            const std::size_t i = index_of(t.parameter);
-            if (i == m_parameters.size())
-            {
-                throw shape_error(detail::concat("SGD: the state holds a momentum buffer of '", t.parameter,
-                                                 "', which is none of the optimizer's ", m_parameters.size(),
-                                                 " parameters"));
-            }
-            if (seen[i])
-            {
-                throw value_error(detail::concat("SGD: the state holds two momentum buffers of parameter ",
-                                                 detail::describe_parameter(m_parameters[i])));
-            }
-            seen[i] = true;
-            if (t.values.size() != m_parameters[i].size())
-            {
-                throw shape_error(detail::concat("SGD: the momentum buffer of parameter ",
-                                                 detail::describe_parameter(m_parameters[i]), " has ", t.values.size(),
-                                                 " elements, the parameter ", m_parameters[i].size(), " (shape ",
-                                                 detail::shape_to_string(m_parameters[i].shape()), ")"));
-            }
+            counters.push_back(nesterov_name);
         }
+        detail::check_state_names(name(), state.counters, counters, "counter");
+        (void)detail::check_state_tensors(name(), m_parameters, state.tensors, {momentum_buffer_name});
         const T lr = *state.scalar("lr"), momentum = *state.scalar("momentum");
         const T weight_decay = *state.scalar("weight_decay");
         if (!(lr >= T(0)) || !std::isfinite(lr) || !(momentum >= T(0)) || !(weight_decay >= T(0)) ||
@@ -186,6 +188,12 @@ public:
             throw value_error(detail::concat("SGD: invalid state: learning rate ", lr, ", momentum ", momentum,
                                              ", weight_decay ", weight_decay, " (each must be finite and >= 0)"));
         }
+        if (nesterov != nullptr && *nesterov > 1)
+        {
+            throw value_error(
+                detail::concat("SGD: invalid state: the counter 'nesterov' is ", *nesterov, " (1: on; absent: off)"));
+        }
+        check_nesterov(nesterov != nullptr && *nesterov == 1, momentum, "SGD: invalid state: ");
     }
 
     /// Sets every gradient to zero. Layers overwrite their gradients in `backward`, so a
@@ -205,9 +213,10 @@ public:
     /// parameter or momentum buffer has changed then.
     bool step()
     {
-        if (!all_finite())
+        if (!detail::parameters_finite(m_parameters))
         {
-            std::string reason = nonfinite_message();
+            std::string reason =
+                detail::nonfinite_step_message(name(), m_steps + m_skipped + 1, m_parameters, m_policy);
             if (m_policy == xcnn::nonfinite_policy::raise)
             {
                 throw numeric_error(reason);
@@ -218,32 +227,17 @@ public:
         }
         for (std::size_t i = 0; i < m_parameters.size(); ++i)
         {
-            auto& p = m_parameters[i];
-            T* value = p.data();
-            const T* grad = p.grad_data();
-            const std::size_t size = p.size();
-            if (m_momentum == T(0))
-            {
-                for (std::size_t j = 0; j < size; ++j)
-                {
-                    value[j] -= m_lr * (grad[j] + m_weight_decay * value[j]);
-                }
-                continue;
-            }
             auto& buffer = m_buffers[i];
-            const bool first = buffer.empty();
-            if (!first && buffer.size() != size)
+            const std::size_t size = m_parameters[i].size();
+            if (m_momentum != T(0) && !buffer.empty() && buffer.size() != size)
             {
-                throw shape_error(detail::concat("SGD: parameter '", p.name(), "' changed size from ", buffer.size(),
-                                                 " to ", size, " between steps"));
+                throw shape_error(detail::concat("SGD: parameter '", m_parameters[i].name(), "' changed size from ",
+                                                 buffer.size(), " to ", size, " between steps"));
             }
-            buffer.resize(size);
-            for (std::size_t j = 0; j < size; ++j)
-            {
-                const T g = grad[j] + m_weight_decay * value[j];
-                buffer[j] = first ? g : m_momentum * buffer[j] + g;
-                value[j] -= m_lr * buffer[j];
-            }
+        }
+        for (std::size_t i = 0; i < m_parameters.size(); ++i)
+        {
+            update(m_parameters[i], m_buffers[i]);
         }
         ++m_steps;
         return true;
@@ -251,88 +245,50 @@ public:
 
 private:
     static constexpr const char* momentum_buffer_name = "momentum_buffer";
+    static constexpr const char* nesterov_name = "nesterov";
 
-    /// The index of the parameter named `parameter`, `parameters().size()` if there is none.
-    std::size_t index_of(const std::string& parameter) const noexcept
+    static void check_nesterov(bool nesterov, T momentum, const char* where = "SGD: ")
     {
-        std::size_t i = 0;
-        while (i < m_parameters.size() && m_parameters[i].name() != parameter)
+        if (nesterov && !(momentum > T(0)))
         {
-            ++i;
-        }
-        return i;
-    }
-
-    /// Checks that `list` names exactly `expected`, each once (in any order).
-    template <class V>
-    static void check_names(const std::vector<std::pair<std::string, V>>& list,
-                            const std::vector<std::string>& expected, const char* what)
-    {
-        for (const auto& name : expected)
-        {
-            const auto count =
-                std::count_if(list.begin(), list.end(), [&](const auto& entry) { return entry.first == name; });
-            if (count != 1)
-            {
-                throw value_error(detail::concat("SGD: the state holds ", count, " ", what, "s '", name, "', not one"));
-            }
-        }
-        if (list.size() != expected.size())
-        {
-            for (const auto& entry : list)
-            {
-                if (std::find(expected.begin(), expected.end(), entry.first) == expected.end())
-                {
-                    throw value_error(detail::concat("SGD: the state holds an unknown ", what, " '", entry.first, "'"));
-                }
-            }
+            throw value_error(
+                detail::concat(where, "Nesterov momentum requires a momentum > 0, got momentum ", momentum));
         }
     }
 
-    bool all_finite() const noexcept
+    /// One parameter's update: a single pass over its value, gradient and momentum buffer.
+    void update(const parameter<T>& p, std::vector<T>& buffer)
     {
-        bool finite = true;
-        for (const auto& p : m_parameters)
+        using batch = xsimd::batch<T>;
+        T* value = p.data();
+        const T* grad = p.grad_data();
+        const std::size_t size = p.size();
+        const batch lr(m_lr), wd(m_weight_decay), momentum(m_momentum);
+        if (m_momentum == T(0))
         {
-            finite &= detail::all_finite(p.data(), p.size()) && detail::all_finite(p.grad_data(), p.size());
+            detail::update_elementwise<T>(size,
+                                          [&](std::size_t j, std::size_t n)
+                                          {
+                                              const batch v = detail::load_n(value + j, n);
+                                              const batch g = xsimd::fma(wd, v, detail::load_n(grad + j, n));
+                                              detail::store_n(value + j, n, xsimd::fnma(lr, g, v));
+                                          });
+            return;
         }
-        return finite;
-    }
-
-    /// The error for a step that found non-finite values. A non-finite parameter is named before
-    /// any gradient: it is the cause, and it makes the gradients of every layer before it
-    /// non-finite too.
-    std::string nonfinite_message() const
-    {
-        const std::string where = detail::concat("SGD step ", m_steps + m_skipped + 1, ": ");
-        const char* const outcome =
-            m_policy == xcnn::nonfinite_policy::raise ? "; no parameter was changed" : "; the step was skipped";
-        for (const auto& p : m_parameters)
-        {
-            if (!detail::all_finite(p.data(), p.size()))
-            {
-                return detail::concat(where, "non-finite value in parameter ", detail::describe_parameter(p), ": ",
-                                      detail::nonfinite_summary(p.data(), p.size()), outcome);
-            }
-        }
-        std::size_t affected = 0;
-        const parameter<T>* first = nullptr;
-        for (const auto& p : m_parameters)
-        {
-            if (!detail::all_finite(p.grad_data(), p.size()))
-            {
-                first = first != nullptr ? first : &p;
-                ++affected;
-            }
-        }
-        if (first == nullptr) // unreachable when called after all_finite() failed
-        {
-            return where + "non-finite values" + outcome;
-        }
-        return detail::concat(where, "non-finite gradient in parameter ", detail::describe_parameter(*first), ": ",
-                              detail::nonfinite_summary(first->grad_data(), first->size()), " (", affected, " of ",
-                              m_parameters.size(), " gradients are affected; the loss or the input may be non-finite)",
-                              outcome);
+        const bool first = buffer.empty();
+        buffer.resize(size); // allocates on a parameter's first update only
+        T* b = buffer.data();
+        const bool nesterov = m_nesterov;
+        detail::update_elementwise<T>(size,
+                                      [&](std::size_t j, std::size_t n)
+                                      {
+                                          const batch v = detail::load_n(value + j, n);
+                                          const batch g = xsimd::fma(wd, v, detail::load_n(grad + j, n));
+                                          const batch m = first ? g : xsimd::fma(momentum, detail::load_n(b + j, n), g);
+                                          detail::store_n(b + j, n, m);
+                                          const batch d = nesterov ? xsimd::fma(momentum, m, g) : m;
+                                          detail::store_n(value + j, n, xsimd::fnma(lr, d, v));
+                                      });
     }
 
     std::vector<parameter<T>> m_parameters;
@@ -340,6 +296,7 @@ private:
     T m_lr = 0;
     T m_momentum;
     T m_weight_decay;
+    bool m_nesterov;
     xcnn::nonfinite_policy m_policy = xcnn::nonfinite_policy::raise;
     std::uint64_t m_steps = 0;
     std::uint64_t m_skipped = 0;
