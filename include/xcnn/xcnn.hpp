@@ -15,12 +15,15 @@
 #include "core/windows.hpp"
 
 #include "layers/activation.hpp"
+#include "layers/avgpool2d.hpp"
 #include "layers/conv2d.hpp"
 #include "layers/dense.hpp"
 #include "layers/flatten.hpp"
+#include "layers/global_avgpool2d.hpp"
 #include "layers/init.hpp"
 #include "layers/layer.hpp"
 #include "layers/maxpool2d.hpp"
+#include "layers/pool2d.hpp"
 #include "layers/relu.hpp"
 
 #include "loss/metrics.hpp"
