@@ -234,13 +234,13 @@ std::size_t max_pool_2x2_scratch(const pool_geometry& g) noexcept
     return 4 * ((g.w + 1 + S - 1) / S * S + S);
 }
 
-/// `max_pool_planes` for the common 2 x 2 kernel with stride 2 and no padding, vectorised: for each pair of
-/// input rows, the max of horizontal neighbours (a shifted load), then of the two rows, at every
-/// column; the outputs are the even columns. The selects replace data-dependent branches, which
-/// mispredict half the time on real activations. Rows are copied into `scratch` (zero-padded to
-/// whole vectors) first, so the shifted loads never leave the input. Same results, ties and
-/// NaNs included, as `max_pool_planes`. `scratch` holds `max_pool_2x2_scratch(g)` elements,
-/// 64-byte aligned.
+/// `max_pool_planes` for the common 2 x 2 kernel with stride 2 and no padding, vectorised: for
+/// each pair of input rows, the max of horizontal neighbours (a shifted load), then of the two
+/// rows, at every column; the outputs are the even columns. The selects replace data-dependent
+/// branches, which mispredict half the time on real activations. Rows are copied into `scratch`
+/// (zero-padded to whole vectors) first, so the shifted loads never leave the input. Same
+/// results, ties and NaNs included, as `max_pool_planes`. `scratch` holds
+/// `max_pool_2x2_scratch(g)` elements, 64-byte aligned.
 template <class T>
 void max_pool_planes_2x2(const pool_geometry& g, std::size_t first, std::size_t last, const T* in, T* y,
                          std::size_t* argmax, T* scratch)
