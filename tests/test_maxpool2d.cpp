@@ -1,10 +1,13 @@
-// MaxPool2D: forward and backward against naive loops for overlapping and non-divisible
-// geometries, a finite-difference check on tie-free inputs, tie-breaking, NaN propagation and
-// the error cases.
+// MaxPool2D: forward and backward against naive loops for overlapping, non-divisible and padded
+// geometries, the three kernels against each other, a finite-difference check on tie-free
+// inputs, tie-breaking, NaN propagation, PyTorch parity in double (tests/fixtures/torch_pools.py)
+// and the error cases.
 #include "catch_compat.hpp"
 
 #include "support/gradcheck.hpp"
 #include "support/naive_layers.hpp"
+#include "support/require_error.hpp"
+#include "support/torch_pools.hpp"
 
 #include <xcnn/layers/maxpool2d.hpp>
 
@@ -49,11 +52,11 @@ xt::xtensor<T, 4> distinct_values(const std::array<std::size_t, 4>& shape, std::
     return x;
 }
 
-std::string describe(const std::array<std::size_t, 4>& s, size2 k, size2 st)
+std::string describe(const std::array<std::size_t, 4>& s, size2 k, size2 st, size2 p = {0, 0})
 {
     std::ostringstream out;
     out << "input (" << s[0] << ", " << s[1] << ", " << s[2] << ", " << s[3] << ") kernel (" << k[0] << ", " << k[1]
-        << ") stride (" << st[0] << ", " << st[1] << ")";
+        << ") stride (" << st[0] << ", " << st[1] << ") padding (" << p[0] << ", " << p[1] << ")";
     return out.str();
 }
 
@@ -64,8 +67,8 @@ template <class T>
 void check_against_naive(MaxPool2D<T>& layer, const xt::xtensor<T, 4>& x, std::mt19937& rng)
 {
     const auto s = x.shape();
-    INFO(describe(s, layer.kernel_size(), layer.stride()));
-    const auto expected = naive::maxpool2d(x, layer.kernel_size(), layer.stride());
+    INFO(describe(s, layer.kernel_size(), layer.stride(), layer.padding()));
+    const auto expected = naive::maxpool2d(x, layer.kernel_size(), layer.stride(), layer.padding());
     const xt::xtensor<T, 4> y = layer.forward(x);
     CHECK(identical(y, expected.y));
     const auto declared = layer.output_shape({s[0], s[1], s[2], s[3]});
@@ -97,20 +100,22 @@ TEST_CASE("MaxPool2D: the naive reference and the layer reproduce hand-computed 
     CHECK(identical(layer.backward(dy), dx));
 }
 
-TEST_CASE("MaxPool2D matches the naive loops for kernels 2 and 3, strides 1 to 3", "[maxpool2d]")
+TEST_CASE("MaxPool2D matches the naive loops for kernels 2 and 3, strides 1 to 3, padding 0 and 1", "[maxpool2d]")
 {
     const std::size_t k = GENERATE(2, 3);
     const std::size_t s = GENERATE(1, 2, 3);
+    const std::size_t p = GENERATE(0, 1);
     // Non-square, with extents that are and are not reached exactly by the windows; widths up to
     // several vectors, odd and even, so the vectorised 2 x 2 kernel runs its edge lanes too.
     const std::vector<std::array<std::size_t, 4>> shapes = {{2, 3, 7, 9},  {1, 2, 8, 5},  {3, 1, 6, 11},
                                                             {1, 1, 3, 3},  {2, 2, 10, 4}, {2, 3, 28, 28},
-                                                            {1, 2, 9, 37}, {1, 1, 4, 33}};
-    std::mt19937 rng(static_cast<std::uint32_t>(10 * k + s));
-    MaxPool2D<float> pool_f(k, s);
-    MaxPool2D<double> pool_d(k, s);
+                                                            {1, 2, 9, 37}, {1, 1, 4, 33}, {2, 3, 7, 5}};
+    std::mt19937 rng(static_cast<std::uint32_t>(100 * k + 10 * s + p));
+    MaxPool2D<float> pool_f(k, s, p);
+    MaxPool2D<double> pool_d(k, s, p);
     REQUIRE(pool_d.kernel_size() == (size2{k, k}));
     REQUIRE(pool_d.stride() == (size2{s, s}));
+    REQUIRE(pool_d.padding() == (size2{p, p}));
     for (const auto& shape : shapes)
     {
         check_against_naive(pool_f, random_tensor<float, 4>(shape, rng), rng);
@@ -147,14 +152,16 @@ TEST_CASE("MaxPool2D: stride defaults to the kernel, rectangular kernels and str
 
 TEST_CASE("MaxPool2D backward passes a finite-difference gradient check (no ties)", "[maxpool2d][gradcheck]")
 {
-    const auto geometry = GENERATE(std::array<std::size_t, 4>{2, 2, 2, 2}, std::array<std::size_t, 4>{3, 3, 1, 1},
-                                   std::array<std::size_t, 4>{3, 3, 2, 2}, std::array<std::size_t, 4>{2, 3, 3, 1},
-                                   std::array<std::size_t, 4>{3, 2, 3, 2});
-    const size2 kernel{geometry[0], geometry[1]}, stride{geometry[2], geometry[3]};
+    const auto geometry =
+        GENERATE(std::array<std::size_t, 6>{2, 2, 2, 2, 0, 0}, std::array<std::size_t, 6>{3, 3, 1, 1, 0, 0},
+                 std::array<std::size_t, 6>{3, 3, 2, 2, 0, 0}, std::array<std::size_t, 6>{2, 3, 3, 1, 0, 0},
+                 std::array<std::size_t, 6>{3, 2, 3, 2, 0, 0}, std::array<std::size_t, 6>{3, 3, 2, 2, 1, 1},
+                 std::array<std::size_t, 6>{2, 3, 1, 2, 1, 1}, std::array<std::size_t, 6>{2, 2, 1, 1, 1, 0});
+    const size2 kernel{geometry[0], geometry[1]}, stride{geometry[2], geometry[3]}, padding{geometry[4], geometry[5]};
     const std::array<std::size_t, 4> shape{2, 3, 7, 8};
-    INFO(describe(shape, kernel, stride));
+    INFO(describe(shape, kernel, stride, padding));
     std::mt19937 rng(41);
-    MaxPool2D<double> layer(kernel, stride);
+    MaxPool2D<double> layer(kernel, stride, padding);
     auto x = distinct_values<double>(shape, rng);
     const auto out = layer.output_shape({2, 3, 7, 8});
     const auto r = random_tensor<double, 4>({out[0], out[1], out[2], out[3]}, rng);
@@ -323,4 +330,134 @@ TEST_CASE("MaxPool2D reports invalid arguments and shapes", "[maxpool2d][errors]
         REQUIRE_THROWS_WITH(layer.backward(dy), xcnn_test::contains("(2, 3, 3, 3)"));
         REQUIRE_THROWS_WITH(layer.backward(dy), xcnn_test::contains("(2, 3, 3, 2)"));
     }
+}
+
+TEST_CASE("MaxPool2D with padding: ResNet's 3, 2, 1 by hand, and -inf inputs never lose to the padding",
+          "[maxpool2d][padding]")
+{
+    // 1x1x3x4, kernel 3, stride 2, padding 1: output 2x2, windows rows {-1..1}, {1..3} and
+    // columns {-1..1}, {1..3}; positions outside the input are skipped.
+    const xt::xtensor<double, 4> x = {{{{-5, -1, -7, -2}, {-3, -6, -4, -8}, {-9, -10, -11, -12}}}};
+    MaxPool2D<double> layer(3, 2, 1);
+    CHECK(layer.name() == "MaxPool2D(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))");
+    CHECK(identical(layer.forward(x), xt::xtensor<double, 4>{{{{-1, -1}, {-3, -4}}}}));
+    const xt::xtensor<double, 4> dy = {{{{1, 2}, {4, 8}}}};
+    CHECK(identical(layer.backward(dy), xt::xtensor<double, 4>{{{{0, 3, 0, 0}, {4, 0, 8, 0}, {0, 0, 0, 0}}}}));
+    CHECK(identical(naive::maxpool2d(x, {3, 3}, {2, 2}, {1, 1}).y, layer.forward(x)));
+
+    // All -inf: every window's maximum is its first input element, never a padded position.
+    const double inf = std::numeric_limits<double>::infinity();
+    for (const auto& shape : std::vector<std::array<std::size_t, 4>>{{1, 2, 5, 6}, {1, 1, 3, 37}})
+    {
+        xt::xtensor<double, 4> all = xt::zeros<double>(shape);
+        all.fill(-inf);
+        for (const auto& geometry : std::vector<std::array<std::size_t, 3>>{{3, 2, 1}, {2, 1, 1}, {3, 1, 1}})
+        {
+            MaxPool2D<double> pool(geometry[0], geometry[1], geometry[2]);
+            INFO(describe(shape, pool.kernel_size(), pool.stride(), pool.padding()));
+            const auto expected = naive::maxpool2d(all, pool.kernel_size(), pool.stride(), pool.padding());
+            CHECK(identical(pool.forward(all), expected.y));
+            const auto ones = xt::xtensor<double, 4>(xt::ones<double>(expected.y.shape()));
+            CHECK(identical(pool.backward(ones), naive::maxpool2d_backward(expected, shape, ones)));
+        }
+    }
+}
+
+TEST_CASE("MaxPool2D: the vectorised kernels give the generic kernel's results bit for bit", "[maxpool2d]")
+{
+    // max_pool_planes (one window at a time) is the reference; max_pool_planes_rows serves any
+    // window, max_pool_planes_2x2 the unpadded 2 x 2 stride 2. Values from {-1, 0, 1} and some
+    // NaNs: many ties, NaN propagation.
+    std::mt19937 rng(44);
+    const std::vector<std::array<std::size_t, 6>> windows = {{2, 2, 2, 2, 0, 0}, {3, 3, 2, 2, 1, 1}, {2, 2, 1, 1, 1, 1},
+                                                             {3, 3, 1, 1, 1, 1}, {2, 3, 2, 1, 1, 1}, {3, 2, 3, 3, 1, 0},
+                                                             {1, 5, 1, 2, 0, 2}, {4, 4, 2, 3, 2, 2}};
+    const std::vector<std::array<std::size_t, 4>> shapes = {{2, 3, 7, 5}, {1, 2, 9, 37}, {1, 1, 4, 2}, {2, 1, 12, 19}};
+    auto run = [&](auto zero)
+    {
+        using T = decltype(zero);
+        for (const auto& shape : shapes)
+        {
+            auto x = random_tensor<T, 4>(shape, rng, -1.5, 1.5);
+            for (std::size_t i = 0; i < x.size(); ++i)
+            {
+                x.data()[i] = i % 29 == 7 ? std::numeric_limits<T>::quiet_NaN() : std::round(x.data()[i]);
+            }
+            for (const auto& w : windows)
+            {
+                const xcnn::detail::pool_window window{{w[0], w[1]}, {w[2], w[3]}, {w[4], w[5]}};
+                INFO(describe(shape, window.kernel, window.stride, window.padding));
+                if (shape[2] + 2 * w[4] < w[0] || shape[3] + 2 * w[5] < w[1])
+                {
+                    continue;
+                }
+                MaxPool2D<T> probe(window.kernel, window.stride, window.padding);
+                const auto out = probe.checked_output_shape(shape);
+                const auto g = window.geometry(shape, out);
+                const std::size_t count = g.planes * g.oh * g.ow;
+                std::vector<T> y_ref(count), y(count);
+                std::vector<std::size_t> arg_ref(count), arg(count);
+                xcnn::detail::max_pool_planes(g, 0, g.planes, x.data(), y_ref.data(), arg_ref.data());
+                REQUIRE(xcnn::detail::max_pool_rows_fits<T>(g));
+                std::vector<T, xsimd::aligned_allocator<T, 64>> scratch(xcnn::detail::max_pool_rows_scratch<T>(g));
+                // Planes [1, last) alone, as a second thread would run them: plane 0 untouched.
+                std::fill(y.begin(), y.end(), T(7));
+                xcnn::detail::max_pool_planes_rows(g, 1, g.planes, x.data(), y.data(), arg.data(), scratch.data());
+                xcnn::detail::max_pool_planes_rows(g, 0, 1, x.data(), y.data(), arg.data(), scratch.data());
+                auto same = [](T a, T b)
+                {
+                    return a == b || (std::isnan(a) && std::isnan(b));
+                };
+                CHECK(std::equal(y.begin(), y.end(), y_ref.begin(), same));
+                CHECK(arg == arg_ref);
+                if (w[0] == 2 && w[1] == 2 && w[2] == 2 && w[3] == 2 && w[4] == 0 && w[5] == 0)
+                {
+                    scratch.resize(xcnn::detail::max_pool_2x2_scratch<T>(g));
+                    std::fill(y.begin(), y.end(), T(7));
+                    xcnn::detail::max_pool_planes_2x2(g, 0, g.planes, x.data(), y.data(), arg.data(), scratch.data());
+                    CHECK(std::equal(y.begin(), y.end(), y_ref.begin(), same));
+                    CHECK(arg == arg_ref);
+                }
+            }
+        }
+    };
+    run(0.0f);
+    run(0.0);
+}
+
+TEST_CASE("MaxPool2D matches PyTorch's MaxPool2d in double", "[maxpool2d][torch]")
+{
+    MaxPool2D<double> stem(3, 2, 1);
+    xcnn_test::check_torch_pools(stem, "max_k3_s2_p1");
+    xcnn_test::check_torch_pools(stem, "max_k3_s2_p1_wide");
+    MaxPool2D<double> k2_s1_p1(2, 1, 1);
+    xcnn_test::check_torch_pools(k2_s1_p1, "max_k2_s1_p1");
+    MaxPool2D<double> rect(size2{2, 3}, size2{2, 1}, size2{1, 1});
+    xcnn_test::check_torch_pools(rect, "max_k2x3_s2x1_p1x1");
+    MaxPool2D<double> k2(2);
+    xcnn_test::check_torch_pools(k2, "max_k2");
+}
+
+TEST_CASE("MaxPool2D reports bad padding and inputs too small for the padded kernel", "[maxpool2d][errors]")
+{
+    using xcnn_test::require_error;
+    require_error<xcnn::value_error>([] { MaxPool2D<float> pool(3, 2, 2); },
+                                     {"MaxPool2D(kernel_size=(3, 3), stride=(2, 2), padding=(2, 2))",
+                                      "padding must be at most half the kernel size"});
+    require_error<xcnn::value_error>(
+        [] {
+            MaxPool2D<double> pool(size2{1, 4}, size2{1, 1}, size2{1, 0});
+        },
+        {"MaxPool2D(", "padding=(1, 0)", "kernel_size (1, 4)"});
+    require_error<xcnn::value_error>([] { MaxPool2D<double> pool(2, 2, static_cast<std::size_t>(-1)); },
+                                     {"MaxPool2D(", "padding", "negative number"});
+    MaxPool2D<double> layer(size2{5, 3}, size2{1, 1}, size2{2, 1});
+    CHECK(layer.output_shape({1, 1, 1, 1}) == std::vector<std::size_t>{1, 1, 1, 1});
+    MaxPool2D<double> stem(3, 2, 1);
+    CHECK(stem.output_shape({2, 3, 1, 1}) == std::vector<std::size_t>{2, 3, 1, 1});
+    CHECK(stem.output_shape({64, 32, 56, 56}) == std::vector<std::size_t>{64, 32, 28, 28});
+    MaxPool2D<double> wide(size2{4, 4}, size2{1, 1}, size2{1, 1});
+    const xt::xtensor<double, 4> x = xt::zeros<double>({1, 2, 1, 5});
+    require_error<xcnn::shape_error>([&] { wide.forward(x); }, {"MaxPool2D(kernel_size=(4, 4)", "(1, 2, 1, 5)",
+                                                                "padded by (1, 1)", "smaller than the kernel"});
 }

@@ -221,6 +221,54 @@ struct maxpool_2x2 : entry
     static std::vector<std::size_t> input_shape() { return {2, 3, 6, 4}; }
 };
 
+struct maxpool_padded : entry
+{
+    static constexpr const char* label = "MaxPool2D 3x3, stride 2, padding 1 (ResNet's stem)";
+    template <class T>
+    static xcnn::MaxPool2D<T> make()
+    {
+        return xcnn::MaxPool2D<T>(3, 2, 1);
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 2, 7, 5}; }
+};
+
+struct avgpool : entry
+{
+    static constexpr const char* label = "AvgPool2D 2x3, stride (1, 2), padding (1, 1)";
+    template <class T>
+    static xcnn::AvgPool2D<T> make()
+    {
+        return xcnn::AvgPool2D<T>({2, 3}, {1, 2}, {1, 1});
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 2, 5, 7}; }
+};
+
+struct avgpool_2x2 : entry
+{
+    static constexpr const char* label = "AvgPool2D 2x2";
+    template <class T>
+    static xcnn::AvgPool2D<T> make()
+    {
+        return xcnn::AvgPool2D<T>(2);
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 6, 5}; }
+};
+
+struct global_avgpool : entry
+{
+    static constexpr const char* label = "GlobalAvgPool2D";
+    template <class T>
+    static xcnn::GlobalAvgPool2D<T> make()
+    {
+        return xcnn::GlobalAvgPool2D<T>{};
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 4, 5}; }
+};
+
 struct channel_scale : entry
 {
     static constexpr const char* label = "ChannelScale (a user's layer with a parameter and a buffer)";
@@ -339,8 +387,9 @@ struct residual_projection : entry
 
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
 using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, leaky_relu, sigmoid, tanh, gelu,
-                       dropout, softsign, flatten, maxpool, maxpool_2x2, channel_scale, batchnorm2d, batchnorm1d,
-                       nested_sequential, residual_identity, residual_projection>;
+                       dropout, softsign, flatten, maxpool, maxpool_2x2, maxpool_padded, avgpool, avgpool_2x2,
+                       global_avgpool, channel_scale, batchnorm2d, batchnorm1d, nested_sequential,
+                       residual_identity, residual_projection>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>

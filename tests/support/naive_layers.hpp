@@ -175,7 +175,7 @@ conv2d_grads conv2d_backward(const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4>
 }
 
 // ---------------------------------------------------------------------------------------------
-// MaxPool2D (PyTorch's MaxPool2d, no padding, floor mode).
+// MaxPool2D (PyTorch's MaxPool2d, floor mode; padded positions are -inf and never chosen).
 // ---------------------------------------------------------------------------------------------
 
 template <class T>
@@ -187,13 +187,14 @@ struct maxpool2d_result
 };
 
 /// Max of each window. The first maximum in row-major window order wins ties; a NaN beats any
-/// number and the first NaN wins, so NaNs propagate.
+/// number and the first NaN wins, so NaNs propagate. With `padding`, the windows move over the
+/// input padded by -inf, which no input element loses to: the positions outside are skipped.
 template <class T>
-maxpool2d_result<T> maxpool2d(const xt::xtensor<T, 4>& x, index2 kernel, index2 stride)
+maxpool2d_result<T> maxpool2d(const xt::xtensor<T, 4>& x, index2 kernel, index2 stride, index2 padding = {0, 0})
 {
     const std::size_t n_batch = x.shape()[0], channels = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
-    const std::size_t oh = out_extent(h, kernel[0], stride[0], 0);
-    const std::size_t ow = out_extent(wd, kernel[1], stride[1], 0);
+    const std::size_t oh = out_extent(h, kernel[0], stride[0], padding[0]);
+    const std::size_t ow = out_extent(wd, kernel[1], stride[1], padding[1]);
     maxpool2d_result<T> r;
     r.y.resize({n_batch, channels, oh, ow});
     r.arg_row.resize({n_batch, channels, oh, ow});
@@ -206,21 +207,34 @@ maxpool2d_result<T> maxpool2d(const xt::xtensor<T, 4>& x, index2 kernel, index2 
             {
                 for (std::size_t ox = 0; ox < ow; ++ox)
                 {
-                    std::size_t best_r = oy * stride[0], best_c = ox * stride[1];
+                    bool found = false;
+                    std::size_t best_r = 0, best_c = 0;
                     for (std::size_t ky = 0; ky < kernel[0]; ++ky)
                     {
                         for (std::size_t kx = 0; kx < kernel[1]; ++kx)
                         {
-                            const std::size_t iy = oy * stride[0] + ky, ix = ox * stride[1] + kx;
+                            const long py = static_cast<long>(oy * stride[0] + ky) - static_cast<long>(padding[0]);
+                            const long px = static_cast<long>(ox * stride[1] + kx) - static_cast<long>(padding[1]);
+                            if (py < 0 || px < 0 || py >= static_cast<long>(h) || px >= static_cast<long>(wd))
+                            {
+                                continue;
+                            }
+                            const auto iy = static_cast<std::size_t>(py), ix = static_cast<std::size_t>(px);
                             const T v = x(n, c, iy, ix);
                             const T best = x(n, c, best_r, best_c);
-                            const bool take = std::isnan(v) ? !std::isnan(best) : (!std::isnan(best) && v > best);
+                            const bool take =
+                                !found || (std::isnan(v) ? !std::isnan(best) : (!std::isnan(best) && v > best));
                             if (take)
                             {
                                 best_r = iy;
                                 best_c = ix;
+                                found = true;
                             }
                         }
+                    }
+                    if (!found)
+                    {
+                        throw std::invalid_argument("naive::maxpool2d: a window covers only padding");
                     }
                     r.y(n, c, oy, ox) = x(n, c, best_r, best_c);
                     r.arg_row(n, c, oy, ox) = best_r;
@@ -253,6 +267,72 @@ xt::xtensor<double, 4> maxpool2d_backward(const maxpool2d_result<T>& forward, co
             }
         }
     }
+    return dx;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AvgPool2D (PyTorch's AvgPool2d, count_include_pad=True, floor mode): zero padding, and every
+// window divides by KH * KW.
+// ---------------------------------------------------------------------------------------------
+
+/// Calls f(iy, ix) for every input position window (oy, ox) covers, padding skipped.
+template <class F>
+void for_window(std::size_t oy, std::size_t ox, index2 kernel, index2 stride, index2 padding, std::size_t h,
+                std::size_t wd, F&& f)
+{
+    for (std::size_t ky = 0; ky < kernel[0]; ++ky)
+    {
+        for (std::size_t kx = 0; kx < kernel[1]; ++kx)
+        {
+            const long py = static_cast<long>(oy * stride[0] + ky) - static_cast<long>(padding[0]);
+            const long px = static_cast<long>(ox * stride[1] + kx) - static_cast<long>(padding[1]);
+            if (py >= 0 && px >= 0 && py < static_cast<long>(h) && px < static_cast<long>(wd))
+            {
+                f(static_cast<std::size_t>(py), static_cast<std::size_t>(px));
+            }
+        }
+    }
+}
+
+/// y(n, c, oy, ox) = sum of x over the window (zeros in the padding) / (KH * KW).
+template <class T>
+xt::xtensor<double, 4> avgpool2d(const xt::xtensor<T, 4>& x, index2 kernel, index2 stride, index2 padding)
+{
+    const std::size_t n_batch = x.shape()[0], channels = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
+    const std::size_t oh = out_extent(h, kernel[0], stride[0], padding[0]);
+    const std::size_t ow = out_extent(wd, kernel[1], stride[1], padding[1]);
+    const double count = static_cast<double>(kernel[0] * kernel[1]);
+    xt::xtensor<double, 4> y = xt::zeros<double>({n_batch, channels, oh, ow});
+    for (std::size_t n = 0; n < n_batch; ++n)
+        for (std::size_t c = 0; c < channels; ++c)
+            for (std::size_t oy = 0; oy < oh; ++oy)
+                for (std::size_t ox = 0; ox < ow; ++ox)
+                {
+                    double sum = 0;
+                    for_window(oy, ox, kernel, stride, padding, h, wd,
+                               [&](std::size_t iy, std::size_t ix) { sum += static_cast<double>(x(n, c, iy, ix)); });
+                    y(n, c, oy, ox) = sum / count;
+                }
+    return y;
+}
+
+/// dx: each output gradient / (KH * KW) added to every input its window covers.
+template <class G>
+xt::xtensor<double, 4> avgpool2d_backward(const std::array<std::size_t, 4>& x_shape, const xt::xtensor<G, 4>& dy,
+                                          index2 kernel, index2 stride, index2 padding)
+{
+    xt::xtensor<double, 4> dx = xt::zeros<double>(x_shape);
+    const double count = static_cast<double>(kernel[0] * kernel[1]);
+    const auto& s = dy.shape();
+    for (std::size_t n = 0; n < s[0]; ++n)
+        for (std::size_t c = 0; c < s[1]; ++c)
+            for (std::size_t oy = 0; oy < s[2]; ++oy)
+                for (std::size_t ox = 0; ox < s[3]; ++ox)
+                {
+                    const double d = static_cast<double>(dy(n, c, oy, ox)) / count;
+                    for_window(oy, ox, kernel, stride, padding, x_shape[2], x_shape[3],
+                               [&](std::size_t iy, std::size_t ix) { dx(n, c, iy, ix) += d; });
+                }
     return dx;
 }
 

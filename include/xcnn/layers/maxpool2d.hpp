@@ -14,13 +14,15 @@
 #include "../core/threading.hpp"
 #include "../core/xtensor_shim.hpp"
 #include "layer.hpp"
+#include "pool2d.hpp"
 
 namespace xcnn
 {
 
-/// Max pooling with PyTorch's `MaxPool2d` semantics (no padding, floor mode): output
-/// (N, C, (H - KH) / SH + 1, (W - KW) / SW + 1). The stride defaults to the kernel size.
-/// Ties go to the first maximum in row-major window order, as in PyTorch.
+/// Max pooling with PyTorch's `MaxPool2d` semantics (floor mode, no dilation): output
+/// (N, C, (H + 2 PH - KH) / SH + 1, (W + 2 PW - KW) / SW + 1). The stride defaults to the kernel
+/// size, the padding to 0; padded positions count as -inf and are never chosen (ResNet's stem
+/// pools 3, 2, 1). Ties go to the first maximum in row-major window order, as in PyTorch.
 template <class T>
 class MaxPool2D : public layer<MaxPool2D<T>, T, 4>
 {
@@ -33,56 +35,44 @@ public:
     /// A square window, moved by its own size (PyTorch's default stride).
     /// @throws value_error if `kernel_size` is zero or larger than `max_extent`.
     explicit MaxPool2D(std::size_t kernel_size) : MaxPool2D(size2{kernel_size, kernel_size}) {}
-    /// A square window and stride.
-    /// @throws value_error if a size is zero or larger than `max_extent`.
-    MaxPool2D(std::size_t kernel_size, std::size_t stride)
-        : MaxPool2D(size2{kernel_size, kernel_size}, size2{stride, stride})
+    /// A square window and stride, and the same padding on every side.
+    /// @throws value_error if the kernel or the stride is zero or larger than `max_extent`, or
+    /// the padding is more than half the kernel.
+    MaxPool2D(std::size_t kernel_size, std::size_t stride, std::size_t padding = 0)
+        : MaxPool2D(size2{kernel_size, kernel_size}, size2{stride, stride}, size2{padding, padding})
     {
     }
     /// A (KH, KW) window, moved by its own size.
     /// @throws value_error if a size is zero or larger than `max_extent`.
     explicit MaxPool2D(size2 kernel_size) : MaxPool2D(kernel_size, kernel_size) {}
-    /// A (KH, KW) window moved by (SH, SW).
-    /// @throws value_error if a size is zero or larger than `max_extent` (a negative number
-    /// converted to `std::size_t`).
-    MaxPool2D(size2 kernel_size, size2 stride) : m_kernel(kernel_size), m_stride(stride)
+    /// A (KH, KW) window moved by (SH, SW), the input padded by PH rows above and below and PW
+    /// columns left and right.
+    /// @throws value_error if a kernel or stride size is zero or larger than `max_extent` (a
+    /// negative number converted to `std::size_t`), or a padding is more than half the kernel.
+    MaxPool2D(size2 kernel_size, size2 stride, size2 padding = {0, 0}) : m_window{kernel_size, stride, padding}
     {
-        const std::string layer = name();
-        for (std::size_t d = 0; d < 2; ++d)
-        {
-            detail::require_size_argument(layer, "kernel_size", m_kernel[d], detail::shape_to_string(m_kernel), 1);
-            detail::require_size_argument(layer, "stride", m_stride[d], detail::shape_to_string(m_stride), 1);
-        }
+        m_window.check(name());
     }
 
     /// (KH, KW).
-    size2 kernel_size() const noexcept { return m_kernel; }
+    size2 kernel_size() const noexcept { return m_window.kernel; }
     /// (SH, SW).
-    size2 stride() const noexcept { return m_stride; }
+    size2 stride() const noexcept { return m_window.stride; }
+    /// (PH, PW).
+    size2 padding() const noexcept { return m_window.padding; }
 
-    /// `MaxPool2D(kernel_size=(KH, KW), stride=(SH, SW))`, as shown in `Sequential::summary` and in
-    /// error messages.
-    std::string name() const
-    {
-        return detail::concat("MaxPool2D(kernel_size=", detail::shape_to_string(m_kernel),
-                              ", stride=", detail::shape_to_string(m_stride), ")");
-    }
+    /// `MaxPool2D(kernel_size=(KH, KW), stride=(SH, SW))`, with `, padding=(PH, PW)` when padded,
+    /// as shown in `Sequential::summary` and in error messages.
+    std::string name() const { return detail::concat("MaxPool2D(", m_window.describe(), ")"); }
 
-    /// (N, C, (H - KH) / SH + 1, (W - KW) / SW + 1) for an (N, C, H, W) input; N may be 0.
+    /// (N, C, (H + 2 PH - KH) / SH + 1, (W + 2 PW - KW) / SW + 1) for an (N, C, H, W) input; N
+    /// may be 0.
     /// @throws shape_error for another rank, a zero channel count, height or width, or an input
-    /// smaller than the window.
+    /// that, padded, is smaller than the window.
     template <class S>
     std::array<std::size_t, 4> checked_output_shape(const S& input_shape) const
     {
-        detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
-        detail::require_nonempty_axes(*this, input_shape, 1);
-        if (input_shape[2] < m_kernel[0] || input_shape[3] < m_kernel[1])
-        {
-            throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
-                                             " is smaller than the kernel ", detail::shape_to_string(m_kernel)));
-        }
-        return {input_shape[0], input_shape[1], (input_shape[2] - m_kernel[0]) / m_stride[0] + 1,
-                (input_shape[3] - m_kernel[1]) / m_stride[1] + 1};
+        return m_window.output_shape(*this, input_shape);
     }
 
     /// Max of each window; in training, remembers where each maximum came from.
@@ -92,33 +82,34 @@ public:
         detail::ensure_shape(m_output, out);
         m_argmax.resize(training ? m_output.size() : 0);
         m_input_shape = x.shape();
-        const detail::pool_geometry g{x.shape()[0] * x.shape()[1],
-                                      x.shape()[2],
-                                      x.shape()[3],
-                                      out[2],
-                                      out[3],
-                                      m_kernel[0],
-                                      m_kernel[1],
-                                      m_stride[0],
-                                      m_stride[1]};
+        const detail::pool_geometry g = m_window.geometry(x.shape(), out);
         std::size_t* argmax = training ? m_argmax.data() : nullptr;
-        const bool two_by_two = m_kernel == size2{2, 2} && m_stride == size2{2, 2};
-        const std::size_t scratch = two_by_two ? detail::max_pool_2x2_scratch<T>(g) : 0;
+        const bool two_by_two =
+            m_window.kernel == size2{2, 2} && m_window.stride == size2{2, 2} && m_window.padding == size2{0, 0};
+        const bool by_rows = !two_by_two && detail::max_pool_rows_fits<T>(g);
+        const std::size_t scratch = two_by_two ? detail::max_pool_2x2_scratch<T>(g)
+                                    : by_rows  ? detail::max_pool_rows_scratch<T>(g)
+                                               : 0;
         m_rows.resize(std::max(m_rows.size(), scratch * get_num_threads()));
         // Planes are independent: threads share them out, each with its own scratch rows.
-        detail::parallel_for_items(g.planes, g.h * g.w,
-                                   [&](std::size_t first, std::size_t last, std::size_t worker)
-                                   {
-                                       if (two_by_two)
-                                       {
-                                           detail::max_pool_planes_2x2(g, first, last, x.data(), m_output.data(),
-                                                                       argmax, m_rows.data() + worker * scratch);
-                                       }
-                                       else
-                                       {
-                                           detail::max_pool_planes(g, first, last, x.data(), m_output.data(), argmax);
-                                       }
-                                   });
+        detail::parallel_for_items(
+            g.planes, g.h * g.w,
+            [&](std::size_t first, std::size_t last, std::size_t worker)
+            {
+                T* rows = m_rows.data() + worker * scratch;
+                if (two_by_two)
+                {
+                    detail::max_pool_planes_2x2(g, first, last, x.data(), m_output.data(), argmax, rows);
+                }
+                else if (by_rows)
+                {
+                    detail::max_pool_planes_rows(g, first, last, x.data(), m_output.data(), argmax, rows);
+                }
+                else
+                {
+                    detail::max_pool_planes(g, first, last, x.data(), m_output.data(), argmax);
+                }
+            });
         return m_output;
     }
 
@@ -141,13 +132,12 @@ public:
     }
 
 private:
-    size2 m_kernel;
-    size2 m_stride;
+    detail::pool_window m_window;
     std::array<std::size_t, 4> m_input_shape{};
     output_type m_output;
     input_type m_input_grad;
     std::vector<std::size_t> m_argmax;
-    std::vector<T, xsimd::aligned_allocator<T, 64>> m_rows; // scratch rows of the 2 x 2 kernel
+    std::vector<T, xsimd::aligned_allocator<T, 64>> m_rows; // scratch rows of the vectorised kernels
 };
 
 } // namespace xcnn
