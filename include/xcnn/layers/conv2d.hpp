@@ -265,9 +265,9 @@ public:
     std::array<std::size_t, 4> checked_output_shape(const S& input_shape) const
     {
         detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
-        const auto s = m_options.stride(), p = m_options.padding(), d = m_options.dilation();
+        const auto s = m_options.stride(), p = m_options.padding(), dil = m_options.dilation();
         // The span of the dilated kernel, (K - 1) D + 1 (the constructor checked it fits).
-        const size2 k{(m_options.kernel_size()[0] - 1) * d[0] + 1, (m_options.kernel_size()[1] - 1) * d[1] + 1};
+        const size2 k{(m_options.kernel_size()[0] - 1) * dil[0] + 1, (m_options.kernel_size()[1] - 1) * dil[1] + 1};
         if (input_shape[1] != m_options.in_channels())
         {
             throw shape_error(detail::concat(name(), ": expected ", m_options.in_channels(),
@@ -288,7 +288,9 @@ public:
             {
                 throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
                                                  " padded by ", detail::shape_to_string(p),
-                                                 " is smaller than the kernel's span ", detail::shape_to_string(k)));
+                                                 dil[0] * dil[1] == 1 ? " is smaller than the kernel "
+                                                                      : " is smaller than the dilated kernel's span ",
+                                                 detail::shape_to_string(k)));
             }
         }
         const std::array<std::size_t, 4> out{input_shape[0], m_options.out_channels(), (padded[0] - k[0]) / s[0] + 1,

@@ -122,41 +122,49 @@ void dot_block(const T* a, const T* const* sources, std::size_t length, T* resul
     }
 }
 
-/// result[t] += the dot product of a[0, length) and sources[t][0, length), for t < count: blocks
-/// of up to 8 taps per pass over `a` (8 accumulators, `a` and a load fit 16 vector registers).
+/// result[t] += the dot product of a[0, length) and sources[t][0, length), for t < count: in
+/// blocks of at most 9 taps per pass over `a` (9 accumulators, `a` and a load fit 16 vector
+/// registers), of equal sizes, since a small block's few accumulator chains are
+/// latency-bound: 9 taps (3x3) are one pass, 25 (5x5) are 9 + 8 + 8.
 template <class T>
 void dot_strips(const T* a, const T* const* sources, std::size_t count, std::size_t length, T* result)
 {
+    const std::size_t blocks = (count + 8) / 9;
     std::size_t t = 0;
-    for (; t + 8 <= count; t += 8)
+    for (std::size_t block = 0; block < blocks; ++block)
     {
-        dot_block<8>(a, sources + t, length, result + t);
-    }
-    switch (count - t)
-    {
-    case 7:
-        dot_block<7>(a, sources + t, length, result + t);
-        break;
-    case 6:
-        dot_block<6>(a, sources + t, length, result + t);
-        break;
-    case 5:
-        dot_block<5>(a, sources + t, length, result + t);
-        break;
-    case 4:
-        dot_block<4>(a, sources + t, length, result + t);
-        break;
-    case 3:
-        dot_block<3>(a, sources + t, length, result + t);
-        break;
-    case 2:
-        dot_block<2>(a, sources + t, length, result + t);
-        break;
-    case 1:
-        dot_block<1>(a, sources + t, length, result + t);
-        break;
-    default:
-        break;
+        const std::size_t size = count / blocks + (block < count % blocks ? 1 : 0);
+        switch (size)
+        {
+        case 9:
+            dot_block<9>(a, sources + t, length, result + t);
+            break;
+        case 8:
+            dot_block<8>(a, sources + t, length, result + t);
+            break;
+        case 7:
+            dot_block<7>(a, sources + t, length, result + t);
+            break;
+        case 6:
+            dot_block<6>(a, sources + t, length, result + t);
+            break;
+        case 5:
+            dot_block<5>(a, sources + t, length, result + t);
+            break;
+        case 4:
+            dot_block<4>(a, sources + t, length, result + t);
+            break;
+        case 3:
+            dot_block<3>(a, sources + t, length, result + t);
+            break;
+        case 2:
+            dot_block<2>(a, sources + t, length, result + t);
+            break;
+        default:
+            dot_block<1>(a, sources + t, length, result + t);
+            break;
+        }
+        t += size;
     }
 }
 
