@@ -10,18 +10,20 @@
 /// output plane is K scaled strips added (`sum_strips`), Wp - OW wrap-around positions per row
 /// computed and dropped.
 ///
-/// A stride S > 1 is reduced to stride 1 by splitting the padded plane into S_H S_W phases,
-/// phase (r, c) holding the pixels (r + S_H i, c + S_W j): tap (a, b) then reads phase
-/// (a DH mod S_H, b DW mod S_W) at offset (floor(a DH / S_H), floor(b DW / S_W)), again one
-/// contiguous strip of that phase's flat plane. Stride 1 is the case of one phase, the padded
-/// plane itself, which is read in place.
+/// A stride S > 1 keeps the same strips: the outputs are the stride-1 outputs at rows SH i and
+/// columns SW j, so the kernels run over the stride-1 positions up to the last strided one and
+/// the copy into NCHW takes every SH-th row and SW-th column. That multiplies the FMAs by about
+/// SH SW (4 at stride 2) but leaves every load contiguous: for the small planes of depthwise
+/// layers (8 x 8, 28 x 28) splitting each plane into its S_H S_W phases cost more in scalar
+/// bookkeeping than the FMAs it saved.
 ///
-/// The backward pass reads dY spread over the same pitch with zeros at the wrap-around
-/// positions and in margins around it: dW[o, t] is the dot product of the spread dY with tap
-/// t's strip (`dot_strips`), and each phase of dX is again a sum of scaled strips of the spread
-/// dY, shifted the other way. A channel multiplier M = C_out / C_in > 1 adds M output channels
-/// into each input channel's dX. Threads share out planes in the forward pass and input
-/// channels (all images) in the backward pass, so dW needs no reduction across threads.
+/// The backward pass reads dY spread over the same flat positions (dY[i, j] at SH i Wp + SW j)
+/// with zeros everywhere else and in a margin before it: dW[o, t] is the dot product of the
+/// spread dY with tap t's strip (`dot_strips`), and dX over the padded plane is again a sum of
+/// scaled strips of the spread dY, shifted the other way, of which the interior is copied out.
+/// A channel multiplier M = C_out / C_in > 1 adds M output channels into each input channel's
+/// dX. Threads share out planes in the forward pass and input channels (all images) in the
+/// backward pass, so dW needs no reduction across threads.
 #ifndef XCNN_CORE_CONV_DEPTHWISE_HPP
 #define XCNN_CORE_CONV_DEPTHWISE_HPP
 
@@ -229,62 +231,49 @@ void scatter_strided(const T* src, std::size_t step, std::size_t count, T* dst)
     }
 }
 
-/// Where the taps of a depthwise convolution read: the phases of the padded input and the
-/// offset of every tap in its phase (see the top of this file).
+/// Where the taps of a depthwise convolution read in a flat padded plane.
 struct depthwise_plan
 {
     std::size_t kernel_taps = 0;     ///< K = KH KW
     std::size_t multiplier = 1;      ///< M = C_out / C_in
-    std::size_t phase_rows = 0;      ///< Hs = OH + floor((KH - 1) DH / SH)
-    std::size_t phase_cols = 0;      ///< Ws = OW + floor((KW - 1) DW / SW), the pitch of every flat plane
-    std::size_t phases = 1;          ///< SH SW
-    std::size_t span = 0;            ///< (OH - 1) Ws + OW: the flat output positions of a plane
+    std::size_t span = 0;            ///< (OH - 1) SH Wp + (OW - 1) SW + 1: the flat positions computed
     std::size_t margin = 0;          ///< the largest tap offset: the zeros before the spread dY
-    std::vector<std::size_t> phase;  ///< phase of each tap, (a DH mod SH) SW + (b DW mod SW)
-    std::vector<std::size_t> offset; ///< offset of each tap in its phase's flat plane
+    std::vector<std::size_t> offset; ///< offset a DH Wp + b DW of tap (a, b), for t = a KW + b
 
-    /// Elements of one phase's flat plane.
-    std::size_t phase_plane() const noexcept { return phase_rows * phase_cols; }
     /// Elements of one spread dY plane with its margin: every strip of dX reads inside it.
-    std::size_t spread_plane() const noexcept { return margin + phase_plane(); }
+    std::size_t spread_plane(const conv_geometry& g) const noexcept { return margin + g.padded_h() * g.padded_w(); }
 };
 
-/// The plan of `g` into `plan`, whose tables keep their memory between calls.
+/// The plan of `g` into `plan`, whose table keeps its memory between calls.
 inline void plan_depthwise(const conv_geometry& g, depthwise_plan& plan)
 {
     const auto k = g.kernel, s = g.stride, d = g.dilation;
+    const std::size_t wp = g.padded_w();
     plan.kernel_taps = k[0] * k[1];
     plan.multiplier = g.out_channels / g.in_channels;
-    plan.phase_rows = g.out_h() + (k[0] - 1) * d[0] / s[0];
-    plan.phase_cols = g.out_w() + (k[1] - 1) * d[1] / s[1];
-    plan.phases = s[0] * s[1];
-    plan.span = (g.out_h() - 1) * plan.phase_cols + g.out_w();
-    plan.phase.resize(plan.kernel_taps);
+    plan.span = (g.out_h() - 1) * s[0] * wp + (g.out_w() - 1) * s[1] + 1;
     plan.offset.resize(plan.kernel_taps);
-    plan.margin = 0;
     for (std::size_t a = 0; a < k[0]; ++a)
     {
         for (std::size_t b = 0; b < k[1]; ++b)
         {
-            const std::size_t t = a * k[1] + b;
-            plan.phase[t] = (a * d[0] % s[0]) * s[1] + b * d[1] % s[1];
-            plan.offset[t] = (a * d[0] / s[0]) * plan.phase_cols + b * d[1] / s[1];
-            plan.margin = std::max(plan.margin, plan.offset[t]);
+            plan.offset[a * k[1] + b] = a * d[0] * wp + b * d[1];
         }
     }
+    plan.margin = plan.offset[plan.kernel_taps - 1];
 }
 
 /// What one thread of the depthwise passes works in.
 template <class T>
 struct depthwise_thread_buffers
 {
-    /// An output plane over the pitch Ws (forward), or dX's phases (backward).
+    /// An output plane over the flat positions (forward), or dX over the padded width (backward).
     conv_buffer<T> out;
     /// M spread dY planes with their margins, zeros outside dY's pixels.
     conv_buffer<T> spread;
     /// dW of the M output channels of the current input channel, summed over the images.
     std::vector<T> weight_grad;
-    /// The strips and coefficients of one `sum_strips` or `dot_strips`.
+    /// The strips of one `sum_strips` or `dot_strips`.
     std::vector<const T*> sources;
     /// The coefficients of `sources`.
     std::vector<T> coefficients;
@@ -296,46 +285,9 @@ struct depthwise_workspace
 {
     /// The tap layout of the current geometry.
     depthwise_plan plan;
-    /// The phases of the padded input, (N, C_in, SH SW, Hs, Ws), written by the forward pass and
-    /// read by dW; unused at stride 1, where the padded input is its own single phase.
-    conv_buffer<T> phases;
     /// One set per thread.
     std::vector<depthwise_thread_buffers<T>> threads;
 };
-
-/// The first phase of input plane `plane` (= n C_in + c): the padded plane itself at stride 1.
-template <class T>
-const T* phase_base(const conv_geometry& g, const depthwise_workspace<T>& ws, const T* padded, std::size_t plane)
-{
-    return g.unit_stride() ? padded + plane * g.padded_h() * g.padded_w()
-                           : ws.phases.data() + plane * ws.plan.phases * ws.plan.phase_plane();
-}
-
-/// Splits the padded plane `src` (Hp x Wp) into its SH SW phases at `dst`, each Hs x Ws with
-/// zeros where the phase runs past the plane.
-template <class T>
-void split_phases(const conv_geometry& g, const depthwise_plan& plan, const T* src, T* dst)
-{
-    const auto s = g.stride;
-    const std::size_t hp = g.padded_h(), wp = g.padded_w(), hs = plan.phase_rows, ws = plan.phase_cols;
-    for (std::size_t qr = 0; qr < s[0]; ++qr)
-    {
-        for (std::size_t r = 0; r < hs; ++r)
-        {
-            const std::size_t row = qr + s[0] * r;
-            for (std::size_t qc = 0; qc < s[1]; ++qc)
-            {
-                T* out = dst + (qr * s[1] + qc) * hs * ws + r * ws;
-                const std::size_t valid = row < hp && qc < wp ? std::min(ws, (wp - qc + s[1] - 1) / s[1]) : 0;
-                if (valid > 0)
-                {
-                    gather_strided(src + row * wp + qc, s[1], valid, out);
-                }
-                std::fill(out + valid, out + ws, T(0));
-            }
-        }
-    }
-}
 
 /// Gives every thread its buffers for the plan (they only grow): `out_length` elements of
 /// output, `spread_length` of spread dY.
@@ -350,7 +302,7 @@ void reserve_depthwise_threads(depthwise_workspace<T>& ws, std::size_t out_lengt
     }
     for (auto& t : ws.threads)
     {
-        // `sum_strips` stores whole vectors: a strip ending anywhere in `out` may write S - 1 past it.
+        // `sum_strips` stores whole vectors: it may write S - 1 past `out_length`.
         grow_to(t.out, out_length + S);
         grow_to(t.spread, spread_length);
         grow_to(t.weight_grad, taps);
@@ -360,8 +312,7 @@ void reserve_depthwise_threads(depthwise_workspace<T>& ws, std::size_t out_lengt
 }
 
 /// y (N, C_out, OH, OW) of the depthwise convolution of `padded` (N, C_in, Hp, Wp) with
-/// `weight` (C_out, 1, KH, KW), plus `bias` (C_out, or null); with `relu`, ReLU of that. At a
-/// stride above 1 it keeps the phases of the input for `depthwise_backward`.
+/// `weight` (C_out, 1, KH, KW), plus `bias` (C_out, or null); with `relu`, ReLU of that.
 template <class T>
 void depthwise_forward(const conv_geometry& g, const T* weight, const T* bias, const T* padded, T* y, bool relu,
                        depthwise_workspace<T>& ws)
@@ -369,44 +320,45 @@ void depthwise_forward(const conv_geometry& g, const T* weight, const T* bias, c
     auto& plan = ws.plan;
     plan_depthwise(g, plan);
     const std::size_t planes = g.batch * g.in_channels, m = plan.multiplier, taps = plan.kernel_taps;
-    const std::size_t oh = g.out_h(), ow = g.out_w(), pitch = plan.phase_cols;
-    if (!g.unit_stride())
-    {
-        grow_to(ws.phases, planes * plan.phases * plan.phase_plane());
-    }
+    const std::size_t oh = g.out_h(), ow = g.out_w(), wp = g.padded_w(), plane_size = g.padded_h() * wp;
+    const auto s = g.stride;
     reserve_depthwise_threads(ws, plan.span, 0);
     parallel_for_items(planes, m * plan.span * taps / 4,
                        [&](std::size_t begin, std::size_t end, std::size_t worker)
                        {
                            auto& buffers = ws.threads[worker];
+                           T* flat = buffers.out.data();
                            for (std::size_t p = begin; p < end; ++p)
                            {
-                               if (!g.unit_stride())
-                               {
-                                   split_phases(g, plan, padded + p * g.padded_h() * g.padded_w(),
-                                                ws.phases.data() + p * plan.phases * plan.phase_plane());
-                               }
-                               const T* base = phase_base(g, ws, padded, p);
                                for (std::size_t t = 0; t < taps; ++t)
                                {
-                                   buffers.sources[t] = base + plan.phase[t] * plan.phase_plane() + plan.offset[t];
+                                   buffers.sources[t] = padded + p * plane_size + plan.offset[t];
                                }
                                // Output channel o = c M + j of image n is plane p M + j.
                                for (std::size_t j = 0; j < m; ++j)
                                {
                                    const std::size_t o = (p % g.in_channels) * m + j;
                                    sum_strips(buffers.sources.data(), weight + o * taps, taps,
-                                              bias == nullptr ? T(0) : bias[o], plan.span, buffers.out.data());
+                                              bias == nullptr ? T(0) : bias[o], plan.span, flat);
                                    T* out = y + (p * m + j) * oh * ow;
                                    for (std::size_t r = 0; r < oh; ++r)
                                    {
-                                       if (relu)
+                                       const T* row = flat + r * s[0] * wp;
+                                       if (s[1] != 1)
                                        {
-                                           copy_short_relu(buffers.out.data() + r * pitch, ow, out + r * ow);
+                                           gather_strided(row, s[1], ow, out + r * ow);
+                                           if (relu)
+                                           {
+                                               copy_short_relu(out + r * ow, ow, out + r * ow);
+                                           }
+                                       }
+                                       else if (relu)
+                                       {
+                                           copy_short_relu(row, ow, out + r * ow);
                                        }
                                        else
                                        {
-                                           copy_short(buffers.out.data() + r * pitch, ow, out + r * ow);
+                                           copy_short(row, ow, out + r * ow);
                                        }
                                    }
                                }
@@ -415,9 +367,9 @@ void depthwise_forward(const conv_geometry& g, const T* weight, const T* bias, c
 }
 
 /// dw (C_out, 1, KH, KW), db (C_out, or null) and, unless `dx` is null, dx (N, C_in, H, W) of
-/// the depthwise convolution, from dY (N, C_out, OH, OW) and the padded input `padded` (and,
-/// at a stride above 1, the phases `depthwise_forward` kept). With `mask` (the ReLU'd output,
-/// laid out like dY), dY passes only where it is positive, inside the spreading copy.
+/// the depthwise convolution, from dY (N, C_out, OH, OW) and the padded input `padded`. With
+/// `mask` (the ReLU'd output, laid out like dY), dY passes only where it is positive, inside the
+/// spreading copy.
 template <class T>
 void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded, const T* dy, const T* mask, T* dw,
                         T* db, T* dx, depthwise_workspace<T>& ws)
@@ -425,12 +377,11 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
     auto& plan = ws.plan;
     plan_depthwise(g, plan);
     const std::size_t c_in = g.in_channels, c_out = g.out_channels, m = plan.multiplier, taps = plan.kernel_taps;
-    const std::size_t oh = g.out_h(), ow = g.out_w(), pitch = plan.phase_cols, spread_plane = plan.spread_plane();
-    const std::size_t h = g.input[0], w = g.input[1], wp = g.padded_w();
-    const auto pad = g.padding, s = g.stride;
-    // dX: at stride 1 the interior of the padded plane from (PH, PW), over its pitch; above, all
-    // the phases, then interleaved.
-    const std::size_t dx_length = g.unit_stride() ? (h - 1) * wp + w : plan.phases * plan.phase_plane();
+    const std::size_t oh = g.out_h(), ow = g.out_w(), spread_plane = plan.spread_plane(g);
+    const std::size_t h = g.input[0], w = g.input[1], wp = g.padded_w(), plane_size = g.padded_h() * wp;
+    const auto s = g.stride;
+    // dX over the padded width, from the first pixel of the input, (PH, PW), to its last.
+    const std::size_t first = g.padding[0] * wp + g.padding[1], dx_length = (h - 1) * wp + w;
     reserve_depthwise_threads(ws, dx_length, m * spread_plane);
     parallel_for_items(
         c_in, g.batch * m * plan.span * taps / 2,
@@ -438,7 +389,7 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
         {
             auto& buffers = ws.threads[worker];
             T* spread = buffers.spread.data();
-            // Only dY's pixels are ever written: the margins and wrap-around positions stay zero.
+            // Only dY's pixels are ever written: the margins and the positions between them stay zero.
             std::fill(spread, spread + m * spread_plane, T(0));
             for (std::size_t c = begin; c < end; ++c)
             {
@@ -452,21 +403,31 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
                         T* target = spread + j * spread_plane + plan.margin;
                         for (std::size_t r = 0; r < oh; ++r)
                         {
+                            T* row = target + r * s[0] * wp;
                             if (mask != nullptr)
                             {
-                                copy_short_masked(dy + at + r * ow, mask + at + r * ow, ow, target + r * pitch);
+                                if (s[1] == 1)
+                                {
+                                    copy_short_masked(dy + at + r * ow, mask + at + r * ow, ow, row);
+                                }
+                                else
+                                {
+                                    for (std::size_t i = 0; i < ow; ++i)
+                                    {
+                                        row[i * s[1]] = mask[at + r * ow + i] > T(0) ? dy[at + r * ow + i] : T(0);
+                                    }
+                                }
                             }
                             else
                             {
-                                copy_short(dy + at + r * ow, ow, target + r * pitch);
+                                scatter_strided(dy + at + r * ow, s[1], ow, row);
                             }
                         }
                     }
                     // dW: the spread dY against every tap's strip of the input.
-                    const T* base = phase_base(g, ws, padded, plane);
                     for (std::size_t t = 0; t < taps; ++t)
                     {
-                        buffers.sources[t] = base + plan.phase[t] * plan.phase_plane() + plan.offset[t];
+                        buffers.sources[t] = padded + plane * plane_size + plan.offset[t];
                     }
                     for (std::size_t j = 0; j < m; ++j)
                     {
@@ -477,84 +438,22 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
                     {
                         continue;
                     }
-                    // dX, phase by phase: the taps of the phase read the spread dY shifted back.
-                    T* dx_plane = dx + plane * h * w;
-                    for (std::size_t q = 0; q < plan.phases; ++q)
+                    // dX: every tap of every output channel reads the spread dY shifted back.
+                    for (std::size_t j = 0; j < m; ++j)
                     {
-                        std::size_t count = 0;
-                        for (std::size_t j = 0; j < m; ++j)
+                        for (std::size_t t = 0; t < taps; ++t)
                         {
-                            for (std::size_t t = 0; t < taps; ++t)
-                            {
-                                if (plan.phase[t] == q)
-                                {
-                                    buffers.sources[count] = spread + j * spread_plane + plan.margin - plan.offset[t];
-                                    buffers.coefficients[count] = weight[(c * m + j) * taps + t];
-                                    ++count;
-                                }
-                            }
-                        }
-                        if (g.unit_stride())
-                        {
-                            const std::size_t first = pad[0] * wp + pad[1];
-                            for (std::size_t k = 0; k < count; ++k)
-                            {
-                                buffers.sources[k] += first;
-                            }
-                            sum_strips(buffers.sources.data(), buffers.coefficients.data(), count, T(0), dx_length,
-                                       buffers.out.data());
-                            for (std::size_t r = 0; r < h; ++r)
-                            {
-                                copy_short(buffers.out.data() + r * wp, w, dx_plane + r * w);
-                            }
-                        }
-                        else
-                        {
-                            T* phase_out = buffers.out.data() + q * plan.phase_plane();
-                            if (count == 0)
-                            {
-                                std::fill(phase_out, phase_out + plan.phase_plane(), T(0));
-                            }
-                            else
-                            {
-                                sum_strips(buffers.sources.data(), buffers.coefficients.data(), count, T(0),
-                                           plan.phase_plane(), phase_out);
-                            }
+                            buffers.sources[j * taps + t] =
+                                spread + j * spread_plane + plan.margin + first - plan.offset[t];
+                            buffers.coefficients[j * taps + t] = weight[(c * m + j) * taps + t];
                         }
                     }
-                    if (!g.unit_stride())
+                    sum_strips(buffers.sources.data(), buffers.coefficients.data(), m * taps, T(0), dx_length,
+                               buffers.out.data());
+                    T* dx_plane = dx + plane * h * w;
+                    for (std::size_t r = 0; r < h; ++r)
                     {
-                        // Interleave the phases back: padded pixel (R, C) is pixel (R / SH, C / SW) of
-                        // phase (R mod SH, C mod SW); pixels past the phases no window reached.
-                        for (std::size_t y = 0; y < h; ++y)
-                        {
-                            const std::size_t row = y + pad[0], qr = row % s[0], r = row / s[0];
-                            T* out = dx_plane + y * w;
-                            if (r >= plan.phase_rows)
-                            {
-                                std::fill(out, out + w, T(0));
-                                continue;
-                            }
-                            for (std::size_t qc = 0; qc < s[1]; ++qc)
-                            {
-                                // The first x with (x + PW) mod SW = qc, and its column in the phase.
-                                const std::size_t x0 = (qc + s[1] - pad[1] % s[1]) % s[1];
-                                if (x0 >= w)
-                                {
-                                    continue;
-                                }
-                                const std::size_t col0 = (x0 + pad[1]) / s[1];
-                                const std::size_t wanted = (w - x0 + s[1] - 1) / s[1];
-                                const std::size_t have = col0 < pitch ? std::min(wanted, pitch - col0) : 0;
-                                const T* src =
-                                    buffers.out.data() + (qr * s[1] + qc) * plan.phase_plane() + r * pitch + col0;
-                                scatter_strided(src, s[1], have, out + x0);
-                                for (std::size_t i = have; i < wanted; ++i)
-                                {
-                                    out[x0 + i * s[1]] = T(0);
-                                }
-                            }
-                        }
+                        copy_short(buffers.out.data() + r * wp, w, dx_plane + r * w);
                     }
                 }
                 std::copy(buffers.weight_grad.begin(), buffers.weight_grad.begin() + m * taps, dw + c * m * taps);
@@ -565,15 +464,15 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
         // The sums over (N, OH, OW) of each output channel, as every other form takes them.
         using batch = xsimd::batch<T>;
         constexpr std::size_t S = batch::size;
-        const std::size_t plane_size = oh * ow, vector_end = plane_size - plane_size % S;
+        const std::size_t out_plane = oh * ow, vector_end = out_plane - out_plane % S;
         for (std::size_t o = 0; o < c_out; ++o)
         {
             batch partial(T(0));
             T sum = 0;
             for (std::size_t b = 0; b < g.batch; ++b)
             {
-                const T* src = dy + (b * c_out + o) * plane_size;
-                const T* msk = mask == nullptr ? nullptr : mask + (b * c_out + o) * plane_size;
+                const T* src = dy + (b * c_out + o) * out_plane;
+                const T* msk = mask == nullptr ? nullptr : mask + (b * c_out + o) * out_plane;
                 for (std::size_t i = 0; i < vector_end; i += S)
                 {
                     batch v = batch::load_unaligned(src + i);
@@ -583,7 +482,7 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
                     }
                     partial += v;
                 }
-                for (std::size_t i = vector_end; i < plane_size; ++i)
+                for (std::size_t i = vector_end; i < out_plane; ++i)
                 {
                     sum += msk == nullptr || msk[i] > T(0) ? src[i] : T(0);
                 }

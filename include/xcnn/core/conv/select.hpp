@@ -126,7 +126,7 @@ struct conv_workspace
     plane_workspace<T> plane;
     /// The strided dX's offset tables and padded dX.
     strided_workspace<T> strided;
-    /// The depthwise kernels' plan, input phases and per-thread planes.
+    /// The depthwise kernels' tap offsets and per-thread planes.
     depthwise_workspace<T> depthwise;
     /// dY through a fused ReLU, for the passes that read dY in place (window dW, strided dX).
     xt::xtensor<T, 4> masked_grad;
