@@ -358,6 +358,30 @@ TEST_CASE("Conv2D options: forward, dX, dW and db equal PyTorch's in double", "[
 
 // ---- Forms, parameters, files, errors ------------------------------------------------------
 
+TEST_CASE("Conv2D options: the dilated window view is view_as_windows with the tap strides multiplied",
+          "[conv2d][options]")
+{
+    std::mt19937 rng(2);
+    const auto padded = random_tensor<double, 4>({2, 3, 9, 11}, rng);
+    const std::array<std::size_t, 4> shape{2, 3, 9, 11};
+    const auto plain = xcnn::view_as_windows(padded, size2{3, 2}, size2{2, 1});
+    const auto view = xcnn::detail::windows_of(padded.data(), shape, 0, 3, {3, 2}, {2, 1}, {1, 1});
+    CHECK(std::equal(view.shape.begin(), view.shape.end(), plain.shape().begin(), plain.shape().end()));
+    CHECK(std::equal(view.strides.begin(), view.strides.end(), plain.strides().begin(), plain.strides().end()));
+    CHECK(view.data == padded.data());
+
+    // Dilation (2, 3): the same window positions, taps 2 rows and 3 columns apart, fewer positions.
+    const auto dilated = xcnn::detail::windows_of(padded.data(), shape, 1, 2, {3, 2}, {2, 1}, {2, 3});
+    CHECK(dilated.data == padded.data() + 9 * 11);
+    CHECK(dilated.shape[1] == 2);
+    CHECK(dilated.shape[2] == (9 - 5) / 2 + 1);
+    CHECK(dilated.shape[3] == (11 - 4) / 1 + 1);
+    CHECK(dilated.strides[2] == plain.strides()[2]);
+    CHECK(dilated.strides[3] == plain.strides()[3]);
+    CHECK(dilated.strides[4] == 2 * plain.strides()[4]);
+    CHECK(dilated.strides[5] == 3 * plain.strides()[5]);
+}
+
 TEST_CASE("Conv2D options: the form selector's rules for groups", "[conv2d][options]")
 {
     using xcnn::detail::conv_form;
