@@ -82,6 +82,42 @@ struct conv_rectangular : entry
     static std::vector<std::size_t> input_shape() { return {3, 1, 5, 6}; }
 };
 
+struct conv_depthwise : entry
+{
+    static constexpr const char* label = "Conv2D depthwise 3x3, 2 filters per channel, stride 2, padding 1";
+    template <class T>
+    static xcnn::Conv2D<T> make()
+    {
+        return xcnn::Conv2D<T>(xcnn::Conv2DOptions(3, 6, 3).stride(2).padding(1).groups(3));
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 3, 7, 6}; }
+};
+
+struct conv_dilated : entry
+{
+    static constexpr const char* label = "Conv2D 3x3, dilation (2, 1), 2 groups, padding (2, 1)";
+    template <class T>
+    static xcnn::Conv2D<T> make()
+    {
+        return xcnn::Conv2D<T>(xcnn::Conv2DOptions(4, 2, 3).padding({2, 1}).dilation({2, 1}).groups(2));
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 4, 6, 5}; }
+};
+
+struct conv_no_bias : entry
+{
+    static constexpr const char* label = "Conv2D 3x3 without bias";
+    template <class T>
+    static xcnn::Conv2D<T> make()
+    {
+        return xcnn::Conv2D<T>(xcnn::Conv2DOptions(2, 3, 3).padding(1).bias(false));
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 2, 5, 4}; }
+};
+
 struct dense : entry
 {
     static constexpr const char* label = "Dense";
@@ -386,10 +422,10 @@ struct residual_projection : entry
 };
 
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
-using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, dense, relu, leaky_relu, sigmoid, tanh, gelu,
-                       dropout, softsign, flatten, maxpool, maxpool_2x2, maxpool_padded, avgpool, avgpool_2x2,
-                       global_avgpool, channel_scale, batchnorm2d, batchnorm1d, nested_sequential,
-                       residual_identity, residual_projection>;
+using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, conv_depthwise, conv_dilated, conv_no_bias, dense,
+                       relu, leaky_relu, sigmoid, tanh, gelu, dropout, softsign, flatten, maxpool, maxpool_2x2,
+                       maxpool_padded, avgpool, avgpool_2x2, global_avgpool, channel_scale, batchnorm2d, batchnorm1d,
+                       nested_sequential, residual_identity, residual_projection>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>

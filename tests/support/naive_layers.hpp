@@ -39,21 +39,24 @@ inline std::size_t out_extent(std::size_t n, std::size_t k, std::size_t s, std::
 // Conv2D (cross-correlation, PyTorch's Conv2d), NCHW, weight (C_out, C_in, KH, KW).
 // ---------------------------------------------------------------------------------------------
 
-/// y(n, o, oy, ox) = b(o) + sum_{c, ky, kx} x(n, c, oy*sh + ky - ph, ox*sw + kx - pw) w(o, c, ky, kx),
-/// with x = 0 outside the input. The seven loops, literally. If `magnitude` is given it receives
+/// y(n, o, oy, ox) = b(o) + sum_{c, ky, kx} x(n, g Cg + c, oy*sh + ky*dh - ph, ox*sw + kx*dw - pw)
+/// w(o, c, ky, kx), with x = 0 outside the input, g = o / (C_out / groups) the group of o and
+/// Cg = C_in / groups. The seven loops, literally. If `magnitude` is given it receives
 /// |b(o)| + sum |x| |w| over the same terms: the scale of the rounding error of the sum.
 template <class T>
 xt::xtensor<double, 4> conv2d(const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4>& w, const xt::xtensor<T, 1>& b,
-                              index2 stride, index2 padding, xt::xtensor<double, 4>* magnitude = nullptr)
+                              index2 stride, index2 padding, xt::xtensor<double, 4>* magnitude = nullptr,
+                              index2 dilation = {1, 1}, std::size_t groups = 1)
 {
     const std::size_t n_batch = x.shape()[0], c_in = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
     const std::size_t c_out = w.shape()[0], kh = w.shape()[2], kw = w.shape()[3];
-    if (w.shape()[1] != c_in || b.shape()[0] != c_out)
+    if (c_in % groups != 0 || c_out % groups != 0 || w.shape()[1] != c_in / groups || b.shape()[0] != c_out)
     {
         throw std::invalid_argument("naive::conv2d: inconsistent shapes");
     }
-    const std::size_t oh = out_extent(h, kh, stride[0], padding[0]);
-    const std::size_t ow = out_extent(wd, kw, stride[1], padding[1]);
+    const std::size_t cg = c_in / groups, og = c_out / groups;
+    const std::size_t oh = out_extent(h, (kh - 1) * dilation[0] + 1, stride[0], padding[0]);
+    const std::size_t ow = out_extent(wd, (kw - 1) * dilation[1] + 1, stride[1], padding[1]);
     xt::xtensor<double, 4> y({n_batch, c_out, oh, ow});
     if (magnitude != nullptr)
     {
@@ -69,20 +72,22 @@ xt::xtensor<double, 4> conv2d(const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4
                 {
                     double acc = static_cast<double>(b(o));
                     double mag = std::abs(static_cast<double>(b(o)));
-                    for (std::size_t c = 0; c < c_in; ++c)
+                    for (std::size_t c = 0; c < cg; ++c)
                     {
                         for (std::size_t ky = 0; ky < kh; ++ky)
                         {
                             for (std::size_t kx = 0; kx < kw; ++kx)
                             {
-                                const long iy = static_cast<long>(oy * stride[0] + ky) - static_cast<long>(padding[0]);
-                                const long ix = static_cast<long>(ox * stride[1] + kx) - static_cast<long>(padding[1]);
+                                const long iy = static_cast<long>(oy * stride[0] + ky * dilation[0]) -
+                                                static_cast<long>(padding[0]);
+                                const long ix = static_cast<long>(ox * stride[1] + kx * dilation[1]) -
+                                                static_cast<long>(padding[1]);
                                 if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(wd))
                                 {
                                     continue;
                                 }
-                                const double xv = static_cast<double>(
-                                    x(n, c, static_cast<std::size_t>(iy), static_cast<std::size_t>(ix)));
+                                const double xv = static_cast<double>(x(
+                                    n, (o / og) * cg + c, static_cast<std::size_t>(iy), static_cast<std::size_t>(ix)));
                                 const double wv = static_cast<double>(w(o, c, ky, kx));
                                 acc += xv * wv;
                                 mag += std::abs(xv * wv);
@@ -113,25 +118,27 @@ struct conv2d_grads
 };
 
 /// Gradients of sum(y * dy) by the same seven loops, scattering each term's contribution:
-/// dx(n, c, iy, ix) += dy w, dw(o, c, ky, kx) += dy x, db(o) += dy.
+/// dx(n, g Cg + c, iy, ix) += dy w, dw(o, c, ky, kx) += dy x, db(o) += dy (dilation and groups as
+/// in `conv2d`).
 template <class T, class G>
 conv2d_grads conv2d_backward(const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4>& w, const xt::xtensor<G, 4>& dy,
-                             index2 stride, index2 padding)
+                             index2 stride, index2 padding, index2 dilation = {1, 1}, std::size_t groups = 1)
 {
     const std::size_t n_batch = x.shape()[0], c_in = x.shape()[1], h = x.shape()[2], wd = x.shape()[3];
     const std::size_t c_out = w.shape()[0], kh = w.shape()[2], kw = w.shape()[3];
-    const std::size_t oh = out_extent(h, kh, stride[0], padding[0]);
-    const std::size_t ow = out_extent(wd, kw, stride[1], padding[1]);
+    const std::size_t cg = c_in / groups, og = c_out / groups;
+    const std::size_t oh = out_extent(h, (kh - 1) * dilation[0] + 1, stride[0], padding[0]);
+    const std::size_t ow = out_extent(wd, (kw - 1) * dilation[1] + 1, stride[1], padding[1]);
     if (dy.shape()[0] != n_batch || dy.shape()[1] != c_out || dy.shape()[2] != oh || dy.shape()[3] != ow)
     {
         throw std::invalid_argument("naive::conv2d_backward: dy has the wrong shape");
     }
     conv2d_grads g;
     g.dx = xt::zeros<double>({n_batch, c_in, h, wd});
-    g.dw = xt::zeros<double>({c_out, c_in, kh, kw});
+    g.dw = xt::zeros<double>({c_out, cg, kh, kw});
     g.db = xt::zeros<double>({c_out});
     g.dx_magnitude = xt::zeros<double>({n_batch, c_in, h, wd});
-    g.dw_magnitude = xt::zeros<double>({c_out, c_in, kh, kw});
+    g.dw_magnitude = xt::zeros<double>({c_out, cg, kh, kw});
     g.db_magnitude = xt::zeros<double>({c_out});
     for (std::size_t n = 0; n < n_batch; ++n)
     {
@@ -144,14 +151,17 @@ conv2d_grads conv2d_backward(const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4>
                     const double d = static_cast<double>(dy(n, o, oy, ox));
                     g.db(o) += d;
                     g.db_magnitude(o) += std::abs(d);
-                    for (std::size_t c = 0; c < c_in; ++c)
+                    for (std::size_t c = 0; c < cg; ++c)
                     {
+                        const std::size_t ci = (o / og) * cg + c; // the input channel
                         for (std::size_t ky = 0; ky < kh; ++ky)
                         {
                             for (std::size_t kx = 0; kx < kw; ++kx)
                             {
-                                const long iy = static_cast<long>(oy * stride[0] + ky) - static_cast<long>(padding[0]);
-                                const long ix = static_cast<long>(ox * stride[1] + kx) - static_cast<long>(padding[1]);
+                                const long iy = static_cast<long>(oy * stride[0] + ky * dilation[0]) -
+                                                static_cast<long>(padding[0]);
+                                const long ix = static_cast<long>(ox * stride[1] + kx * dilation[1]) -
+                                                static_cast<long>(padding[1]);
                                 if (iy < 0 || ix < 0 || iy >= static_cast<long>(h) || ix >= static_cast<long>(wd))
                                 {
                                     continue;
@@ -159,10 +169,10 @@ conv2d_grads conv2d_backward(const xt::xtensor<T, 4>& x, const xt::xtensor<T, 4>
                                 const auto y_ = static_cast<std::size_t>(iy);
                                 const auto x_ = static_cast<std::size_t>(ix);
                                 const double dx_term = d * static_cast<double>(w(o, c, ky, kx));
-                                const double dw_term = d * static_cast<double>(x(n, c, y_, x_));
-                                g.dx(n, c, y_, x_) += dx_term;
+                                const double dw_term = d * static_cast<double>(x(n, ci, y_, x_));
+                                g.dx(n, ci, y_, x_) += dx_term;
                                 g.dw(o, c, ky, kx) += dw_term;
-                                g.dx_magnitude(n, c, y_, x_) += std::abs(dx_term);
+                                g.dx_magnitude(n, ci, y_, x_) += std::abs(dx_term);
                                 g.dw_magnitude(o, c, ky, kx) += std::abs(dw_term);
                             }
                         }

@@ -36,7 +36,9 @@ namespace xcnn
 namespace detail
 {
 
-/// Shape of a stride-1 correlation of N images of C planes (already padded) with a KH x KW kernel.
+/// Shape of a stride-1 correlation of N images of C planes (already padded) with a KH x KW kernel
+/// whose taps are DH rows and DW columns apart (dilation): a tap is still one contiguous strip
+/// of the flat plane, only at another offset.
 struct plane_geometry
 {
     std::size_t batch = 0;
@@ -45,9 +47,11 @@ struct plane_geometry
     std::size_t width = 0;
     std::size_t kernel_h = 1;
     std::size_t kernel_w = 1;
+    std::size_t dilation_h = 1;
+    std::size_t dilation_w = 1;
 
-    std::size_t out_h() const noexcept { return height - kernel_h + 1; }
-    std::size_t out_w() const noexcept { return width - kernel_w + 1; }
+    std::size_t out_h() const noexcept { return height - (kernel_h - 1) * dilation_h; }
+    std::size_t out_w() const noexcept { return width - (kernel_w - 1) * dilation_w; }
     std::size_t plane() const noexcept { return height * width; }
     std::size_t image() const noexcept { return channels * plane(); }
     std::size_t taps() const noexcept { return channels * kernel_h * kernel_w; }
@@ -58,7 +62,8 @@ struct plane_geometry
     {
         const std::size_t kk = kernel_h * kernel_w;
         const std::size_t c = t / kk, r = t % kk;
-        return static_cast<std::ptrdiff_t>(c * plane() + (r / kernel_w) * width + r % kernel_w);
+        return static_cast<std::ptrdiff_t>(c * plane() + (r / kernel_w) * dilation_h * width +
+                                           (r % kernel_w) * dilation_w);
     }
 };
 

@@ -24,16 +24,18 @@
 namespace xcnn
 {
 
-/// Height and width of a kernel, stride or padding.
+/// Height and width of a kernel, stride, padding or dilation.
 using size2 = std::array<std::size_t, 2>;
 
 /// Options of a `Conv2D`, named after PyTorch's `torch::nn::Conv2dOptions`: each setter
 /// returns the options so they chain, each getter has the setter's name.
-/// `Conv2D<float>(Conv2DOptions(3, 16, 5).stride(2).padding({1, 2}))`.
+/// `Conv2D<float>(Conv2DOptions(3, 16, 5).stride(2).padding({1, 2}))`;
+/// `Conv2DOptions(32, 32, 3).padding(1).groups(32).bias(false)` is a depthwise 3x3 without bias.
 class Conv2DOptions
 {
 public:
-    /// A square `kernel_size` x `kernel_size` kernel, stride 1, no padding.
+    /// A square `kernel_size` x `kernel_size` kernel, stride 1, no padding, dilation 1, one group,
+    /// a bias.
     Conv2DOptions(std::size_t in_channels, std::size_t out_channels, std::size_t kernel_size)
         : Conv2DOptions(in_channels, out_channels, size2{kernel_size, kernel_size})
     {
@@ -54,6 +56,13 @@ public:
     size2 stride() const noexcept { return m_stride; }
     /// (PH, PW) zeros added on each side; (0, 0) unless set.
     size2 padding() const noexcept { return m_padding; }
+    /// (DH, DW), the distance between kernel taps; (1, 1) unless set.
+    size2 dilation() const noexcept { return m_dilation; }
+    /// G: input and output channels split into G groups, output group g reading input group g
+    /// only; 1 unless set.
+    std::size_t groups() const noexcept { return m_groups; }
+    /// Whether the layer has a bias; true unless set.
+    bool bias() const noexcept { return m_bias; }
 
     /// The same stride along H and W.
     Conv2DOptions& stride(std::size_t s) { return stride(size2{s, s}); }
@@ -71,6 +80,29 @@ public:
         m_padding = p;
         return *this;
     }
+    /// The same dilation along H and W.
+    Conv2DOptions& dilation(std::size_t d) { return dilation(size2{d, d}); }
+    /// Dilation (DH, DW): tap (a, b) reads input pixel (oh SH + a DH - PH, ow SW + b DW - PW), so
+    /// the kernel spans (KH - 1) DH + 1 rows, as in PyTorch.
+    Conv2DOptions& dilation(size2 d)
+    {
+        m_dilation = d;
+        return *this;
+    }
+    /// G groups: in_channels and out_channels must be multiples of G (the layer checks). G =
+    /// in_channels is a depthwise convolution, out_channels / in_channels filters per channel.
+    Conv2DOptions& groups(std::size_t g)
+    {
+        m_groups = g;
+        return *this;
+    }
+    /// With `false`, no bias at all: `parameters()` lists only "weight", as PyTorch's
+    /// `Conv2d(..., bias=False)` registers none.
+    Conv2DOptions& bias(bool b)
+    {
+        m_bias = b;
+        return *this;
+    }
 
 private:
     std::size_t m_in;
@@ -78,16 +110,19 @@ private:
     size2 m_kernel;
     size2 m_stride{1, 1};
     size2 m_padding{0, 0};
+    size2 m_dilation{1, 1};
+    std::size_t m_groups = 1;
+    bool m_bias = true;
 };
 
 /// 2-D convolution over NCHW input with PyTorch's semantics and layouts: `weight()` is
-/// (C_out, C_in, KH, KW), `bias()` is (C_out), output (N, C_out, OH, OW) with
-/// OH = (H + 2 pad_h - KH) / stride_h + 1.
+/// (C_out, C_in / groups, KH, KW), `bias()` is (C_out) unless built with `bias(false)`, output
+/// (N, C_out, OH, OW) with OH = (H + 2 pad_h - dilation_h (KH - 1) - 1) / stride_h + 1.
 ///
 /// The forward pass is the contraction of the window view (N, C_in, OH, OW, KH, KW) of the
-/// zero-padded input with the kernel over (C_in, KH, KW); see docs/design.md. The layer checks
-/// shapes and keeps the buffers; the passes are the forms in core/conv/, picked for each pass
-/// by core/conv/select.hpp.
+/// zero-padded input with the kernel over (C_in, KH, KW), group by group; see docs/design.md. The
+/// layer checks shapes and keeps the buffers; the passes are the forms in core/conv/, picked for
+/// each pass by core/conv/select.hpp (a depthwise convolution runs direct per-channel kernels).
 template <class T>
 class Conv2D : public layer<Conv2D<T>, T, 4>
 {
@@ -109,75 +144,130 @@ public:
     {
     }
 
-    /// Any kernel, stride and padding, e.g. `Conv2D<float>(Conv2DOptions(3, 16, {3, 5}).stride(2))`.
-    /// @throws value_error if a channel count, a kernel size or a stride is zero, any size is larger
-    /// than `max_extent` (a negative number converted to `std::size_t`), or the weight would have
-    /// more than `max_extent` elements.
+    /// Any kernel, stride, padding, dilation, groups and bias, e.g.
+    /// `Conv2D<float>(Conv2DOptions(3, 16, {3, 5}).stride(2).dilation(2))`.
+    /// @throws value_error if a channel count, a kernel size, a stride, a dilation or the groups
+    /// are zero, any size is larger than `max_extent` (a negative number converted to
+    /// `std::size_t`), the channel counts are not multiples of the groups, or the weight would
+    /// have more than `max_extent` elements.
     explicit Conv2D(const Conv2DOptions& options) : m_options(options)
     {
-        const auto k = options.kernel_size(), s = options.stride(), p = options.padding();
+        const auto k = options.kernel_size(), s = options.stride(), p = options.padding(), d = options.dilation();
         const std::string layer = name();
         detail::require_size_argument(layer, "in_channels", options.in_channels(), options.in_channels(), 1);
         detail::require_size_argument(layer, "out_channels", options.out_channels(), options.out_channels(), 1);
-        for (std::size_t d = 0; d < 2; ++d)
+        detail::require_size_argument(layer, "groups", options.groups(), options.groups(), 1);
+        for (std::size_t a = 0; a < 2; ++a)
         {
-            detail::require_size_argument(layer, "kernel_size", k[d], detail::shape_to_string(k), 1);
-            detail::require_size_argument(layer, "stride", s[d], detail::shape_to_string(s), 1);
-            detail::require_size_argument(layer, "padding", p[d], detail::shape_to_string(p), 0);
+            detail::require_size_argument(layer, "kernel_size", k[a], detail::shape_to_string(k), 1);
+            detail::require_size_argument(layer, "stride", s[a], detail::shape_to_string(s), 1);
+            detail::require_size_argument(layer, "padding", p[a], detail::shape_to_string(p), 0);
+            detail::require_size_argument(layer, "dilation", d[a], detail::shape_to_string(d), 1);
+            // The kernel's span (K - 1) D + 1 must not wrap either.
+            if ((k[a] - 1) > (max_extent - 1) / d[a])
+            {
+                throw value_error(detail::concat(layer, ": kernel_size ", detail::shape_to_string(k), " dilated by ",
+                                                 detail::shape_to_string(d), " spans more than ", max_extent,
+                                                 " pixels"));
+            }
         }
-        detail::require_addressable_weight(
-            layer, std::array<std::size_t, 4>{options.out_channels(), options.in_channels(), k[0], k[1]});
-        m_weight = learnable<T, 4>("weight", {options.out_channels(), options.in_channels(), k[0], k[1]});
-        m_bias = learnable<T, 1>("bias", {options.out_channels()});
+        if (options.in_channels() % options.groups() != 0 || options.out_channels() % options.groups() != 0)
+        {
+            throw value_error(detail::concat(layer, ": in_channels (", options.in_channels(), ") and out_channels (",
+                                             options.out_channels(), ") must both be divisible by groups (",
+                                             options.groups(), ")"));
+        }
+        const std::array<std::size_t, 4> weight_shape{options.out_channels(), options.in_channels() / options.groups(),
+                                                      k[0], k[1]};
+        detail::require_addressable_weight(layer, weight_shape);
+        m_weight = learnable<T, 4>("weight", weight_shape);
+        if (options.bias())
+        {
+            m_bias = learnable<T, 1>("bias", {options.out_channels()});
+        }
         std::mt19937 rng(detail::default_init_seed);
         reset_parameters(rng);
     }
 
-    /// The channels, kernel size, stride and padding the layer was built with.
+    /// The channels, kernel size, stride, padding, dilation, groups and bias the layer was built with.
     const Conv2DOptions& options() const noexcept { return m_options; }
 
-    /// (C_out, C_in, KH, KW). Assign a tensor of this shape to load weights.
+    /// (C_out, C_in / groups, KH, KW). Assign a tensor of this shape to load weights.
     xt::xtensor<T, 4>& weight() noexcept { return m_weight.value(); }
-    /// (C_out, C_in, KH, KW), read-only.
+    /// (C_out, C_in / groups, KH, KW), read-only.
     const xt::xtensor<T, 4>& weight() const noexcept { return m_weight.value(); }
+    /// Whether the layer has a bias (`Conv2DOptions::bias`).
+    bool has_bias() const noexcept { return m_bias.declared(); }
     /// (C_out).
-    xt::xtensor<T, 1>& bias() noexcept { return m_bias.value(); }
+    /// @throws error if the layer was built with `bias(false)`.
+    xt::xtensor<T, 1>& bias()
+    {
+        require_bias();
+        return m_bias.value();
+    }
     /// (C_out), read-only.
-    const xt::xtensor<T, 1>& bias() const noexcept { return m_bias.value(); }
+    /// @throws error if the layer was built with `bias(false)`.
+    const xt::xtensor<T, 1>& bias() const
+    {
+        require_bias();
+        return m_bias.value();
+    }
     /// dLoss/dweight of the last `backward` (overwritten, not accumulated).
     const xt::xtensor<T, 4>& weight_grad() const noexcept { return m_weight.grad(); }
     /// dLoss/dbias of the last `backward` (overwritten, not accumulated).
-    const xt::xtensor<T, 1>& bias_grad() const noexcept { return m_bias.grad(); }
-
-    /// The learnable tensors, "weight" and "bias", for `parameters()` and `num_parameters()`.
-    auto parameter_slots() { return std::tie(m_weight, m_bias); }
-
-    /// Kaiming-uniform weights and uniform biases, PyTorch's defaults, drawn from `rng`.
-    void reset_parameters(std::mt19937& rng)
+    /// @throws error if the layer was built with `bias(false)`.
+    const xt::xtensor<T, 1>& bias_grad() const
     {
-        const std::size_t fan_in = m_options.in_channels() * m_options.kernel_size()[0] * m_options.kernel_size()[1];
-        init::kaiming_uniform(m_weight.value(), fan_in, rng);
-        init::bias_uniform(m_bias.value(), fan_in, rng);
+        require_bias();
+        return m_bias.grad();
     }
 
-    /// `Conv2D(C_in, C_out, kernel_size=(KH, KW), stride=(SH, SW), padding=(PH, PW))`, as shown in
-    /// `Sequential::summary` and in error messages.
+    /// The learnable tensors, "weight" and "bias", for `parameters()` and `num_parameters()`; a
+    /// layer built with `bias(false)` leaves its bias undeclared, so only "weight" is listed.
+    auto parameter_slots() { return std::tie(m_weight, m_bias); }
+
+    /// Kaiming-uniform weights and uniform biases, PyTorch's defaults, drawn from `rng`; the fan-in
+    /// is that of one group, (C_in / groups) KH KW, as in PyTorch.
+    void reset_parameters(std::mt19937& rng)
+    {
+        const std::size_t fan_in =
+            m_options.in_channels() / m_options.groups() * m_options.kernel_size()[0] * m_options.kernel_size()[1];
+        init::kaiming_uniform(m_weight.value(), fan_in, rng);
+        if (m_bias.declared())
+        {
+            init::bias_uniform(m_bias.value(), fan_in, rng);
+        }
+    }
+
+    /// `Conv2D(C_in, C_out, kernel_size=(KH, KW), stride=(SH, SW), padding=(PH, PW))`, followed,
+    /// as PyTorch's repr does, by those options that differ from their defaults:
+    /// `dilation=(DH, DW)`, `groups=G`, `bias=False`. Shown in `Sequential::summary` and in error
+    /// messages.
     std::string name() const
     {
-        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
+        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding(),
+                   d = m_options.dilation();
+        const bool dilated = d[0] != 1 || d[1] != 1;
         return detail::concat("Conv2D(", m_options.in_channels(), ", ", m_options.out_channels(),
                               ", kernel_size=", detail::shape_to_string(k), ", stride=", detail::shape_to_string(s),
-                              ", padding=", detail::shape_to_string(p), ")");
+                              ", padding=", detail::shape_to_string(p),
+                              dilated ? ", dilation=" + detail::shape_to_string(d) : std::string(),
+                              m_options.groups() != 1 ? ", groups=" + std::to_string(m_options.groups())
+                                                      : std::string(),
+                              m_options.bias() ? "" : ", bias=False", ")");
     }
 
     /// (N, C_out, OH, OW) for an (N, C_in, H, W) input; N may be 0.
     /// @throws shape_error for another rank or channel count, a zero height or width, an input
-    /// smaller than the kernel, or a padded input or output of more than `max_extent` elements.
+    /// smaller than the (dilated) kernel, or a padded input or output of more than `max_extent`
+    /// elements.
     template <class S>
     std::array<std::size_t, 4> checked_output_shape(const S& input_shape) const
     {
         detail::require_rank(*this, input_shape, 4, "(N, C, H, W)");
-        const auto k = m_options.kernel_size(), s = m_options.stride(), p = m_options.padding();
+        const auto s = m_options.stride(), p = m_options.padding(), dil = m_options.dilation();
+        // The span of the dilated kernel, (K - 1) D + 1 (the constructor checked it fits).
+        const size2 k{(m_options.kernel_size()[0] - 1) * dil[0] + 1, (m_options.kernel_size()[1] - 1) * dil[1] + 1};
         if (input_shape[1] != m_options.in_channels())
         {
             throw shape_error(detail::concat(name(), ": expected ", m_options.in_channels(),
@@ -198,7 +288,9 @@ public:
             {
                 throw shape_error(detail::concat(name(), ": input ", detail::shape_to_string(input_shape),
                                                  " padded by ", detail::shape_to_string(p),
-                                                 " is smaller than the kernel ", detail::shape_to_string(k)));
+                                                 dil[0] * dil[1] == 1 ? " is smaller than the kernel "
+                                                                      : " is smaller than the dilated kernel's span ",
+                                                 detail::shape_to_string(k)));
             }
         }
         const std::array<std::size_t, 4> out{input_shape[0], m_options.out_channels(), (padded[0] - k[0]) / s[0] + 1,
@@ -226,15 +318,19 @@ public:
     }
 
     /// dX for dY = `grad_output`; overwrites `weight_grad()` and `bias_grad()`.
-    const input_type& run_backward(const output_type& grad_output)
-    {
-        const auto g = geometry();
-        const detail::spread_grad<T> spread = parameter_grads(g, grad_output, nullptr);
-        return input_grad(g, grad_output, nullptr, spread);
-    }
+    const input_type& run_backward(const output_type& grad_output) { return gradients(grad_output, nullptr); }
 
     /// Overwrites `weight_grad()` and `bias_grad()` without computing dX.
-    void run_backward_parameters(const output_type& grad_output) { parameter_grads(geometry(), grad_output, nullptr); }
+    void run_backward_parameters(const output_type& grad_output)
+    {
+        const auto g = geometry();
+        if (detail::depthwise(g))
+        {
+            depthwise_grads(g, grad_output, nullptr, false);
+            return;
+        }
+        parameter_grads(g, grad_output, nullptr);
+    }
 
     /// What `Sequential` runs for this layer followed by an activation of functor `Op`: f(conv(x)),
     /// applied while the output is written (`training` false is `predict`). Then
@@ -272,23 +368,21 @@ public:
     const input_type& backward_activated(const output_type& grad_output, const Op& op)
     {
         check_backward(grad_output);
-        const auto g = geometry();
         if constexpr (detail::rectifies<Op>::value)
         {
-            // The plane form's spread and the window view's placed dY apply the mask in their
-            // copies; the passes that read dY in place (window dW, strided dX) need it masked first.
-            const bool fused = detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane &&
-                               detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im;
-            const output_type& dy = fused ? grad_output : activated_gradient(grad_output, op);
-            const T* mask = fused ? m_output.data() : nullptr;
-            const detail::spread_grad<T> spread = parameter_grads(g, dy, mask);
-            return input_grad(g, dy, mask, spread);
+            // The plane form's spread, the window view's placed dY and the depthwise kernels'
+            // spread apply the mask in their copies; the passes that read dY in place (window dW,
+            // strided dX) need it masked first.
+            const auto g = geometry();
+            const bool fused =
+                detail::depthwise(g) || (detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane &&
+                                         detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im);
+            return fused ? gradients(grad_output, m_output.data())
+                         : gradients(activated_gradient(grad_output, op), nullptr);
         }
         else
         {
-            const output_type& dy = activated_gradient(grad_output, op);
-            const detail::spread_grad<T> spread = parameter_grads(g, dy, nullptr);
-            return input_grad(g, dy, nullptr, spread);
+            return gradients(activated_gradient(grad_output, op), nullptr);
         }
     }
 
@@ -306,7 +400,15 @@ public:
     {
         check_backward(grad_output);
         const auto g = geometry();
-        if (detail::rectifies<Op>::value && detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
+        if (detail::rectifies<Op>::value && detail::depthwise(g))
+        {
+            depthwise_grads(g, grad_output, m_output.data(), false);
+        }
+        else if (detail::depthwise(g))
+        {
+            depthwise_grads(g, activated_gradient(grad_output, op), nullptr, false);
+        }
+        else if (detail::rectifies<Op>::value && detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
         {
             parameter_grads(g, grad_output, m_output.data());
         }
@@ -325,6 +427,44 @@ public:
     }
 
 private:
+    /// Throws `error` naming the layer if it was built with `bias(false)`.
+    void require_bias() const
+    {
+        if (!m_bias.declared())
+        {
+            throw error(detail::concat(name(), ": the layer has no bias (built with bias(false))"));
+        }
+    }
+
+    /// The bias, or null without one.
+    const T* bias_data() const noexcept { return m_bias.declared() ? m_bias.value().data() : nullptr; }
+    /// The bias's gradient, or null without a bias.
+    T* bias_grad_data() noexcept { return m_bias.declared() ? m_bias.grad().data() : nullptr; }
+
+    /// dX, dW and db of dY = `dy`; `mask` as for `parameter_grads`, for the forms that fuse it.
+    const input_type& gradients(const output_type& dy, const T* mask)
+    {
+        const auto g = geometry();
+        if (detail::depthwise(g))
+        {
+            depthwise_grads(g, dy, mask, true);
+            return m_input_grad;
+        }
+        const detail::spread_grad<T> spread = parameter_grads(g, dy, mask);
+        return input_grad(g, dy, mask, spread);
+    }
+
+    /// The depthwise kernels' dW, db and, with `input_grad`, dX in one pass over dY.
+    void depthwise_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask, bool input_grad)
+    {
+        if (input_grad)
+        {
+            detail::ensure_shape(m_input_grad, g.input_shape());
+        }
+        detail::depthwise_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask, m_weight.grad().data(),
+                                   bias_grad_data(), input_grad ? m_input_grad.data() : nullptr, m_work.depthwise);
+    }
+
     /// What the base checks before `run_backward`, for the fused forms.
     void check_backward(const output_type& grad_output) const
     {
@@ -341,11 +481,11 @@ private:
         if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
         {
             const auto spread = detail::spread_output_grad(g, dy.data(), mask, m_work.plane);
-            detail::plane_weight_grad(g, spread, m_padded.data(), m_weight.grad().data(), m_bias.grad().data(),
+            detail::plane_weight_grad(g, spread, m_padded.data(), m_weight.grad().data(), bias_grad_data(),
                                       m_work.plane);
             return spread;
         }
-        detail::window_weight_grad(g, m_padded, dy, m_weight.grad(), m_bias.grad().data(), m_work.window, m_work.gemm);
+        detail::window_weight_grad(g, m_padded, dy, m_weight.grad(), bias_grad_data(), m_work.window, m_work.gemm);
         return {};
     }
 
@@ -372,6 +512,8 @@ private:
             detail::strided_input_grad(g, m_weight.value().data(), dy.data(), m_input_grad.data(), m_work.strided,
                                        m_work.gemm);
             break;
+        case detail::conv_form::depthwise: // `gradients` runs the depthwise kernels itself
+            break;
         }
         return m_input_grad;
     }
@@ -389,6 +531,8 @@ private:
         g.kernel = m_options.kernel_size();
         g.stride = m_options.stride();
         g.padding = p;
+        g.dilation = m_options.dilation();
+        g.groups = m_options.groups();
         return g;
     }
 
@@ -405,15 +549,20 @@ private:
         zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
         detail::ensure_shape(m_output, out_shape);
         const auto g = geometry();
-        if (detail::choose_forward_form<T>(g) == detail::conv_form::plane)
+        switch (detail::choose_forward_form<T>(g))
         {
-            detail::plane_forward(g, m_weight.value().data(), m_bias.value().data(), m_padded.data(), m_output.data(),
-                                  relu, m_work.plane, m_work.gemm);
-        }
-        else
-        {
-            detail::window_forward(g, m_padded, m_weight.value(), m_bias.value().data(), m_output, relu, m_work.window,
+        case detail::conv_form::plane:
+            detail::plane_forward(g, m_weight.value().data(), bias_data(), m_padded.data(), m_output.data(), relu,
+                                  m_work.plane, m_work.gemm);
+            break;
+        case detail::conv_form::depthwise:
+            detail::depthwise_forward(g, m_weight.value().data(), bias_data(), m_padded.data(), m_output.data(), relu,
+                                      m_work.depthwise);
+            break;
+        default:
+            detail::window_forward(g, m_padded, m_weight.value(), bias_data(), m_output, relu, m_work.window,
                                    m_work.gemm);
+            break;
         }
     }
 

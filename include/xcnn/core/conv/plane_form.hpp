@@ -84,7 +84,7 @@ inline void fill_kernel_tables(std::size_t c_out, std::size_t taps, bool transpo
 }
 
 /// Stride 1. y (N, C_out, OH, OW) = the correlation of `padded` (N, C_in, Hp, Wp) with
-/// `weight` (C_out, C_in, KH, KW) plus `bias` (C_out): the GEMM reads the padded input in place
+/// `weight` (C_out, C_in, KH, KW) plus `bias` (C_out, or null): the GEMM reads the padded input in place
 /// and writes over the padded width with the bias fused; the crop into NCHW drops the
 /// wrap-around positions and, with `relu`, applies ReLU on the way.
 template <class T>
@@ -121,14 +121,18 @@ spread_grad<T> spread_output_grad(const conv_geometry& g, const T* dy, const T* 
 }
 
 /// Stride 1. dw (C_out, C_in, KH, KW) = dot products of the rows of the spread dY with strips
-/// of `padded` (N, C_in, Hp, Wp), both read in place (`gemm_nt`); db (C_out) = the sums of the
-/// spread planes.
+/// of `padded` (N, C_in, Hp, Wp), both read in place (`gemm_nt`); db (C_out, or null for no
+/// bias) = the sums of the spread planes.
 template <class T>
 void plane_weight_grad(const conv_geometry& g, const spread_grad<T>& dy, const T* padded, T* dw, T* db,
                        plane_workspace<T>& ws)
 {
     const std::size_t n = g.batch, c_out = g.out_channels;
     correlate_planes_weight_grad(g.planes(), c_out, dy.values, dy.plane, padded, dw, ws.tables);
+    if (db == nullptr)
+    {
+        return;
+    }
     for (std::size_t o = 0; o < c_out; ++o)
     {
         T sum = 0;
