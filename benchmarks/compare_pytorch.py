@@ -10,6 +10,8 @@ What runs, at 1 and at 2 threads (see docs/performance.md):
           OPENBLAS_CORETYPE=Haswell (bench_gemm), GFLOP/s; no PyTorch here.
   L1      Conv2D 32->64, 3x3, pad 1 on 64x32x32x32: forward, and forward + backward with dX
           (bench_conv2d), GFLOP/s = 2 N C_out C_in 9 H W per forward, three times that for both.
+  newlayers  bench_layers: BatchNorm, Dropout, activations, pools, depthwise, dilated and strided
+          convolutions, a Residual block, batch 64: forward and forward + backward, images/s.
   models  LeNet-5 and the seed net, batch 64: training step (forward, cross-entropy, backward,
           SGD with momentum) and inference (bench_models), images/s.
 
@@ -39,8 +41,41 @@ import time
 # Before torch is imported: torch's BLAS (OpenBLAS on Debian) at one thread.
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
+# glibc's allocator as a tuned production process has it, for both sides: without these, glibc
+# hands PyTorch's large buffers back to the kernel after each call and PyTorch page-faults on every
+# step (its L1 forward took 44.5 ms that way and 23.8 ms with them). xcnn's workers inherit them
+# too, for symmetry. glibc reads them at process start, hence the re-exec.
+FAIR_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
+
+
+def ensure_fair_malloc():
+    """Re-runs this script with FAIR_MALLOC in GLIBC_TUNABLES unless it is there already."""
+    current = os.environ.get("GLIBC_TUNABLES", "")
+    if FAIR_MALLOC in current:
+        return
+    os.environ["GLIBC_TUNABLES"] = f"{current}:{FAIR_MALLOC}" if current else FAIR_MALLOC
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
 BATCH = 64
 L1_FORWARD_FLOP = 2.0 * 64 * 64 * 32 * 3 * 3 * 32 * 32  # N C_out C_in KH KW OH OW
+# The "newlayers" group: bench_layers' cases, (label, input C, H, W); torch_cases builds each.
+NEW_LAYERS = {
+    "batchnorm2d_32x28": ("BatchNorm2D(32), 32×28×28", (32, 28, 28)),
+    "batchnorm2d_64x8": ("BatchNorm2D(64), 64×8×8", (64, 8, 8)),
+    "dropout_32x28": ("Dropout(0.5), 32×28×28", (32, 28, 28)),
+    "leaky_relu_32x28": ("LeakyReLU, 32×28×28", (32, 28, 28)),
+    "sigmoid_32x28": ("Sigmoid, 32×28×28", (32, 28, 28)),
+    "tanh_32x28": ("Tanh, 32×28×28", (32, 28, 28)),
+    "gelu_32x28": ("GELU, 32×28×28", (32, 28, 28)),
+    "avgpool2_32x28": ("AvgPool2D(2), 32×28×28", (32, 28, 28)),
+    "global_avgpool_128x8": ("GlobalAvgPool2D, 128×8×8", (128, 8, 8)),
+    "maxpool3s2p1_32x56": ("MaxPool2D(3, 2, 1), 32×56×56", (32, 56, 56)),
+    "depthwise3x3_32x28": ("depthwise Conv2D 3×3, 32×28×28", (32, 28, 28)),
+    "depthwise3x3_128x8": ("depthwise Conv2D 3×3, 128×8×8", (128, 8, 8)),
+    "dilated3x3_32x28": ("Conv2D 32→32 3×3 dilation 2, 28×28", (32, 28, 28)),
+    "conv3x3s2_32to64x14": ("Conv2D 32→64 3×3 stride 2, 14×14", (32, 14, 14)),
+    "residual_32x14": ("Residual block (2 × Conv-BN), 32×14×14", (32, 14, 14)),
+}
 GEMM_SHAPES = {  # name: (M, K, N), as in bench_gemm.cpp
     "square": (1024, 1024, 1024),
     "L1_forward": (64, 288, 65536),
@@ -177,7 +212,69 @@ def torch_cases(torch):
 
         return build
 
-    return {
+    class Residual(nn.Module):
+        def __init__(self, main):
+            super().__init__()
+            self.main = main
+
+        def forward(self, x):
+            return x + self.main(x)
+
+    def new_layer(case):
+        return {
+            "batchnorm2d_32x28": lambda: nn.BatchNorm2d(32),
+            "batchnorm2d_64x8": lambda: nn.BatchNorm2d(64),
+            "dropout_32x28": lambda: nn.Dropout(0.5),
+            "leaky_relu_32x28": lambda: nn.LeakyReLU(0.01),
+            "sigmoid_32x28": nn.Sigmoid,
+            "tanh_32x28": nn.Tanh,
+            "gelu_32x28": nn.GELU,
+            "avgpool2_32x28": lambda: nn.AvgPool2d(2),
+            "global_avgpool_128x8": lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+            "maxpool3s2p1_32x56": lambda: nn.MaxPool2d(3, 2, 1),
+            "depthwise3x3_32x28": lambda: nn.Conv2d(32, 32, 3, padding=1, groups=32),
+            "depthwise3x3_128x8": lambda: nn.Conv2d(128, 128, 3, padding=1, groups=128),
+            "dilated3x3_32x28": lambda: nn.Conv2d(32, 32, 3, padding=2, dilation=2),
+            "conv3x3s2_32to64x14": lambda: nn.Conv2d(32, 64, 3, 2, 1, bias=False),
+            "residual_32x14": lambda: Residual(nn.Sequential(
+                nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+                nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32))),
+        }[case]()
+
+    def layer_forward(case):
+        def build():
+            torch.manual_seed(0)
+            module = new_layer(case).train()  # xcnn's forward is training mode
+            x = torch.rand(BATCH, *NEW_LAYERS[case][1]) * 2 - 1
+
+            def step():
+                with torch.no_grad():
+                    module(x)
+
+            return step
+
+        return build
+
+    def layer_forward_backward(case):
+        def build():
+            torch.manual_seed(0)
+            module = new_layer(case).train()
+            x = (torch.rand(BATCH, *NEW_LAYERS[case][1]) * 2 - 1).requires_grad_(True)
+            with torch.no_grad():
+                dy = module(x) * 0.5
+
+            def step():
+                module.zero_grad(set_to_none=True)
+                x.grad = None
+                module(x).backward(dy)
+
+            return step
+
+        return build
+
+    table = {f"{case}_forward": (layer_forward(case), BATCH) for case in NEW_LAYERS}
+    table.update({f"{case}_forward_backward": (layer_forward_backward(case), BATCH) for case in NEW_LAYERS})
+    return table | {
         "l1_forward": (l1_forward, L1_FORWARD_FLOP / 1e9),
         "l1_forward_backward": (l1_forward_backward, 3 * L1_FORWARD_FLOP / 1e9),
         "lenet_train": (train(lenet), BATCH),
@@ -230,6 +327,13 @@ def plan(build_dir, threads, groups, have_openblas):
                 items.append(dict(row=row, column="xcnn", binary=bench("bench_conv2d"),
                                   name=f"{bench_name}/64/32/64/32/3/1/1/{t}/real_time", counter="GFLOP/s", env={}))
                 items.append(dict(row=row, column="torch", case=case))
+        if "newlayers" in groups:
+            for case in NEW_LAYERS:
+                for kind in ("forward", "forward_backward"):
+                    row = ("newlayers", f"{case}_{kind}", t)
+                    items.append(dict(row=row, column="xcnn", binary=bench("bench_layers"),
+                                      name=f"layer_{kind}/{case}/threads:{t}/real_time", counter="images/s", env={}))
+                    items.append(dict(row=row, column="torch", case=f"{case}_{kind}"))
         if "models" in groups:
             for model in ("lenet", "seed"):
                 for step, bench_name in (("train", "train_step"), ("predict", "predict")):
@@ -297,6 +401,9 @@ def print_tables(results, cpu_results, context):
         "seed_train": ("seed net training step", "images/s"),
         "seed_predict": ("seed net inference", "images/s"),
     }
+    for case, (label, _) in NEW_LAYERS.items():
+        labels[f"{case}_forward"] = (f"{label}: forward", "images/s")
+        labels[f"{case}_forward_backward"] = (f"{label}: forward + backward", "images/s")
     rest = [k for k in results if k[0] != "gemm"]
     if rest:
         rest.sort(key=lambda k: (list(labels).index(k[1]), k[2]))
@@ -361,18 +468,19 @@ def main():
     parser.add_argument("--min-time", type=float, default=0.5,
                         help="seconds each case is timed for, per repetition (default 0.5)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
-    parser.add_argument("--only", default="gemm,layers,models",
-                        help="comma-separated groups among gemm, layers, models (default: all)")
+    parser.add_argument("--only", default="gemm,layers,newlayers,models",
+                        help="comma-separated groups among gemm, layers, newlayers, models (default: all)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
     args = parser.parse_args()
 
+    ensure_fair_malloc()
     torch = import_torch()
     threads = [int(t) for t in args.threads.split(",")]
     groups = set(args.only.split(","))
-    unknown = groups - {"gemm", "layers", "models"}
+    unknown = groups - {"gemm", "layers", "newlayers", "models"}
     if unknown:
         parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
-    for name in ("bench_gemm", "bench_conv2d", "bench_models"):
+    for name in ("bench_gemm", "bench_conv2d", "bench_models", "bench_layers"):
         path = os.path.join(args.build_dir, "benchmarks", name)
         if not os.access(path, os.X_OK):
             sys.exit(f"compare_pytorch: {path} not found; build with: cmake --preset bench && "
@@ -412,6 +520,8 @@ def main():
           f"interleaved; medians shown, `range` = min–max of the per-repetition ratios")
     print(f"- load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; after: "
           f"{', '.join(f'{v:.2f}' for v in load_after)}; wall time {time.time() - started:.0f} s")
+    print(f"- both sides ran with `GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')}` (the fair allocator "
+          "baseline: PyTorch keeps its large buffers instead of page-faulting on them every call)")
     if max(load_before[0], load_after[0]) > 1.0:
         print("- **the load average exceeded 1: other processes were using the CPUs, so the numbers "
               "(the two-thread ones above all) are lower and noisier than on an idle machine**")
