@@ -33,8 +33,10 @@ template <class T>
 auto make_resnet()
 {
     return xcnn::Sequential{
-        conv3x3<T>(1, 8, 1), xcnn::BatchNorm2D<T>(8), xcnn::ReLU<T>{}, // 0 1 2
-        xcnn::MaxPool2D<T>(3, 2, 1),                                  // 3
+        conv3x3<T>(1, 8, 1),
+        xcnn::BatchNorm2D<T>(8),
+        xcnn::ReLU<T>{},             // 0 1 2
+        xcnn::MaxPool2D<T>(3, 2, 1), // 3
         xcnn::Residual(xcnn::Sequential{conv3x3<T>(8, 8, 1), xcnn::BatchNorm2D<T>(8), xcnn::ReLU<T>{},
                                         conv3x3<T>(8, 8, 1), xcnn::BatchNorm2D<T>(8)}), // 4
         xcnn::ReLU<T>{},                                                                // 5

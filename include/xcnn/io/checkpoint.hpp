@@ -837,8 +837,8 @@ void save(const std::string& path, Net& net, const Optimizer& optimizer, const S
 /// @throws format_error if `file` is no checkpoint, holds the state of another kind of optimizer
 /// or of a schedule (restore it with the overload that takes one), or a record is missing, of
 /// the wrong type or not a state of the generator it names; shape_error if the parameters,
-/// buffers, generator states or the optimizer's tensors do not fit the network; value_error if the optimizer does not update `net` or the generator state is not
-/// one of `Engine`.
+/// buffers, generator states or the optimizer's tensors do not fit the network; value_error if
+/// the optimizer does not update `net` or the generator state is not one of `Engine`.
 template <class Net, class Optimizer, class Engine = std::mt19937>
 training_progress restore_checkpoint(const io::model_file& file, Net& net, Optimizer& optimizer,
                                      const std::string& source = "<checkpoint>", Engine* rng = nullptr)
