@@ -29,7 +29,7 @@ set(cases
     "--lr nan|--lr expects a finite number, got 'nan'"
     "--lr 0.1x|--lr expects a finite number, got '0.1x'"
     "--momentum 1|--momentum must be at least 0 and less than 1, got 1"
-    "--model resnet|--model must be lenet or seed, got 'resnet'"
+    "--model vgg|--model must be lenet, seed or resnet, got 'vgg'"
     "--seed 4294967296|--seed must be at most 4294967295"
     "--threads 5000|--threads must be at most 1024"
     "--threads=two|--threads expects a non-negative integer, got 'two'"
@@ -67,7 +67,7 @@ set(cases
     "--threads 2.0|--threads expects a non-negative integer, got '2.0'"
     # Names and flags.
     "--model|--model needs a value"
-    "--model LeNet|--model must be lenet or seed, got 'LeNet'"
+    "--model LeNet|--model must be lenet, seed or resnet, got 'LeNet'"
     "--help=1|--help takes no value"
     "-x|unknown option '-x'"
     "--|unknown option '--'"
