@@ -32,10 +32,17 @@ namespace xcnn
 ///     v = beta2 * v + (1 - beta2) * g * g
 ///     p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 ///
-/// The step's coefficients are computed in double, as PyTorch computes them in Python floats.
+/// The step's coefficients are computed in double, as PyTorch computes them in Python floats;
+/// `steps()` is PyTorch's per-parameter `step`, so the bias corrections of the next step use
+/// `steps() + 1`.
 template <class T, bool Decoupled>
-class adam_optimizer
+class adam_optimizer : public detail::optimizer_base<T>
 {
+    using base = detail::optimizer_base<T>;
+    using base::m_parameters;
+    using base::m_skipped;
+    using base::m_steps;
+
 public:
     /// Scalar type of the parameters.
     using value_type = T;
@@ -76,24 +83,10 @@ public:
     /// The weight decay factor: an L2 penalty added to the gradient (Adam) or a decay of the
     /// parameters decoupled from the gradient (AdamW).
     T weight_decay() const noexcept { return m_weight_decay; }
-    /// The parameters this optimizer updates.
-    const std::vector<parameter<T>>& parameters() const noexcept { return m_parameters; }
     /// The first moment (PyTorch's `exp_avg`) of parameter i; empty before the first step.
     const std::vector<T>& exp_avg(std::size_t i) const { return m_exp_avg.at(i); }
     /// The second moment (PyTorch's `exp_avg_sq`) of parameter i; empty before the first step.
     const std::vector<T>& exp_avg_sq(std::size_t i) const { return m_exp_avg_sq.at(i); }
-
-    /// What `step` does with a non-finite gradient or parameter.
-    xcnn::nonfinite_policy nonfinite_policy() const noexcept { return m_policy; }
-    /// Raise (the default) or skip the step on a non-finite gradient or parameter.
-    void set_nonfinite_policy(xcnn::nonfinite_policy policy) noexcept { m_policy = policy; }
-    /// Number of updates applied so far (PyTorch's per-parameter `step`; skipped and failed
-    /// steps not included): the bias corrections of the next step use `steps() + 1`.
-    std::uint64_t steps() const noexcept { return m_steps; }
-    /// Number of steps skipped under `nonfinite_policy::skip_step`.
-    std::uint64_t skipped_steps() const noexcept { return m_skipped; }
-    /// Why the last skipped step was skipped; empty if no step was skipped.
-    const std::string& last_skip_reason() const noexcept { return m_skip_reason; }
 
     /// A copy of the state a checkpoint needs (the optimizer contract of optim/optimizer.hpp):
     /// scalars "lr", "beta1", "beta2", "eps", "weight_decay"; counters "steps",
@@ -172,32 +165,14 @@ public:
         m_exp_avg_sq.swap(exp_avg_sq);
     }
 
-    /// Sets every gradient to zero (layers overwrite their gradients in `backward`; this is for
-    /// code written in PyTorch's idiom).
-    void zero_grad()
-    {
-        for (auto& p : m_parameters)
-        {
-            std::fill(p.grad_data(), p.grad_data() + p.size(), T(0));
-        }
-    }
-
     /// One update of every parameter from its current gradient. Returns false if the step was
     /// skipped (`nonfinite_policy::skip_step`) because a gradient or parameter is not finite.
     /// @throws numeric_error under `nonfinite_policy::raise` if a parameter or gradient holds a
     /// NaN or infinity, naming the step and the parameter; nothing has changed then.
     bool step()
     {
-        if (!detail::parameters_finite(m_parameters))
+        if (!this->admit_step(name()))
         {
-            std::string reason =
-                detail::nonfinite_step_message(name(), m_steps + m_skipped + 1, m_parameters, m_policy);
-            if (m_policy == xcnn::nonfinite_policy::raise)
-            {
-                throw numeric_error(reason);
-            }
-            ++m_skipped;
-            m_skip_reason = std::move(reason);
             return false;
         }
         for (std::size_t i = 0; i < m_parameters.size(); ++i)
@@ -244,7 +219,7 @@ protected:
     /// Checks the hyperparameters (the optimizers' constructors document them) and takes the
     /// parameters.
     adam_optimizer(std::vector<parameter<T>> parameters, T lr, T beta1, T beta2, T eps, T weight_decay)
-        : m_parameters(std::move(parameters)), m_lr(lr), m_beta1(beta1), m_beta2(beta2), m_eps(eps),
+        : base(std::move(parameters)), m_lr(lr), m_beta1(beta1), m_beta2(beta2), m_eps(eps),
           m_weight_decay(weight_decay), m_exp_avg(m_parameters.size()), m_exp_avg_sq(m_parameters.size())
     {
         check_hyperparameters(lr, beta1, beta2, eps, weight_decay, name() + ": ");
@@ -330,7 +305,6 @@ private:
             });
     }
 
-    std::vector<parameter<T>> m_parameters;
     T m_lr;
     T m_beta1;
     T m_beta2;
@@ -338,10 +312,6 @@ private:
     T m_weight_decay;
     std::vector<std::vector<T>> m_exp_avg;
     std::vector<std::vector<T>> m_exp_avg_sq;
-    xcnn::nonfinite_policy m_policy = xcnn::nonfinite_policy::raise;
-    std::uint64_t m_steps = 0;
-    std::uint64_t m_skipped = 0;
-    std::string m_skip_reason;
 };
 
 /// Adam (torch.optim.Adam of torch 1.13 without amsgrad): the weight decay is an L2 penalty

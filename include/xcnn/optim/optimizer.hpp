@@ -389,6 +389,70 @@ std::string nonfinite_step_message(const std::string& optimizer, std::uint64_t s
                   " gradients are affected; the loss or the input may be non-finite)", outcome);
 }
 
+/// What every optimizer keeps beside its hyperparameters and per-parameter state: the
+/// parameters, the counts of applied and skipped steps, and what a non-finite value does to a
+/// step. `SGD`, `Adam` and `AdamW` derive from it; their `step()` starts with `admit_step`.
+template <class T>
+class optimizer_base
+{
+public:
+    /// The parameters this optimizer updates.
+    const std::vector<parameter<T>>& parameters() const noexcept { return m_parameters; }
+
+    /// What `step` does with a non-finite gradient or parameter.
+    xcnn::nonfinite_policy nonfinite_policy() const noexcept { return m_policy; }
+    /// Raise (the default) or skip the step on a non-finite gradient or parameter.
+    void set_nonfinite_policy(xcnn::nonfinite_policy policy) noexcept { m_policy = policy; }
+    /// Number of updates applied so far (skipped and failed steps not included).
+    std::uint64_t steps() const noexcept { return m_steps; }
+    /// Number of steps skipped under `nonfinite_policy::skip_step`.
+    std::uint64_t skipped_steps() const noexcept { return m_skipped; }
+    /// Why the last skipped step was skipped (the message `raise` would have thrown); empty if
+    /// no step was skipped.
+    const std::string& last_skip_reason() const noexcept { return m_skip_reason; }
+
+    /// Sets every gradient to zero. Layers overwrite their gradients in `backward`, so a
+    /// training loop does not need this; it exists for code written in PyTorch's idiom.
+    void zero_grad()
+    {
+        for (auto& p : m_parameters)
+        {
+            std::fill(p.grad_data(), p.grad_data() + p.size(), T(0));
+        }
+    }
+
+protected:
+    explicit optimizer_base(std::vector<parameter<T>> parameters) : m_parameters(std::move(parameters)) {}
+
+    /// The check before an update: true when every parameter and gradient is finite. Otherwise
+    /// the step of `optimizer` (its name) is refused before anything changed: under
+    /// `nonfinite_policy::raise` a numeric_error names the step and the parameter; under
+    /// `skip_step` the step is counted as skipped, its reason kept, and the result is false.
+    bool admit_step(const std::string& optimizer)
+    {
+        if (parameters_finite(m_parameters))
+        {
+            return true;
+        }
+        std::string reason = nonfinite_step_message(optimizer, m_steps + m_skipped + 1, m_parameters, m_policy);
+        if (m_policy == xcnn::nonfinite_policy::raise)
+        {
+            throw numeric_error(reason);
+        }
+        ++m_skipped;
+        m_skip_reason = std::move(reason);
+        return false;
+    }
+
+    std::vector<parameter<T>> m_parameters;
+    std::uint64_t m_steps = 0;
+    std::uint64_t m_skipped = 0;
+
+private:
+    xcnn::nonfinite_policy m_policy = xcnn::nonfinite_policy::raise;
+    std::string m_skip_reason;
+};
+
 } // namespace detail
 
 } // namespace xcnn

@@ -38,8 +38,13 @@ namespace xcnn
 /// (as PyTorch's GradScaler does with mixed-precision overflows). The update is one vector pass
 /// per parameter over its value, gradient and buffer, split between threads for large tensors.
 template <class T>
-class SGD
+class SGD : public detail::optimizer_base<T>
 {
+    using base = detail::optimizer_base<T>;
+    using base::m_parameters;
+    using base::m_skipped;
+    using base::m_steps;
+
 public:
     /// Scalar type of the parameters.
     using value_type = T;
@@ -50,7 +55,7 @@ public:
     /// @throws value_error if `lr` is negative or not finite, `momentum` or `weight_decay` is
     /// negative or not finite, or `nesterov` is set without a positive momentum (PyTorch's rule).
     SGD(std::vector<parameter<T>> parameters, T lr, T momentum = T(0), T weight_decay = T(0), bool nesterov = false)
-        : m_parameters(std::move(parameters)), m_momentum(momentum), m_weight_decay(weight_decay), m_nesterov(nesterov)
+        : base(std::move(parameters)), m_momentum(momentum), m_weight_decay(weight_decay), m_nesterov(nesterov)
     {
         set_lr(lr);
         if (!(momentum >= T(0)) || !(weight_decay >= T(0)) || !std::isfinite(momentum) || !std::isfinite(weight_decay))
@@ -93,22 +98,8 @@ public:
     T weight_decay() const noexcept { return m_weight_decay; }
     /// Whether the update uses Nesterov momentum.
     bool nesterov() const noexcept { return m_nesterov; }
-    /// The parameters this optimizer updates.
-    const std::vector<parameter<T>>& parameters() const noexcept { return m_parameters; }
     /// Momentum buffer of parameter i (empty before the first step or without momentum).
     const std::vector<T>& momentum_buffer(std::size_t i) const { return m_buffers.at(i); }
-
-    /// What `step` does with a non-finite gradient or parameter.
-    xcnn::nonfinite_policy nonfinite_policy() const noexcept { return m_policy; }
-    /// Raise (the default) or skip the step on a non-finite gradient or parameter.
-    void set_nonfinite_policy(xcnn::nonfinite_policy policy) noexcept { m_policy = policy; }
-    /// Number of updates applied so far (skipped and failed steps not included).
-    std::uint64_t steps() const noexcept { return m_steps; }
-    /// Number of steps skipped under `nonfinite_policy::skip_step`.
-    std::uint64_t skipped_steps() const noexcept { return m_skipped; }
-    /// Why the last skipped step was skipped (the message `raise` would have thrown); empty if
-    /// no step was skipped.
-    const std::string& last_skip_reason() const noexcept { return m_skip_reason; }
 
     /// The optimizer's kind, "SGD" (`optimizer_state::kind`, a checkpoint's `xcnn.optimizer`).
     std::string name() const { return "SGD"; }
@@ -196,16 +187,6 @@ public:
         check_nesterov(nesterov != nullptr && *nesterov == 1, momentum, "SGD: invalid state: ");
     }
 
-    /// Sets every gradient to zero. Layers overwrite their gradients in `backward`, so a
-    /// training loop does not need this; it exists for code written in PyTorch's idiom.
-    void zero_grad()
-    {
-        for (auto& p : m_parameters)
-        {
-            std::fill(p.grad_data(), p.grad_data() + p.size(), T(0));
-        }
-    }
-
     /// One update of every parameter from its current gradient. Returns false if the step was
     /// skipped (`nonfinite_policy::skip_step`) because a gradient or parameter is not finite.
     /// @throws numeric_error under `nonfinite_policy::raise` if a parameter or gradient holds a
@@ -213,16 +194,8 @@ public:
     /// parameter or momentum buffer has changed then.
     bool step()
     {
-        if (!detail::parameters_finite(m_parameters))
+        if (!this->admit_step(name()))
         {
-            std::string reason =
-                detail::nonfinite_step_message(name(), m_steps + m_skipped + 1, m_parameters, m_policy);
-            if (m_policy == xcnn::nonfinite_policy::raise)
-            {
-                throw numeric_error(reason);
-            }
-            ++m_skipped;
-            m_skip_reason = std::move(reason);
             return false;
         }
         for (std::size_t i = 0; i < m_parameters.size(); ++i)
@@ -291,16 +264,11 @@ private:
                                       });
     }
 
-    std::vector<parameter<T>> m_parameters;
     std::vector<std::vector<T>> m_buffers;
     T m_lr = 0;
     T m_momentum;
     T m_weight_decay;
     bool m_nesterov;
-    xcnn::nonfinite_policy m_policy = xcnn::nonfinite_policy::raise;
-    std::uint64_t m_steps = 0;
-    std::uint64_t m_skipped = 0;
-    std::string m_skip_reason;
 };
 
 } // namespace xcnn
