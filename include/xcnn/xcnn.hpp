@@ -19,6 +19,7 @@
 #include "distributed/sampler.hpp"
 
 #include "layers/activation.hpp"
+#include "layers/any_rank.hpp"
 #include "layers/avgpool2d.hpp"
 #include "layers/batchnorm.hpp"
 #include "layers/conv2d.hpp"

@@ -9,6 +9,7 @@
 #ifndef XCNN_LAYERS_ACTIVATION_HPP
 #define XCNN_LAYERS_ACTIVATION_HPP
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <tuple>
@@ -18,6 +19,7 @@
 #include "../core/activation.hpp"
 #include "../core/error.hpp"
 #include "../core/xtensor_shim.hpp"
+#include "any_rank.hpp"
 #include "layer.hpp"
 
 namespace xcnn
@@ -26,19 +28,13 @@ namespace xcnn
 /// f(x) element-wise for the functor `Op`; takes a tensor of any rank (1 to 8) and returns the
 /// same shape.
 template <class T, class Op>
-class activation : public layer_state<activation<T, Op>, T>
+class activation : public any_rank_layer<activation<T, Op>, T>
 {
+    using base = any_rank_layer<activation<T, Op>, T>;
+
 public:
-    /// Scalar type of the layer's tensors (`float` or `double`).
-    using value_type = T;
     /// The functor; `Sequential` hands it to a previous layer that applies it itself.
     using activation_op = Op;
-    /// `any_rank`: an activation takes a tensor of any rank from 1 to `max_rank`.
-    static constexpr int input_rank = any_rank;
-    /// `any_rank`: the output has the rank and shape of the input.
-    static constexpr int output_rank = any_rank;
-    /// Highest rank taken.
-    static constexpr std::size_t max_rank = 8;
 
     /// The activation of a default-constructed functor.
     activation() = default;
@@ -51,31 +47,19 @@ public:
     /// The functor's name, e.g. `ReLU()`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return m_op.name(); }
 
-    /// `input_shape` itself, including empty ones (it is element-wise).
-    /// @throws shape_error for a rank outside 1 to `max_rank`.
-    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
-    {
-        if (input_shape.empty() || input_shape.size() > max_rank)
-        {
-            throw shape_error(detail::concat(name(), ": expected an input of rank 1 to ", max_rank, ", got shape ",
-                                             detail::shape_to_string(input_shape)));
-        }
-        return input_shape;
-    }
-
     /// f(x), keeping what `backward` needs (the output, and the input if the functor's gradient
     /// reads it).
     template <std::size_t N>
     const xt::xtensor<T, N>& forward(const xt::xtensor<T, N>& x)
     {
-        const auto& y = predict(x);
+        auto& y = this->template output_for<N>(x.shape(), true);
+        detail::apply_activation(m_op, x.data(), y.data(), x.size());
         if constexpr (Op::backward_reads_input)
         {
             auto& kept = std::get<N - 1>(m_inputs);
             detail::ensure_shape(kept, x.shape());
             std::copy(x.begin(), x.end(), kept.begin());
         }
-        m_cached_rank = N;
         return y;
     }
 
@@ -83,10 +67,7 @@ public:
     template <std::size_t N>
     const xt::xtensor<T, N>& predict(const xt::xtensor<T, N>& x)
     {
-        static_assert(N >= 1 && N <= max_rank, "xcnn activations support ranks 1 to 8");
-        m_cached_rank = 0;
-        auto& y = std::get<N - 1>(m_outputs);
-        detail::ensure_shape(y, x.shape());
+        auto& y = this->template output_for<N>(x.shape(), false);
         detail::apply_activation(m_op, x.data(), y.data(), x.size());
         return y;
     }
@@ -97,46 +78,16 @@ public:
     template <std::size_t N>
     const xt::xtensor<T, N>& backward(const xt::xtensor<T, N>& grad_output)
     {
-        const auto& y = checked_output<N>(grad_output);
-        auto& dx = std::get<N - 1>(m_input_grads);
-        detail::ensure_shape(dx, y.shape());
+        const auto& y = this->checked_output(grad_output);
+        auto& dx = this->input_grad_for(y);
         const T* x = Op::backward_reads_input ? std::get<N - 1>(m_inputs).data() : nullptr;
         detail::activation_gradient(m_op, grad_output.data(), x, y.data(), dx.data(), y.size());
         return dx;
     }
 
-    /// Nothing to compute (no parameters); checks what `backward` checks.
-    template <std::size_t N>
-    void backward_parameters(const xt::xtensor<T, N>& grad_output)
-    {
-        checked_output<N>(grad_output);
-    }
-
 private:
-    template <std::size_t N>
-    const xt::xtensor<T, N>& checked_output(const xt::xtensor<T, N>& grad_output) const
-    {
-        if (m_cached_rank != N)
-        {
-            throw error(detail::concat(name(), ": backward of a rank-", N,
-                                       " gradient needs a forward (not predict) of that rank first"));
-        }
-        const auto& y = std::get<N - 1>(m_outputs);
-        detail::require_grad_shape(*this, grad_output.shape(), y.shape());
-        return y;
-    }
-
-    template <std::size_t... I>
-    static auto make_buffers(std::index_sequence<I...>) -> std::tuple<xt::xtensor<T, I + 1>...>;
-    using buffers_by_rank = decltype(make_buffers(std::make_index_sequence<max_rank>{}));
-
-    // One (empty until used) buffer per rank: an activation after a Conv2D and one after a Dense
-    // are the same type, and each still returns a fixed-rank container.
     Op m_op{};
-    buffers_by_rank m_outputs;
-    buffers_by_rank m_inputs; // only with Op::backward_reads_input
-    buffers_by_rank m_input_grads;
-    std::size_t m_cached_rank = 0;
+    typename base::buffers_by_rank m_inputs; // only with Op::backward_reads_input
 };
 
 } // namespace xcnn

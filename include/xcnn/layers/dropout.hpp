@@ -19,6 +19,7 @@
 #include "../core/generator.hpp"
 #include "../core/threading.hpp"
 #include "../core/xtensor_shim.hpp"
+#include "any_rank.hpp"
 #include "layer.hpp"
 
 namespace xcnn
@@ -90,18 +91,9 @@ void apply_dropout_mask(const counter_generator& g, std::uint64_t first, std::ui
 /// run draws the masks the uninterrupted run would have. It has no parameters and no buffers:
 /// like PyTorch's Dropout it adds nothing to a model file, a `.npy` export or a `state_dict`.
 template <class T>
-class Dropout : public layer_state<Dropout<T>, T>
+class Dropout : public any_rank_layer<Dropout<T>, T>
 {
 public:
-    /// Scalar type of the layer's tensors (`float` or `double`).
-    using value_type = T;
-    /// `any_rank`: Dropout takes a tensor of any rank from 1 to `max_rank`.
-    static constexpr int input_rank = any_rank;
-    /// `any_rank`: the output has the rank and shape of the input.
-    static constexpr int output_rank = any_rank;
-    /// Highest rank taken.
-    static constexpr std::size_t max_rank = 8;
-
     /// Zeroes elements with probability `p` in training. The generator starts from a fixed seed
     /// (as every layer initialises itself); `reset_parameters` re-seeds it.
     /// @throws value_error unless 0 <= p <= 1.
@@ -130,30 +122,15 @@ public:
     /// The mask generator, named "rng": what checkpoints save besides the parameters and buffers.
     std::vector<generator_handle> generators() { return {generator_handle("rng", m_generator)}; }
 
-    /// `input_shape` itself, including empty ones (it is element-wise).
-    /// @throws shape_error for a rank outside 1 to `max_rank`.
-    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
-    {
-        if (input_shape.empty() || input_shape.size() > max_rank)
-        {
-            throw shape_error(detail::concat(name(), ": expected an input of rank 1 to ", max_rank, ", got shape ",
-                                             detail::shape_to_string(input_shape)));
-        }
-        return input_shape;
-    }
-
     /// x with a new mask applied: each element zeroed with probability p, the others scaled by
     /// 1 / (1 - p). Advances the generator by one draw per two elements.
     template <std::size_t N>
     const xt::xtensor<T, N>& forward(const xt::xtensor<T, N>& x)
     {
-        static_assert(N >= 1 && N <= max_rank, "xcnn::Dropout supports ranks 1 to 8");
-        auto& y = std::get<N - 1>(m_outputs);
-        detail::ensure_shape(y, x.shape());
+        auto& y = this->template output_for<N>(x.shape(), true);
         m_mask_position = m_generator.position();
         detail::apply_dropout_mask(m_generator, m_mask_position, m_threshold, m_scale, x.data(), y.data(), x.size());
         m_generator.discard((x.size() + 1) / 2);
-        m_cached_rank = N;
         return y;
     }
 
@@ -162,10 +139,7 @@ public:
     template <std::size_t N>
     const xt::xtensor<T, N>& predict(const xt::xtensor<T, N>& x)
     {
-        static_assert(N >= 1 && N <= max_rank, "xcnn::Dropout supports ranks 1 to 8");
-        m_cached_rank = 0;
-        auto& y = std::get<N - 1>(m_outputs);
-        detail::ensure_shape(y, x.shape());
+        auto& y = this->template output_for<N>(x.shape(), false);
         std::copy(x.begin(), x.end(), y.begin());
         return y;
     }
@@ -176,19 +150,11 @@ public:
     template <std::size_t N>
     const xt::xtensor<T, N>& backward(const xt::xtensor<T, N>& grad_output)
     {
-        const auto& y = checked_output<N>(grad_output);
-        auto& dx = std::get<N - 1>(m_input_grads);
-        detail::ensure_shape(dx, y.shape());
+        const auto& y = this->checked_output(grad_output);
+        auto& dx = this->input_grad_for(y);
         detail::apply_dropout_mask(m_generator, m_mask_position, m_threshold, m_scale, grad_output.data(), dx.data(),
                                    y.size());
         return dx;
-    }
-
-    /// Nothing to compute (no parameters); checks what `backward` checks.
-    template <std::size_t N>
-    void backward_parameters(const xt::xtensor<T, N>& grad_output)
-    {
-        checked_output<N>(grad_output);
     }
 
 private:
@@ -208,31 +174,11 @@ private:
         return p;
     }
 
-    template <std::size_t N>
-    const xt::xtensor<T, N>& checked_output(const xt::xtensor<T, N>& grad_output) const
-    {
-        if (m_cached_rank != N)
-        {
-            throw error(detail::concat(name(), ": backward of a rank-", N,
-                                       " gradient needs a forward (not predict) of that rank first"));
-        }
-        const auto& y = std::get<N - 1>(m_outputs);
-        detail::require_grad_shape(*this, grad_output.shape(), y.shape());
-        return y;
-    }
-
-    template <std::size_t... I>
-    static auto make_buffers(std::index_sequence<I...>) -> std::tuple<xt::xtensor<T, I + 1>...>;
-    using buffers_by_rank = decltype(make_buffers(std::make_index_sequence<max_rank>{}));
-
     double m_p;
     std::uint64_t m_threshold = 0;
     T m_scale = 1;
     counter_generator m_generator;
     std::uint64_t m_mask_position = 0; // the generator's position at the last forward
-    buffers_by_rank m_outputs;
-    buffers_by_rank m_input_grads;
-    std::size_t m_cached_rank = 0;
 };
 
 } // namespace xcnn

@@ -23,62 +23,26 @@ namespace xcnn
 /// (N, C, (H + 2 PH - KH) / SH + 1, (W + 2 PW - KW) / SW + 1). The stride defaults to the kernel
 /// size, the padding to 0; padded positions count as -inf and are never chosen (ResNet's stem
 /// pools 3, 2, 1). Ties go to the first maximum in row-major window order, as in PyTorch.
+/// Built like every pooling layer (`detail::pool2d_layer`): `MaxPool2D<T>(kernel)`,
+/// `(kernel, stride, padding = 0)`, or the same with (height, width) pairs.
 template <class T>
-class MaxPool2D : public layer<MaxPool2D<T>, T, 4>
+class MaxPool2D : public detail::pool2d_layer<MaxPool2D<T>, T>
 {
+    using base = detail::pool2d_layer<MaxPool2D<T>, T>;
+
 public:
-    using typename layer<MaxPool2D<T>, T, 4>::input_type;
-    using typename layer<MaxPool2D<T>, T, 4>::output_type;
-    /// Height and width of a window or a stride.
-    using size2 = std::array<std::size_t, 2>;
+    using base::base;
+    using typename base::input_type;
+    using typename base::output_type;
+    using typename base::size2;
 
-    /// A square window, moved by its own size (PyTorch's default stride).
-    /// @throws value_error if `kernel_size` is zero or larger than `max_extent`.
-    explicit MaxPool2D(std::size_t kernel_size) : MaxPool2D(size2{kernel_size, kernel_size}) {}
-    /// A square window and stride, and the same padding on every side.
-    /// @throws value_error if the kernel or the stride is zero or larger than `max_extent`, or
-    /// the padding is more than half the kernel.
-    MaxPool2D(std::size_t kernel_size, std::size_t stride, std::size_t padding = 0)
-        : MaxPool2D(size2{kernel_size, kernel_size}, size2{stride, stride}, size2{padding, padding})
-    {
-    }
-    /// A (KH, KW) window, moved by its own size.
-    /// @throws value_error if a size is zero or larger than `max_extent`.
-    explicit MaxPool2D(size2 kernel_size) : MaxPool2D(kernel_size, kernel_size) {}
-    /// A (KH, KW) window moved by (SH, SW), the input padded by PH rows above and below and PW
-    /// columns left and right.
-    /// @throws value_error if a kernel or stride size is zero or larger than `max_extent` (a
-    /// negative number converted to `std::size_t`), or a padding is more than half the kernel.
-    MaxPool2D(size2 kernel_size, size2 stride, size2 padding = {0, 0}) : m_window{kernel_size, stride, padding}
-    {
-        m_window.check(name());
-    }
-
-    /// (KH, KW).
-    size2 kernel_size() const noexcept { return m_window.kernel; }
-    /// (SH, SW).
-    size2 stride() const noexcept { return m_window.stride; }
-    /// (PH, PW).
-    size2 padding() const noexcept { return m_window.padding; }
-
-    /// `MaxPool2D(kernel_size=(KH, KW), stride=(SH, SW))`, with `, padding=(PH, PW)` when padded,
-    /// as shown in `Sequential::summary` and in error messages.
-    std::string name() const { return detail::concat("MaxPool2D(", m_window.describe(), ")"); }
-
-    /// (N, C, (H + 2 PH - KH) / SH + 1, (W + 2 PW - KW) / SW + 1) for an (N, C, H, W) input; N
-    /// may be 0.
-    /// @throws shape_error for another rank, a zero channel count, height or width, or an input
-    /// that, padded, is smaller than the window.
-    template <class S>
-    std::array<std::size_t, 4> checked_output_shape(const S& input_shape) const
-    {
-        return m_window.output_shape(*this, input_shape);
-    }
+    /// The class name, which `name()` shows: `MaxPool2D(kernel_size=(KH, KW), stride=(SH, SW))`.
+    static constexpr const char* kind = "MaxPool2D";
 
     /// Max of each window; in training, remembers where each maximum came from.
     const output_type& run_forward(const input_type& x, bool training)
     {
-        const auto out = checked_output_shape(x.shape());
+        const auto out = this->checked_output_shape(x.shape());
         detail::ensure_shape(m_output, out);
         m_argmax.resize(training ? m_output.size() : 0);
         m_input_shape = x.shape();
@@ -132,7 +96,7 @@ public:
     }
 
 private:
-    detail::pool_window m_window;
+    using base::m_window;
     std::array<std::size_t, 4> m_input_shape{};
     output_type m_output;
     input_type m_input_grad;

@@ -1,6 +1,6 @@
 /// @file
 /// What the sliding-window pooling layers (MaxPool2D, AvgPool2D) share: their kernel, stride
-/// and padding, the checks of those at construction, how names show them, and the output shape
+/// and padding, the constructors and checks of those, how names show them, and the output shape
 /// and kernel geometry for an input. The kernels themselves are in core/pooling.hpp.
 #ifndef XCNN_LAYERS_POOL2D_HPP
 #define XCNN_LAYERS_POOL2D_HPP
@@ -89,6 +89,64 @@ struct pool_window
         return {input[0] * input[1], input[2],  input[3],  output[2],  output[3], kernel[0],
                 kernel[1],           stride[0], stride[1], padding[0], padding[1]};
     }
+};
+
+/// The constructors, accessors, name and output shape of a sliding-window pooling layer
+/// `Derived` (a `layer<Derived, T, 4>` whose `static constexpr const char* kind` is its class
+/// name), which adds only its passes. The stride defaults to the kernel size, the padding to 0.
+template <class Derived, class T>
+class pool2d_layer : public layer<Derived, T, 4>
+{
+public:
+    /// Height and width of a window, a stride or a padding.
+    using size2 = std::array<std::size_t, 2>;
+
+    /// A square window, moved by its own size (PyTorch's default stride).
+    /// @throws value_error if `kernel_size` is zero or larger than `max_extent`.
+    explicit pool2d_layer(std::size_t kernel_size) : pool2d_layer(size2{kernel_size, kernel_size}) {}
+    /// A square window and stride, and the same padding on every side.
+    /// @throws value_error if the kernel or the stride is zero or larger than `max_extent`, or
+    /// the padding is more than half the kernel.
+    pool2d_layer(std::size_t kernel_size, std::size_t stride, std::size_t padding = 0)
+        : pool2d_layer(size2{kernel_size, kernel_size}, size2{stride, stride}, size2{padding, padding})
+    {
+    }
+    /// A (KH, KW) window, moved by its own size.
+    /// @throws value_error if a size is zero or larger than `max_extent`.
+    explicit pool2d_layer(size2 kernel_size) : pool2d_layer(kernel_size, kernel_size) {}
+    /// A (KH, KW) window moved by (SH, SW), the input padded by PH rows above and below and PW
+    /// columns left and right.
+    /// @throws value_error if a kernel or stride size is zero or larger than `max_extent` (a
+    /// negative number converted to `std::size_t`), or a padding is more than half the kernel.
+    pool2d_layer(size2 kernel_size, size2 stride, size2 padding = {0, 0}) : m_window{kernel_size, stride, padding}
+    {
+        m_window.check(name());
+    }
+
+    /// (KH, KW).
+    size2 kernel_size() const noexcept { return m_window.kernel; }
+    /// (SH, SW).
+    size2 stride() const noexcept { return m_window.stride; }
+    /// (PH, PW).
+    size2 padding() const noexcept { return m_window.padding; }
+
+    /// E.g. `MaxPool2D(kernel_size=(KH, KW), stride=(SH, SW))`, with `, padding=(PH, PW)` when
+    /// padded, as shown in `Sequential::summary` and in error messages.
+    std::string name() const { return concat(Derived::kind, "(", m_window.describe(), ")"); }
+
+    /// (N, C, (H + 2 PH - KH) / SH + 1, (W + 2 PW - KW) / SW + 1) for an (N, C, H, W) input; N
+    /// may be 0.
+    /// @throws shape_error for another rank, a zero channel count, height or width, or an input
+    /// that, padded, is smaller than the window.
+    template <class S>
+    std::array<std::size_t, 4> checked_output_shape(const S& input_shape) const
+    {
+        return m_window.output_shape(static_cast<const Derived&>(*this), input_shape);
+    }
+
+protected:
+    /// The kernel, stride and padding.
+    pool_window m_window;
 };
 
 } // namespace detail
