@@ -17,7 +17,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -206,6 +208,39 @@ bool rows_close_together(const offset_matrix<const T>& b, std::size_t k0, std::s
     return static_cast<std::size_t>(highest - lowest) * sizeof(T) <= 256 * 1024 || kc <= 64;
 }
 
+/// Packs a full NR-column panel whose columns are scattered (a stride above 1 puts every column
+/// of a window view in a run of its own; a row of the image ends inside the panel) with one
+/// vector gather per vector of columns and row of B, through the columns' offsets from the
+/// panel's first column. Returns false, packing nothing, when an offset does not fit the index
+/// type of the gather.
+template <class T, std::size_t NR>
+bool gather_panel(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, const std::ptrdiff_t* col, T* panel)
+{
+    using batch = xsimd::batch<T>;
+    using index_type = gather_index<T>;
+    constexpr std::size_t S = batch::size;
+    static_assert(NR % S == 0, "a panel is whole vectors of columns");
+    alignas(64) index_type lanes[NR];
+    for (std::size_t c = 0; c < NR; ++c)
+    {
+        const std::ptrdiff_t offset = col[c] - col[0];
+        if (offset < std::numeric_limits<index_type>::min() || offset > std::numeric_limits<index_type>::max())
+        {
+            return false;
+        }
+        lanes[c] = static_cast<index_type>(offset);
+    }
+    for (std::size_t k = 0; k < kc; ++k)
+    {
+        const T* src = b.data + b.row[k0 + k] + col[0];
+        for (std::size_t v = 0; v < NR; v += S)
+        {
+            gather(src, lanes + v).store_aligned(panel + k * NR + v);
+        }
+    }
+    return true;
+}
+
 /// Packs rows [k0, k0 + kc) x columns [j0, j0 + nc) of B into NR-column panels laid out
 /// k-major. A panel's columns are split once into runs that are contiguous in memory (a window
 /// view's columns are contiguous along an image row), and each run is copied for every k.
@@ -296,9 +331,14 @@ void pack_b(const offset_matrix<const T>& b, std::size_t k0, std::size_t kc, std
                 }
             }
         }
+        else if (cols == NR && gather_panel<T, NR>(b, k0, kc, col, panel))
+        {
+            // Short runs across a whole panel (a stride above 1, a row boundary of the image):
+            // gathered, a vector of columns at a time.
+        }
         else
         {
-            // Short runs (a row boundary of the image, a strided or transposed operand): plain
+            // Short runs at the right edge of B (a panel of fewer than NR columns): plain
             // element copies, which beat a memcpy call per run.
             for (std::size_t k = 0; k < kc; ++k)
             {
