@@ -7,8 +7,10 @@
 //
 // Models: "lenet" = LeNet-5 with ReLU, Conv(1->6, 5, pad 2) - ReLU - MaxPool 2 - Conv(6->16, 5) - ReLU -
 // MaxPool 2 - Flatten - Dense(400->120) - ReLU - Dense(120->84) - ReLU - Dense(84->10); "seed" = the seed
-// project's net, Conv(1->8, 3, pad 1) - ReLU - Conv(8->16, 3, pad 1) - ReLU - Flatten - Dense(12544->10).
-// benchmarks/compare_pytorch.py builds the same two networks with torch.nn.
+// project's net, Conv(1->8, 3, pad 1) - ReLU - Conv(8->16, 3, pad 1) - ReLU - Flatten - Dense(12544->10);
+// "resnet" = xcnn-mnist --model resnet (examples/mnist/models.hpp: BatchNorm, residual blocks, a
+// stride-2 block with a 1x1 projection, global average pooling).
+// benchmarks/compare_pytorch.py builds the same three networks with torch.nn.
 //
 // Names: <step>/<model>/threads:<1|2>/real_time. Every case runs one step before timing, so buffers
 // and workspaces are sized before the clock starts.
@@ -42,6 +44,11 @@ auto make_lenet()
 auto make_seed()
 {
     return mnist_models::make_seed_net<float>();
+}
+
+auto make_resnet()
+{
+    return mnist_models::make_resnet<float>();
 }
 
 /// A batch of images uniform in [-1, 1) and labels in [0, 10), from a fixed seed.
@@ -131,5 +138,7 @@ BENCHMARK_CAPTURE(train_step, lenet, make_lenet)->Apply(thread_cases);
 BENCHMARK_CAPTURE(predict, lenet, make_lenet)->Apply(thread_cases);
 BENCHMARK_CAPTURE(train_step, seed, make_seed)->Apply(thread_cases);
 BENCHMARK_CAPTURE(predict, seed, make_seed)->Apply(thread_cases);
+BENCHMARK_CAPTURE(train_step, resnet, make_resnet)->Apply(thread_cases);
+BENCHMARK_CAPTURE(predict, resnet, make_resnet)->Apply(thread_cases);
 
 BENCHMARK_MAIN();

@@ -12,8 +12,9 @@ What runs, at 1 and at 2 threads (see docs/performance.md):
           (bench_conv2d), GFLOP/s = 2 N C_out C_in 9 H W per forward, three times that for both.
   newlayers  bench_layers: BatchNorm, Dropout, activations, pools, depthwise, dilated and strided
           convolutions, a Residual block, batch 64: forward and forward + backward, images/s.
-  models  LeNet-5 and the seed net, batch 64: training step (forward, cross-entropy, backward,
-          SGD with momentum) and inference (bench_models), images/s.
+  models  LeNet-5, the seed net and resnet (xcnn-mnist --model resnet), batch 64: training step
+          (forward, cross-entropy, backward, SGD with momentum) and inference (bench_models),
+          images/s.
 
 Each xcnn case is its own process (`--benchmark_filter=^name$ --benchmark_format=json`); each
 PyTorch case runs in this process with torch.set_num_threads(t). The order is xcnn case, torch
@@ -155,6 +156,35 @@ def torch_cases(torch):
             nn.Linear(16 * 28 * 28, 10),
         )  # fmt: skip
 
+    class Residual(nn.Module):
+        """xcnn::Residual: x + main(x), or main(x) + shortcut(x)."""
+
+        def __init__(self, main, shortcut=None):
+            super().__init__()
+            self.main = main
+            self.shortcut = shortcut
+
+        def forward(self, x):
+            return self.main(x) + (x if self.shortcut is None else self.shortcut(x))
+
+    def resnet():
+        # examples/mnist/models.hpp, make_resnet (and benchmarks/fashion_pytorch.py).
+        def block(c_in, c_out, stride):
+            main = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
+            )  # fmt: skip
+            if c_in == c_out and stride == 1:
+                return Residual(main)
+            return Residual(main, nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False),
+                                                nn.BatchNorm2d(c_out)))
+
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            block(32, 32, 1), nn.ReLU(), block(32, 64, 2), nn.ReLU(), block(64, 64, 1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+        )  # fmt: skip
+
     def l1_forward():
         torch.manual_seed(0)
         conv = nn.Conv2d(32, 64, 3, padding=1)
@@ -211,14 +241,6 @@ def torch_cases(torch):
             return step
 
         return build
-
-    class Residual(nn.Module):
-        def __init__(self, main):
-            super().__init__()
-            self.main = main
-
-        def forward(self, x):
-            return x + self.main(x)
 
     def new_layer(case):
         return {
@@ -281,6 +303,8 @@ def torch_cases(torch):
         "lenet_predict": (infer(lenet), BATCH),
         "seed_train": (train(seed), BATCH),
         "seed_predict": (infer(seed), BATCH),
+        "resnet_train": (train(resnet), BATCH),
+        "resnet_predict": (infer(resnet), BATCH),
     }
 
 
@@ -335,7 +359,7 @@ def plan(build_dir, threads, groups, have_openblas):
                                       name=f"layer_{kind}/{case}/threads:{t}/real_time", counter="images/s", env={}))
                     items.append(dict(row=row, column="torch", case=f"{case}_{kind}"))
         if "models" in groups:
-            for model in ("lenet", "seed"):
+            for model in ("lenet", "seed", "resnet"):
                 for step, bench_name in (("train", "train_step"), ("predict", "predict")):
                     case = f"{model}_{step}"
                     row = ("models", case, t)
@@ -400,6 +424,8 @@ def print_tables(results, cpu_results, context):
         "lenet_predict": ("LeNet-5 inference", "images/s"),
         "seed_train": ("seed net training step", "images/s"),
         "seed_predict": ("seed net inference", "images/s"),
+        "resnet_train": ("resnet (xcnn-mnist --model resnet) training step", "images/s"),
+        "resnet_predict": ("resnet inference", "images/s"),
     }
     for case, (label, _) in NEW_LAYERS.items():
         labels[f"{case}_forward"] = (f"{label}: forward", "images/s")
