@@ -50,7 +50,7 @@ jobs=${XCNN_JOBS:-2}
 
 # --- dependencies ----------------------------------------------------------------------------
 packages=(build-essential cmake libxtensor-dev xtl-dev libxsimd-dev catch2 zlib1g-dev
-          libbenchmark-dev libopenblas-dev python3-numpy pkg-config clang-format
+          libbenchmark-dev libopenblas-dev python3-numpy python3-onnx pkg-config clang-format
           libopenmpi-dev openmpi-bin)
 
 if command -v dpkg > /dev/null 2>&1; then
@@ -199,6 +199,22 @@ cmake -S . -B "$build_dir" -DXCNN_WERROR=ON "${config_args[@]}"
 
 echo "test.sh: building $build_dir"
 cmake --build "$build_dir" -j"$jobs"
+
+# ONNX Runtime for onnx/onnxruntime_parity (tests/CMakeLists.txt), from npm: the CPU library ships
+# in the package, and --ignore-scripts skips the install script, which only downloads GPU parts.
+# Best effort: offline or without npm the test reports itself skipped (ctest "Not Run"), nothing
+# fails here.
+ort_dir="$build_dir/onnxruntime"
+if [[ ! -f $ort_dir/node_modules/onnxruntime-node/package.json ]]; then
+    if command -v npm > /dev/null 2>&1; then
+        echo "test.sh: installing onnxruntime-node into $ort_dir"
+        mkdir -p "$ort_dir"
+        npm install --prefix "$ort_dir" --ignore-scripts --no-audit --no-fund onnxruntime-node@1.30.0 ||
+            echo "test.sh: warning: npm could not install onnxruntime-node; onnx/onnxruntime_parity is skipped" >&2
+    else
+        echo "test.sh: warning: no npm; onnx/onnxruntime_parity is skipped" >&2
+    fi
+fi
 
 echo "test.sh: testing $build_dir"
 ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" --no-tests=error
