@@ -79,6 +79,9 @@ TEST_CASE("protobuf writer: the encodings of protobuf's documentation", "[onnx][
     pb::writer p;
     p.packed_int64(4, {3, 270, 86942}); // 22 06 03 8e 02 9e a7 05
     CHECK(p.data() == bytes{0x22, 0x06, 0x03, 0x8e, 0x02, 0x9e, 0xa7, 0x05});
+    pb::writer unpacked;
+    unpacked.repeated_int64(4, {3, 270}); // proto2's default for repeated scalars: 20 03 20 8e 02
+    CHECK(unpacked.data() == bytes{0x20, 0x03, 0x20, 0x8e, 0x02});
     pb::writer neg;
     neg.int64(1, -1); // ten bytes: 08 ff ff ff ff ff ff ff ff ff 01
     CHECK(neg.data() == bytes{0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01});

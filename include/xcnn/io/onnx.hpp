@@ -297,7 +297,7 @@ inline protobuf::writer attr_ints(const std::string& name, const std::array<std:
     }
     protobuf::writer a;
     a.string(field::attr_name, name);
-    a.packed_int64(field::attr_ints, v);
+    a.repeated_int64(field::attr_ints, v); // proto2, not declared packed
     a.int64(field::attr_type, attribute_ints);
     return a;
 }
@@ -327,7 +327,7 @@ public:
         {
             dims.push_back(static_cast<std::int64_t>(d));
         }
-        t.packed_int64(field::tensor_dims, dims);
+        t.repeated_int64(field::tensor_dims, dims); // proto2, not declared packed
         t.int64(field::tensor_data_type, data_type_of<T>());
         t.string(field::tensor_name, name);
         std::vector<unsigned char> raw(count * sizeof(T));

@@ -98,7 +98,17 @@ public:
     void string(std::uint32_t field, const std::string& value) { bytes(field, value.data(), value.size()); }
     /// A nested message field.
     void message(std::uint32_t field, const writer& nested) { bytes(field, nested.m_bytes.data(), nested.size()); }
-    /// A packed repeated int64 (or int32) field: one length-delimited field of varints.
+    /// A repeated int64 (or int32) field not declared packed (proto2's default): one varint
+    /// field per value, as protobuf itself writes it.
+    void repeated_int64(std::uint32_t field, const std::vector<std::int64_t>& values)
+    {
+        for (const auto v : values)
+        {
+            int64(field, v);
+        }
+    }
+    /// A packed repeated int64 (or int32) field (`[packed = true]`): one length-delimited field
+    /// of varints.
     void packed_int64(std::uint32_t field, const std::vector<std::int64_t>& values)
     {
         writer body;
