@@ -12,6 +12,9 @@
 #                                     # the whole suite but the consumer tests
 #   --build-dir=DIR                   # build in DIR instead (e.g. outside a read-only checkout)
 #
+# The Release and sanitizer builds install ONNX Runtime (npm onnxruntime-node, for the ONNX export
+# test) next to the build directory, in <its parent>/onnxruntime, or in $XCNN_ONNXRUNTIME_NODE_DIR.
+#
 # When run as root on Debian/Ubuntu, missing build dependencies are installed with apt-get
 # first. Parallel jobs: $XCNN_JOBS (default 2). Exits non-zero if anything fails (dependency
 # install, configure, build, or a test).
@@ -194,6 +197,11 @@ else
     config_args=(-DCMAKE_BUILD_TYPE=Release)
 fi
 
+# ONNX Runtime (below) is ~300 MB: one copy beside the build directories serves them all.
+mkdir -p "$build_dir"
+ort_dir=${XCNN_ONNXRUNTIME_NODE_DIR:-$(cd "$(dirname "$build_dir")" && pwd)/onnxruntime}
+config_args+=("-DXCNN_ONNXRUNTIME_NODE_DIR=$ort_dir")
+
 echo "test.sh: configuring $build_dir"
 cmake -S . -B "$build_dir" -DXCNN_WERROR=ON "${config_args[@]}"
 
@@ -202,9 +210,7 @@ cmake --build "$build_dir" -j"$jobs"
 
 # ONNX Runtime for onnx/onnxruntime_parity (tests/CMakeLists.txt), from npm: the CPU library ships
 # in the package, and --ignore-scripts skips the install script, which only downloads GPU parts.
-# Best effort: offline or without npm the test reports itself skipped (ctest "Not Run"), nothing
-# fails here.
-ort_dir="$build_dir/onnxruntime"
+# Best effort: offline or without npm, ctest reports the test as skipped; nothing fails here.
 if [[ ! -f $ort_dir/node_modules/onnxruntime-node/package.json ]]; then
     if command -v npm > /dev/null 2>&1; then
         echo "test.sh: installing onnxruntime-node into $ort_dir"
