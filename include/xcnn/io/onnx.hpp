@@ -290,11 +290,9 @@ inline protobuf::writer attr_float(const std::string& name, float v)
 /// begins of every axis, then the ends).
 inline protobuf::writer attr_ints(const std::string& name, const std::array<std::size_t, 2>& pair, bool twice = false)
 {
-    std::vector<std::int64_t> v{static_cast<std::int64_t>(pair[0]), static_cast<std::int64_t>(pair[1])};
-    if (twice)
-    {
-        v.insert(v.end(), v.begin(), v.end());
-    }
+    const auto a0 = static_cast<std::int64_t>(pair[0]), a1 = static_cast<std::int64_t>(pair[1]);
+    const std::vector<std::int64_t> v =
+        twice ? std::vector<std::int64_t>{a0, a1, a0, a1} : std::vector<std::int64_t>{a0, a1};
     protobuf::writer a;
     a.string(field::attr_name, name);
     a.repeated_int64(field::attr_ints, v); // proto2, not declared packed
