@@ -56,6 +56,24 @@ namespace xcnn
 {
 namespace onnx
 {
+namespace detail
+{
+
+/// The first element of `items` whose `name` is `key`, or nullptr.
+template <class T>
+const T* find_named(const std::vector<T>& items, const std::string& key)
+{
+    for (const auto& item : items)
+    {
+        if (item.name == key)
+        {
+            return &item;
+        }
+    }
+    return nullptr;
+}
+
+} // namespace detail
 
 /// The opset of the default domain `save_onnx` writes.
 inline constexpr std::int64_t export_opset = 13;
@@ -151,17 +169,7 @@ struct node
     std::vector<attribute> attributes;
 
     /// The attribute named `key`, or nullptr.
-    const attribute* find(const std::string& key) const
-    {
-        for (const auto& a : attributes)
-        {
-            if (a.name == key)
-            {
-                return &a;
-            }
-        }
-        return nullptr;
-    }
+    const attribute* find(const std::string& key) const { return detail::find_named(attributes, key); }
 };
 
 /// A graph input or output: a name, an element type and a shape whose symbolic dimensions are
@@ -202,17 +210,7 @@ struct graph
     std::vector<value_info> outputs;
 
     /// The initializer named `key`, or nullptr.
-    const tensor* find_initializer(const std::string& key) const
-    {
-        for (const auto& t : initializers)
-        {
-            if (t.name == key)
-            {
-                return &t;
-            }
-        }
-        return nullptr;
-    }
+    const tensor* find_initializer(const std::string& key) const { return detail::find_named(initializers, key); }
 };
 
 /// What `read_model` reads from an ONNX file.
