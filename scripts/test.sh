@@ -12,6 +12,9 @@
 #                                     # the whole suite but the consumer tests
 #   --build-dir=DIR                   # build in DIR instead (e.g. outside a read-only checkout)
 #
+# The Release and sanitizer builds install ONNX Runtime (npm onnxruntime-node, for the ONNX export
+# test) next to the build directory, in <its parent>/onnxruntime, or in $XCNN_ONNXRUNTIME_NODE_DIR.
+#
 # When run as root on Debian/Ubuntu, missing build dependencies are installed with apt-get
 # first. Parallel jobs: $XCNN_JOBS (default 2). Exits non-zero if anything fails (dependency
 # install, configure, build, or a test).
@@ -50,7 +53,7 @@ jobs=${XCNN_JOBS:-2}
 
 # --- dependencies ----------------------------------------------------------------------------
 packages=(build-essential cmake libxtensor-dev xtl-dev libxsimd-dev catch2 zlib1g-dev
-          libbenchmark-dev libopenblas-dev python3-numpy pkg-config clang-format
+          libbenchmark-dev libopenblas-dev python3-numpy python3-onnx pkg-config clang-format
           libopenmpi-dev openmpi-bin)
 
 if command -v dpkg > /dev/null 2>&1; then
@@ -195,11 +198,30 @@ else
     config_args=(-DCMAKE_BUILD_TYPE=Release -DXCNN_TEST_HEADERS_CXX20=OFF)
 fi
 
+# ONNX Runtime (below) is ~300 MB: one copy beside the build directories serves them all.
+mkdir -p "$build_dir"
+ort_dir=${XCNN_ONNXRUNTIME_NODE_DIR:-$(cd "$(dirname "$build_dir")" && pwd)/onnxruntime}
+config_args+=("-DXCNN_ONNXRUNTIME_NODE_DIR=$ort_dir")
+
 echo "test.sh: configuring $build_dir"
 cmake -S . -B "$build_dir" -DXCNN_WERROR=ON "${config_args[@]}"
 
 echo "test.sh: building $build_dir"
 cmake --build "$build_dir" -j"$jobs"
+
+# ONNX Runtime for onnx/onnxruntime_parity (tests/CMakeLists.txt), from npm: the CPU library ships
+# in the package, and --ignore-scripts skips the install script, which only downloads GPU parts.
+# Best effort: offline or without npm, ctest reports the test as skipped; nothing fails here.
+if [[ ! -f $ort_dir/node_modules/onnxruntime-node/package.json ]]; then
+    if command -v npm > /dev/null 2>&1; then
+        echo "test.sh: installing onnxruntime-node into $ort_dir"
+        mkdir -p "$ort_dir"
+        npm install --prefix "$ort_dir" --ignore-scripts --no-audit --no-fund onnxruntime-node@1.30.0 ||
+            echo "test.sh: warning: npm could not install onnxruntime-node; onnx/onnxruntime_parity is skipped" >&2
+    else
+        echo "test.sh: warning: no npm; onnx/onnxruntime_parity is skipped" >&2
+    fi
+fi
 
 echo "test.sh: testing $build_dir"
 ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" --no-tests=error

@@ -86,6 +86,8 @@ set(cases
     "--data ${here} --load ${here}/no-such-model.xcnn|--load '${here}/no-such-model.xcnn': no such file"
     "--data ${here} --load ${here}|--load '${here}' is a directory, not a model file"
     "--save|--save needs a value"
+    "--export-onnx=|--export-onnx needs a file name"
+    "--data ${here} --export-onnx ${here}|--export-onnx '${here}' is a directory, not a file"
     "--save=|--save needs a file name"
     "--data ${here} --save ${here}|--save '${here}' is a directory, not a file"
     "--data ${here} --save ${here}/no-such-dir/m.xcnn|--save '${here}/no-such-dir/m.xcnn': the directory '${here}/no-such-dir' does not exist"

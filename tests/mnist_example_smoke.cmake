@@ -1,9 +1,9 @@
 # Smoke test of the xcnn-mnist program (ctest: mnist_example/smoke). Run as
 #   cmake -DMNIST=<xcnn-mnist> -DTOOL=<xcnn_io_test_tool> -DWORK=<scratch dir> -P mnist_example_smoke.cmake
 # Writes a tiny MNIST-format set (640 training images, gzip; 200 test images, raw), trains LeNet
-# for one epoch with a CSV log and --save, evaluates the saved model with --load --eval-only, and
-# checks the output, the log, the accuracy and the errors for a model file of another
-# architecture and for a directory without data. It trains the seed net, which learns this easy
+# for one epoch with a CSV log, --save and --export-onnx, evaluates the saved model with --load
+# --eval-only (exporting it again), and checks the output, the log, the accuracy and the errors
+# for a model file of another architecture and for a directory without data. It trains the seed net, which learns this easy
 # set in one epoch (LeNet needs a few epochs to leave its initial plateau).
 cmake_minimum_required(VERSION 3.21)
 foreach(_var MNIST TOOL WORK)
@@ -21,8 +21,9 @@ run(0 "${TOOL}" tiny-mnist "${WORK}/data" 640 200)
 
 # Train one epoch.
 run(0 "${MNIST}" --data "${WORK}/data" --model seed --epochs 1 --batch-size 32 --seed 3 --threads 2
-    --log "${WORK}/log.csv" --save "${WORK}/model.xcnn")
+    --log "${WORK}/log.csv" --save "${WORK}/model.xcnn" --export-onnx "${WORK}/trained.onnx")
 message(STATUS "training output:\n${out}")
+require_match("${out}" "exported .*trained.onnx \\(ONNX, opset 13\\)" "--export-onnx after training")
 require_match("${out}" "640 training and 200 test images" "data summary")
 require_match("${out}" "epoch 1/1  batch +5/20  loss" "plain progress lines when not on a terminal")
 require_match("${out}" "epoch 1/1  train loss [0-9.]+  test loss [0-9.]+  test accuracy [0-9.]+ %" "epoch line")
@@ -54,8 +55,16 @@ if(accuracy LESS 0.5)
 endif()
 
 # Evaluate the saved model: the same accuracy.
-run(0 "${MNIST}" --data "${WORK}/data" --model seed --load "${WORK}/model.xcnn" --eval-only --log "${WORK}/eval.csv")
+run(0 "${MNIST}" --data "${WORK}/data" --model seed --load "${WORK}/model.xcnn" --eval-only --log "${WORK}/eval.csv"
+    --export-onnx "${WORK}/model.onnx")
 require_match("${out}" "test accuracy ${trained_accuracy} %" "--eval-only accuracy equal to the trained one")
+# --export-onnx: an ONNX model (tests/test_onnx.cpp and the onnx/* tests check the format itself),
+# starting with ir_version 7 (field 1, varint: 08 07).
+require_match("${out}" "exported .*model.onnx \\(ONNX, opset 13\\)" "--export-onnx message")
+file(READ "${WORK}/model.onnx" onnx_head LIMIT 2 HEX)
+if(NOT onnx_head STREQUAL "0807")
+    message(FATAL_ERROR "--export-onnx wrote ${WORK}/model.onnx starting with ${onnx_head}, not an ONNX model")
+endif()
 require_match("${out}" "confusion matrix" "--eval-only confusion matrix")
 file(STRINGS "${WORK}/eval.csv" eval_lines)
 list(GET eval_lines 1 eval_row)

@@ -84,6 +84,7 @@ public:
             o.save.clear();
             o.log.clear();
             o.checkpoint.clear();
+            o.export_onnx.clear();
         }
         return o;
     }

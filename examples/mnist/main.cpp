@@ -117,6 +117,9 @@ Trains a CNN on MNIST-format data and evaluates it on the test set after every e
   --save FILE        save the model to FILE after every epoch (atomically)
   --load FILE        start from the model in FILE (saved with --save, same --model)
   --eval-only        only evaluate the model loaded with --load on the test set
+  --export-onnx FILE write the model to FILE as ONNX (opset 13, for ONNX Runtime; see
+                     docs/onnx.md) after the last epoch, or with --eval-only after
+                     evaluating it
   --checkpoint FILE  save a checkpoint to FILE after every epoch (atomically): the model,
                      the optimizer's state and the run's progress, for --resume
   --checkpoint-every N
@@ -160,6 +163,7 @@ struct options
     bool threads_given = false;
     std::size_t threads = 1;
     std::string save, load, log;
+    std::string export_onnx;
     std::string checkpoint, resume;
     std::size_t checkpoint_every = 0; // 0: only at the end of every epoch
     std::size_t stop_after = 0;       // 0: never
@@ -213,7 +217,7 @@ void check_paths(const options& o)
                           (fs::exists(o.resume, ec) ? " is not a checkpoint file" : ": no such file"));
     }
     const std::pair<const char*, const std::string*> outputs[] = {
-        {"--save", &o.save}, {"--log", &o.log}, {"--checkpoint", &o.checkpoint}};
+        {"--save", &o.save}, {"--log", &o.log}, {"--checkpoint", &o.checkpoint}, {"--export-onnx", &o.export_onnx}};
     for (const auto& [option, path] : outputs)
     {
         if (path->empty())
@@ -425,6 +429,14 @@ options parse_arguments(int argc, char** argv)
             if (o.save.empty())
             {
                 throw usage_error("--save needs a file name");
+            }
+        }
+        else if (arg == "--export-onnx")
+        {
+            o.export_onnx = next();
+            if (o.export_onnx.empty())
+            {
+                throw usage_error("--export-onnx needs a file name");
             }
         }
         else if (arg == "--load")
@@ -847,6 +859,19 @@ std::string run_description(const options& o, std::size_t training_images)
     return out.str();
 }
 
+/// --export-onnx: the model as ONNX for batches of 28x28 single-channel images.
+template <class Net>
+void export_onnx(Net& net, const options& o)
+{
+    if (o.export_onnx.empty())
+    {
+        return;
+    }
+    xcnn::require_finite(net, "not exporting the model to '" + o.export_onnx + "'");
+    xcnn::save_onnx(net, o.export_onnx, {1, 1, 28, 28});
+    std::cout << "exported " << o.export_onnx << " (ONNX, opset 13)\n";
+}
+
 template <class Net>
 int run(Net net, const options& o, mnist_distributed::session& dist)
 {
@@ -901,6 +926,7 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
                 << std::flush;
         }
         print_confusion(e);
+        export_onnx(net, o);
         return 0;
     }
 
@@ -1123,6 +1149,7 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
     {
         std::cout << "checkpoint " << o.checkpoint << '\n';
     }
+    export_onnx(net, o);
     print_confusion(last);
     std::cout << "\nfinal test accuracy " << std::fixed << std::setprecision(2) << 100 * last.accuracy << " %\n";
     return 0;

@@ -59,5 +59,7 @@
 #include "io/mnist.hpp"
 #include "io/model.hpp"
 #include "io/npy.hpp"
+#include "io/onnx.hpp"
+#include "io/protobuf.hpp"
 
 #endif // XCNN_XCNN_HPP

@@ -1,11 +1,13 @@
 // Writes the seed inputs of the fuzz harnesses: valid files as xcnn writes them and hand-made edge
 // cases, so the fuzzers start from the real formats and the replay test always sees valid files.
 //
-//   xcnn_fuzz_seeds OUT_DIR     writes OUT_DIR/idx/* and OUT_DIR/model/*
+//   xcnn_fuzz_seeds OUT_DIR     writes OUT_DIR/idx/*, OUT_DIR/model/* and OUT_DIR/onnx/*
 #include "models.hpp"
 
 #include <xcnn/io/idx.hpp>
 #include <xcnn/io/model.hpp>
+#include <xcnn/io/onnx.hpp>
+#include <xcnn/io/protobuf.hpp>
 #include <xcnn/xcnn.hpp>
 
 #include <cstdint>
@@ -175,6 +177,93 @@ void model_seeds(const fs::path& dir)
     write(dir / "looks-like.npy", npy);
 }
 
+/// ONNX files as save_onnx writes them (float and double, every exported operator, the big
+/// LeNet for the replay), tensors in every field the reader takes, and broken files.
+void onnx_seeds(const fs::path& dir)
+{
+    namespace pb = xcnn::protobuf;
+    auto small = xcnn::Sequential{xcnn::Conv2D<float>(xcnn::Conv2DOptions(2, 4, 3).padding(1).groups(2)),
+                                  xcnn::BatchNorm2D<float>(4),
+                                  xcnn::ReLU<float>{},
+                                  xcnn::MaxPool2D<float>(2),
+                                  xcnn::Flatten<float>{},
+                                  xcnn::Dense<float>(4 * 2 * 2, 3)};
+    const bytes conv = xcnn::onnx::to_bytes(small, {1, 2, 4, 4});
+    write(dir / "conv-bn-pool-dense.onnx", conv);
+    auto ops = xcnn::Sequential{
+        xcnn::Conv2D<double>(xcnn::Conv2DOptions(1, 2, 2).dilation(2).bias(false)),
+        xcnn::GELU<double>{},
+        xcnn::LeakyReLU<double>(0.1),
+        xcnn::AvgPool2D<double>(2, 1, 1),
+        xcnn::Residual(xcnn::Sequential{xcnn::Conv2D<double>(2, 2, 1), xcnn::Sigmoid<double>{}, xcnn::Tanh<double>{}}),
+        xcnn::GlobalAvgPool2D<double>{},
+        xcnn::Dropout<double>(0.5)};
+    write(dir / "gelu-pools-residual-double.onnx", xcnn::onnx::to_bytes(ops, {1, 1, 4, 4}));
+    write(dir / "lenet.onnx", xcnn::onnx::to_bytes(mnist_models::make_lenet<float>(), {1, 1, 28, 28}));
+
+    // One Constant node whose tensor attribute holds int64_data, an initializer in float_data and
+    // one in double_data, a symbolic input.
+    pb::writer int_tensor;
+    int_tensor.packed_int64(1, {2});
+    int_tensor.int64(2, xcnn::onnx::type_int64);
+    int_tensor.packed_int64(7, {1, -1});
+    pb::writer value;
+    value.string(1, "value");
+    value.message(5, int_tensor);
+    value.int64(20, xcnn::onnx::attribute_tensor);
+    pb::writer constant;
+    constant.string(2, "shape");
+    constant.string(4, "Constant");
+    constant.message(5, value);
+    pb::writer floats;
+    floats.packed_int64(1, {2, 1});
+    floats.int64(2, xcnn::onnx::type_float);
+    floats.string(8, "f");
+    floats.packed_float(4, {0.5f, -1.0f});
+    pb::writer doubles;
+    doubles.int64(2, xcnn::onnx::type_double);
+    doubles.string(8, "d");
+    doubles.float64(10, 2.0);
+    pb::writer dim;
+    dim.string(2, "batch");
+    pb::writer shape;
+    shape.message(1, dim);
+    pb::writer tensor_type;
+    tensor_type.int64(1, xcnn::onnx::type_float);
+    tensor_type.message(2, shape);
+    pb::writer type;
+    type.message(1, tensor_type);
+    pb::writer input;
+    input.string(1, "x");
+    input.message(2, type);
+    pb::writer graph;
+    graph.message(1, constant);
+    graph.message(5, floats);
+    graph.message(5, doubles);
+    graph.message(11, input);
+    pb::writer opset;
+    opset.int64(2, 13);
+    pb::writer model;
+    model.int64(1, 8);
+    model.message(7, graph);
+    model.message(8, opset);
+    write(dir / "typed-fields.onnx", model.release());
+
+    write(dir / "empty", {});
+    write(dir / "truncated.onnx", bytes(conv.begin(), conv.begin() + static_cast<long>(conv.size() / 2)));
+    pb::writer deep;
+    deep.varint(1, 1);
+    for (int level = 0; level < 40; ++level)
+    {
+        pb::writer outer;
+        outer.message(7, deep);
+        deep = outer;
+    }
+    write(dir / "deep.bin", deep.release());
+    // A length of 2^62 where two bytes follow.
+    write(dir / "lying-length.bin", {0x3a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 0x08, 0x01});
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -189,10 +278,12 @@ int main(int argc, char** argv)
         const fs::path out(argv[1]);
         fs::create_directories(out / "idx");
         fs::create_directories(out / "model");
+        fs::create_directories(out / "onnx");
         idx_seeds(out / "idx");
         model_seeds(out / "model");
+        onnx_seeds(out / "onnx");
         std::size_t count = 0;
-        for (const char* sub : {"idx", "model"})
+        for (const char* sub : {"idx", "model", "onnx"})
         {
             count +=
                 static_cast<std::size_t>(std::distance(fs::directory_iterator(out / sub), fs::directory_iterator{}));

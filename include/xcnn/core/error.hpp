@@ -49,7 +49,8 @@ public:
 /// channel count, feature count, kernel size, stride or padding at construction; a label outside
 /// `[0, classes)`; a negative or non-finite learning rate, a negative momentum or weight decay; a
 /// value read from a file that the requested element type cannot hold; an optimizer or generator
-/// state in a checkpoint that does not fit the optimizer or generator it is loaded into.
+/// state in a checkpoint that does not fit the optimizer or generator it is loaded into; a network
+/// with a layer that `save_onnx` cannot express in ONNX.
 class value_error : public error
 {
 public:

@@ -578,12 +578,15 @@ public:
         return out.str();
     }
 
-private:
+    /// Calls `f(index, layer)` for each layer in order, the layer as a const reference of its own
+    /// type: what exporters (io/onnx.hpp) and `summary` walk the network with.
     template <class F>
     void for_each_layer(F&& f) const
     {
         for_each_layer_impl(f, std::make_index_sequence<layer_count>{});
     }
+
+private:
     template <class F, std::size_t... I>
     void for_each_layer_impl(F& f, std::index_sequence<I...>) const
     {
