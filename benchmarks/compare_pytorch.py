@@ -156,34 +156,12 @@ def torch_cases(torch):
             nn.Linear(16 * 28 * 28, 10),
         )  # fmt: skip
 
-    class Residual(nn.Module):
-        """xcnn::Residual: x + main(x), or main(x) + shortcut(x)."""
+    from fashion_pytorch import make_resnet, residual_class  # beside this script
 
-        def __init__(self, main, shortcut=None):
-            super().__init__()
-            self.main = main
-            self.shortcut = shortcut
-
-        def forward(self, x):
-            return self.main(x) + (x if self.shortcut is None else self.shortcut(x))
+    Residual = residual_class(nn)
 
     def resnet():
-        # examples/mnist/models.hpp, make_resnet (and benchmarks/fashion_pytorch.py).
-        def block(c_in, c_out, stride):
-            main = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-                nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
-            )  # fmt: skip
-            if c_in == c_out and stride == 1:
-                return Residual(main)
-            return Residual(main, nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False),
-                                                nn.BatchNorm2d(c_out)))
-
-        return nn.Sequential(
-            nn.Conv2d(1, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            block(32, 32, 1), nn.ReLU(), block(32, 64, 2), nn.ReLU(), block(64, 64, 1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
-        )  # fmt: skip
+        return make_resnet(torch)
 
     def l1_forward():
         torch.manual_seed(0)

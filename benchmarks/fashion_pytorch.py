@@ -56,6 +56,55 @@ def find(data_dir, stem):
     sys.exit(f"fashion_pytorch: {stem}(.gz) not found in {data_dir}")
 
 
+def residual_class(nn):
+    """xcnn::Residual as a torch.nn module class: main(x) + x, or main(x) + shortcut(x)."""
+
+    class Residual(nn.Module):
+        def __init__(self, main, shortcut=None):
+            super().__init__()
+            self.main = main
+            self.shortcut = shortcut
+
+        def forward(self, x):
+            return self.main(x) + (x if self.shortcut is None else self.shortcut(x))
+
+    return Residual
+
+
+def make_resnet(torch):
+    """examples/mnist/models.hpp's make_resnet in torch.nn: the layer indices are equal, so the
+    state_dict names are equal. compare_pytorch.py benchmarks the same network."""
+    nn = torch.nn
+
+    Residual = residual_class(nn)
+
+    class GlobalAvgPool2D(nn.Module):
+        """xcnn::GlobalAvgPool2D: nn.AdaptiveAvgPool2d(1) and nn.Flatten() as one module, so the
+        layer indices (and the state_dict names) are xcnn's."""
+
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    def block(c_in, c_out, stride):
+        main = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
+        )  # fmt: skip
+        if c_in == c_out and stride == 1:
+            return Residual(main)
+        return Residual(main, nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False), nn.BatchNorm2d(c_out)))
+
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),  # 0-2
+        nn.MaxPool2d(2),                                                       # 3: 14x14
+        block(32, 32, 1), nn.ReLU(),                                           # 4-5
+        block(32, 64, 2), nn.ReLU(),                                           # 6-7: 7x7
+        block(64, 64, 1), nn.ReLU(),                                           # 8-9
+        GlobalAvgPool2D(),                                                     # 10
+        nn.Linear(64, 10),                                                     # 11
+    )  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -88,43 +137,7 @@ def main():
     x_train, y_train = images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte")
     x_test, y_test = images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte")
 
-    class Residual(nn.Module):
-        """xcnn::Residual: main(x) + x, or main(x) + shortcut(x)."""
-
-        def __init__(self, main, shortcut=None):
-            super().__init__()
-            self.main = main
-            self.shortcut = shortcut
-
-        def forward(self, x):
-            return self.main(x) + (x if self.shortcut is None else self.shortcut(x))
-
-    class GlobalAvgPool2D(nn.Module):
-        """xcnn::GlobalAvgPool2D: nn.AdaptiveAvgPool2d(1) and nn.Flatten() as one module, so the
-        layer indices (and the state_dict names) are xcnn's."""
-
-        def forward(self, x):
-            return x.mean(dim=(2, 3))
-
-    def block(c_in, c_out, stride):
-        main = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
-        )  # fmt: skip
-        if c_in == c_out and stride == 1:
-            return Residual(main)
-        return Residual(main, nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False), nn.BatchNorm2d(c_out)))
-
-    # examples/mnist/models.hpp, make_resnet: indices equal, so state_dict names are equal.
-    net = nn.Sequential(
-        nn.Conv2d(1, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),  # 0-2
-        nn.MaxPool2d(2),                                                       # 3: 14x14
-        block(32, 32, 1), nn.ReLU(),                                           # 4-5
-        block(32, 64, 2), nn.ReLU(),                                           # 6-7: 7x7
-        block(64, 64, 1), nn.ReLU(),                                           # 8-9
-        GlobalAvgPool2D(),                                                     # 10
-        nn.Linear(64, 10),                                                     # 11
-    )  # fmt: skip
+    net = make_resnet(torch)
 
     steps_per_epoch = -(-len(x_train) // args.batch_size)  # the last batch is smaller, as xcnn's DataLoader
     optimizer = torch.optim.SGD(net.parameters(), lr=args.max_lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
