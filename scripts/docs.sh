@@ -27,6 +27,12 @@ if ! command -v doxygen > /dev/null 2>&1; then
     fi
 fi
 
+# A scratch folder left by a build of another checkout: CMake refuses its cache.
+if [[ -f $build_dir/CMakeCache.txt ]] &&
+    ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$PWD" "$build_dir/CMakeCache.txt"; then
+    echo "docs.sh: $build_dir was configured for another checkout; starting it afresh"
+    rm -rf "$build_dir"
+fi
 # The preset holds the cache settings; -B moves its build folder.
 cmake --preset docs -B "$build_dir"
 cmake --build "$build_dir" --target xcnn_docs

@@ -54,6 +54,8 @@ public:
     }
 
 protected:
+    /// The type of a tuple of one tensor per rank from 1 to sizeof...(I) (declared only: its
+    /// return type is what `buffers_by_rank` names).
     template <std::size_t... I>
     static auto make_buffers(std::index_sequence<I...>) -> std::tuple<xt::xtensor<T, I + 1>...>;
     /// One (empty until used) buffer per rank: the layer after a Conv2D and the one after a Dense
