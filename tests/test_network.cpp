@@ -364,3 +364,21 @@ TEST_CASE("Network rejects layers of the wrong rank, empty or unfinished network
         {"Network layer 3: ", "(2, 4)"});
     require_error<xcnn::shape_error>([&] { (void)net.forward(xt::xarray<float>::from_shape({2, 1, 4})); }, {"rank"});
 }
+
+TEST_CASE("The Network example of docs/getting-started.md runs, with and without its BatchNorm", "[network][docs]")
+{
+    const bool use_batchnorm = GENERATE(false, true);
+    xcnn::Network<float> net; // takes (N, C, H, W), returns (N, classes)
+    net.push_back(xcnn::Conv2D<float>(1, 8, 3, 1, 1));
+    if (use_batchnorm)
+    {
+        net.push_back(xcnn::BatchNorm2D<float>(8));
+    }
+    net.push_back(xcnn::ReLU<float>{});
+    net.push_back(xcnn::Flatten<float>{});
+    net.push_back(xcnn::Dense<float>(8 * 28 * 28, 10));
+    CHECK(net.size() == (use_batchnorm ? 5u : 4u));
+    CHECK(net.buffers().size() == (use_batchnorm ? 3u : 0u));
+    const xt::xtensor<float, 4> x = xt::ones<float>({2, 1, 28, 28});
+    CHECK(net.forward(x).shape()[1] == 10);
+}
