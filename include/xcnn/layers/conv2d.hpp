@@ -363,6 +363,44 @@ public:
         return forward_activated(this->converted_input(x), training, op);
     }
 
+    /// What `Sequential` and `Network` run at inference for this layer followed by a per-channel
+    /// affine map — an inference BatchNorm2D, `affine.inference_affine(scale, shift)` — and
+    /// optionally an activation: f(scale[c] * conv(x)[c] + shift[c]) in one convolution. The map
+    /// is folded into a copy of the weights and bias first, W'[c] = scale[c] W[c] and
+    /// b'[c] = scale[c] b[c] + shift[c], as ONNX Runtime and oneDNN fold BatchNorm: O(C_out C_in
+    /// KH KW) work before the convolution, and no pass over the activations for the map. The
+    /// result equals the layers one after the other to rounding (the products associate
+    /// differently). Keeps no training cache.
+    /// @throws shape_error if `affine` has another number of channels than the output.
+    template <class Affine, class Op>
+    const output_type& predict_affine(const input_type& x, const Affine& affine, const Op& op)
+    {
+        fold(affine);
+        return this->cached_forward(false,
+                                    [&]() -> const output_type&
+                                    {
+                                        run(x, detail::rectifies<Op>::value, m_folded_weight, m_folded_bias.data());
+                                        if constexpr (!detail::rectifies<Op>::value)
+                                        {
+                                            detail::activate_in_place(op, m_output, m_preactivation);
+                                        }
+                                        return m_output;
+                                    });
+    }
+
+    /// `predict_affine` without an activation.
+    template <class Affine>
+    const output_type& predict_affine(const input_type& x, const Affine& affine)
+    {
+        fold(affine);
+        return this->cached_forward(false,
+                                    [&]() -> const output_type&
+                                    {
+                                        run(x, false, m_folded_weight, m_folded_bias.data());
+                                        return m_output;
+                                    });
+    }
+
     /// `backward` of the gradient of f(conv(x)) after `forward_activated`.
     template <class Op>
     const input_type& backward_activated(const output_type& grad_output, const Op& op)
@@ -543,7 +581,9 @@ private:
         return detail::activation_gradient_into(op, grad_output, m_preactivation, m_output, m_work.masked_grad);
     }
 
-    void run(const input_type& x, bool relu)
+    void run(const input_type& x, bool relu) { run(x, relu, m_weight.value(), bias_data()); }
+
+    void run(const input_type& x, bool relu, const xt::xtensor<T, 4>& weight, const T* bias)
     {
         const auto out_shape = checked_output_shape(x.shape());
         zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
@@ -552,17 +592,46 @@ private:
         switch (detail::choose_forward_form<T>(g))
         {
         case detail::conv_form::plane:
-            detail::plane_forward(g, m_weight.value().data(), bias_data(), m_padded.data(), m_output.data(), relu,
-                                  m_work.plane, m_work.gemm);
+            detail::plane_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.plane,
+                                  m_work.gemm);
             break;
         case detail::conv_form::depthwise:
-            detail::depthwise_forward(g, m_weight.value().data(), bias_data(), m_padded.data(), m_output.data(), relu,
-                                      m_work.depthwise);
+            detail::depthwise_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.depthwise);
             break;
         default:
-            detail::window_forward(g, m_padded, m_weight.value(), bias_data(), m_output, relu, m_work.window,
-                                   m_work.gemm);
+            detail::window_forward(g, m_padded, weight, bias, m_output, relu, m_work.window, m_work.gemm);
             break;
+        }
+    }
+
+    /// The weights and bias of `predict_affine`: this layer's with `affine`'s map folded in.
+    template <class Affine>
+    void fold(const Affine& affine)
+    {
+        this->check_parameter_shapes();
+        const std::size_t out = m_options.out_channels();
+        if (affine.num_features() != out)
+        {
+            throw shape_error(detail::concat(name(), ": cannot fold ", affine.name(), " into its weights: ", out,
+                                             " output channels, ", affine.num_features(), " features"));
+        }
+        auto& w = m_folded_weight;
+        auto& b = m_folded_bias;
+        detail::ensure_shape(w, m_weight.value().shape());
+        detail::ensure_shape(b, std::array<std::size_t, 1>{out});
+        detail::ensure_shape(m_fold_scale, std::array<std::size_t, 1>{out});
+        T* scale = m_fold_scale.data();
+        affine.inference_affine(scale, b.data()); // b = shift
+        const std::size_t per_channel = w.size() / out;
+        const T* from = m_weight.value().data();
+        const T* bias = bias_data();
+        for (std::size_t c = 0; c < out; ++c)
+        {
+            for (std::size_t k = 0; k < per_channel; ++k)
+            {
+                w.data()[c * per_channel + k] = from[c * per_channel + k] * scale[c];
+            }
+            b.data()[c] += bias != nullptr ? bias[c] * scale[c] : T(0);
         }
     }
 
@@ -575,6 +644,9 @@ private:
     xt::xtensor<T, 4> m_preactivation; // y before an activation whose gradient reads it
     xt::xtensor<T, 4> m_input_grad;    // dX
     detail::conv_workspace<T> m_work;
+    xt::xtensor<T, 4> m_folded_weight; // predict_affine's weights, bias and scale
+    xt::xtensor<T, 1> m_folded_bias;
+    xt::xtensor<T, 1> m_fold_scale;
 };
 
 } // namespace xcnn
