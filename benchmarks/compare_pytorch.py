@@ -429,12 +429,17 @@ def ratio_range(pairs):
     return f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "-"
 
 
-def print_sweep(results):
-    """The sweep's table: ms per call on each side (medians), their ratio, per thread count, and
-    the geometric mean and minimum of the ratios, forward and forward + backward apart."""
-    for t in sorted({k[2] for k in results if k[0] == "sweep"}):
-        print(f"\n### Convolution sweep, {t} thread{'s' if t > 1 else ''} (ms per call, float32; "
-              "xcnn / PyTorch = PyTorch ms / xcnn ms, higher is better)\n")
+def print_sweep(results, cpu_results):
+    """The sweep's tables: ms per call on each side (medians), their ratio, per thread count, and
+    the geometric mean and minimum of the ratios, forward and forward + backward apart; at one
+    thread also in CPU ms per call (xcnn's thread, PyTorch's process), which a shared machine
+    disturbs less."""
+    tables = [(t, results, "wall-clock ms") for t in sorted({k[2] for k in results if k[0] == "sweep"})]
+    if ("sweep", f"{next(iter(SWEEP), '')}_fwd", 1) in cpu_results:
+        tables.append((1, cpu_results, "CPU ms"))
+    for t, results, unit in tables:
+        print(f"\n### Convolution sweep, {t} thread{'s' if t > 1 else ''} ({unit} per call, float32; "
+              f"xcnn / PyTorch = PyTorch ms / xcnn ms, higher is better)\n")
         print("| shape | N | C_in→C_out | H=W | K | stride | pad | dil | groups | fwd xcnn | fwd torch | fwd ratio "
               "| fwd+bwd xcnn | fwd+bwd torch | fwd+bwd ratio |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -495,7 +500,7 @@ def print_tables(results, cpu_results, context):
     for case, (label, _) in NEW_LAYERS.items():
         labels[f"{case}_forward"] = (f"{label}: forward", "images/s")
         labels[f"{case}_forward_backward"] = (f"{label}: forward + backward", "images/s")
-    print_sweep(results)
+    print_sweep(results, cpu_results)
     rest = [k for k in results if k[0] not in ("gemm", "sweep")]
     if rest:
         rest.sort(key=lambda k: (list(labels).index(k[1]), k[2]))
