@@ -413,4 +413,25 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_input_grad_form<float>(panel_wide) == conv_form::window_view);
     CHECK(xcnn::detail::choose_input_grad_form<float>(strided) == conv_form::strided_col2im);
     CHECK(xcnn::detail::choose_input_grad_form<float>(strided_rows) == conv_form::strided_col2im);
+
+    // The lowered form: planes so small that the plane form computes twice the useful outputs
+    // (every pass); a stride above 1 with 32 output channels and 1024 output pixels or more
+    // (backward only); a strided stem (forward only). Not for a 1x1 kernel at stride 1, nor
+    // for few output pixels.
+    const auto tiny = geometry(256, 8, 32, 2, 2, {3, 3}, {1, 1}, {1, 1});
+    const auto strided_wide = geometry(16, 8, 32, 16, 16, {3, 3}, {2, 2}, {1, 1});
+    const auto few_pixels = geometry(1, 8, 32, 16, 16, {3, 3}, {2, 2}, {1, 1});
+    const auto one_by_one = geometry(256, 8, 32, 2, 2, {1, 1}, {1, 1}, {0, 0});
+    const auto stem = geometry(2, 3, 8, 20, 20, {7, 7}, {2, 2}, {3, 3});
+    CHECK(xcnn::detail::choose_forward_form<float>(tiny) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(tiny) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(tiny) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_forward_form<float>(strided_wide) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(strided_wide) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(strided_wide) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(few_pixels) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(few_pixels) == conv_form::strided_col2im);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(one_by_one) == conv_form::plane);
+    CHECK(xcnn::detail::choose_forward_form<float>(stem) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(stem) == conv_form::window_view);
 }
