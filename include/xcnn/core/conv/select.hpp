@@ -5,7 +5,9 @@
 /// The forms: the window view contracted with the kernel (core/conv/window_contraction.hpp),
 /// the stride-1 correlation over the padded width (core/conv/plane_form.hpp), for dX at a
 /// stride above 1 col2im as one contraction per kernel tap (core/conv/strided_input_grad.hpp),
-/// and for a depthwise convolution the direct per-channel kernels (core/conv/depthwise.hpp).
+/// for a depthwise convolution the direct per-channel kernels (core/conv/depthwise.hpp), and
+/// im2col by chunks of images with one GEMM per chunk (core/conv/lowered.hpp) for small planes
+/// and strided layers.
 /// All of them compute the same sums, in orders of their own: the choice changes the last bits
 /// of a result, so it depends on the geometry only, never on timing or the thread count.
 #ifndef XCNN_CORE_CONV_SELECT_HPP
