@@ -12,6 +12,9 @@ What runs, at 1 and at 2 threads (see docs/performance.md):
           (bench_conv2d), GFLOP/s = 2 N C_out C_in 9 H W per forward, three times that for both.
   newlayers  bench_layers: BatchNorm, Dropout, activations, pools, depthwise, dilated and strided
           convolutions, a Residual block, batch 64: forward and forward + backward, images/s.
+  sweep   the convolution sweep: every shape of benchmarks/conv_sweep.csv (the list bench_conv2d
+          reads too), forward and forward + backward with dX, ms per call; the table ends with the
+          geometric mean of the xcnn / PyTorch speed ratios and the lowest ratio.
   models  LeNet-5, the seed net and resnet (xcnn-mnist --model resnet), batch 64: training step
           (forward, cross-entropy, backward, SGD with momentum) and inference (bench_models),
           images/s.
@@ -40,6 +43,7 @@ the other core is idle: the script prints the load average before and after.
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -85,6 +89,24 @@ NEW_LAYERS = {
     "conv3x3s2_32to64x14": ("Conv2D 32→64 3×3 stride 2, 14×14", (32, 14, 14)),
     "residual_32x14": ("Residual block (2 × Conv-BN), 32×14×14", (32, 14, 14)),
 }
+SWEEP_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv_sweep.csv")
+
+
+def read_sweep(path=SWEEP_FILE):
+    """The sweep's shapes, {name: dict(n, c_in, c_out, hw, k, stride, pad, dilation, groups)}, in
+    file order: the same file bench_conv2d parses."""
+    keys = ("n", "c_in", "c_out", "hw", "k", "stride", "pad", "dilation", "groups")
+    shapes = {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            name, *values = [v.strip() for v in line.split(",")]
+            shapes[name] = dict(zip(keys, map(int, values), strict=True))
+    return shapes
+
+
+SWEEP = read_sweep()
 GEMM_SHAPES = {  # name: (M, K, N), as in bench_gemm.cpp
     "square": (1024, 1024, 1024),
     "L1_forward": (64, 288, 65536),
@@ -290,7 +312,34 @@ def torch_cases(torch):
 
         return build
 
+    def sweep_conv(shape, backward):
+        def build():
+            torch.manual_seed(0)
+            conv = nn.Conv2d(shape["c_in"], shape["c_out"], shape["k"], shape["stride"], shape["pad"],
+                             dilation=shape["dilation"], groups=shape["groups"])
+            x = torch.rand(shape["n"], shape["c_in"], shape["hw"], shape["hw"]) * 2 - 1
+            if not backward:
+                def step():
+                    with torch.no_grad():
+                        conv(x)
+
+                return step
+            x.requires_grad_(True)  # dX too, like xcnn's Conv2D::backward
+            with torch.no_grad():
+                dy = conv(x) * 0.5
+
+            def step():
+                conv.zero_grad(set_to_none=True)
+                x.grad = None
+                conv(x).backward(dy)
+
+            return step
+
+        return build
+
     table = {f"{case}_forward": (layer_forward(case), BATCH) for case in NEW_LAYERS}
+    table.update({f"sweep_{name}_{kind}": (sweep_conv(shape, kind == "fwdbwd"), 1)
+                  for name, shape in SWEEP.items() for kind in ("fwd", "fwdbwd")})
     table.update({f"{case}_forward_backward": (layer_forward_backward(case), BATCH) for case in NEW_LAYERS})
     return table | {
         "l1_forward": (l1_forward, L1_FORWARD_FLOP / 1e9),
@@ -419,6 +468,13 @@ def plan(build_dir, threads, groups, have_openblas):
                     items.append(dict(row=row, column="xcnn", binary=bench("bench_layers"),
                                       name=f"layer_{kind}/{case}/threads:{t}/real_time", counter="images/s", env={}))
                     items.append(dict(row=row, column="torch", case=f"{case}_{kind}"))
+        if "sweep" in groups:
+            for name in SWEEP:
+                for kind in ("fwd", "fwdbwd"):
+                    row = ("sweep", f"{name}_{kind}", t)
+                    items.append(dict(row=row, column="xcnn", binary=bench("bench_conv2d"),
+                                      name=f"sweep/{name}/{kind}/threads:{t}/real_time", counter="steps/s", env={}))
+                    items.append(dict(row=row, column="torch", case=f"sweep_{name}_{kind}"))
         if "models" in groups:
             for model in ("lenet", "seed", "resnet"):
                 for step, bench_name in (("train", "train_step"), ("predict", "predict")):
@@ -463,6 +519,42 @@ def fmt(value, unit):
 def ratio_range(pairs):
     ratios = [a / b for a, b in pairs if b > 0]
     return f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "-"
+
+
+def print_sweep(results, cpu_results):
+    """The sweep's tables: ms per call on each side (medians), their ratio, per thread count, and
+    the geometric mean and minimum of the ratios, forward and forward + backward apart; at one
+    thread also in CPU ms per call (xcnn's thread, PyTorch's process), which a shared machine
+    disturbs less."""
+    tables = [(t, results, "wall-clock ms") for t in sorted({k[2] for k in results if k[0] == "sweep"})]
+    if ("sweep", f"{next(iter(SWEEP), '')}_fwd", 1) in cpu_results:
+        tables.append((1, cpu_results, "CPU ms"))
+    for t, results, unit in tables:
+        print(f"\n### Convolution sweep, {t} thread{'s' if t > 1 else ''} ({unit} per call, float32; "
+              f"xcnn / PyTorch = PyTorch ms / xcnn ms, higher is better)\n")
+        print("| shape | N | C_in→C_out | H=W | K | stride | pad | dil | groups | fwd xcnn | fwd torch | fwd ratio "
+              "| fwd+bwd xcnn | fwd+bwd torch | fwd+bwd ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        ratios = {"fwd": [], "fwdbwd": []}
+        for name, s in SWEEP.items():
+            cells = []
+            for kind in ("fwd", "fwdbwd"):
+                r = results.get(("sweep", f"{name}_{kind}", t))
+                if r is None:
+                    cells += ["-", "-", "-"]
+                    continue
+                x, p = statistics.median(r["xcnn"]), statistics.median(r["torch"])  # calls per second
+                ratios[kind].append(x / p)
+                cells += [f"{1e3 / x:.3f}", f"{1e3 / p:.3f}", f"{x / p:.2f}" + (" **↓**" if x / p < 0.9 else "")]
+            print(f"| {name} | {s['n']} | {s['c_in']}→{s['c_out']} | {s['hw']} | {s['k']} | {s['stride']} | "
+                  f"{s['pad']} | {s['dilation']} | {s['groups']} | " + " | ".join(cells) + " |")
+        summary = []
+        for kind, label in (("fwd", "forward"), ("fwdbwd", "forward + backward")):
+            if ratios[kind]:
+                geo = math.exp(statistics.fmean(math.log(v) for v in ratios[kind]))
+                summary.append(f"{label}: geometric mean {geo:.2f}×, lowest {min(ratios[kind]):.2f}×, "
+                               f"{sum(v < 0.9 for v in ratios[kind])} of {len(ratios[kind])} below 0.9×")
+        print("\n" + "; ".join(summary))
 
 
 def print_tables(results, cpu_results, context):
@@ -515,7 +607,8 @@ def print_tables(results, cpu_results, context):
             net = net_of_call(o, c, int(b))
             print(f"| {model} | {b} | {key[2]} | {x:,.0f} | {o:,.0f} | {net:,.0f} | {x / o:.2f} | {x / net:.2f} | "
                   f"{ratio_range(zip(r['xcnn'], r['ort']))} |")
-    rest = [k for k in results if k[0] not in ("gemm", "onnxruntime")]
+    print_sweep(results, cpu_results)
+    rest = [k for k in results if k[0] not in ("gemm", "sweep", "onnxruntime")]
     if rest:
         rest.sort(key=lambda k: (list(labels).index(k[1]), k[2]))
         print("\n### Layers and models vs PyTorch (batch 64, float32; higher is better)\n")
@@ -553,7 +646,7 @@ def print_tables(results, cpu_results, context):
                 ref_text = f"{fmt(ref, unit)} (PyTorch)"
             print(f"| {name} | {unit} | {fmt(x, unit)} | {ref_text} | {x / ref:.2f} |")
     scaling = sorted({(k[0], k[1]) for k in results
-                      if k[0] != "onnxruntime" and (k[0], k[1], 1) in results and (k[0], k[1], 2) in results},
+                      if k[0] not in ("sweep", "onnxruntime") and (k[0], k[1], 1) in results and (k[0], k[1], 2) in results},
                      key=lambda k: (k[0] != "gemm", list(GEMM_SHAPES).index(k[1]) if k[0] == "gemm" else
                                     list(labels).index(k[1])))
     if scaling:
@@ -580,9 +673,11 @@ def main():
     parser.add_argument("--min-time", type=float, default=0.5,
                         help="seconds each case is timed for, per repetition (default 0.5)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
-    parser.add_argument("--only", default="gemm,layers,newlayers,models,onnxruntime",
-                        help="comma-separated groups among gemm, layers, newlayers, models, onnxruntime "
+    parser.add_argument("--only", default="gemm,layers,newlayers,sweep,models,onnxruntime",
+                        help="comma-separated groups among gemm, layers, newlayers, sweep, models, onnxruntime "
                              "(default: all)")
+    parser.add_argument("--filter", help="sweep group: only the shapes whose name contains one of these "
+                        "comma-separated strings")
     parser.add_argument("--ort-dir", help="folder holding node_modules/onnxruntime-node (default: "
                                           "$XCNN_ONNXRUNTIME_NODE_DIR, else <build dir>/../onnxruntime)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
@@ -592,12 +687,12 @@ def main():
     torch = import_torch()
     threads = [int(t) for t in args.threads.split(",")]
     groups = set(args.only.split(","))
-    unknown = groups - {"gemm", "layers", "newlayers", "models", "onnxruntime"}
+    unknown = groups - {"gemm", "layers", "newlayers", "sweep", "models", "onnxruntime"}
     if unknown:
         parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
-    needs = {"gemm": "bench_gemm", "layers": "bench_conv2d", "newlayers": "bench_layers", "models": "bench_models",
-             "onnxruntime": "bench_models"}
-    for name in sorted({needs[g] for g in groups}):
+    needed = {"gemm": "bench_gemm", "layers": "bench_conv2d", "sweep": "bench_conv2d", "newlayers": "bench_layers",
+              "models": "bench_models", "onnxruntime": "bench_models"}
+    for name in sorted({needed[g] for g in groups}):
         path = os.path.join(args.build_dir, "benchmarks", name)
         if not os.access(path, os.X_OK):
             sys.exit(f"compare_pytorch: {path} not found; build with: cmake --preset bench && "
@@ -614,6 +709,11 @@ def main():
         else:
             ort_models = export_onnx_models(torch, tempfile.mkdtemp(prefix="xcnn-ort-"))
             ort_worker = OrtWorker(ort_dir)
+    if args.filter:
+        keep = args.filter.split(",")
+        for name in list(SWEEP):
+            if not any(k in name for k in keep):
+                del SWEEP[name]
     items = plan(args.build_dir, threads, groups, have_openblas)
     torch_table = torch_cases(torch)
     torch_steps = {}  # built once, reused by every repetition

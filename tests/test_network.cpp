@@ -467,3 +467,31 @@ TEST_CASE("predict folds each BatchNorm2D into the Conv2D before it, with the ac
     CHECK(xcnn_test::max_abs_diff(network.predict(x), moved) < 1e-12 * (1 + xt::amax(xt::abs(moved))()));
     CHECK(xcnn_test::max_abs_diff(moved, reference) > 1e-6);
 }
+
+TEST_CASE("predict folds BatchNorm2D into a strided 7x7 stem (the lowered form) and a depthwise convolution",
+          "[network]")
+{
+    std::mt19937 rng(9);
+    auto net = xcnn::Sequential{xcnn::Conv2D<double>(xcnn::Conv2DOptions(3, 6, 7).stride(2).padding(3).bias(false)),
+                                xcnn::BatchNorm2D<double>(6),
+                                xcnn::ReLU<double>{},
+                                xcnn::Conv2D<double>(xcnn::Conv2DOptions(6, 6, 3).padding(1).groups(6)),
+                                xcnn::BatchNorm2D<double>(6),
+                                xcnn::Tanh<double>{},
+                                xcnn::GlobalAvgPool2D<double>{},
+                                xcnn::Dense<double>(6, 2)};
+    using kind = xcnn::detail::step_kind;
+    STATIC_REQUIRE(decltype(net)::predict_plan[0] == kind::with_affine_activation);
+    STATIC_REQUIRE(decltype(net)::predict_plan[3] == kind::with_affine_activation);
+    net.reset_parameters(2u);
+    for (int step = 0; step < 2; ++step)
+    {
+        (void)net.forward(random_tensor<double, 4>({3, 3, 20, 18}, rng));
+    }
+    const auto x = random_tensor<double, 4>({2, 3, 20, 18}, rng);
+    const xt::xtensor<double, 2> reference = predict_layer_by_layer(net, x);
+    const double scale = 1 + xt::amax(xt::abs(reference))();
+    CHECK(xcnn_test::max_abs_diff(net.predict(x), reference) < 1e-12 * scale);
+    xcnn::Network<double> network(net);
+    CHECK(xcnn_test::max_abs_diff(network.predict(x), reference) < 1e-12 * scale);
+}

@@ -329,6 +329,11 @@ public:
             depthwise_grads(g, grad_output, nullptr, false);
             return;
         }
+        if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
+        {
+            lowered_grads(g, grad_output, nullptr, false);
+            return;
+        }
         parameter_grads(g, grad_output, nullptr);
     }
 
@@ -412,9 +417,10 @@ public:
             // spread apply the mask in their copies; the passes that read dY in place (window dW,
             // strided dX) need it masked first.
             const auto g = geometry();
-            const bool fused =
-                detail::depthwise(g) || (detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane &&
-                                         detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im);
+            const auto weight_form = detail::choose_weight_grad_form<T>(g);
+            const bool fused = detail::depthwise(g) || weight_form == detail::conv_form::lowered ||
+                               (weight_form == detail::conv_form::plane &&
+                                detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im);
             return fused ? gradients(grad_output, m_output.data())
                          : gradients(activated_gradient(grad_output, op), nullptr);
         }
@@ -445,6 +451,17 @@ public:
         else if (detail::depthwise(g))
         {
             depthwise_grads(g, activated_gradient(grad_output, op), nullptr, false);
+        }
+        else if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
+        {
+            if constexpr (detail::rectifies<Op>::value)
+            {
+                lowered_grads(g, grad_output, m_output.data(), false);
+            }
+            else
+            {
+                lowered_grads(g, activated_gradient(grad_output, op), nullptr, false);
+            }
         }
         else if (detail::rectifies<Op>::value && detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
         {
@@ -488,6 +505,11 @@ private:
             depthwise_grads(g, dy, mask, true);
             return m_input_grad;
         }
+        if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
+        {
+            lowered_grads(g, dy, mask, true);
+            return m_input_grad;
+        }
         const detail::spread_grad<T> spread = parameter_grads(g, dy, mask);
         return input_grad(g, dy, mask, spread);
     }
@@ -501,6 +523,18 @@ private:
         }
         detail::depthwise_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask, m_weight.grad().data(),
                                    bias_grad_data(), input_grad ? m_input_grad.data() : nullptr, m_work.depthwise);
+    }
+
+    /// The lowered form's dW, db and, with `input_grad`, dX, from one transposed dY.
+    void lowered_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask, bool input_grad)
+    {
+        if (input_grad)
+        {
+            detail::ensure_shape(m_input_grad, g.input_shape());
+        }
+        detail::lowered_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask, m_weight.grad().data(),
+                                 bias_grad_data(), input_grad ? m_input_grad.data() : nullptr, m_work.lowered,
+                                 m_work.gemm);
     }
 
     /// What the base checks before `run_backward`, for the fused forms.
@@ -550,7 +584,8 @@ private:
             detail::strided_input_grad(g, m_weight.value().data(), dy.data(), m_input_grad.data(), m_work.strided,
                                        m_work.gemm);
             break;
-        case detail::conv_form::depthwise: // `gradients` runs the depthwise kernels itself
+        case detail::conv_form::depthwise: // `gradients` runs the depthwise and lowered forms itself
+        case detail::conv_form::lowered:
             break;
         }
         return m_input_grad;
@@ -594,6 +629,10 @@ private:
         case detail::conv_form::plane:
             detail::plane_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.plane,
                                   m_work.gemm);
+            break;
+        case detail::conv_form::lowered:
+            detail::lowered_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.lowered,
+                                    m_work.gemm);
             break;
         case detail::conv_form::depthwise:
             detail::depthwise_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.depthwise);
