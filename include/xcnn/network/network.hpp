@@ -213,6 +213,9 @@ class network_model final : public network_node<T>
 {
     static constexpr int in_rank = L::input_rank;
     static constexpr int out_rank = L::output_rank;
+    // The ranks as tensor ranks (4 for a layer of any rank, whose fused passes are never called).
+    static constexpr std::size_t fixed_in = in_rank == any_rank ? 4 : static_cast<std::size_t>(in_rank);
+    static constexpr std::size_t fixed_out = out_rank == any_rank ? 4 : static_cast<std::size_t>(out_rank);
     using output_of_fixed = xt::xtensor<T, static_cast<std::size_t>(out_rank == any_rank ? 4 : out_rank)>;
     using input_of_fixed = xt::xtensor<T, static_cast<std::size_t>(in_rank == any_rank ? 4 : in_rank)>;
 
@@ -297,52 +300,15 @@ public:
     }
     ranked_ref<T> forward_activated(ranked_ref<T> x, bool training, const known_activation<T>& op) override
     {
-        return std::visit(
-            [&](const auto& o) -> ranked_ref<T>
-            {
-                if constexpr (applies_activation<L, std::decay_t<decltype(o)>>::value)
-                {
-                    return ranked_ref<T>::of(m_layer.forward_activated(x.template as<in_rank>(), training, o));
-                }
-                else
-                {
-                    (void)training;
-                    throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", o.name()));
-                }
-            },
-            op);
+        return std::visit([&](const auto& o) { return this->forward_activated_by(x, training, o); }, op);
     }
     ranked_ref<T> backward_activated(ranked_ref<T> dy, const known_activation<T>& op) override
     {
-        return std::visit(
-            [&](const auto& o) -> ranked_ref<T>
-            {
-                if constexpr (applies_activation<L, std::decay_t<decltype(o)>>::value)
-                {
-                    return ranked_ref<T>::of(m_layer.backward_activated(dy.template as<out_rank>(), o));
-                }
-                else
-                {
-                    throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", o.name()));
-                }
-            },
-            op);
+        return std::visit([&](const auto& o) { return this->backward_activated_by(dy, o); }, op);
     }
     void backward_parameters_activated(ranked_ref<T> dy, const known_activation<T>& op) override
     {
-        std::visit(
-            [&](const auto& o)
-            {
-                if constexpr (applies_activation<L, std::decay_t<decltype(o)>>::value)
-                {
-                    m_layer.backward_parameters_activated(dy.template as<out_rank>(), o);
-                }
-                else
-                {
-                    throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", o.name()));
-                }
-            },
-            op);
+        std::visit([&](const auto& o) { this->backward_parameters_activated_by(dy, o); }, op);
     }
     bool reshapes_to_rows() const noexcept override { return detail::reshapes_to_rows<L>::value; }
     bool reads_rows() const noexcept override { return detail::reads_rows<L>::value; }
@@ -397,37 +363,91 @@ public:
     bool folds_affine() const noexcept override { return detail::folds_affine<L, node_affine<T>>::value; }
     ranked_ref<T> predict_affine(ranked_ref<T> x, const network_node<T>& affine, const known_activation<T>* op) override
     {
-        if constexpr (detail::folds_affine<L, node_affine<T>>::value)
+        const node_affine<T> map{&affine};
+        if (op == nullptr)
         {
-            const node_affine<T> map{&affine};
-            const auto& input = x.template as<in_rank>();
-            if (op == nullptr)
-            {
-                return ranked_ref<T>::of(m_layer.predict_affine(input, map));
-            }
-            return std::visit(
-                [&](const auto& o) -> ranked_ref<T>
-                {
-                    if constexpr (applies_activation<L, std::decay_t<decltype(o)>>::value)
-                    {
-                        return ranked_ref<T>::of(m_layer.predict_affine(input, map, o));
-                    }
-                    else
-                    {
-                        throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", o.name()));
-                    }
-                },
-                *op);
+            return predict_affine_by(x, map, no_activation{});
+        }
+        return std::visit([&](const auto& o) { return this->predict_affine_by(x, map, o); }, *op);
+    }
+
+private:
+    /// What `predict_affine` runs without an activation.
+    struct no_activation
+    {
+    };
+
+    // The passes for one functor `Op`: member templates, so that the branch a layer cannot take
+    // is never instantiated (in a generic lambda of a member of a concrete type, clang checks it).
+    template <class Op>
+    ranked_ref<T> forward_activated_by(ranked_ref<T> x, bool training, const Op& op)
+    {
+        if constexpr (applies_activation<L, Op>::value)
+        {
+            return ranked_ref<T>::of(m_layer.forward_activated(x.template as<fixed_in>(), training, op));
         }
         else
         {
             (void)x;
-            (void)affine;
+            (void)training;
+            throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", op.name()));
+        }
+    }
+    template <class Op>
+    ranked_ref<T> backward_activated_by(ranked_ref<T> dy, const Op& op)
+    {
+        if constexpr (applies_activation<L, Op>::value)
+        {
+            return ranked_ref<T>::of(m_layer.backward_activated(dy.template as<fixed_out>(), op));
+        }
+        else
+        {
+            (void)dy;
+            throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", op.name()));
+        }
+    }
+    template <class Op>
+    void backward_parameters_activated_by(ranked_ref<T> dy, const Op& op)
+    {
+        if constexpr (applies_activation<L, Op>::value)
+        {
+            m_layer.backward_parameters_activated(dy.template as<fixed_out>(), op);
+        }
+        else
+        {
+            (void)dy;
+            throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", op.name()));
+        }
+    }
+    template <class Op>
+    ranked_ref<T> predict_affine_by(ranked_ref<T> x, const node_affine<T>& map, const Op& op)
+    {
+        constexpr bool plain = std::is_same<Op, no_activation>::value;
+        if constexpr (!detail::folds_affine<L, node_affine<T>>::value)
+        {
+            (void)x;
+            (void)map;
             (void)op;
             throw value_error(concat("Network: ", m_layer.name(), " folds no per-channel map"));
         }
+        else if constexpr (plain)
+        {
+            (void)op;
+            return ranked_ref<T>::of(m_layer.predict_affine(x.template as<fixed_in>(), map));
+        }
+        else if constexpr (applies_activation<L, Op>::value)
+        {
+            return ranked_ref<T>::of(m_layer.predict_affine(x.template as<fixed_in>(), map, op));
+        }
+        else
+        {
+            (void)x;
+            (void)map;
+            throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", op.name()));
+        }
     }
 
+public:
 private:
     void* address() noexcept override { return &m_layer; }
 
