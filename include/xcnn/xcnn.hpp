@@ -10,6 +10,8 @@
 #include "core/error.hpp"
 #include "core/gemm.hpp"
 #include "core/generator.hpp"
+#include "core/layer_spec.hpp"
+#include "core/layer_spec_text.hpp"
 #include "core/padding.hpp"
 #include "core/parameter.hpp"
 #include "core/pooling.hpp"
