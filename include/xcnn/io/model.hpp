@@ -562,8 +562,9 @@ std::string architecture_of(const Net& net)
 
 /// The parameters and buffers of `net` as a model file, plus metadata records: "xcnn.version",
 /// for networks with a `name()` "xcnn.architecture", and for networks that describe themselves
-/// (`spec()`, as `Sequential`s of xcnn's layers do) "xcnn.layers", the text of that spec, from
-/// which `load_network` rebuilds the network. Append more records before writing it with
+/// (`spec()`, as `Sequential`s and `Network`s of xcnn's layers do; not one holding a layer
+/// without `spec()`) "xcnn.layers", the text of that spec, from which `load_network` rebuilds
+/// the network. Append more records before writing it with
 /// `io::write_model_file` to keep other state in the same file. A network without `buffers()`,
 /// or with none, and without `spec()` gives the file xcnn 0.1.0 wrote.
 template <class Net>
@@ -589,7 +590,19 @@ io::model_file model_state(Net& net)
     }
     if constexpr (detail::has_spec<Net>::value)
     {
-        file.records.push_back(io::tensor_record::text(io::layers_record, to_string(net.spec())));
+        // A `Network` knows only when asked whether each of its layers describes itself.
+        std::string layers;
+        try
+        {
+            layers = to_string(net.spec());
+        }
+        catch (const value_error&)
+        {
+        }
+        if (!layers.empty())
+        {
+            file.records.push_back(io::tensor_record::text(io::layers_record, layers));
+        }
     }
     return file;
 }
