@@ -506,7 +506,7 @@ TEST_CASE("a model file cut at every byte or followed by garbage is refused and 
         repair_length_and_checksum(inside);
         CHECK_FALSE(load_or_refuse(net, inside));
         CHECK_THAT(error_of([&] { xcnn::io::decode_model(inside, "long.xcnn"); }),
-                   xcnn_test::contains("bytes after the last of the 6 records the header announces"));
+                   xcnn_test::contains("bytes after the last of the 7 records the header announces"));
         tried += 2;
     }
     WARN("model file truncation and trailing garbage: " << tried << " inputs, each refused cleanly");

@@ -5,7 +5,9 @@
 // to_string (or be refused by it with a value_error: a text that grows past the length limit) to a
 // text that reads as the same spec, bit for bit, and reads again to the same text. Specs whose
 // sizes are small are then built through the built-in layers' from_spec and the from_spec of
-// xcnn-mnist's networks, which must give a layer describing the same spec or a value_error.
+// xcnn-mnist's networks, which must give a layer describing the same spec or a value_error, and
+// through build_network (network/registry.hpp), which must give a network whose own spec builds
+// the same network again, or a value_error or shape_error.
 // Anything else (another exception, a crash, a sanitizer report, a broken invariant) aborts.
 #include "fuzz_check.hpp"
 
@@ -13,6 +15,7 @@
 
 #include <xcnn/core/layer_spec.hpp>
 #include <xcnn/core/layer_spec_text.hpp>
+#include <xcnn/network/registry.hpp>
 #include <xcnn/xcnn.hpp>
 
 #include <cmath>
@@ -58,15 +61,15 @@ bool same(const xcnn::layer_spec& a, const xcnn::layer_spec& b)
     return true;
 }
 
-/// Whether every number of the spec is at most 64 in magnitude, or not a number: layers built
-/// from it stay small (a fuzzed Conv2D of 2^40 channels would only test the allocator).
-bool small(const xcnn::layer_spec& s)
+/// Whether every number of the spec is at most `limit` in magnitude, or not a number: layers
+/// built from it stay small (a fuzzed Conv2D of 2^40 channels would only test the allocator).
+bool small(const xcnn::layer_spec& s, double limit)
 {
     for (const auto& o : s.options)
     {
         for (double v : o.values)
         {
-            if (std::fabs(v) > 64)
+            if (std::fabs(v) > limit)
             {
                 return false;
             }
@@ -74,12 +77,31 @@ bool small(const xcnn::layer_spec& s)
     }
     for (const auto& c : s.children)
     {
-        if (!small(c))
+        if (!small(c, limit))
         {
             return false;
         }
     }
     return true;
+}
+
+/// build_network gives a network whose spec builds a network of the same spec, or refuses.
+template <int In, int Out>
+void check_build(const xcnn::layer_spec& spec)
+{
+    try
+    {
+        const auto net = xcnn::build_network<float, In, Out>(spec);
+        const xcnn::layer_spec own = net.spec();
+        XCNN_FUZZ_CHECK((xcnn::build_network<float, In, Out>(own).spec() == own),
+                        "a built network's spec does not build it again");
+    }
+    catch (const xcnn::value_error&)
+    {
+    }
+    catch (const xcnn::shape_error&)
+    {
+    }
 }
 
 /// `L::from_spec(spec)` gives a layer describing the same spec (as it reads it back) or a
@@ -144,9 +166,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const xcnn::layer_spec back = xcnn::parse_layer_spec(written);
     XCNN_FUZZ_CHECK(same(back, spec), "the written text reads as another spec");
     XCNN_FUZZ_CHECK(xcnn::to_string(back) == written, "writing is not stable");
-    if (small(spec))
+    if (small(spec, 64))
     {
         check_layers(spec);
+    }
+    if (small(spec, 16))
+    {
+        check_build<4, 2>(spec);
+        check_build<4, 4>(spec);
+        check_build<2, 2>(spec);
     }
     return 0;
 }

@@ -280,9 +280,16 @@ public:
         if (spec.kind == "Sequential")
         {
             int rank = input_rank;
-            for (const auto& child : spec.children)
+            for (std::size_t i = 0; i < spec.children.size(); ++i)
             {
-                rank = output_rank(child, rank);
+                try
+                {
+                    rank = output_rank(spec.children[i], rank);
+                }
+                catch (const error&)
+                {
+                    detail::rethrow_with_prefix(detail::concat("Sequential layer ", i, ": "));
+                }
             }
             return rank;
         }
@@ -448,6 +455,10 @@ private:
     {
         try
         {
+            if (spec.kind != "Sequential" && spec.kind != residual_kind)
+            {
+                require_takes(spec.kind, find(spec.kind).input_rank, R);
+            }
             const int out = output_rank(spec, R);
             if (out != R)
             {
@@ -469,9 +480,7 @@ private:
             }
             else
             {
-                const entry& e = find(spec.kind);
-                require_takes(spec.kind, e.input_rank, R);
-                node = e.node(spec);
+                node = find(spec.kind).node(spec);
             }
             return detail::spec_branch<T, R>(std::move(node));
         }
