@@ -29,26 +29,27 @@ foreach(model lenet seed)
     endif()
     run(0 "${MNIST}" --data "${WORK}/data" --model ${model} --epochs 1 --batch-size 32 --seed 5
         --save "${WORK}/${model}.xcnn")
-    if(NOT out MATCHES "final test accuracy ([0-9]+)\\.([0-9]+) %")
-        message(FATAL_ERROR "no final test accuracy in:\n${out}")
+    # The test loss and accuracy after the epoch, as regexes for the same numbers.
+    if(NOT out MATCHES "test loss ([0-9]+)\\.([0-9]+)  test accuracy ([0-9]+)\\.([0-9]+) %")
+        message(FATAL_ERROR "no test loss and accuracy in:\n${out}")
     endif()
-    set(accuracy "${CMAKE_MATCH_1}\\.${CMAKE_MATCH_2}")
+    set(accuracy "loss ${CMAKE_MATCH_1}\\.${CMAKE_MATCH_2}  test accuracy ${CMAKE_MATCH_3}\\.${CMAKE_MATCH_4}")
 
     # No --model: the network the file describes.
     run(0 "${MNIST}" --data "${WORK}/data" --load "${WORK}/${model}.xcnn" --eval-only)
     require_match("${out}" "model: the network .*${model}.xcnn describes" "${model} without --model: the file's network")
-    require_match("${out}" "test accuracy ${accuracy} %" "${model} without --model: the trained accuracy")
+    require_match("${out}" "test ${accuracy} %" "${model} without --model: the trained loss and accuracy")
 
     # Another --model: the file's network, with a note.
     run(0 "${MNIST}" --data "${WORK}/data" --model ${other} --load "${WORK}/${model}.xcnn" --eval-only)
     require_match("${out}" "holds another network than --model ${other}; running the one it describes"
                   "${model} with --model ${other}: the note")
-    require_match("${out}" "test accuracy ${accuracy} %" "${model} with --model ${other}: the trained accuracy")
+    require_match("${out}" "test ${accuracy} %" "${model} with --model ${other}: the trained loss and accuracy")
 
     # Its own --model: the Sequential, as before.
     run(0 "${MNIST}" --data "${WORK}/data" --model ${model} --load "${WORK}/${model}.xcnn" --eval-only)
     require_match("${out}" "model: ${model}, " "${model} with its own --model: the compiled network")
-    require_match("${out}" "test accuracy ${accuracy} %" "${model} with its own --model: the trained accuracy")
+    require_match("${out}" "test ${accuracy} %" "${model} with its own --model: the trained loss and accuracy")
 endforeach()
 
 # A loaded network trains on and saves a file that loads again.
@@ -60,6 +61,11 @@ endif()
 set(accuracy "${CMAKE_MATCH_1}\\.${CMAKE_MATCH_2}")
 run(0 "${MNIST}" --data "${WORK}/data" --load "${WORK}/seed2.xcnn" --eval-only)
 require_match("${out}" "test accuracy ${accuracy} %" "the network trained after --load, saved and loaded again")
+
+# save_onnx cannot export a run-time Network: said before anything runs.
+run(1 "${MNIST}" --data "${WORK}/data" --load "${WORK}/seed.xcnn" --eval-only --export-onnx "${WORK}/seed.onnx")
+require_match("${err}" "--export-onnx '.*seed.onnx': the network .*seed.xcnn describes runs as an xcnn::Network"
+              "--export-onnx of a described network")
 
 # A file of xcnn 0.1 does not describe its network: --model's (lenet by default) must match it.
 run(1 "${MNIST}" --data "${WORK}/data" --load "${FIXTURES}/v1/small_net.xcnn" --eval-only)

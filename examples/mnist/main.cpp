@@ -918,6 +918,13 @@ bool load_described_network(options& o)
         std::cout << "note: " << o.load << " holds another network than --model " << o.model
                   << "; running the one it describes\n";
     }
+    if (!o.export_onnx.empty())
+    {
+        // save_onnx walks the layer types of a Sequential; a Network's are known only at run time.
+        throw xcnn::value_error("--export-onnx '" + o.export_onnx + "': the network " + o.load +
+                                " describes runs as an xcnn::Network, which save_onnx does not export; give the "
+                                "--model that saved the file instead");
+    }
     o.model_file = o.load;
     return true;
 }
