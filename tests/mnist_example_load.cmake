@@ -4,7 +4,8 @@
 # Model files record the network they hold, so --load runs it whatever --model saved it: LeNet and
 # the seed net, trained one epoch on a tiny MNIST-format set and saved, evaluate with --load and
 # --eval-only to the trained accuracy without --model, with the other --model (a note says the
-# file's network runs) and with their own; a loaded network trains on. A file of xcnn 0.1
+# file's network runs) and with their own; a network none of --model's evaluates and trains on.
+# A file of xcnn 0.1
 # (tests/fixtures/v1), which does not describe its network, still needs the matching --model and
 # otherwise fails naming the first tensor that differs.
 cmake_minimum_required(VERSION 3.21)
@@ -52,20 +53,27 @@ foreach(model lenet seed)
     require_match("${out}" "test ${accuracy} %" "${model} with its own --model: the trained loss and accuracy")
 endforeach()
 
-# A loaded network trains on and saves a file that loads again.
-run(0 "${MNIST}" --data "${WORK}/data" --load "${WORK}/seed.xcnn" --epochs 1 --batch-size 32 --lr 0.01
-    --save "${WORK}/seed2.xcnn")
+# A network none of --model's (written by another program) evaluates, trains on and saves a file
+# that loads again.
+run(0 "${TOOL}" other-model "${WORK}/other.xcnn")
+run(0 "${MNIST}" --data "${WORK}/data" --load "${WORK}/other.xcnn" --eval-only)
+require_match("${out}" "model: the network .*other.xcnn describes, 2034 parameters" "another network")
+run(0 "${MNIST}" --data "${WORK}/data" --load "${WORK}/other.xcnn" --epochs 1 --batch-size 32 --lr 0.05
+    --save "${WORK}/other2.xcnn")
 if(NOT out MATCHES "final test accuracy ([0-9]+)\\.([0-9]+) %")
     message(FATAL_ERROR "no final test accuracy after training the loaded network:\n${out}")
 endif()
 set(accuracy "${CMAKE_MATCH_1}\\.${CMAKE_MATCH_2}")
-run(0 "${MNIST}" --data "${WORK}/data" --load "${WORK}/seed2.xcnn" --eval-only)
+run(0 "${MNIST}" --data "${WORK}/data" --load "${WORK}/other2.xcnn" --eval-only)
 require_match("${out}" "test accuracy ${accuracy} %" "the network trained after --load, saved and loaded again")
 
-# save_onnx cannot export a run-time Network: said before anything runs.
-run(1 "${MNIST}" --data "${WORK}/data" --load "${WORK}/seed.xcnn" --eval-only --export-onnx "${WORK}/seed.onnx")
-require_match("${err}" "--export-onnx '.*seed.onnx': the network .*seed.xcnn describes runs as an xcnn::Network"
-              "--export-onnx of a described network")
+# --export-onnx: a described network of --model's architecture exports through it; another one
+# is refused before anything runs (save_onnx exports Sequentials).
+run(0 "${MNIST}" --data "${WORK}/data" --load "${WORK}/seed.xcnn" --eval-only --export-onnx "${WORK}/seed.onnx")
+require_match("${out}" "exported .*seed.onnx \\(ONNX, opset 13\\)" "--export-onnx of a described seed net")
+run(1 "${MNIST}" --data "${WORK}/data" --load "${WORK}/other.xcnn" --eval-only --export-onnx "${WORK}/other.onnx")
+require_match("${err}" "--export-onnx '.*other.onnx': the network .*other.xcnn describes is none of --model's"
+              "--export-onnx of another network")
 
 # A file of xcnn 0.1 does not describe its network: --model's (lenet by default) must match it.
 run(1 "${MNIST}" --data "${WORK}/data" --load "${FIXTURES}/v1/small_net.xcnn" --eval-only)

@@ -864,19 +864,6 @@ std::string run_description(const options& o, std::size_t training_images)
     return out.str();
 }
 
-/// --export-onnx: the model as ONNX for batches of 28x28 single-channel images.
-template <class Net>
-void export_onnx(Net& net, const options& o)
-{
-    if (o.export_onnx.empty())
-    {
-        return;
-    }
-    xcnn::require_finite(net, "not exporting the model to '" + o.export_onnx + "'");
-    xcnn::save_onnx(net, o.export_onnx, {1, 1, 28, 28});
-    std::cout << "exported " << o.export_onnx << " (ONNX, opset 13)\n";
-}
-
 /// Whether `net` has the parameters and buffers of `file`.
 template <class Net>
 bool holds(Net net, const xcnn::io::model_file& file)
@@ -890,6 +877,76 @@ bool holds(Net net, const xcnn::io::model_file& file)
     {
         return false;
     }
+}
+
+/// Calls `f` with the network of `--model name` (a fresh one, built at compile time).
+template <class F>
+void with_model(const std::string& name, F&& f)
+{
+    if (name == "resnet")
+    {
+        f(mnist_models::make_resnet<float>());
+    }
+    else if (name == "seed")
+    {
+        f(mnist_models::make_seed_net<float>());
+    }
+    else
+    {
+        f(mnist_models::make_lenet<float>());
+    }
+}
+
+/// The --model whose network has the parameters and buffers of `file`, or "".
+std::string model_holding(const xcnn::io::model_file& file)
+{
+    for (const char* name : {"lenet", "seed", "resnet"})
+    {
+        bool same = false;
+        with_model(name, [&](auto net) { same = holds(std::move(net), file); });
+        if (same)
+        {
+            return name;
+        }
+    }
+    return "";
+}
+
+template <class>
+struct is_network : std::false_type
+{
+};
+template <class T, int In, int Out>
+struct is_network<xcnn::Network<T, In, Out>> : std::true_type
+{
+};
+
+/// --export-onnx: the model as ONNX for batches of 28x28 single-channel images. save_onnx walks the
+/// layer types of a Sequential; a Network (a network a model file describes) is exported through
+/// the --model network of the same architecture, holding its weights.
+template <class Net>
+void export_onnx(Net& net, const options& o)
+{
+    if (o.export_onnx.empty())
+    {
+        return;
+    }
+    xcnn::require_finite(net, "not exporting the model to '" + o.export_onnx + "'");
+    if constexpr (is_network<Net>::value)
+    {
+        const auto state = xcnn::model_state(net);
+        with_model(model_holding(state),
+                   [&](auto sequential)
+                   {
+                       xcnn::load_state(sequential, state);
+                       xcnn::save_onnx(sequential, o.export_onnx, {1, 1, 28, 28});
+                   });
+    }
+    else
+    {
+        xcnn::save_onnx(net, o.export_onnx, {1, 1, 28, 28});
+    }
+    std::cout << "exported " << o.export_onnx << " (ONNX, opset 13)\n";
 }
 
 /// Whether --load runs the network its file describes (xcnn::load_network) rather than --model's:
@@ -908,9 +965,8 @@ bool load_described_network(options& o)
     }
     if (o.model_given)
     {
-        const bool same = o.model == "resnet" ? holds(mnist_models::make_resnet<float>(), file)
-                          : o.model == "seed" ? holds(mnist_models::make_seed_net<float>(), file)
-                                              : holds(mnist_models::make_lenet<float>(), file);
+        bool same = false;
+        with_model(o.model, [&](auto net) { same = holds(std::move(net), file); });
         if (same)
         {
             return false;
@@ -918,12 +974,11 @@ bool load_described_network(options& o)
         std::cout << "note: " << o.load << " holds another network than --model " << o.model
                   << "; running the one it describes\n";
     }
-    if (!o.export_onnx.empty())
+    if (!o.export_onnx.empty() && model_holding(file).empty())
     {
-        // save_onnx walks the layer types of a Sequential; a Network's are known only at run time.
+        // Said now rather than after training.
         throw xcnn::value_error("--export-onnx '" + o.export_onnx + "': the network " + o.load +
-                                " describes runs as an xcnn::Network, which save_onnx does not export; give the "
-                                "--model that saved the file instead");
+                                " describes is none of --model's, and save_onnx exports only those");
     }
     o.model_file = o.load;
     return true;
