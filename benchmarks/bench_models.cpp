@@ -4,6 +4,10 @@
 //                       momentum 0.9): what one batch of training costs. backward_parameters skips
 //                       the gradient of the network's input, which PyTorch does not compute either.
 //   predict/<model>     inference (Sequential::predict): no training caches, no backward.
+//   predict_one/<model> inference of a batch of one image: the latency a server answering one
+//                       request sees (compare_pytorch.py --only onnxruntime sets it against ONNX
+//                       Runtime's).
+//   <model>_network     the same network as xcnn::Network (the run-time chain's cost).
 //
 // Models: "lenet" = LeNet-5 with ReLU, Conv(1->6, 5, pad 2) - ReLU - MaxPool 2 - Conv(6->16, 5) - ReLU -
 // MaxPool 2 - Flatten - Dense(400->120) - ReLU - Dense(120->84) - ReLU - Dense(84->10); "seed" = the seed
@@ -20,6 +24,7 @@
 #include <xcnn/layers/maxpool2d.hpp>
 #include <xcnn/layers/relu.hpp>
 #include <xcnn/loss/softmax_cross_entropy.hpp>
+#include <xcnn/network/network.hpp>
 #include <xcnn/network/sequential.hpp>
 #include <xcnn/optim/sgd.hpp>
 
@@ -70,9 +75,9 @@ struct random_batch
     xt::xtensor<float, 4> images;
     xt::xtensor<std::int64_t, 1> labels;
 
-    random_batch()
-        : images(xt::xtensor<float, 4>::shape_type{batch, 1, 28, 28}),
-          labels(xt::xtensor<std::int64_t, 1>::shape_type{batch})
+    explicit random_batch(std::size_t size = batch)
+        : images(xt::xtensor<float, 4>::shape_type{size, 1, 28, 28}),
+          labels(xt::xtensor<std::int64_t, 1>::shape_type{size})
     {
         std::mt19937 rng(1);
         std::uniform_real_distribution<float> pixel(-1.f, 1.f);
@@ -96,10 +101,10 @@ std::size_t use_threads(benchmark::State& state)
     return threads;
 }
 
-void report(benchmark::State& state)
+void report(benchmark::State& state, std::size_t images = batch)
 {
     state.counters["images/s"] =
-        benchmark::Counter(double(batch) * double(state.iterations()), benchmark::Counter::kIsRate);
+        benchmark::Counter(double(images) * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 template <class MakeNet>
@@ -126,17 +131,29 @@ void train_step(benchmark::State& state, MakeNet make_net)
 }
 
 template <class MakeNet>
-void predict(benchmark::State& state, MakeNet make_net)
+void predict_batch(benchmark::State& state, MakeNet make_net, std::size_t size)
 {
     use_threads(state);
     auto net = make_net();
-    const random_batch data;
+    const random_batch data(size);
     net.predict(data.images); // warm-up
     for (auto _ : state)
     {
         benchmark::DoNotOptimize(net.predict(data.images).data());
     }
-    report(state);
+    report(state, size);
+}
+
+template <class MakeNet>
+void predict(benchmark::State& state, MakeNet make_net)
+{
+    predict_batch(state, make_net, batch);
+}
+
+template <class MakeNet>
+void predict_one(benchmark::State& state, MakeNet make_net)
+{
+    predict_batch(state, make_net, 1);
 }
 
 void thread_cases(benchmark::internal::Benchmark* b)
@@ -153,6 +170,9 @@ BENCHMARK_CAPTURE(train_step, seed, make_seed)->Apply(thread_cases);
 BENCHMARK_CAPTURE(predict, seed, make_seed)->Apply(thread_cases);
 BENCHMARK_CAPTURE(train_step, resnet, make_resnet)->Apply(thread_cases);
 BENCHMARK_CAPTURE(predict, resnet, make_resnet)->Apply(thread_cases);
+BENCHMARK_CAPTURE(predict_one, lenet, make_lenet)->Apply(thread_cases);
+BENCHMARK_CAPTURE(predict_one, seed, make_seed)->Apply(thread_cases);
+BENCHMARK_CAPTURE(predict_one, resnet, make_resnet)->Apply(thread_cases);
 BENCHMARK_CAPTURE(train_step, lenet_network, make_lenet_network)->Apply(thread_cases);
 BENCHMARK_CAPTURE(predict, lenet_network, make_lenet_network)->Apply(thread_cases);
 BENCHMARK_CAPTURE(train_step, seed_network, make_seed_network)->Apply(thread_cases);

@@ -12,9 +12,19 @@ What runs, at 1 and at 2 threads (see docs/performance.md):
           (bench_conv2d), GFLOP/s = 2 N C_out C_in 9 H W per forward, three times that for both.
   newlayers  bench_layers: BatchNorm, Dropout, activations, pools, depthwise, dilated and strided
           convolutions, a Residual block, batch 64: forward and forward + backward, images/s.
+  sweep   the convolution sweep: every shape of benchmarks/conv_sweep.csv (the list bench_conv2d
+          reads too), forward and forward + backward with dX, ms per call; the table ends with the
+          geometric mean of the xcnn / PyTorch speed ratios and the lowest ratio.
   models  LeNet-5, the seed net and resnet (xcnn-mnist --model resnet), batch 64: training step
           (forward, cross-entropy, backward, SGD with momentum) and inference (bench_models),
           images/s.
+  onnxruntime  inference of the same three models against ONNX Runtime (npm onnxruntime-node, CPU,
+          graph optimisation "all"), at batch 64 and batch 1: the models are exported from the
+          PyTorch twins with torch.onnx.export (opset 13) and timed by benchmarks/ort_worker.js, a
+          Node.js worker answering one JSON request per line. A call through Node costs some
+          microseconds by itself, which matters at batch 1: the worker also times a model of one
+          Relu, and the table shows ORT's time net of that cost too. --ort-dir (default
+          $XCNN_ONNXRUNTIME_NODE_DIR, else <build dir>/../onnxruntime) holds node_modules/onnxruntime-node.
 
 Each xcnn case is its own process (`--benchmark_filter=^name$ --benchmark_format=json`); each
 PyTorch case runs in this process with torch.set_num_threads(t). The order is xcnn case, torch
@@ -33,10 +43,12 @@ the other core is idle: the script prints the load average before and after.
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 # Before torch is imported: torch's BLAS (OpenBLAS on Debian) at one thread.
@@ -77,6 +89,24 @@ NEW_LAYERS = {
     "conv3x3s2_32to64x14": ("Conv2D 32→64 3×3 stride 2, 14×14", (32, 14, 14)),
     "residual_32x14": ("Residual block (2 × Conv-BN), 32×14×14", (32, 14, 14)),
 }
+SWEEP_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv_sweep.csv")
+
+
+def read_sweep(path=SWEEP_FILE):
+    """The sweep's shapes, {name: dict(n, c_in, c_out, hw, k, stride, pad, dilation, groups)}, in
+    file order: the same file bench_conv2d parses."""
+    keys = ("n", "c_in", "c_out", "hw", "k", "stride", "pad", "dilation", "groups")
+    shapes = {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            name, *values = [v.strip() for v in line.split(",")]
+            shapes[name] = dict(zip(keys, map(int, values), strict=True))
+    return shapes
+
+
+SWEEP = read_sweep()
 GEMM_SHAPES = {  # name: (M, K, N), as in bench_gemm.cpp
     "square": (1024, 1024, 1024),
     "L1_forward": (64, 288, 65536),
@@ -135,7 +165,8 @@ def run_xcnn(binary, name, counter, min_time, env_extra):
 # PyTorch: the same layers and models
 
 
-def torch_cases(torch):
+def torch_models(torch):
+    """The PyTorch twins of bench_models' networks: {name: constructor}, and the Residual module."""
     nn = torch.nn
 
     def lenet():
@@ -162,6 +193,15 @@ def torch_cases(torch):
 
     def resnet():
         return make_resnet(torch)
+
+    return {"lenet": lenet, "seed": seed, "resnet": resnet, "Residual": Residual}
+
+
+def torch_cases(torch):
+    nn = torch.nn
+    models = torch_models(torch)
+    lenet, seed, resnet = models["lenet"], models["seed"], models["resnet"]
+    Residual = models["Residual"]
 
     def l1_forward():
         torch.manual_seed(0)
@@ -272,7 +312,34 @@ def torch_cases(torch):
 
         return build
 
+    def sweep_conv(shape, backward):
+        def build():
+            torch.manual_seed(0)
+            conv = nn.Conv2d(shape["c_in"], shape["c_out"], shape["k"], shape["stride"], shape["pad"],
+                             dilation=shape["dilation"], groups=shape["groups"])
+            x = torch.rand(shape["n"], shape["c_in"], shape["hw"], shape["hw"]) * 2 - 1
+            if not backward:
+                def step():
+                    with torch.no_grad():
+                        conv(x)
+
+                return step
+            x.requires_grad_(True)  # dX too, like xcnn's Conv2D::backward
+            with torch.no_grad():
+                dy = conv(x) * 0.5
+
+            def step():
+                conv.zero_grad(set_to_none=True)
+                x.grad = None
+                conv(x).backward(dy)
+
+            return step
+
+        return build
+
     table = {f"{case}_forward": (layer_forward(case), BATCH) for case in NEW_LAYERS}
+    table.update({f"sweep_{name}_{kind}": (sweep_conv(shape, kind == "fwdbwd"), 1)
+                  for name, shape in SWEEP.items() for kind in ("fwd", "fwdbwd")})
     table.update({f"{case}_forward_backward": (layer_forward_backward(case), BATCH) for case in NEW_LAYERS})
     return table | {
         "l1_forward": (l1_forward, L1_FORWARD_FLOP / 1e9),
@@ -300,6 +367,71 @@ def run_torch(torch, step, work, threads, min_time):
         elapsed = time.perf_counter() - start
         if elapsed >= min_time:
             return work * count / elapsed, work * count / (time.process_time() - cpu_start)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX Runtime: the same models, exported from PyTorch, timed by a Node.js worker
+
+ORT_MODELS = ("lenet", "seed", "resnet")
+ORT_BATCHES = (64, 1)
+
+
+def export_onnx_models(torch, directory):
+    """Writes <name>.onnx for each of ORT_MODELS and call.onnx (one Relu: the cost of a call
+    through Node) into `directory`, with a symbolic batch axis; returns {name: path}."""
+    models = torch_models(torch)
+    paths = {}
+    for name in ORT_MODELS + ("call",):
+        torch.manual_seed(0)
+        model = (models[name]() if name != "call" else torch.nn.ReLU()).eval()
+        path = os.path.join(directory, f"{name}.onnx")
+        torch.onnx.export(model, torch.rand(1, 1, 28, 28), path, opset_version=13, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+        paths[name] = path
+    return paths
+
+
+class OrtWorker:
+    """benchmarks/ort_worker.js as a subprocess: one JSON request per line, one reply."""
+
+    def __init__(self, ort_dir):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_worker.js")
+        self.process = subprocess.Popen(["node", script, ort_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+
+    def time(self, model, batch, threads, min_time):
+        """Images per wall-clock second and per CPU second of ORT inference of `model`."""
+        request = {"model": model, "batch": batch, "threads": threads, "min_time": min_time}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            sys.exit(f"compare_pytorch: ort_worker.js stopped (exit status {self.process.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            sys.exit(f"compare_pytorch: ONNX Runtime on {model}: {reply['error']}")
+        return reply["per_s"] * batch, reply["cpu_per_s"] * batch
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def find_ort_dir(arg, build_dir):
+    """The folder holding node_modules/onnxruntime-node, or None."""
+    candidates = [arg, os.environ.get("XCNN_ONNXRUNTIME_NODE_DIR"),
+                  os.path.join(os.path.dirname(os.path.abspath(build_dir)), "onnxruntime")]
+    for c in candidates:
+        if c and os.path.exists(os.path.join(c, "node_modules", "onnxruntime-node", "package.json")):
+            return c
+    return None
+
+
+def net_of_call(rate, call_rate, batch):
+    """Images/s of `rate` with the per-call cost measured by `call_rate` (the one-Relu model)
+    taken out of each call's time."""
+    per_call = batch / rate - batch / call_rate
+    return batch / per_call if per_call > 0 else float("inf")
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,6 +468,13 @@ def plan(build_dir, threads, groups, have_openblas):
                     items.append(dict(row=row, column="xcnn", binary=bench("bench_layers"),
                                       name=f"layer_{kind}/{case}/threads:{t}/real_time", counter="images/s", env={}))
                     items.append(dict(row=row, column="torch", case=f"{case}_{kind}"))
+        if "sweep" in groups:
+            for name in SWEEP:
+                for kind in ("fwd", "fwdbwd"):
+                    row = ("sweep", f"{name}_{kind}", t)
+                    items.append(dict(row=row, column="xcnn", binary=bench("bench_conv2d"),
+                                      name=f"sweep/{name}/{kind}/threads:{t}/real_time", counter="steps/s", env={}))
+                    items.append(dict(row=row, column="torch", case=f"sweep_{name}_{kind}"))
         if "models" in groups:
             for model in ("lenet", "seed", "resnet"):
                 for step, bench_name in (("train", "train_step"), ("predict", "predict")):
@@ -344,6 +483,15 @@ def plan(build_dir, threads, groups, have_openblas):
                     items.append(dict(row=row, column="xcnn", binary=bench("bench_models"),
                                       name=f"{bench_name}/{model}/threads:{t}/real_time", counter="images/s", env={}))
                     items.append(dict(row=row, column="torch", case=case))
+        if "onnxruntime" in groups:
+            for model in ORT_MODELS:
+                for b in ORT_BATCHES:
+                    row = ("onnxruntime", f"{model}_b{b}", t)
+                    step = "predict" if b == BATCH else "predict_one"
+                    items.append(dict(row=row, column="xcnn", binary=bench("bench_models"),
+                                      name=f"{step}/{model}/threads:{t}/real_time", counter="images/s", env={}))
+                    items.append(dict(row=row, column="ort", model=model, batch=b))
+                    items.append(dict(row=row, column="ort_call", model="call", batch=b))
     return items
 
 
@@ -371,6 +519,42 @@ def fmt(value, unit):
 def ratio_range(pairs):
     ratios = [a / b for a, b in pairs if b > 0]
     return f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "-"
+
+
+def print_sweep(results, cpu_results):
+    """The sweep's tables: ms per call on each side (medians), their ratio, per thread count, and
+    the geometric mean and minimum of the ratios, forward and forward + backward apart; at one
+    thread also in CPU ms per call (xcnn's thread, PyTorch's process), which a shared machine
+    disturbs less."""
+    tables = [(t, results, "wall-clock ms") for t in sorted({k[2] for k in results if k[0] == "sweep"})]
+    if ("sweep", f"{next(iter(SWEEP), '')}_fwd", 1) in cpu_results:
+        tables.append((1, cpu_results, "CPU ms"))
+    for t, results, unit in tables:
+        print(f"\n### Convolution sweep, {t} thread{'s' if t > 1 else ''} ({unit} per call, float32; "
+              f"xcnn / PyTorch = PyTorch ms / xcnn ms, higher is better)\n")
+        print("| shape | N | C_in→C_out | H=W | K | stride | pad | dil | groups | fwd xcnn | fwd torch | fwd ratio "
+              "| fwd+bwd xcnn | fwd+bwd torch | fwd+bwd ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        ratios = {"fwd": [], "fwdbwd": []}
+        for name, s in SWEEP.items():
+            cells = []
+            for kind in ("fwd", "fwdbwd"):
+                r = results.get(("sweep", f"{name}_{kind}", t))
+                if r is None:
+                    cells += ["-", "-", "-"]
+                    continue
+                x, p = statistics.median(r["xcnn"]), statistics.median(r["torch"])  # calls per second
+                ratios[kind].append(x / p)
+                cells += [f"{1e3 / x:.3f}", f"{1e3 / p:.3f}", f"{x / p:.2f}" + (" **↓**" if x / p < 0.9 else "")]
+            print(f"| {name} | {s['n']} | {s['c_in']}→{s['c_out']} | {s['hw']} | {s['k']} | {s['stride']} | "
+                  f"{s['pad']} | {s['dilation']} | {s['groups']} | " + " | ".join(cells) + " |")
+        summary = []
+        for kind, label in (("fwd", "forward"), ("fwdbwd", "forward + backward")):
+            if ratios[kind]:
+                geo = math.exp(statistics.fmean(math.log(v) for v in ratios[kind]))
+                summary.append(f"{label}: geometric mean {geo:.2f}×, lowest {min(ratios[kind]):.2f}×, "
+                               f"{sum(v < 0.9 for v in ratios[kind])} of {len(ratios[kind])} below 0.9×")
+        print("\n" + "; ".join(summary))
 
 
 def print_tables(results, cpu_results, context):
@@ -408,7 +592,23 @@ def print_tables(results, cpu_results, context):
     for case, (label, _) in NEW_LAYERS.items():
         labels[f"{case}_forward"] = (f"{label}: forward", "images/s")
         labels[f"{case}_forward_backward"] = (f"{label}: forward + backward", "images/s")
-    rest = [k for k in results if k[0] != "gemm"]
+    ort = sorted((k for k in results if k[0] == "onnxruntime"),
+                 key=lambda k: (k[2], ORT_MODELS.index(k[1].rsplit("_b", 1)[0]), -int(k[1].rsplit("_b", 1)[1])))
+    if ort:
+        print("\n### Inference vs ONNX Runtime (float32, images/s; higher is better)\n")
+        print("ORT net = ONNX Runtime's time per call less the time of a call of a one-Relu model through "
+              "Node.js (ort_worker.js), which a C++ caller of ORT would not pay.\n")
+        print("| model | batch | threads | xcnn | ORT | ORT net | xcnn / ORT | xcnn / ORT net | range (xcnn / ORT) |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for key in ort:
+            r = results[key]
+            model, b = key[1].rsplit("_b", 1)
+            x, o, c = (statistics.median(r[col]) for col in ("xcnn", "ort", "ort_call"))
+            net = net_of_call(o, c, int(b))
+            print(f"| {model} | {b} | {key[2]} | {x:,.0f} | {o:,.0f} | {net:,.0f} | {x / o:.2f} | {x / net:.2f} | "
+                  f"{ratio_range(zip(r['xcnn'], r['ort']))} |")
+    print_sweep(results, cpu_results)
+    rest = [k for k in results if k[0] not in ("gemm", "sweep", "onnxruntime")]
     if rest:
         rest.sort(key=lambda k: (list(labels).index(k[1]), k[2]))
         print("\n### Layers and models vs PyTorch (batch 64, float32; higher is better)\n")
@@ -420,7 +620,7 @@ def print_tables(results, cpu_results, context):
             x, p = statistics.median(r["xcnn"]), statistics.median(r["torch"])
             print(f"| {label} | {key[2]} | {unit} | {fmt(x, unit)} | {fmt(p, unit)} | {x / p:.2f} | "
                   f"{ratio_range(zip(r['xcnn'], r['torch']))} |")
-    one_thread = [k for k in gemm if k[2] == 1] + [k for k in rest if k[2] == 1]
+    one_thread = [k for k in gemm if k[2] == 1] + [k for k in rest if k[2] == 1]  # ORT: in its own table
     if one_thread:
         print("\n### One thread, per CPU second (steadier than wall-clock time on a busy machine)\n")
         print("Work divided by the CPU time the case used (xcnn: its thread; PyTorch: the process), "
@@ -445,7 +645,8 @@ def print_tables(results, cpu_results, context):
                 (name, unit), ref = labels[key[1]], statistics.median(r["torch"])
                 ref_text = f"{fmt(ref, unit)} (PyTorch)"
             print(f"| {name} | {unit} | {fmt(x, unit)} | {ref_text} | {x / ref:.2f} |")
-    scaling = sorted({(k[0], k[1]) for k in results if (k[0], k[1], 1) in results and (k[0], k[1], 2) in results},
+    scaling = sorted({(k[0], k[1]) for k in results
+                      if k[0] not in ("sweep", "onnxruntime") and (k[0], k[1], 1) in results and (k[0], k[1], 2) in results},
                      key=lambda k: (k[0] != "gemm", list(GEMM_SHAPES).index(k[1]) if k[0] == "gemm" else
                                     list(labels).index(k[1])))
     if scaling:
@@ -472,8 +673,13 @@ def main():
     parser.add_argument("--min-time", type=float, default=0.5,
                         help="seconds each case is timed for, per repetition (default 0.5)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
-    parser.add_argument("--only", default="gemm,layers,newlayers,models",
-                        help="comma-separated groups among gemm, layers, newlayers, models (default: all)")
+    parser.add_argument("--only", default="gemm,layers,newlayers,sweep,models,onnxruntime",
+                        help="comma-separated groups among gemm, layers, newlayers, sweep, models, onnxruntime "
+                             "(default: all)")
+    parser.add_argument("--filter", help="sweep group: only the shapes whose name contains one of these "
+                        "comma-separated strings")
+    parser.add_argument("--ort-dir", help="folder holding node_modules/onnxruntime-node (default: "
+                                          "$XCNN_ONNXRUNTIME_NODE_DIR, else <build dir>/../onnxruntime)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
     args = parser.parse_args()
 
@@ -481,16 +687,33 @@ def main():
     torch = import_torch()
     threads = [int(t) for t in args.threads.split(",")]
     groups = set(args.only.split(","))
-    unknown = groups - {"gemm", "layers", "newlayers", "models"}
+    unknown = groups - {"gemm", "layers", "newlayers", "sweep", "models", "onnxruntime"}
     if unknown:
         parser.error(f"unknown group(s): {', '.join(sorted(unknown))}")
-    for name in ("bench_gemm", "bench_conv2d", "bench_models", "bench_layers"):
+    needed = {"gemm": "bench_gemm", "layers": "bench_conv2d", "sweep": "bench_conv2d", "newlayers": "bench_layers",
+              "models": "bench_models", "onnxruntime": "bench_models"}
+    for name in sorted({needed[g] for g in groups}):
         path = os.path.join(args.build_dir, "benchmarks", name)
         if not os.access(path, os.X_OK):
             sys.exit(f"compare_pytorch: {path} not found; build with: cmake --preset bench && "
                      f"cmake --build --preset bench")
 
     have_openblas = "gemm" in groups and has_openblas_cases(args.build_dir)
+    ort_worker, ort_models = None, {}
+    if "onnxruntime" in groups:
+        ort_dir = find_ort_dir(args.ort_dir, args.build_dir)
+        if ort_dir is None:
+            print("compare_pytorch: onnxruntime-node not found (--ort-dir); skipping the onnxruntime group",
+                  file=sys.stderr)
+            groups.discard("onnxruntime")
+        else:
+            ort_models = export_onnx_models(torch, tempfile.mkdtemp(prefix="xcnn-ort-"))
+            ort_worker = OrtWorker(ort_dir)
+    if args.filter:
+        keep = args.filter.split(",")
+        for name in list(SWEEP):
+            if not any(k in name for k in keep):
+                del SWEEP[name]
     items = plan(args.build_dir, threads, groups, have_openblas)
     torch_table = torch_cases(torch)
     torch_steps = {}  # built once, reused by every repetition
@@ -500,7 +723,10 @@ def main():
     for rep in range(args.repetitions):
         for item in items:
             label = f"[{rep + 1}/{args.repetitions}] {'/'.join(map(str, item['row']))} {item['column']}"
-            if item["column"] == "torch":
+            if item["column"] in ("ort", "ort_call"):
+                value, per_cpu = ort_worker.time(ort_models[item["model"]], item["batch"], item["row"][2],
+                                                 args.min_time)
+            elif item["column"] == "torch":
                 build, work = torch_table[item["case"]]
                 if item["case"] not in torch_steps:
                     torch_steps[item["case"]] = build()
@@ -518,6 +744,8 @@ def main():
             results.setdefault(item["row"], {}).setdefault(item["column"], []).append(value)
             cpu_results.setdefault(item["row"], {}).setdefault(item["column"], []).append(per_cpu)
     load_after = os.getloadavg()
+    if ort_worker is not None:
+        ort_worker.close()
 
     print(f"## xcnn vs PyTorch {torch.__version__} — {cpu_model()}, {os.cpu_count()} logical CPUs\n")
     print(f"- build dir `{args.build_dir}`; {args.repetitions} repetitions of ≥ {args.min_time} s per case, "

@@ -9,6 +9,7 @@
 #include "support/layer_zoo.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -257,6 +258,49 @@ TEMPLATE_LIST_TEST_CASE("a second training step of any layer allocates nothing",
     CHECK(allocations_during(training_step) == 0);
     CHECK(allocations_during(training_step_parameters_only) == 0);
     CHECK(allocations_during(inference) == 0);
+}
+
+TEST_CASE("steady Conv2D steps on the lowered form allocate nothing, at 1 and 2 threads", "[allocations][conv2d]")
+{
+    // Geometries core/conv/select.hpp gives the lowered form (a stride-2 layer of 32 filters,
+    // 4 x 4 planes, a 7 x 7 stride-2 stem), alone and followed by a fused ReLU.
+    const std::size_t threads = GENERATE(1, 2);
+    const auto shape = GENERATE(std::array<std::size_t, 5>{16, 3, 16, 3, 2}, std::array<std::size_t, 5>{64, 4, 4, 3, 1},
+                                std::array<std::size_t, 5>{16, 3, 22, 7, 2});
+    const std::size_t saved_threads = xcnn::get_num_threads();
+    xcnn::set_num_threads(threads);
+    CAPTURE(threads, shape);
+    const std::size_t n = shape[0], c_in = shape[1], hw = shape[2], k = shape[3], stride = shape[4];
+    xcnn::Sequential net{xcnn::Conv2D<float>(c_in, 32, k, stride, k / 2), xcnn::ReLU<float>{}};
+    xcnn::Conv2D<float> conv(c_in, 32, k, stride, k / 2);
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> value(-1.f, 1.f);
+    xt::xtensor<float, 4> x = xt::zeros<float>({n, c_in, hw, hw});
+    for (auto& v : x)
+    {
+        v = value(rng);
+    }
+    xt::xtensor<float, 4> dy = conv.forward(x);
+    for (auto& v : dy)
+    {
+        v = value(rng);
+    }
+    auto steps = [&]
+    {
+        (void)conv.forward(x);
+        (void)conv.backward(dy);
+        (void)conv.forward(x);
+        conv.backward_parameters(dy);
+        (void)conv.predict(x);
+        (void)net.forward(x);
+        (void)net.backward(dy);
+        (void)net.forward(x);
+        net.backward_parameters(dy);
+        (void)net.predict(x);
+    };
+    steps();
+    CHECK(allocations_during(steps) == 0);
+    xcnn::set_num_threads(saved_threads);
 }
 
 TEST_CASE("a DataLoader epoch allocates nothing, shuffled and augmented, with a partial last batch",

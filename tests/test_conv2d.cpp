@@ -459,6 +459,36 @@ TEST_CASE("Conv2D: hand-picked edge geometries match the naive loops", "[conv2d]
     }
 }
 
+TEST_CASE("Conv2D: geometries the lowered form runs match the naive loops", "[conv2d]")
+{
+    // clang-format off
+    const std::vector<conv_case> cases = {
+        {16, 3, 32, 16, 16, {3, 3}, {2, 2}, {1, 1}, ctor::scalar},  // stride 2: the lowered backward passes
+        {64, 4, 32, 4, 4, {3, 3}, {1, 1}, {1, 1}, ctor::scalar},    // 4 x 4 planes: every pass lowered
+        {16, 3, 32, 22, 21, {7, 7}, {2, 2}, {3, 3}, ctor::scalar},  // a strided stem: every pass lowered
+    };
+    // clang-format on
+    for (const auto& c : cases)
+    {
+        INFO(c.describe());
+        xcnn::detail::conv_geometry g;
+        g.batch = c.n;
+        g.in_channels = c.c_in;
+        g.out_channels = c.c_out;
+        g.input = {c.h, c.w};
+        g.kernel = c.k;
+        g.stride = c.s;
+        g.padding = c.p;
+        CHECK(xcnn::detail::choose_weight_grad_form<float>(g) == xcnn::detail::conv_form::lowered);
+    }
+    std::mt19937 rng(8);
+    for (const auto& c : cases)
+    {
+        check_against_naive<double>(c, rng, 1e-12);
+        check_against_naive<float>(c, rng, 1e-5);
+    }
+}
+
 TEST_CASE("Conv2D backward passes finite-difference gradient checks", "[conv2d][gradcheck]")
 {
     struct gradcheck_case

@@ -4,6 +4,7 @@
 // are never reached through the layer), and the selection rules of core/conv/select.hpp.
 #include "catch_compat.hpp"
 
+#include "support/gradcheck.hpp"
 #include "support/naive_layers.hpp"
 
 #include <xcnn/core/conv/select.hpp>
@@ -29,7 +30,8 @@ std::string describe(const conv_geometry& g)
     std::ostringstream out;
     out << "N=" << g.batch << " C_in=" << g.in_channels << " C_out=" << g.out_channels << " H=" << g.input[0]
         << " W=" << g.input[1] << " kernel=(" << g.kernel[0] << ", " << g.kernel[1] << ") stride=(" << g.stride[0]
-        << ", " << g.stride[1] << ") padding=(" << g.padding[0] << ", " << g.padding[1] << ")";
+        << ", " << g.stride[1] << ") padding=(" << g.padding[0] << ", " << g.padding[1] << ") dilation=("
+        << g.dilation[0] << ", " << g.dilation[1] << ")";
     return out.str();
 }
 
@@ -74,6 +76,23 @@ std::vector<conv_geometry> strided_cases()
     return cases;
 }
 
+/// The lowered form's geometries: those of `strided_cases`, dilations with and without a
+/// stride, and images whose column matrix exceeds a chunk, so that dW is summed over chunks and
+/// dX raised chunk by chunk.
+std::vector<conv_geometry> lowered_cases()
+{
+    auto cases = strided_cases();
+    auto dilated = geometry(2, 3, 4, 11, 10, {3, 3}, {1, 1}, {2, 2});
+    dilated.dilation = {2, 2};
+    auto dilated_strided = geometry(2, 2, 3, 12, 9, {3, 2}, {2, 1}, {1, 0});
+    dilated_strided.dilation = {2, 3};
+    cases.push_back(dilated);
+    cases.push_back(dilated_strided);
+    cases.push_back(geometry(3, 16, 2, 64, 64, {3, 3}, {1, 1}, {1, 1}));
+    cases.push_back(geometry(3, 16, 3, 95, 90, {3, 3}, {2, 2}, {1, 0}));
+    return cases;
+}
+
 /// Random operands of a geometry and the naive results.
 template <class T>
 struct problem
@@ -89,8 +108,8 @@ struct problem
           dy(random_tensor<T, 4>(g.output_shape(), rng)), b(random_tensor<T, 1>({g.out_channels}, rng))
     {
         xcnn::zero_pad2d_into(x, g.padding[0], g.padding[1], padded);
-        y = naive::conv2d(x, w, b, g.stride, g.padding, &y_magnitude);
-        grads = naive::conv2d_backward(x, w, dy, g.stride, g.padding);
+        y = naive::conv2d(x, w, b, g.stride, g.padding, &y_magnitude, g.dilation);
+        grads = naive::conv2d_backward(x, w, dy, g.stride, g.padding, g.dilation);
     }
 };
 
@@ -229,7 +248,109 @@ void check_masks()
     }
 }
 
+/// The lowered form's forward pass (with and without ReLU), dW, db and dX against the naive
+/// loops; dW without dX equals dW with it; a mask equals a masked dY, bit for bit.
+template <class T>
+void check_lowered()
+{
+    std::mt19937 rng(16);
+    xcnn::detail::conv_workspace<T> ws;
+    bool chunked = false;
+    for (const auto& g : lowered_cases())
+    {
+        INFO(describe(g));
+        chunked = chunked || xcnn::detail::lowered_chunk(g) < g.batch;
+        const problem<T> p(g, rng);
+        for (const bool relu : {false, true})
+        {
+            xt::xtensor<T, 4> y(g.output_shape());
+            y.fill(T(7));
+            xcnn::detail::lowered_forward(g, p.w.data(), p.b.data(), p.padded.data(), y.data(), relu, ws.lowered,
+                                          ws.gemm);
+            CHECK(max_scaled_error(y, relu ? relu_of(p.y) : p.y, p.y_magnitude) <= tolerance<T>());
+        }
+        xt::xtensor<T, 4> dw(p.w.shape()), dx(g.input_shape());
+        xt::xtensor<T, 1> db(p.b.shape());
+        dx.fill(T(7)); // garbage: the form must overwrite all of dX
+        xcnn::detail::lowered_backward(g, p.w.data(), p.padded.data(), p.dy.data(), static_cast<const T*>(nullptr),
+                                       dw.data(), db.data(), dx.data(), ws.lowered, ws.gemm);
+        CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
+        CHECK(max_scaled_error(db, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
+        CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
+
+        xt::xtensor<T, 4> dw_only(p.w.shape());
+        xcnn::detail::lowered_backward(g, p.w.data(), p.padded.data(), p.dy.data(), static_cast<const T*>(nullptr),
+                                       dw_only.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), ws.lowered,
+                                       ws.gemm);
+        CHECK(xcnn_test::identical(dw_only, dw));
+
+        const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
+        xt::xtensor<T, 4> masked = p.dy;
+        for (std::size_t i = 0; i < masked.size(); ++i)
+        {
+            masked.data()[i] = mask.data()[i] > 0 ? masked.data()[i] : T(0);
+        }
+        xt::xtensor<T, 4> dw_mask(p.w.shape()), dx_mask(g.input_shape());
+        xt::xtensor<T, 1> db_mask(p.b.shape());
+        xcnn::detail::lowered_backward(g, p.w.data(), p.padded.data(), masked.data(), static_cast<const T*>(nullptr),
+                                       dw.data(), db.data(), dx.data(), ws.lowered, ws.gemm);
+        xcnn::detail::lowered_backward(g, p.w.data(), p.padded.data(), p.dy.data(), mask.data(), dw_mask.data(),
+                                       db_mask.data(), dx_mask.data(), ws.lowered, ws.gemm);
+        CHECK(xcnn_test::identical(dw_mask, dw));
+        CHECK(xcnn_test::identical(db_mask, db));
+        CHECK(xcnn_test::identical(dx_mask, dx));
+    }
+    CHECK(chunked); // the cases reach the sum over chunks
+}
+
 } // namespace
+
+TEST_CASE("conv forms: the lowered form matches the naive loops, with and without a mask", "[conv_forms]")
+{
+    check_lowered<float>();
+    check_lowered<double>();
+}
+
+TEST_CASE("conv forms: the lowered form's dW, db and dX pass finite-difference checks", "[conv_forms][gradcheck]")
+{
+    std::mt19937 rng(17);
+    auto dilated = geometry(2, 2, 3, 7, 8, {3, 2}, {2, 1}, {1, 2});
+    dilated.dilation = {2, 1};
+    for (const auto& g :
+         {geometry(2, 3, 4, 7, 8, {3, 3}, {2, 2}, {1, 1}), geometry(2, 2, 3, 5, 6, {3, 3}, {1, 1}, {1, 1}),
+          geometry(1, 2, 2, 9, 10, {3, 3}, {3, 3}, {1, 2}), dilated})
+    {
+        INFO(describe(g));
+        xcnn::detail::conv_workspace<double> ws;
+        auto x = random_tensor<double, 4>(g.input_shape(), rng);
+        auto w = random_tensor<double, 4>({g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]}, rng);
+        auto b = random_tensor<double, 1>({g.out_channels}, rng);
+        const auto r = random_tensor<double, 4>(g.output_shape(), rng);
+        xt::xtensor<double, 4> padded, y(g.output_shape());
+        auto loss = [&]
+        {
+            xcnn::zero_pad2d_into(x, g.padding[0], g.padding[1], padded);
+            xcnn::detail::lowered_forward(g, w.data(), b.data(), padded.data(), y.data(), false, ws.lowered, ws.gemm);
+            double sum = 0;
+            for (std::size_t i = 0; i < y.size(); ++i)
+            {
+                sum += y.data()[i] * r.data()[i];
+            }
+            return sum;
+        };
+        loss();
+        xt::xtensor<double, 4> dw(w.shape()), dx(x.shape());
+        xt::xtensor<double, 1> db(b.shape());
+        xcnn::detail::lowered_backward(g, w.data(), padded.data(), r.data(), static_cast<const double*>(nullptr),
+                                       dw.data(), db.data(), dx.data(), ws.lowered, ws.gemm);
+        CHECK(xcnn_test::relative_error(dw.data(), xcnn_test::numeric_gradient(loss, w.data(), w.size()), w.size()) <
+              1e-8);
+        CHECK(xcnn_test::relative_error(db.data(), xcnn_test::numeric_gradient(loss, b.data(), b.size()), b.size()) <
+              1e-8);
+        CHECK(xcnn_test::relative_error(dx.data(), xcnn_test::numeric_gradient(loss, x.data(), x.size()), x.size()) <
+              1e-8);
+    }
+}
 
 TEST_CASE("conv forms: forward of the window view and of the plane form match the naive loops", "[conv_forms]")
 {
@@ -292,4 +413,25 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_input_grad_form<float>(panel_wide) == conv_form::window_view);
     CHECK(xcnn::detail::choose_input_grad_form<float>(strided) == conv_form::strided_col2im);
     CHECK(xcnn::detail::choose_input_grad_form<float>(strided_rows) == conv_form::strided_col2im);
+
+    // The lowered form: planes so small that the plane form computes twice the useful outputs
+    // (every pass); a stride above 1 with 32 output channels and 1024 output pixels or more
+    // (backward only); a strided stem (forward only). Not for a 1x1 kernel at stride 1, nor
+    // for few output pixels.
+    const auto tiny = geometry(256, 8, 32, 2, 2, {3, 3}, {1, 1}, {1, 1});
+    const auto strided_wide = geometry(16, 8, 32, 16, 16, {3, 3}, {2, 2}, {1, 1});
+    const auto few_pixels = geometry(1, 8, 32, 16, 16, {3, 3}, {2, 2}, {1, 1});
+    const auto one_by_one = geometry(256, 8, 32, 2, 2, {1, 1}, {1, 1}, {0, 0});
+    const auto stem = geometry(2, 3, 8, 20, 20, {7, 7}, {2, 2}, {3, 3});
+    CHECK(xcnn::detail::choose_forward_form<float>(tiny) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(tiny) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(tiny) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_forward_form<float>(strided_wide) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(strided_wide) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(strided_wide) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(few_pixels) == conv_form::window_view);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(few_pixels) == conv_form::strided_col2im);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(one_by_one) == conv_form::plane);
+    CHECK(xcnn::detail::choose_forward_form<float>(stem) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(stem) == conv_form::window_view);
 }

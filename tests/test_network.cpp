@@ -364,3 +364,134 @@ TEST_CASE("Network rejects layers of the wrong rank, empty or unfinished network
         {"Network layer 3: ", "(2, 4)"});
     require_error<xcnn::shape_error>([&] { (void)net.forward(xt::xarray<float>::from_shape({2, 1, 4})); }, {"rank"});
 }
+
+TEST_CASE("The Network example of docs/getting-started.md runs, with and without its BatchNorm", "[network][docs]")
+{
+    const bool use_batchnorm = GENERATE(false, true);
+    xcnn::Network<float> net; // takes (N, C, H, W), returns (N, classes)
+    net.push_back(xcnn::Conv2D<float>(1, 8, 3, 1, 1));
+    if (use_batchnorm)
+    {
+        net.push_back(xcnn::BatchNorm2D<float>(8));
+    }
+    net.push_back(xcnn::ReLU<float>{});
+    net.push_back(xcnn::Flatten<float>{});
+    net.push_back(xcnn::Dense<float>(8 * 28 * 28, 10));
+    CHECK(net.size() == (use_batchnorm ? 5u : 4u));
+    CHECK(net.buffers().size() == (use_batchnorm ? 3u : 0u));
+    const xt::xtensor<float, 4> x = xt::ones<float>({2, 1, 28, 28});
+    CHECK(net.forward(x).shape()[1] == 10);
+}
+
+namespace
+{
+
+/// Conv - BN - ReLU (folded with its activation at inference), Conv - BN (folded), pool, Dense.
+template <class T>
+auto make_batchnormed()
+{
+    return xcnn::Sequential{xcnn::Conv2D<T>(3, 5, 3, 1, 1),
+                            xcnn::BatchNorm2D<T>(5),
+                            xcnn::ReLU<T>{},
+                            xcnn::Conv2D<T>(xcnn::Conv2DOptions(5, 4, 3).stride(2).bias(false)),
+                            xcnn::BatchNorm2D<T>(4),
+                            xcnn::GELU<T>{},
+                            xcnn::Conv2D<T>(xcnn::Conv2DOptions(4, 4, 1).bias(false)),
+                            xcnn::BatchNorm2D<T>(4),
+                            xcnn::GlobalAvgPool2D<T>{},
+                            xcnn::Dense<T>(4, 3)};
+}
+
+/// Each layer's own `predict`, one after the other: what the folded steps must equal.
+template <std::size_t I = 0, class Net>
+xt::xarray<double> predict_layer_by_layer(Net& net, const xt::xarray<double>& v)
+{
+    if constexpr (I == Net::layer_count)
+    {
+        return v;
+    }
+    else
+    {
+        auto& layer = net.template get<I>();
+        using L = std::decay_t<decltype(layer)>;
+        constexpr std::size_t rank = L::input_rank == xcnn::any_rank ? 4 : static_cast<std::size_t>(L::input_rank);
+        const xt::xtensor<double, rank> input = v;
+        return predict_layer_by_layer<I + 1>(net, xt::xarray<double>(layer.predict(input)));
+    }
+}
+
+} // namespace
+
+TEST_CASE("predict folds each BatchNorm2D into the Conv2D before it, with the activation after it", "[network]")
+{
+    using kind = xcnn::detail::step_kind;
+    auto sequential = make_batchnormed<double>();
+    using S = decltype(sequential);
+    CHECK(S::predict_plan[0] == kind::with_affine_activation);
+    CHECK(S::predict_plan[1] == kind::absorbed);
+    CHECK(S::predict_plan[2] == kind::absorbed);
+    CHECK(S::predict_plan[3] == kind::with_affine_activation);
+    CHECK(S::predict_plan[6] == kind::with_affine);
+    CHECK(S::predict_plan[8] == kind::single);
+    CHECK(S::plan[0] == kind::single); // training: BatchNorm needs the batch's statistics
+    CHECK(S::plan[1] == kind::single);
+
+    sequential.reset_parameters(8u);
+    std::mt19937 rng(6);
+    const auto x = random_tensor<double, 4>({3, 3, 9, 7}, rng);
+    for (int step = 0; step < 3; ++step) // running statistics and affine weights away from 0 and 1
+    {
+        (void)sequential.forward(random_tensor<double, 4>({4, 3, 9, 7}, rng));
+    }
+    std::uniform_real_distribution<double> gain(0.5, 1.5);
+    for (auto& p : sequential.parameters())
+    {
+        if (p.name().find("weight") != std::string::npos && p.shape().size() == 1) // BatchNorm's
+        {
+            std::generate(p.data(), p.data() + p.size(), [&] { return gain(rng); });
+        }
+    }
+    const xt::xtensor<double, 2> reference = predict_layer_by_layer(sequential, x);
+    const xt::xtensor<double, 2> folded = sequential.predict(x);
+    REQUIRE(folded.shape() == reference.shape());
+    CHECK(xcnn_test::max_abs_diff(folded, reference) < 1e-12 * (1 + xt::amax(xt::abs(reference))()));
+    xcnn::Network<double> network(sequential);
+    CHECK(identical(network.predict(x), folded));
+    const xt::xtensor<double, 2> trained = network.forward(x); // training mode is another function
+    CHECK(xcnn_test::max_abs_diff(trained, folded) > 1e-6);
+    network = xcnn::Network<double>(sequential); // forward moved the running statistics
+    // The folded weights are recomputed at every call: a changed BatchNorm changes the result.
+    network.layer<xcnn::BatchNorm2D<double>>(1)->running_mean() += 0.5;
+    sequential.get<1>().running_mean() += 0.5;
+    const xt::xtensor<double, 2> moved = predict_layer_by_layer(sequential, x);
+    CHECK(xcnn_test::max_abs_diff(network.predict(x), moved) < 1e-12 * (1 + xt::amax(xt::abs(moved))()));
+    CHECK(xcnn_test::max_abs_diff(moved, reference) > 1e-6);
+}
+
+TEST_CASE("predict folds BatchNorm2D into a strided 7x7 stem (the lowered form) and a depthwise convolution",
+          "[network]")
+{
+    std::mt19937 rng(9);
+    auto net = xcnn::Sequential{xcnn::Conv2D<double>(xcnn::Conv2DOptions(3, 6, 7).stride(2).padding(3).bias(false)),
+                                xcnn::BatchNorm2D<double>(6),
+                                xcnn::ReLU<double>{},
+                                xcnn::Conv2D<double>(xcnn::Conv2DOptions(6, 6, 3).padding(1).groups(6)),
+                                xcnn::BatchNorm2D<double>(6),
+                                xcnn::Tanh<double>{},
+                                xcnn::GlobalAvgPool2D<double>{},
+                                xcnn::Dense<double>(6, 2)};
+    using kind = xcnn::detail::step_kind;
+    STATIC_REQUIRE(decltype(net)::predict_plan[0] == kind::with_affine_activation);
+    STATIC_REQUIRE(decltype(net)::predict_plan[3] == kind::with_affine_activation);
+    net.reset_parameters(2u);
+    for (int step = 0; step < 2; ++step)
+    {
+        (void)net.forward(random_tensor<double, 4>({3, 3, 20, 18}, rng));
+    }
+    const auto x = random_tensor<double, 4>({2, 3, 20, 18}, rng);
+    const xt::xtensor<double, 2> reference = predict_layer_by_layer(net, x);
+    const double scale = 1 + xt::amax(xt::abs(reference))();
+    CHECK(xcnn_test::max_abs_diff(net.predict(x), reference) < 1e-12 * scale);
+    xcnn::Network<double> network(net);
+    CHECK(xcnn_test::max_abs_diff(network.predict(x), reference) < 1e-12 * scale);
+}

@@ -7,6 +7,7 @@
 #include <xcnn/xcnn.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <random>
 #include <stdexcept>
@@ -181,4 +182,41 @@ TEST_CASE("stride-1 Conv2D + ReLU and MaxPool2D give bit-identical results at 1,
             CHECK(many[i] == one[i]);
         }
     }
+}
+
+TEST_CASE("activation layers split between threads give the one-thread result, tail included", "[threading]")
+{
+    thread_count_guard guard;
+    std::mt19937 rng(12);
+    // 3 * 7 * 61 * 83 = 106,323 elements: two chunks of the 64K grain and a partial last vector.
+    const auto x = random_tensor<float, 4>({3, 7, 61, 83}, rng);
+    const auto dy = random_tensor<float, 4>({3, 7, 61, 83}, rng);
+    auto run = [&](std::size_t threads)
+    {
+        xcnn::set_num_threads(threads);
+        xcnn::GELU<float> gelu;
+        xcnn::Sigmoid<float> sigmoid;
+        std::vector<xt::xtensor<float, 4>> out;
+        out.push_back(gelu.forward(x));
+        out.push_back(gelu.backward(dy));
+        out.push_back(sigmoid.forward(x));
+        out.push_back(sigmoid.backward(dy));
+        return out;
+    };
+    const auto one = run(1);
+    for (std::size_t threads : {2u, 3u})
+    {
+        CAPTURE(threads);
+        const auto many = run(threads);
+        for (std::size_t i = 0; i < one.size(); ++i)
+        {
+            CAPTURE(i);
+            CHECK(many[i] == one[i]);
+        }
+    }
+    // And the values are the functor's, element by element, to the last one.
+    const auto& y = one[0];
+    const std::size_t last = x.size() - 1;
+    const double v = x.data()[last];
+    CHECK(std::abs(y.data()[last] - 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)))) < 1e-6);
 }

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "threading.hpp"
 #include "xtensor_shim.hpp"
 
 namespace xcnn
@@ -82,12 +83,27 @@ void store_vector(const xsimd::batch<T>& v, T* p, std::size_t count)
     std::copy(tmp, tmp + count, p);
 }
 
+/// Runs `f(begin, end)` over [0, n), split between threads above ~64K elements as the other
+/// element-wise passes are: chunks start at multiples of the grain, itself a multiple of any
+/// vector width, so only the last chunk has a partial vector and the result does not depend on
+/// the thread count.
+template <class F>
+void for_each_chunk(std::size_t n, F&& f)
+{
+    parallel_for(n, std::size_t(1) << 16, [&](std::size_t begin, std::size_t end, std::size_t) { f(begin, end); });
+}
+
 /// y[i] = op.forward(x[i]) for i < n; `y` may be `x`.
 template <class T, class Op>
 void apply_activation(const Op& op, const T* x, T* y, std::size_t n)
 {
-    for_each_vector<T>(n, [&](std::size_t i, std::size_t count)
-                       { store_vector(op.forward(load_vector(x + i, count)), y + i, count); });
+    for_each_chunk(n,
+                   [&](std::size_t begin, std::size_t end)
+                   {
+                       for_each_vector<T>(
+                           end - begin, [&](std::size_t i, std::size_t count)
+                           { store_vector(op.forward(load_vector(x + begin + i, count)), y + begin + i, count); });
+                   });
 }
 
 /// dx[i] = op.backward(dy[i], x[i], y[i]) for i < n; `x` may be null when the functor's
@@ -96,13 +112,19 @@ template <class T, class Op>
 void activation_gradient(const Op& op, const T* dy, const T* x, const T* y, T* dx, std::size_t n)
 {
     const T* input = x != nullptr ? x : y;
-    for_each_vector<T>(n,
-                       [&](std::size_t i, std::size_t count)
-                       {
-                           store_vector(op.backward(load_vector(dy + i, count), load_vector(input + i, count),
-                                                    load_vector(y + i, count)),
-                                        dx + i, count);
-                       });
+    for_each_chunk(n,
+                   [&](std::size_t begin, std::size_t end)
+                   {
+                       for_each_vector<T>(end - begin,
+                                          [&](std::size_t k, std::size_t count)
+                                          {
+                                              const std::size_t i = begin + k;
+                                              store_vector(op.backward(load_vector(dy + i, count),
+                                                                       load_vector(input + i, count),
+                                                                       load_vector(y + i, count)),
+                                                           dx + i, count);
+                                          });
+                   });
 }
 
 /// What a layer that applies a following activation in its own output pass does with its output

@@ -41,6 +41,23 @@ inline void for_short_run(std::size_t count, Vector&& vector, Scalar&& scalar)
     }
 }
 
+/// dst[0, count) = 0, where a memset call costs more than the stores.
+template <class T>
+inline void fill_zero_short(T* dst, std::size_t count)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    std::size_t c = 0;
+    for (; c + S <= count; c += S)
+    {
+        batch(T(0)).store_unaligned(dst + c);
+    }
+    for (; c < count; ++c)
+    {
+        dst[c] = T(0);
+    }
+}
+
 /// dst[0, count) = src[0, count), where a memcpy call costs more than the copy.
 template <class T>
 inline void copy_short(const T* src, std::size_t count, T* dst)

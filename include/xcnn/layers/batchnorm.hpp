@@ -242,6 +242,22 @@ public:
 
     /// Number of channels or features.
     std::size_t num_features() const noexcept { return m_features; }
+
+    /// What `predict` computes, as a map per channel: y = scale[c] * x + shift[c] with
+    /// scale = weight / sqrt(running_var + eps) and shift = bias - running_mean * scale, written
+    /// to `scale` and `shift` (`num_features()` values each). A convolution before this layer
+    /// folds it into its own weights at inference (`Conv2D::predict_affine`).
+    /// @throws shape_error if a parameter or buffer was assigned a tensor of another shape.
+    void inference_affine(T* scale, T* shift) const
+    {
+        this->check_parameter_shapes();
+        this->check_buffer_shapes();
+        for (std::size_t c = 0; c < m_features; ++c)
+        {
+            scale[c] = inference_scale(c);
+            shift[c] = m_bias.value().data()[c] - m_running_mean.value().data()[c] * scale[c];
+        }
+    }
     /// What is added to the variance.
     T eps() const noexcept { return m_eps; }
     /// The weight of each batch in the running statistics.
@@ -371,7 +387,7 @@ public:
                                        {
                                            for (std::size_t c = first; c < last; ++c)
                                            {
-                                               const T scale = weight[c] / std::sqrt(running_var[c] + m_eps);
+                                               const T scale = inference_scale(c);
                                                const T shift = bias[c] - running_mean[c] * scale;
                                                for (std::size_t b = 0; b < n; ++b)
                                                {
@@ -439,6 +455,13 @@ public:
     void run_backward_parameters(const output_type& grad_output) { gradients(grad_output, nullptr); }
 
 private:
+    /// weight / sqrt(running_var + eps) of channel `c`: the one expression `predict` and
+    /// `inference_affine` share, so a folded convolution scales exactly as the layer does.
+    T inference_scale(std::size_t c) const
+    {
+        return m_weight.value().data()[c] / std::sqrt(m_running_var.value().data()[c] + m_eps);
+    }
+
     template <class S>
     static std::size_t plane_size(const S& shape) noexcept
     {

@@ -365,6 +365,11 @@ public:
             depthwise_grads(g, grad_output, nullptr, false);
             return;
         }
+        if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
+        {
+            lowered_grads(g, grad_output, nullptr, false);
+            return;
+        }
         parameter_grads(g, grad_output, nullptr);
     }
 
@@ -399,6 +404,44 @@ public:
         return forward_activated(this->converted_input(x), training, op);
     }
 
+    /// What `Sequential` and `Network` run at inference for this layer followed by a per-channel
+    /// affine map — an inference BatchNorm2D, `affine.inference_affine(scale, shift)` — and
+    /// optionally an activation: f(scale[c] * conv(x)[c] + shift[c]) in one convolution. The map
+    /// is folded into a copy of the weights and bias first, W'[c] = scale[c] W[c] and
+    /// b'[c] = scale[c] b[c] + shift[c], as ONNX Runtime and oneDNN fold BatchNorm: O(C_out C_in
+    /// KH KW) work before the convolution, and no pass over the activations for the map. The
+    /// result equals the layers one after the other to rounding (the products associate
+    /// differently). Keeps no training cache.
+    /// @throws shape_error if `affine` has another number of channels than the output.
+    template <class Affine, class Op>
+    const output_type& predict_affine(const input_type& x, const Affine& affine, const Op& op)
+    {
+        fold(affine);
+        return this->cached_forward(false,
+                                    [&]() -> const output_type&
+                                    {
+                                        run(x, detail::rectifies<Op>::value, m_folded_weight, m_folded_bias.data());
+                                        if constexpr (!detail::rectifies<Op>::value)
+                                        {
+                                            detail::activate_in_place(op, m_output, m_preactivation);
+                                        }
+                                        return m_output;
+                                    });
+    }
+
+    /// `predict_affine` without an activation.
+    template <class Affine>
+    const output_type& predict_affine(const input_type& x, const Affine& affine)
+    {
+        fold(affine);
+        return this->cached_forward(false,
+                                    [&]() -> const output_type&
+                                    {
+                                        run(x, false, m_folded_weight, m_folded_bias.data());
+                                        return m_output;
+                                    });
+    }
+
     /// `backward` of the gradient of f(conv(x)) after `forward_activated`.
     template <class Op>
     const input_type& backward_activated(const output_type& grad_output, const Op& op)
@@ -410,9 +453,10 @@ public:
             // spread apply the mask in their copies; the passes that read dY in place (window dW,
             // strided dX) need it masked first.
             const auto g = geometry();
-            const bool fused =
-                detail::depthwise(g) || (detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane &&
-                                         detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im);
+            const auto weight_form = detail::choose_weight_grad_form<T>(g);
+            const bool fused = detail::depthwise(g) || weight_form == detail::conv_form::lowered ||
+                               (weight_form == detail::conv_form::plane &&
+                                detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im);
             return fused ? gradients(grad_output, m_output.data())
                          : gradients(activated_gradient(grad_output, op), nullptr);
         }
@@ -443,6 +487,17 @@ public:
         else if (detail::depthwise(g))
         {
             depthwise_grads(g, activated_gradient(grad_output, op), nullptr, false);
+        }
+        else if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
+        {
+            if constexpr (detail::rectifies<Op>::value)
+            {
+                lowered_grads(g, grad_output, m_output.data(), false);
+            }
+            else
+            {
+                lowered_grads(g, activated_gradient(grad_output, op), nullptr, false);
+            }
         }
         else if (detail::rectifies<Op>::value && detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
         {
@@ -486,6 +541,11 @@ private:
             depthwise_grads(g, dy, mask, true);
             return m_input_grad;
         }
+        if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
+        {
+            lowered_grads(g, dy, mask, true);
+            return m_input_grad;
+        }
         const detail::spread_grad<T> spread = parameter_grads(g, dy, mask);
         return input_grad(g, dy, mask, spread);
     }
@@ -499,6 +559,18 @@ private:
         }
         detail::depthwise_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask, m_weight.grad().data(),
                                    bias_grad_data(), input_grad ? m_input_grad.data() : nullptr, m_work.depthwise);
+    }
+
+    /// The lowered form's dW, db and, with `input_grad`, dX, from one transposed dY.
+    void lowered_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask, bool input_grad)
+    {
+        if (input_grad)
+        {
+            detail::ensure_shape(m_input_grad, g.input_shape());
+        }
+        detail::lowered_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask, m_weight.grad().data(),
+                                 bias_grad_data(), input_grad ? m_input_grad.data() : nullptr, m_work.lowered,
+                                 m_work.gemm);
     }
 
     /// What the base checks before `run_backward`, for the fused forms.
@@ -548,7 +620,8 @@ private:
             detail::strided_input_grad(g, m_weight.value().data(), dy.data(), m_input_grad.data(), m_work.strided,
                                        m_work.gemm);
             break;
-        case detail::conv_form::depthwise: // `gradients` runs the depthwise kernels itself
+        case detail::conv_form::depthwise: // `gradients` runs the depthwise and lowered forms itself
+        case detail::conv_form::lowered:
             break;
         }
         return m_input_grad;
@@ -579,7 +652,9 @@ private:
         return detail::activation_gradient_into(op, grad_output, m_preactivation, m_output, m_work.masked_grad);
     }
 
-    void run(const input_type& x, bool relu)
+    void run(const input_type& x, bool relu) { run(x, relu, m_weight.value(), bias_data()); }
+
+    void run(const input_type& x, bool relu, const xt::xtensor<T, 4>& weight, const T* bias)
     {
         const auto out_shape = checked_output_shape(x.shape());
         zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
@@ -588,17 +663,50 @@ private:
         switch (detail::choose_forward_form<T>(g))
         {
         case detail::conv_form::plane:
-            detail::plane_forward(g, m_weight.value().data(), bias_data(), m_padded.data(), m_output.data(), relu,
-                                  m_work.plane, m_work.gemm);
+            detail::plane_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.plane,
+                                  m_work.gemm);
+            break;
+        case detail::conv_form::lowered:
+            detail::lowered_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.lowered,
+                                    m_work.gemm);
             break;
         case detail::conv_form::depthwise:
-            detail::depthwise_forward(g, m_weight.value().data(), bias_data(), m_padded.data(), m_output.data(), relu,
-                                      m_work.depthwise);
+            detail::depthwise_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.depthwise);
             break;
         default:
-            detail::window_forward(g, m_padded, m_weight.value(), bias_data(), m_output, relu, m_work.window,
-                                   m_work.gemm);
+            detail::window_forward(g, m_padded, weight, bias, m_output, relu, m_work.window, m_work.gemm);
             break;
+        }
+    }
+
+    /// The weights and bias of `predict_affine`: this layer's with `affine`'s map folded in.
+    template <class Affine>
+    void fold(const Affine& affine)
+    {
+        this->check_parameter_shapes();
+        const std::size_t out = m_options.out_channels();
+        if (affine.num_features() != out)
+        {
+            throw shape_error(detail::concat(name(), ": cannot fold ", affine.name(), " into its weights: ", out,
+                                             " output channels, ", affine.num_features(), " features"));
+        }
+        auto& w = m_folded_weight;
+        auto& b = m_folded_bias;
+        detail::ensure_shape(w, m_weight.value().shape());
+        detail::ensure_shape(b, std::array<std::size_t, 1>{out});
+        detail::ensure_shape(m_fold_scale, std::array<std::size_t, 1>{out});
+        T* scale = m_fold_scale.data();
+        affine.inference_affine(scale, b.data()); // b = shift
+        const std::size_t per_channel = w.size() / out;
+        const T* from = m_weight.value().data();
+        const T* bias = bias_data();
+        for (std::size_t c = 0; c < out; ++c)
+        {
+            for (std::size_t k = 0; k < per_channel; ++k)
+            {
+                w.data()[c * per_channel + k] = from[c * per_channel + k] * scale[c];
+            }
+            b.data()[c] += bias != nullptr ? bias[c] * scale[c] : T(0);
         }
     }
 
@@ -611,6 +719,9 @@ private:
     xt::xtensor<T, 4> m_preactivation; // y before an activation whose gradient reads it
     xt::xtensor<T, 4> m_input_grad;    // dX
     detail::conv_workspace<T> m_work;
+    xt::xtensor<T, 4> m_folded_weight; // predict_affine's weights, bias and scale
+    xt::xtensor<T, 1> m_folded_bias;
+    xt::xtensor<T, 1> m_fold_scale;
 };
 
 } // namespace xcnn

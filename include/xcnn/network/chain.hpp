@@ -28,31 +28,74 @@ namespace detail
 /// How a step of a chain runs the layer it starts at.
 enum class step_kind
 {
-    single,          ///< the layer alone
-    with_activation, ///< the layer applies the next one, an activation, in its own output pass
-    rows_into_next,  ///< the layer reshapes to rows, the next reads its input in place
-    absorbed         ///< run by the step of the layer before it
+    single,                 ///< the layer alone
+    with_activation,        ///< the layer applies the next one, an activation, in its own output pass
+    rows_into_next,         ///< the layer reshapes to rows, the next reads its input in place
+    with_affine,            ///< inference: the next layer's per-channel map folded into this one's weights
+    with_affine_activation, ///< inference: as `with_affine`, and the activation after the map applied too
+    absorbed                ///< run by the step of a layer before it
 };
 
-/// The steps of a chain from what each pair of neighbours can do as one step (`pairs[i]` for
-/// layers i and i + 1; the last entry is ignored): left to right, a layer and its neighbour form
-/// one step when they can. `Kinds` is a `std::array` (at compile time) or a `std::vector`.
-template <class Kinds>
-constexpr Kinds plan_steps(Kinds pairs)
+/// How many layers a step of `kind` runs.
+constexpr std::size_t step_span(step_kind kind) noexcept
 {
-    Kinds plan = pairs;
-    const std::size_t n = pairs.size();
-    for (std::size_t i = 0; i < n; ++i)
+    return kind == step_kind::single ? 1 : kind == step_kind::with_affine_activation ? 3 : 2;
+}
+
+/// The steps of a chain from what each layer can do with the ones after it (`fusions[i]` for
+/// the step that would start at layer i): left to right, a layer and its neighbours form one step
+/// when they can. `Kinds` is a `std::array` (at compile time) or a `std::vector`.
+template <class Kinds>
+constexpr Kinds plan_steps(Kinds fusions)
+{
+    Kinds plan = fusions;
+    const std::size_t n = fusions.size();
+    for (std::size_t i = 0; i < n;)
     {
-        const bool fused = i + 1 < n && pairs[i] != step_kind::single;
-        plan[i] = fused ? pairs[i] : step_kind::single;
-        if (fused)
+        step_kind kind = fusions[i];
+        std::size_t span = step_span(kind);
+        if (i + span > n)
         {
-            plan[++i] = step_kind::absorbed;
+            kind = step_kind::single;
+            span = 1;
         }
+        plan[i] = kind;
+        for (std::size_t j = 1; j < span; ++j)
+        {
+            plan[i + j] = step_kind::absorbed;
+        }
+        i += span;
     }
     return plan;
 }
+
+/// Whether `A` is a per-channel affine map at inference that a layer before it can fold into its
+/// weights (`BatchNorm2D`: `inference_affine(scale, shift)` and `num_features()`).
+template <class A, class = void>
+struct is_channel_affine : std::false_type
+{
+};
+template <class A>
+struct is_channel_affine<
+    A, std::void_t<decltype(std::declval<const A&>().inference_affine(std::declval<typename A::value_type*>(),
+                                                                      std::declval<typename A::value_type*>())),
+                   decltype(std::size_t{std::declval<const A&>().num_features()})>> : std::true_type
+{
+};
+
+/// Whether layer `L` folds a following per-channel map `A` into its weights at inference
+/// (`predict_affine`, as `Conv2D` does).
+template <class L, class A, class = void>
+struct folds_affine : std::false_type
+{
+};
+template <class L, class A>
+struct folds_affine<L, A,
+                    std::void_t<decltype(std::declval<L&>().predict_affine(
+                        std::declval<const typename L::input_type&>(), std::declval<const A&>()))>>
+    : std::bool_constant<is_channel_affine<A>::value>
+{
+};
 
 /// Appends `handles` (a layer's parameters, buffers or generators) to `all`, named
 /// "<index>.<name>", with `layer` as their layer unless a nested chain named one already.

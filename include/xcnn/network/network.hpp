@@ -150,6 +150,18 @@ public:
     virtual ranked_ref<T> forward_flattened(ranked_ref<T> x, bool training) = 0;
     /// `backward_flattened(dy)`.
     virtual ranked_ref<T> backward_flattened(ranked_ref<T> dy) = 0;
+    /// Whether the layer is a per-channel map at inference (`BatchNorm2D`).
+    virtual bool is_channel_affine() const noexcept = 0;
+    /// Its number of channels, for a per-channel map.
+    virtual std::size_t affine_features() const = 0;
+    /// Its `inference_affine(scale, shift)`, for a per-channel map.
+    virtual void inference_affine(T* scale, T* shift) const = 0;
+    /// Whether the layer folds a following per-channel map into its weights (`Conv2D`).
+    virtual bool folds_affine() const noexcept = 0;
+    /// `predict_affine(x, affine[, op])`: the layer, the map of `affine` and, unless `op` is
+    /// null, the activation `op`, as one step at inference.
+    virtual ranked_ref<T> predict_affine(ranked_ref<T> x, const network_node& affine,
+                                         const known_activation<T>* op) = 0;
 
     /// The layer if it is an `L`, else nullptr.
     template <class L>
@@ -167,6 +179,22 @@ public:
 protected:
     /// The layer's address.
     virtual void* address() noexcept = 0;
+};
+
+/// A `network_node` that is a per-channel map, as `predict_affine` takes one.
+template <class T>
+struct node_affine
+{
+    /// The scalar type.
+    using value_type = T;
+    /// The node.
+    const network_node<T>* node;
+    /// Its number of channels.
+    std::size_t num_features() const { return node->affine_features(); }
+    /// Its scale and shift per channel.
+    void inference_affine(T* scale, T* shift) const { node->inference_affine(scale, shift); }
+    /// Its name.
+    std::string name() const { return node->name(); }
 };
 
 /// The `network_node` of a layer of type `L`.
@@ -334,6 +362,62 @@ public:
         }
     }
 
+    bool is_channel_affine() const noexcept override { return detail::is_channel_affine<L>::value; }
+    std::size_t affine_features() const override
+    {
+        if constexpr (detail::is_channel_affine<L>::value)
+        {
+            return m_layer.num_features();
+        }
+        throw value_error(concat("Network: ", m_layer.name(), " is no per-channel map"));
+    }
+    void inference_affine(T* scale, T* shift) const override
+    {
+        if constexpr (detail::is_channel_affine<L>::value)
+        {
+            m_layer.inference_affine(scale, shift);
+        }
+        else
+        {
+            (void)scale;
+            (void)shift;
+            throw value_error(concat("Network: ", m_layer.name(), " is no per-channel map"));
+        }
+    }
+    bool folds_affine() const noexcept override { return detail::folds_affine<L, node_affine<T>>::value; }
+    ranked_ref<T> predict_affine(ranked_ref<T> x, const network_node<T>& affine, const known_activation<T>* op) override
+    {
+        if constexpr (detail::folds_affine<L, node_affine<T>>::value)
+        {
+            const node_affine<T> map{&affine};
+            const auto& input = x.template as<in_rank>();
+            if (op == nullptr)
+            {
+                return ranked_ref<T>::of(m_layer.predict_affine(input, map));
+            }
+            return std::visit(
+                [&](const auto& o) -> ranked_ref<T>
+                {
+                    if constexpr (applies_activation<L, std::decay_t<decltype(o)>>::value)
+                    {
+                        return ranked_ref<T>::of(m_layer.predict_affine(input, map, o));
+                    }
+                    else
+                    {
+                        throw value_error(concat("Network: ", m_layer.name(), " cannot apply ", o.name()));
+                    }
+                },
+                *op);
+        }
+        else
+        {
+            (void)x;
+            (void)affine;
+            (void)op;
+            throw value_error(concat("Network: ", m_layer.name(), " folds no per-channel map"));
+        }
+    }
+
 private:
     void* address() noexcept override { return &m_layer; }
 
@@ -456,7 +540,8 @@ public:
 
     /// A copy of every layer, state included.
     /// @throws value_error if a layer cannot be copied.
-    Network(const Network& other) : m_steps(other.m_steps), m_produced(other.m_produced)
+    Network(const Network& other)
+        : m_steps(other.m_steps), m_predict_steps(other.m_predict_steps), m_produced(other.m_produced)
     {
         m_nodes.reserve(other.m_nodes.size());
         for (const auto& n : other.m_nodes)
@@ -716,26 +801,39 @@ private:
         return *m_nodes[index];
     }
 
-    /// The steps, planned as `Sequential` plans its own from the same declarations.
+    /// The steps of training and of `predict`, planned as `Sequential` plans its own from the
+    /// same declarations.
     void plan()
     {
         const std::size_t n = m_nodes.size();
-        std::vector<detail::step_kind> pairs(n, detail::step_kind::single);
+        std::vector<detail::step_kind> fusions(n, detail::step_kind::single);
         for (std::size_t i = 0; i + 1 < n; ++i)
         {
             const auto* op = m_nodes[i + 1]->activation();
             if (op != nullptr && m_nodes[i]->applies(*op))
             {
-                pairs[i] = detail::step_kind::with_activation;
+                fusions[i] = detail::step_kind::with_activation;
             }
             // Not for a first layer, whose input is the caller's tensor, which may change before
             // `backward`.
             else if (i > 0 && m_nodes[i]->reshapes_to_rows() && m_nodes[i + 1]->reads_rows())
             {
-                pairs[i] = detail::step_kind::rows_into_next;
+                fusions[i] = detail::step_kind::rows_into_next;
             }
         }
-        m_steps = detail::plan_steps(std::move(pairs));
+        std::vector<detail::step_kind> predict_fusions = fusions;
+        for (std::size_t i = 0; i + 1 < n; ++i)
+        {
+            if (m_nodes[i]->folds_affine() && m_nodes[i + 1]->is_channel_affine())
+            {
+                const auto* op = i + 2 < n ? m_nodes[i + 2]->activation() : nullptr;
+                predict_fusions[i] = op != nullptr && m_nodes[i]->applies(*op)
+                                         ? detail::step_kind::with_affine_activation
+                                         : detail::step_kind::with_affine;
+            }
+        }
+        m_steps = detail::plan_steps(std::move(fusions));
+        m_predict_steps = detail::plan_steps(std::move(predict_fusions));
         m_has_cache = false;
     }
 
@@ -773,14 +871,24 @@ private:
         m_has_cache = false;
         ref v = ref::of(x);
         const std::size_t n = m_nodes.size();
+        const auto& steps = training ? m_steps : m_predict_steps;
         for (std::size_t i = 0; i < n;)
         {
-            switch (m_steps[i])
+            switch (steps[i])
             {
             case detail::step_kind::with_activation:
                 v = guarded(i,
                             [&] { return m_nodes[i]->forward_activated(v, training, *m_nodes[i + 1]->activation()); });
                 i += 2;
+                break;
+            case detail::step_kind::with_affine:
+                v = guarded(i, [&] { return m_nodes[i]->predict_affine(v, *m_nodes[i + 1], nullptr); });
+                i += 2;
+                break;
+            case detail::step_kind::with_affine_activation:
+                v = guarded(i, [&]
+                            { return m_nodes[i]->predict_affine(v, *m_nodes[i + 1], m_nodes[i + 2]->activation()); });
+                i += 3;
                 break;
             case detail::step_kind::rows_into_next:
                 v = guarded(i + 1, [&] { return m_nodes[i + 1]->forward_flattened(v, training); });
@@ -858,8 +966,9 @@ private:
     }
 
     std::vector<std::unique_ptr<node>> m_nodes;
-    std::vector<detail::step_kind> m_steps;
-    int m_produced = InputRank; // the rank the last layer produces
+    std::vector<detail::step_kind> m_steps;         // forward and backward
+    std::vector<detail::step_kind> m_predict_steps; // predict
+    int m_produced = InputRank;                     // the rank the last layer produces
     bool m_has_cache = false;
     input_type m_converted_input;
     output_type m_converted_gradient;

@@ -234,6 +234,32 @@ constexpr step_kind fusion_of(std::size_t index)
     return step_kind::single;
 }
 
+/// What layer `L` (at `index` of `count`) can do at inference with the two after it: fold the
+/// next one's per-channel map (an inference BatchNorm) into its weights, applying the activation
+/// after it too; else what it does in training.
+template <class L, class Next, class After>
+constexpr step_kind predict_fusion_of(std::size_t index, std::size_t count)
+{
+    if constexpr (folds_affine<L, Next>::value)
+    {
+        if constexpr (is_activation<After>::value)
+        {
+            if constexpr (applies_activation<L, typename After::activation_op>::value)
+            {
+                if (index + 2 < count)
+                {
+                    return step_kind::with_affine_activation;
+                }
+            }
+        }
+        if (index + 1 < count)
+        {
+            return step_kind::with_affine;
+        }
+    }
+    return fusion_of<L, Next>(index);
+}
+
 } // namespace detail
 
 /// A network that runs its layers in order: `forward` chains their outputs, `backward` runs
@@ -294,10 +320,24 @@ private:
             detail::fusion_of<layer_type<I>, layer_type<(I + 1 < layer_count ? I + 1 : I)>>(I)...});
     }
 
+    /// The steps of `predict`: those of training, and a per-channel map (an inference
+    /// BatchNorm) folded into the convolution before it, with the activation after it.
+    template <std::size_t... I>
+    static constexpr std::array<detail::step_kind, layer_count> make_predict_plan(std::index_sequence<I...>)
+    {
+        return detail::plan_steps(std::array<detail::step_kind, layer_count>{
+            detail::predict_fusion_of<layer_type<I>, layer_type<(I + 1 < layer_count ? I + 1 : I)>,
+                                      layer_type<(I + 2 < layer_count ? I + 2 : I)>>(I, layer_count)...});
+    }
+
 public:
-    /// How each layer runs: `single`, or the first or second (`absorbed`) layer of a fused step.
+    /// How each layer runs in `forward` and `backward`: `single`, or the first or a later
+    /// (`absorbed`) layer of a fused step.
     static constexpr std::array<detail::step_kind, layer_count> plan =
         make_plan(std::make_index_sequence<layer_count>{});
+    /// How each layer runs in `predict`.
+    static constexpr std::array<detail::step_kind, layer_count> predict_plan =
+        make_predict_plan(std::make_index_sequence<layer_count>{});
 
 public:
     /// The layers, in the order they run. Usually written with class template argument deduction,
@@ -558,18 +598,32 @@ private:
     template <bool Training, std::size_t I, class X>
     decltype(auto) run_from(const X& x)
     {
+        constexpr auto& steps = Training ? plan : predict_plan;
         if constexpr (I == layer_count)
         {
             return (x);
         }
-        else if constexpr (plan[I] == detail::step_kind::with_activation)
+        else if constexpr (steps[I] == detail::step_kind::with_activation)
         {
             auto& layer = std::get<I>(m_layers);
             const auto& op = std::get<I + 1>(m_layers).op();
             const auto& y = *guarded<I>([&] { return &layer.forward_activated(x, Training, op); });
             return run_from<Training, I + 2>(y);
         }
-        else if constexpr (plan[I] == detail::step_kind::rows_into_next)
+        else if constexpr (steps[I] == detail::step_kind::with_affine)
+        {
+            auto& layer = std::get<I>(m_layers);
+            const auto& y = *guarded<I>([&] { return &layer.predict_affine(x, std::get<I + 1>(m_layers)); });
+            return run_from<Training, I + 2>(y);
+        }
+        else if constexpr (steps[I] == detail::step_kind::with_affine_activation)
+        {
+            auto& layer = std::get<I>(m_layers);
+            const auto& op = std::get<I + 2>(m_layers).op();
+            const auto& y = *guarded<I>([&] { return &layer.predict_affine(x, std::get<I + 1>(m_layers), op); });
+            return run_from<Training, I + 3>(y);
+        }
+        else if constexpr (steps[I] == detail::step_kind::rows_into_next)
         {
             auto& next = std::get<I + 1>(m_layers);
             const auto& y = *guarded<I + 1>([&] { return &next.forward_flattened(x, Training); });

@@ -5,7 +5,9 @@
 /// The forms: the window view contracted with the kernel (core/conv/window_contraction.hpp),
 /// the stride-1 correlation over the padded width (core/conv/plane_form.hpp), for dX at a
 /// stride above 1 col2im as one contraction per kernel tap (core/conv/strided_input_grad.hpp),
-/// and for a depthwise convolution the direct per-channel kernels (core/conv/depthwise.hpp).
+/// for a depthwise convolution the direct per-channel kernels (core/conv/depthwise.hpp), and
+/// im2col by chunks of images with one GEMM per chunk (core/conv/lowered.hpp) for small planes
+/// and strided layers.
 /// All of them compute the same sums, in orders of their own: the choice changes the last bits
 /// of a result, so it depends on the geometry only, never on timing or the thread count.
 #ifndef XCNN_CORE_CONV_SELECT_HPP
@@ -15,6 +17,7 @@
 #include "../xtensor_shim.hpp"
 #include "depthwise.hpp"
 #include "geometry.hpp"
+#include "lowered.hpp"
 #include "plane_form.hpp"
 #include "strided_input_grad.hpp"
 #include "window_contraction.hpp"
@@ -30,7 +33,8 @@ enum class conv_form
     window_view,    ///< core/conv/window_contraction.hpp
     plane,          ///< core/conv/plane_form.hpp
     strided_col2im, ///< core/conv/strided_input_grad.hpp (dX only)
-    depthwise       ///< core/conv/depthwise.hpp
+    depthwise,      ///< core/conv/depthwise.hpp
+    lowered         ///< core/conv/lowered.hpp
 };
 
 /// Whether every output channel reads one input channel of a grouped convolution (groups =
@@ -59,6 +63,57 @@ bool rows_fill_panels(std::size_t width) noexcept
     return width % gemm_blocking<T>::nr == 0;
 }
 
+/// The plane form's columns per useful output: its GEMM computes every position of the padded
+/// width and rounds each image up to whole panels, so small planes pay more (1.06 for 32 x 32
+/// with padding 1, 1.5 for 8 x 8, 2 for 4 x 4 at NR = 32).
+template <class T>
+double plane_overhead(const conv_geometry& g) noexcept
+{
+    const std::size_t useful = g.out_h() * g.out_w();
+    return useful == 0 ? 1.0 : double(correlation_plane<T>(g.planes())) / double(useful);
+}
+
+/// Whether the lowered form (core/conv/lowered.hpp) runs the forward pass: groups of 1, and
+/// either planes so small that the plane form computes twice the useful outputs or more, or a
+/// stride above 1 on a few input channels with a large kernel (a stem), where the window view
+/// gathers each of its many taps' short rows once per panel while the column copy moves whole
+/// rows. Elsewhere the column copy costs more than it saves.
+template <class T>
+bool lowered_forward_wins(const conv_geometry& g) noexcept
+{
+    if (g.groups != 1)
+    {
+        return false;
+    }
+    if (g.unit_stride())
+    {
+        return plane_overhead<T>(g) >= 1.8;
+    }
+    return g.in_channels < 8 && g.kernel[0] * g.kernel[1] >= 25;
+}
+
+/// Whether the lowered form runs dW, db and dX (the three together: they share the transposed
+/// dY). Groups of 1; at least 32 output channels, so that each column element the copies move
+/// takes part in 2 C_out or more FLOPs of each GEMM; and at least 1024 output pixels in the
+/// batch, since dW's dot products run along them (short ones cost more in lane sums than they
+/// compute). Then at a stride above 1, where the window view's dW gathers the columns once per
+/// panel and the strided dX runs one thin GEMM per tap, and at stride 1 where the plane form
+/// computes 1.4 times the useful positions or more (small planes), except for 1x1 kernels, whose
+/// column matrix would be the input itself.
+template <class T>
+bool lowered_backward_wins(const conv_geometry& g) noexcept
+{
+    if (g.groups != 1 || g.out_channels < 32 || g.batch * g.out_h() * g.out_w() < 1024)
+    {
+        return false;
+    }
+    if (!g.unit_stride())
+    {
+        return true;
+    }
+    return g.kernel[0] * g.kernel[1] > 1 && plane_overhead<T>(g) >= 1.4;
+}
+
 /// The forward pass. Stride 1 with OW not a multiple of the GEMM's NR: the plane form, since on
 /// the window view almost every panel would straddle two output rows and be packed, a copy of
 /// K times the input for a few FMAs per element, while the plane form reads every panel in
@@ -72,6 +127,10 @@ conv_form choose_forward_form(const conv_geometry& g) noexcept
     if (depthwise(g))
     {
         return conv_form::depthwise;
+    }
+    if (lowered_forward_wins<T>(g))
+    {
+        return conv_form::lowered;
     }
     return plane_applies(g) && !rows_fill_panels<T>(g.out_w()) ? conv_form::plane : conv_form::window_view;
 }
@@ -87,6 +146,10 @@ conv_form choose_weight_grad_form(const conv_geometry& g) noexcept
     if (depthwise(g))
     {
         return conv_form::depthwise;
+    }
+    if (lowered_backward_wins<T>(g))
+    {
+        return conv_form::lowered;
     }
     return plane_applies(g) ? conv_form::plane : conv_form::window_view;
 }
@@ -104,6 +167,10 @@ conv_form choose_input_grad_form(const conv_geometry& g) noexcept
     if (depthwise(g))
     {
         return conv_form::depthwise;
+    }
+    if (lowered_backward_wins<T>(g))
+    {
+        return conv_form::lowered;
     }
     if (!g.unit_stride())
     {
@@ -128,6 +195,8 @@ struct conv_workspace
     strided_workspace<T> strided;
     /// The depthwise kernels' tap offsets and per-thread planes.
     depthwise_workspace<T> depthwise;
+    /// The lowered form's column matrix, transposed dY and tables.
+    lowered_workspace<T> lowered;
     /// dY through a fused ReLU, for the passes that read dY in place (window dW, strided dX).
     xt::xtensor<T, 4> masked_grad;
 };

@@ -1,0 +1,317 @@
+/// @file
+/// The lowered form: the windows of a chunk of images copied into a column matrix (im2col),
+/// then one GEMM per chunk for the forward pass, dW and dX, with col2im for dX.
+///
+/// Rows of the column matrix are the K = C_in KH KW taps (c, kh, kw), columns the output pixels
+/// (n, oh, ow) of the chunk's images, so every row is contiguous. It costs one copy of the
+/// windows per pass, which the other forms avoid, and buys what they lose on small or strided
+/// outputs:
+///
+/// - the plane form computes an output at every position of the padded width, rounded up to
+///   whole GEMM panels per image: 1.5 times the useful work for 8 x 8 planes, 2 times for
+///   4 x 4 (NR is 32 floats with AVX-512), and its dW runs on dot products as short as a plane;
+/// - the window view's panels straddle images and rows on small outputs and, at a stride above
+///   1, are gathered element by element, once per K block and panel;
+/// - the strided dX runs one GEMM of only C_in rows per kernel tap, each adding into dX.
+///
+/// Here the copy is contiguous for stride 1 and a fixed-step gather for stride 2, the GEMMs
+/// have the full K (forward, dW) or M = K (dX) and no wasted columns, and dW is one `gemm_nt`
+/// over long rows: dY is transposed once to (C_out, N OH OW), fusing a ReLU mask.
+///
+/// Chunks hold about `lowered_chunk_elements` elements of columns, at least one image, so the
+/// buffer stays in the last-level cache between the copy and the GEMM that reads it. Their size
+/// depends on the geometry only: dW, summed chunk by chunk, does not depend on the thread count.
+#ifndef XCNN_CORE_CONV_LOWERED_HPP
+#define XCNN_CORE_CONV_LOWERED_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "../elementwise.hpp"
+#include "../gemm.hpp"
+#include "../gemm_nt.hpp"
+#include "../simd.hpp"
+#include "../threading.hpp"
+#include "depthwise.hpp"
+#include "geometry.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// What the lowered passes keep between calls, so a steady shape allocates nothing.
+template <class T>
+struct lowered_workspace
+{
+    /// The column matrix of a chunk (K, chunk pixels); in dX, its gradient.
+    conv_buffer<T> columns;
+    /// dY as (C_out, N OH OW), masked.
+    conv_buffer<T> grad;
+    /// dW of a chunk after the first, added into dW.
+    conv_buffer<T> weight_grad;
+    /// Offset tables of the GEMM's operands.
+    std::vector<std::ptrdiff_t> a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;
+};
+
+/// Elements of the column matrix of one chunk: 4 MB of floats.
+constexpr std::size_t lowered_chunk_elements = std::size_t(1) << 20;
+
+/// Images per chunk of `g`: as many as fit `lowered_chunk_elements`, at least one.
+inline std::size_t lowered_chunk(const conv_geometry& g) noexcept
+{
+    const std::size_t per_image =
+        std::max<std::size_t>(1, g.in_channels * g.kernel[0] * g.kernel[1] * g.out_h() * g.out_w());
+    return std::max<std::size_t>(1, std::min(g.batch, lowered_chunk_elements / per_image));
+}
+
+/// `table[i] = i * step` for i < count.
+inline void fill_linear(std::vector<std::ptrdiff_t>& table, std::size_t count, std::size_t step)
+{
+    table.resize(count);
+    for (std::size_t i = 0; i < count; ++i)
+    {
+        table[i] = static_cast<std::ptrdiff_t>(i * step);
+    }
+}
+
+/// The column matrix (K, (n1 - n0) OH OW) of images [n0, n1) of `padded` (N, C_in, Hp, Wp)
+/// into `columns`: row (c, kh, kw), column (n, oh, ow) holds padded[n, c, oh SH + kh DH,
+/// ow SW + kw DW]. Groups of 1 only.
+template <class T>
+void lower_columns(const conv_geometry& g, const T* padded, std::size_t n0, std::size_t n1, T* columns)
+{
+    const std::size_t kh_count = g.kernel[0], kw_count = g.kernel[1], taps = kh_count * kw_count;
+    const std::size_t oh = g.out_h(), ow = g.out_w(), wp = g.padded_w(), plane = g.padded_h() * wp;
+    const std::size_t cols = (n1 - n0) * oh * ow, rows = g.in_channels * taps;
+    const auto s = g.stride, d = g.dilation;
+    parallel_for_items(rows, cols,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t r = begin; r < end; ++r)
+                           {
+                               const std::size_t c = r / taps, kh = r % taps / kw_count, kw = r % kw_count;
+                               T* dst = columns + r * cols;
+                               for (std::size_t n = n0; n < n1; ++n)
+                               {
+                                   const T* src = padded + (n * g.in_channels + c) * plane + kh * d[0] * wp + kw * d[1];
+                                   for (std::size_t i = 0; i < oh; ++i, dst += ow)
+                                   {
+                                       // Rows are short (8 pixels): a library copy's call costs more than the copy.
+                                       if (s[1] == 1)
+                                       {
+                                           copy_short(src + i * s[0] * wp, ow, dst);
+                                       }
+                                       else
+                                       {
+                                           gather_strided(src + i * s[0] * wp, s[1], ow, dst);
+                                       }
+                                   }
+                               }
+                           }
+                       });
+}
+
+/// dx (N, C_in, H, W), images [n0, n1), = col2im of the column gradient `columns` (K,
+/// (n1 - n0) OH OW): every element added to the input pixel it was copied from, padding
+/// dropped. Overwrites those images of dX.
+template <class T>
+void raise_columns(const conv_geometry& g, const T* columns, std::size_t n0, std::size_t n1, T* dx)
+{
+    const std::size_t kh_count = g.kernel[0], kw_count = g.kernel[1], taps = kh_count * kw_count;
+    const std::size_t oh = g.out_h(), ow = g.out_w(), h = g.input[0], w = g.input[1];
+    const std::size_t cols = (n1 - n0) * oh * ow;
+    const auto s = g.stride, d = g.dilation, p = g.padding;
+    parallel_for_items(
+        g.in_channels, taps * cols,
+        [&](std::size_t begin, std::size_t end, std::size_t)
+        {
+            for (std::size_t c = begin; c < end; ++c)
+            {
+                for (std::size_t n = n0; n < n1; ++n)
+                {
+                    T* plane = dx + (n * g.in_channels + c) * h * w;
+                    std::fill(plane, plane + h * w, T(0));
+                    for (std::size_t kh = 0; kh < kh_count; ++kh)
+                    {
+                        for (std::size_t kw = 0; kw < kw_count; ++kw)
+                        {
+                            // Columns ow with 0 <= ow SW + kw DW - PW < W.
+                            const std::size_t shift = kw * d[1];
+                            const std::size_t lo = shift >= p[1] ? 0 : (p[1] - shift + s[1] - 1) / s[1];
+                            const std::size_t hi =
+                                std::min(ow, w + p[1] > shift ? (w + p[1] - shift + s[1] - 1) / s[1] : 0);
+                            const T* src = columns + ((c * kh_count + kh) * kw_count + kw) * cols + (n - n0) * oh * ow;
+                            for (std::size_t i = 0; i < oh; ++i)
+                            {
+                                const std::size_t row = i * s[0] + kh * d[0];
+                                if (row < p[0] || row - p[0] >= h || lo >= hi)
+                                {
+                                    continue;
+                                }
+                                T* out = plane + (row - p[0]) * w + (lo * s[1] + shift - p[1]);
+                                const T* in = src + i * ow + lo;
+                                if (s[1] == 1)
+                                {
+                                    for (std::size_t j = 0; j < hi - lo; ++j)
+                                    {
+                                        out[j] += in[j];
+                                    }
+                                }
+                                else
+                                {
+                                    for (std::size_t j = 0; j < hi - lo; ++j)
+                                    {
+                                        out[j * s[1]] += in[j];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Groups of 1. y (N, C_out, OH, OW) = `weight` (C_out, K) times the column matrix of `padded`
+/// (N, C_in, Hp, Wp), chunk by chunk, plus `bias` (C_out, or null) fused into the GEMM's
+/// write-back, which lands in NCHW through its offset tables; with `relu`, ReLU of that.
+template <class T>
+void lowered_forward(const conv_geometry& g, const T* weight, const T* bias, const T* padded, T* y, bool relu,
+                     lowered_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+{
+    const std::size_t k = g.in_channels * g.kernel[0] * g.kernel[1], pixels = g.out_h() * g.out_w();
+    const std::size_t c_out = g.out_channels, chunk = lowered_chunk(g);
+    grow_to(ws.columns, k * chunk * pixels);
+    fill_linear(ws.a_rows, c_out, k);
+    fill_linear(ws.a_cols, k, 1);
+    fill_linear(ws.c_rows, c_out, pixels);
+    ws.c_cols.resize(chunk * pixels);
+    for (std::size_t j = 0; j < chunk * pixels; ++j)
+    {
+        ws.c_cols[j] = static_cast<std::ptrdiff_t>(j / pixels * c_out * pixels + j % pixels);
+    }
+    fill_linear(ws.b_cols, chunk * pixels, 1);
+    gemm_epilogue<T> epilogue;
+    epilogue.row_bias = bias;
+    for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
+    {
+        const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * pixels;
+        lower_columns(g, padded, n0, n1, ws.columns.data());
+        fill_linear(ws.b_rows, k, cols);
+        gemm<T>(c_out, cols, k, {weight, ws.a_rows.data(), ws.a_cols.data()},
+                {ws.columns.data(), ws.b_rows.data(), ws.b_cols.data()},
+                {y + n0 * c_out * pixels, ws.c_rows.data(), ws.c_cols.data()}, epilogue, gemm_ws);
+    }
+    if (relu)
+    {
+        copy_short_relu(y, g.batch * c_out * pixels, y);
+    }
+}
+
+/// Groups of 1. dw (C_out, C_in, KH, KW), db (C_out, or null) and, unless `dx` is null, dx
+/// (N, C_in, H, W) from dY (N, C_out, OH, OW) and the padded input, chunk by chunk: dW is the
+/// transposed dY times the column matrix transposed (`gemm_nt`, both read along their rows), the
+/// column gradient is the weight transposed times dY, raised into dX by col2im. With `mask`
+/// (the ReLU'd output, laid out like dY), dY passes only where it is positive, inside the
+/// transposing copy.
+template <class T>
+void lowered_backward(const conv_geometry& g, const T* weight, const T* padded, const T* dy, const T* mask, T* dw,
+                      T* db, T* dx, lowered_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+{
+    const std::size_t k = g.in_channels * g.kernel[0] * g.kernel[1], pixels = g.out_h() * g.out_w();
+    const std::size_t c_out = g.out_channels, chunk = lowered_chunk(g), all = g.batch * pixels;
+    if (g.batch == 0)
+    {
+        std::fill(dw, dw + c_out * k, T(0));
+        if (db != nullptr)
+        {
+            std::fill(db, db + c_out, T(0));
+        }
+        return;
+    }
+    grow_to(ws.columns, k * chunk * pixels);
+    grow_to(ws.grad, c_out * all);
+    grow_to(ws.weight_grad, c_out * k);
+    T* grad = ws.grad.data();
+    // dY (N, C_out, P) -> (C_out, N P), masked, and db from it while it is in cache.
+    parallel_for_items(c_out, all,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t o = begin; o < end; ++o)
+                           {
+                               T* row = grad + o * all;
+                               for (std::size_t n = 0; n < g.batch; ++n)
+                               {
+                                   const std::size_t at = (n * c_out + o) * pixels;
+                                   if (mask != nullptr)
+                                   {
+                                       copy_short_masked(dy + at, mask + at, pixels, row + n * pixels);
+                                   }
+                                   else
+                                   {
+                                       copy_short(dy + at, pixels, row + n * pixels);
+                                   }
+                               }
+                               if (db != nullptr)
+                               {
+                                   using batch = xsimd::batch<T>;
+                                   constexpr std::size_t S = batch::size;
+                                   const std::size_t vector_end = all - all % S;
+                                   batch partial(T(0));
+                                   T sum = 0;
+                                   for (std::size_t i = 0; i < vector_end; i += S)
+                                   {
+                                       partial += batch::load_unaligned(row + i);
+                                   }
+                                   for (std::size_t i = vector_end; i < all; ++i)
+                                   {
+                                       sum += row[i];
+                                   }
+                                   db[o] = sum + sum_lanes(partial);
+                               }
+                           }
+                       });
+    // dX's GEMM: A = the weight transposed (K, C_out), B = dY's rows (C_out, chunk pixels).
+    fill_linear(ws.a_rows, k, 1);
+    fill_linear(ws.a_cols, c_out, k);
+    fill_linear(ws.b_rows, c_out, all);
+    fill_linear(ws.b_cols, chunk * pixels, 1);
+    fill_linear(ws.c_cols, chunk * pixels, 1);
+    for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
+    {
+        const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * pixels;
+        lower_columns(g, padded, n0, n1, ws.columns.data());
+        fill_linear(ws.c_rows, k, cols); // the columns' rows, for gemm_nt's B and dX's C
+        gemm_nt_operands<T> op;
+        op.a = grad + n0 * pixels;
+        op.a_row = all;
+        op.b = ws.columns.data();
+        op.b_rows = ws.c_rows.data();
+        op.length = cols;
+        op.c = n0 == 0 ? dw : ws.weight_grad.data();
+        op.c_row = k;
+        gemm_nt(c_out, k, op);
+        if (n0 != 0)
+        {
+            for (std::size_t i = 0; i < c_out * k; ++i)
+            {
+                dw[i] += ws.weight_grad[i];
+            }
+        }
+        if (dx == nullptr)
+        {
+            continue;
+        }
+        gemm<T>(k, cols, c_out, {weight, ws.a_rows.data(), ws.a_cols.data()},
+                {grad + n0 * pixels, ws.b_rows.data(), ws.b_cols.data()},
+                {ws.columns.data(), ws.c_rows.data(), ws.c_cols.data()}, {}, gemm_ws);
+        raise_columns(g, ws.columns.data(), n0, n1, dx);
+    }
+}
+
+} // namespace detail
+} // namespace xcnn
+
+#endif // XCNN_CORE_CONV_LOWERED_HPP
