@@ -464,11 +464,39 @@ struct residual_of_networks : entry
     }
 };
 
+/// A network rebuilt from its layer spec (`build_network`, what `load_network` runs): Residual
+/// blocks over run-time branches (a chain, a single layer as the shortcut, the identity form).
+struct built_network : entry
+{
+    static constexpr const char* label = "Network built from a layer spec (Residual over run-time branches)";
+    static constexpr std::size_t buffer_count = 3;
+    template <class T>
+    static auto make()
+    {
+        const xcnn::Sequential described{
+            xcnn::Residual(
+                xcnn::Sequential{xcnn::Conv2D<T>(2, 4, 3, 2, 1), xcnn::ReLU<T>{}, xcnn::Conv2D<T>(4, 4, 3, 1, 1)},
+                xcnn::Conv2D<T>(2, 4, 1, 2)),
+            xcnn::Residual(xcnn::Sequential{xcnn::BatchNorm2D<T>(4), xcnn::Tanh<T>{}}), xcnn::Flatten<T>{},
+            xcnn::Dense<T>(4 * 3 * 3, 3)};
+        return xcnn::build_network<T>(described.spec());
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 2, 5, 6}; }
+    /// A Network's errors start "Network layer <index>: " or "Network of <n> layers".
+    template <class L>
+    static std::string named(const L&)
+    {
+        return "Network";
+    }
+};
+
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
-using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, conv_depthwise, conv_dilated, conv_no_bias, dense,
-                       relu, leaky_relu, sigmoid, tanh, gelu, dropout, softsign, flatten, maxpool, maxpool_2x2,
-                       maxpool_padded, avgpool, avgpool_2x2, global_avgpool, channel_scale, batchnorm2d, batchnorm1d,
-                       nested_sequential, residual_identity, residual_projection, network, residual_of_networks>;
+using all =
+    std::tuple<conv_3x3_same, conv_strided, conv_rectangular, conv_depthwise, conv_dilated, conv_no_bias, dense, relu,
+               leaky_relu, sigmoid, tanh, gelu, dropout, softsign, flatten, maxpool, maxpool_2x2, maxpool_padded,
+               avgpool, avgpool_2x2, global_avgpool, channel_scale, batchnorm2d, batchnorm1d, nested_sequential,
+               residual_identity, residual_projection, network, residual_of_networks, built_network>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>

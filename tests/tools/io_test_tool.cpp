@@ -8,6 +8,10 @@
 //       exports a seeded LeNet with xcnn::export_npy to OUT_DIR/state_dict, copies
 //       FIXTURE_DIR/input.npy to OUT_DIR and writes xcnn's logits for it to OUT_DIR/logits.npy,
 //       for `torch_lenet.py check OUT_DIR` (the xcnn -> NumPy/PyTorch direction).
+//   xcnn_io_test_tool other-model FILE
+//       saves a seeded network for 28x28 images and 10 classes that is none of xcnn-mnist's
+//       --model networks (strided convolutions, BatchNorm, a residual block, global average
+//       pooling) to the model file FILE, for xcnn-mnist --load (mnist_example_load.cmake).
 #include "models.hpp"
 
 #include <xcnn/io/idx.hpp>
@@ -60,7 +64,8 @@ void write_split(const std::string& dir, const std::string& prefix, std::size_t 
 int usage()
 {
     std::cerr << "usage: xcnn_io_test_tool tiny-mnist DIR N_TRAIN N_TEST\n"
-                 "       xcnn_io_test_tool export-lenet FIXTURE_DIR OUT_DIR\n";
+                 "       xcnn_io_test_tool export-lenet FIXTURE_DIR OUT_DIR\n"
+                 "       xcnn_io_test_tool other-model FILE\n";
     return 2;
 }
 
@@ -88,6 +93,21 @@ int main(int argc, char** argv)
             const xt::xtensor<float, 4> input = xcnn::io::load_npy<float>(fixture + "/input.npy");
             xcnn::io::save_npy(out + "/input.npy", input);
             xcnn::io::save_npy(out + "/logits.npy", net.predict(input));
+            return 0;
+        }
+        if (command == "other-model" && argc == 3)
+        {
+            xcnn::Sequential net{xcnn::Conv2D<float>(1, 8, 3, 2, 1),
+                                 xcnn::BatchNorm2D<float>(8),
+                                 xcnn::ReLU<float>{},
+                                 xcnn::Residual(xcnn::Sequential{xcnn::Conv2D<float>(8, 8, 3, 1, 1),
+                                                                 xcnn::BatchNorm2D<float>(8), xcnn::ReLU<float>{}}),
+                                 xcnn::Conv2D<float>(8, 16, 3, 2, 1),
+                                 xcnn::ReLU<float>{},
+                                 xcnn::GlobalAvgPool2D<float>{},
+                                 xcnn::Dense<float>(16, 10)};
+            net.reset_parameters(11u);
+            xcnn::save(net, argv[2]);
             return 0;
         }
         return usage();
