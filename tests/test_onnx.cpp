@@ -721,3 +721,35 @@ TEST_CASE("onnx::parse_model: every truncation of an exported model is a format_
 }
 
 } // namespace
+
+TEST_CASE("save_onnx: a Network writes the file its Sequential writes, byte for byte; a layer without an ONNX "
+          "form is named by its index",
+          "[onnx][network]")
+{
+    auto sequential = mnist_models::make_resnet<float>();
+    onnx_models::randomize(sequential, 4);
+    const xcnn::Network<float> network(sequential);
+    CHECK(xcnn::onnx::to_bytes(network, {2, 1, 28, 28}) == xcnn::onnx::to_bytes(sequential, {2, 1, 28, 28}));
+
+    // Residual blocks of Networks, as load_network and load_onnx build them.
+    using branch = xcnn::Network<float, 4, 4>;
+    auto of_networks =
+        xcnn::Sequential{xcnn::Conv2D<float>(1, 4, 3, 1, 1), xcnn::ReLU<float>{},
+                         xcnn::Residual(branch(xcnn::Conv2D<float>(4, 4, 3, 1, 1), xcnn::ReLU<float>{}),
+                                        branch(xcnn::Conv2D<float>(4, 4, 1), xcnn::BatchNorm2D<float>(4))),
+                         xcnn::Flatten<float>{}, xcnn::Dense<float>(4 * 5 * 5, 3)};
+    const xcnn::Network<float> nested(of_networks);
+    const auto b = xcnn::onnx::to_bytes(nested, {1, 1, 5, 5});
+    const auto m = xcnn::onnx::parse_model(b.data(), b.size(), "nested");
+    check_wiring(m.graph);
+    CHECK(op_types(m.graph) == std::vector<std::string>{"Conv", "Relu", "Conv", "Relu", "Conv", "BatchNormalization",
+                                                        "Add", "Flatten", "Gemm"});
+    CHECK(m.graph.find_initializer("2.shortcut.1.running_var") != nullptr);
+    CHECK(xcnn::onnx::to_bytes(of_networks, {1, 1, 5, 5}) == b);
+
+    xcnn::Network<float> bad(xcnn::Sequential{xcnn::Conv2D<float>(1, 2, 3), my::Softsign<float>{}});
+    CHECK(error_of(
+              [&] {
+                  (void)xcnn::onnx::to_bytes(bad, {1, 1, 5, 5});
+              }) == "save_onnx: layer 1, Softsign(), has no ONNX form (docs/onnx.md lists the layers that have one)");
+}

@@ -1,6 +1,6 @@
 /// @file
-/// ONNX files: `xcnn::save_onnx(net, path, input_shape)` exports a `Sequential` (with nested
-/// `Sequential`s and `Residual` blocks) as an ONNX model of opset 13 that ONNX Runtime runs, and
+/// ONNX files: `xcnn::save_onnx(net, path, input_shape)` exports a `Sequential` or a `Network` (with
+/// nested networks and `Residual` blocks) as an ONNX model of opset 13 that ONNX Runtime runs, and
 /// `xcnn::onnx::read_model(path)` reads any ONNX file's graph into plain structs with every bound
 /// checked. Both are built on the wire format of io/protobuf.hpp: no libprotobuf or libonnx.
 ///
@@ -15,6 +15,8 @@
 ///   epsilon and momentum = 1 - xcnn's momentum (ONNX weighs the running value, PyTorch the batch)
 /// - `Residual`: its branches, then Add; `Dropout`: nothing (identity at inference)
 ///
+/// The graph is written from each layer's description (`spec()`, core/layer_spec.hpp) and its
+/// tensors, so a `Network`, whose layer types are erased, exports as its `Sequential` does.
 /// Weights are initializers named like the network's `state_dict` keys ("0.weight",
 /// "3.main.1.running_mean"); the values between nodes are named after the layer that makes them.
 #ifndef XCNN_IO_ONNX_HPP
@@ -32,20 +34,8 @@
 #include <vector>
 
 #include "../core/error.hpp"
-#include "../layers/activation.hpp"
-#include "../layers/avgpool2d.hpp"
-#include "../layers/batchnorm.hpp"
-#include "../layers/conv2d.hpp"
-#include "../layers/dense.hpp"
-#include "../layers/dropout.hpp"
-#include "../layers/flatten.hpp"
-#include "../layers/gelu.hpp"
-#include "../layers/global_avgpool2d.hpp"
-#include "../layers/leaky_relu.hpp"
-#include "../layers/maxpool2d.hpp"
-#include "../layers/relu.hpp"
-#include "../layers/sigmoid.hpp"
-#include "../layers/tanh.hpp"
+#include "../core/layer_spec.hpp"
+#include "../network/network.hpp"
 #include "../network/residual.hpp"
 #include "../network/sequential.hpp"
 #include "../version.hpp"
@@ -398,14 +388,253 @@ inline std::string node_name(const std::string& prefix)
     return prefix.empty() ? std::string("net") : prefix.substr(0, prefix.size() - 1);
 }
 
+/// The parameters and buffers of a layer, by their names relative to it ("0.weight",
+/// "main.1.running_mean"): what `export_spec` reads the weights from.
+template <class T>
+class tensor_table
+{
+public:
+    /// The parameters and buffers of `layer` (read only: the handles are not written through).
+    template <class L>
+    explicit tensor_table(const L& layer)
+    {
+        auto& mutable_layer = const_cast<L&>(layer); // `parameters()` is not const: its handles could write
+        for (const auto& p : mutable_layer.parameters())
+        {
+            add_entry(p);
+        }
+        if constexpr (xcnn::detail::has_buffers<L, T>::value)
+        {
+            for (const auto& b : mutable_layer.buffers())
+            {
+                add_entry(b);
+            }
+        }
+    }
+
+    /// Adds the tensor named `name` as an initializer named `full_name`; returns that name.
+    /// @throws value_error if the layer has no tensor of that name.
+    std::string add(graph_builder<T>& g, const std::string& name, const std::string& full_name) const
+    {
+        for (const auto& e : m_entries)
+        {
+            if (e.name == name)
+            {
+                std::size_t count = 1;
+                for (const auto d : e.shape)
+                {
+                    count *= d;
+                }
+                return g.initializer(full_name, e.shape, e.data, count);
+            }
+        }
+        throw value_error(
+            concat("save_onnx: the network has no tensor '", full_name, "' that its layer's description names"));
+    }
+
+private:
+    struct entry
+    {
+        std::string name;
+        std::vector<std::size_t> shape;
+        const T* data;
+    };
+    template <class Handle>
+    void add_entry(const Handle& h)
+    {
+        const auto shape = h.shape(); // by value: one copy for begin and end
+        m_entries.push_back({h.name(), std::vector<std::size_t>(shape.begin(), shape.end()), h.data()});
+    }
+    std::vector<entry> m_entries;
+};
+
+/// Option `key` of `spec`, which the layer's own `spec()` always writes.
+inline const std::vector<double>& spec_values(const layer_spec& spec, const char* key)
+{
+    const auto* values = spec.find(key);
+    if (values == nullptr || values->empty())
+    {
+        throw value_error(concat("save_onnx: a ", spec.kind, " description has no option '", key, "'"));
+    }
+    return *values;
+}
+
+/// An INTS attribute from a (height, width) option of `spec`, both values twice for `pads`.
+inline protobuf::writer attr_pair(const char* name, const layer_spec& spec, const char* key, bool twice = false)
+{
+    const auto& v = spec_values(spec, key);
+    return attr_ints(name, {static_cast<std::size_t>(v.at(0)), static_cast<std::size_t>(v.at(v.size() - 1))}, twice);
+}
+
+/// Adds the nodes of the layer `spec` describes, whose tensors are `tensors`' entries named
+/// "<rel><name>" and become initializers named "<prefix><name>", reading value `x`; returns the
+/// name of the value it produces.
+/// @throws value_error naming the layer if it has no ONNX form.
+template <class T>
+std::string export_spec(graph_builder<T>& g, const layer_spec& spec, const tensor_table<T>& tensors,
+                        const std::string& rel, const std::string& prefix, const std::string& x)
+{
+    const std::string name = node_name(prefix);
+    const std::string& kind = spec.kind;
+    auto tensor = [&](const char* key)
+    {
+        return tensors.add(g, rel + key, prefix + key);
+    };
+    auto number = [&](const char* key)
+    {
+        return spec_values(spec, key).front();
+    };
+    if (kind == "Sequential")
+    {
+        std::string v = x;
+        for (std::size_t i = 0; i < spec.children.size(); ++i)
+        {
+            const std::string index = std::to_string(i) + ".";
+            v = export_spec(g, spec.children[i], tensors, rel + index, prefix + index, v);
+        }
+        return v;
+    }
+    if (kind == "Residual" && !spec.children.empty())
+    {
+        const std::string a = export_spec(g, spec.children[0], tensors, rel + "main.", prefix + "main.", x);
+        const std::string b = spec.children.size() > 1 ? export_spec(g, spec.children[1], tensors, rel + "shortcut.",
+                                                                     prefix + "shortcut.", x)
+                                                       : x;
+        return g.add({"Add", name, {a, b}, {name}, {}});
+    }
+    if (kind == "Conv2D")
+    {
+        node_spec n{"Conv", name, {x, tensor("weight")}, {name}, {}};
+        if (number("bias") != 0)
+        {
+            n.inputs.push_back(tensor("bias"));
+        }
+        n.attributes.push_back(attr_pair("kernel_shape", spec, "kernel_size"));
+        n.attributes.push_back(attr_pair("strides", spec, "stride"));
+        n.attributes.push_back(attr_pair("pads", spec, "padding", true));
+        n.attributes.push_back(attr_pair("dilations", spec, "dilation"));
+        n.attributes.push_back(attr_int("group", static_cast<std::int64_t>(number("groups"))));
+        return g.add(std::move(n));
+    }
+    if (kind == "Dense")
+    {
+        node_spec n{"Gemm", name, {x, tensor("weight"), tensor("bias")}, {name}, {}};
+        n.attributes.push_back(attr_int("transB", 1));
+        return g.add(std::move(n));
+    }
+    if (kind == "BatchNorm2D" || kind == "BatchNorm1D")
+    {
+        node_spec n{"BatchNormalization",
+                    name,
+                    {x, tensor("weight"), tensor("bias"), tensor("running_mean"), tensor("running_var")},
+                    {name},
+                    {}};
+        n.attributes.push_back(attr_float("epsilon", static_cast<float>(number("eps"))));
+        // ONNX weighs the running value by momentum, PyTorch and xcnn the batch's.
+        n.attributes.push_back(attr_float("momentum", static_cast<float>(1.0 - number("momentum"))));
+        return g.add(std::move(n));
+    }
+    if (kind == "MaxPool2D" || kind == "AvgPool2D")
+    {
+        const bool max = kind == "MaxPool2D";
+        node_spec n{max ? "MaxPool" : "AveragePool", name, {x}, {name}, {}};
+        n.attributes.push_back(attr_pair("kernel_shape", spec, "kernel_size"));
+        n.attributes.push_back(attr_pair("strides", spec, "stride"));
+        n.attributes.push_back(attr_pair("pads", spec, "padding", true));
+        if (!max)
+        {
+            n.attributes.push_back(attr_int("count_include_pad", 1));
+        }
+        return g.add(std::move(n));
+    }
+    if (kind == "GlobalAvgPool2D")
+    {
+        const std::string pooled = g.add({"GlobalAveragePool", name + "/pool", {x}, {name + "/pool"}, {}});
+        node_spec n{"Flatten", name, {pooled}, {name}, {}};
+        n.attributes.push_back(attr_int("axis", 1));
+        return g.add(std::move(n));
+    }
+    if (kind == "Flatten")
+    {
+        node_spec n{"Flatten", name, {x}, {name}, {}};
+        n.attributes.push_back(attr_int("axis", 1));
+        return g.add(std::move(n));
+    }
+    if (kind == "ReLU" || kind == "Sigmoid" || kind == "Tanh")
+    {
+        return g.add({kind == "ReLU" ? "Relu" : kind, name, {x}, {name}, {}});
+    }
+    if (kind == "LeakyReLU")
+    {
+        node_spec n{"LeakyRelu", name, {x}, {name}, {}};
+        n.attributes.push_back(attr_float("alpha", static_cast<float>(number("negative_slope"))));
+        return g.add(std::move(n));
+    }
+    if (kind == "GELU")
+    {
+        // Opset 13 has no Gelu (it came in opset 20): the erf form, as torch.onnx exports it.
+        const std::string sqrt2 = g.constant("sqrt2", std::sqrt(T(2)));
+        const std::string one = g.constant("one", T(1));
+        const std::string half = g.constant("half", T(0.5));
+        const std::string d = g.add({"Div", name + "/div", {x, sqrt2}, {name + "/div"}, {}});
+        const std::string e = g.add({"Erf", name + "/erf", {d}, {name + "/erf"}, {}});
+        const std::string a = g.add({"Add", name + "/add", {e, one}, {name + "/add"}, {}});
+        const std::string m = g.add({"Mul", name + "/mul", {x, a}, {name + "/mul"}, {}});
+        return g.add({"Mul", name, {m, half}, {name}, {}});
+    }
+    if (kind == "Dropout")
+    {
+        return x; // the identity at inference
+    }
+    throw value_error(concat("save_onnx: layer ", prefix.empty() ? std::string("(the network)") : name, ", ", kind,
+                             ", has no ONNX form (docs/onnx.md lists the layers that have one)"));
+}
+
+template <class>
+struct is_network : std::false_type
+{
+};
+template <class T, int I, int O>
+struct is_network<Network<T, I, O>> : std::true_type
+{
+};
+
 /// Adds the nodes of `layer`, whose parameters are named "<prefix><name>", reading value `x`;
-/// returns the name of the value it produces.
+/// returns the name of the value it produces. A layer that describes itself (`spec()`) is
+/// exported from its description; a `Sequential` or `Residual` holding a layer that does not is
+/// walked here, so the error names that layer.
 /// @throws value_error naming the layer if it has no ONNX form.
 template <class T, class L>
 std::string export_layer(graph_builder<T>& g, const L& layer, const std::string& prefix, const std::string& x)
 {
-    const std::string name = node_name(prefix);
-    if constexpr (is_sequential<L>::value)
+    if constexpr (xcnn::detail::has_spec<L>::value && !is_network<L>::value)
+    {
+        return export_spec(g, layer.spec(), tensor_table<T>(layer), "", prefix, x);
+    }
+    else if constexpr (is_network<L>::value)
+    {
+        // Layer by layer: a layer without a description is named by its index, as in a Sequential.
+        std::string v = x;
+        auto parameters = tensor_table<T>(layer);
+        layer.for_each_layer(
+            [&](std::size_t index, const auto& inner)
+            {
+                const std::string at = concat(index, ".");
+                layer_spec spec;
+                try
+                {
+                    spec = inner.spec();
+                }
+                catch (const value_error&)
+                {
+                    throw value_error(concat("save_onnx: layer ", node_name(prefix + at), ", ", inner.name(),
+                                             ", has no ONNX form (docs/onnx.md lists the layers that have one)"));
+                }
+                v = export_spec(g, spec, parameters, at, prefix + at, v);
+            });
+        return v;
+    }
+    else if constexpr (is_sequential<L>::value)
     {
         std::string v = x;
         layer.for_each_layer([&](std::size_t index, const auto& inner)
@@ -420,113 +649,16 @@ std::string export_layer(graph_builder<T>& g, const L& layer, const std::string&
         {
             b = export_layer(g, layer.shortcut(), prefix + "shortcut.", x);
         }
+        const std::string name = node_name(prefix);
         return g.add({"Add", name, {a, b}, {name}, {}});
-    }
-    else if constexpr (std::is_same<L, Conv2D<T>>::value)
-    {
-        const Conv2DOptions& o = layer.options();
-        node_spec n{"Conv", name, {x, g.initializer(prefix + "weight", layer.weight())}, {name}, {}};
-        if (layer.has_bias())
-        {
-            n.inputs.push_back(g.initializer(prefix + "bias", layer.bias()));
-        }
-        n.attributes.push_back(attr_ints("kernel_shape", o.kernel_size()));
-        n.attributes.push_back(attr_ints("strides", o.stride()));
-        n.attributes.push_back(attr_ints("pads", o.padding(), true));
-        n.attributes.push_back(attr_ints("dilations", o.dilation()));
-        n.attributes.push_back(attr_int("group", static_cast<std::int64_t>(o.groups())));
-        return g.add(std::move(n));
-    }
-    else if constexpr (std::is_same<L, Dense<T>>::value)
-    {
-        node_spec n{"Gemm",
-                    name,
-                    {x, g.initializer(prefix + "weight", layer.weight()), g.initializer(prefix + "bias", layer.bias())},
-                    {name},
-                    {}};
-        n.attributes.push_back(attr_int("transB", 1));
-        return g.add(std::move(n));
-    }
-    else if constexpr (std::is_same<L, BatchNorm2D<T>>::value || std::is_same<L, BatchNorm1D<T>>::value)
-    {
-        node_spec n{"BatchNormalization",
-                    name,
-                    {x, g.initializer(prefix + "weight", layer.weight()), g.initializer(prefix + "bias", layer.bias()),
-                     g.initializer(prefix + "running_mean", layer.running_mean()),
-                     g.initializer(prefix + "running_var", layer.running_var())},
-                    {name},
-                    {}};
-        n.attributes.push_back(attr_float("epsilon", static_cast<float>(layer.eps())));
-        n.attributes.push_back(attr_float("momentum", static_cast<float>(T(1) - layer.momentum())));
-        return g.add(std::move(n));
-    }
-    else if constexpr (std::is_same<L, MaxPool2D<T>>::value || std::is_same<L, AvgPool2D<T>>::value)
-    {
-        constexpr bool max = std::is_same<L, MaxPool2D<T>>::value;
-        node_spec n{max ? "MaxPool" : "AveragePool", name, {x}, {name}, {}};
-        n.attributes.push_back(attr_ints("kernel_shape", layer.kernel_size()));
-        n.attributes.push_back(attr_ints("strides", layer.stride()));
-        n.attributes.push_back(attr_ints("pads", layer.padding(), true));
-        if (!max)
-        {
-            n.attributes.push_back(attr_int("count_include_pad", 1));
-        }
-        return g.add(std::move(n));
-    }
-    else if constexpr (std::is_same<L, GlobalAvgPool2D<T>>::value)
-    {
-        const std::string pooled = g.add({"GlobalAveragePool", name + "/pool", {x}, {name + "/pool"}, {}});
-        node_spec n{"Flatten", name, {pooled}, {name}, {}};
-        n.attributes.push_back(attr_int("axis", 1));
-        return g.add(std::move(n));
-    }
-    else if constexpr (std::is_same<L, Flatten<T>>::value)
-    {
-        node_spec n{"Flatten", name, {x}, {name}, {}};
-        n.attributes.push_back(attr_int("axis", 1));
-        return g.add(std::move(n));
-    }
-    else if constexpr (std::is_same<L, ReLU<T>>::value)
-    {
-        return g.add({"Relu", name, {x}, {name}, {}});
-    }
-    else if constexpr (std::is_same<L, Sigmoid<T>>::value)
-    {
-        return g.add({"Sigmoid", name, {x}, {name}, {}});
-    }
-    else if constexpr (std::is_same<L, Tanh<T>>::value)
-    {
-        return g.add({"Tanh", name, {x}, {name}, {}});
-    }
-    else if constexpr (std::is_same<L, LeakyReLU<T>>::value)
-    {
-        node_spec n{"LeakyRelu", name, {x}, {name}, {}};
-        n.attributes.push_back(attr_float("alpha", static_cast<float>(layer.op().negative_slope())));
-        return g.add(std::move(n));
-    }
-    else if constexpr (std::is_same<L, GELU<T>>::value)
-    {
-        // Opset 13 has no Gelu (it came in opset 20): the erf form, as torch.onnx exports it.
-        const std::string sqrt2 = g.constant("sqrt2", std::sqrt(T(2)));
-        const std::string one = g.constant("one", T(1));
-        const std::string half = g.constant("half", T(0.5));
-        const std::string d = g.add({"Div", name + "/div", {x, sqrt2}, {name + "/div"}, {}});
-        const std::string e = g.add({"Erf", name + "/erf", {d}, {name + "/erf"}, {}});
-        const std::string a = g.add({"Add", name + "/add", {e, one}, {name + "/add"}, {}});
-        const std::string m = g.add({"Mul", name + "/mul", {x, a}, {name + "/mul"}, {}});
-        return g.add({"Mul", name, {m, half}, {name}, {}});
-    }
-    else if constexpr (std::is_same<L, Dropout<T>>::value)
-    {
-        (void)g;
-        return x; // the identity at inference
     }
     else
     {
         (void)g;
         (void)x;
-        throw value_error(concat("save_onnx: layer ", prefix.empty() ? std::string("(the network)") : name, ", ",
-                                 layer.name(), ", has no ONNX form (docs/onnx.md lists the layers that have one)"));
+        throw value_error(concat("save_onnx: layer ", prefix.empty() ? std::string("(the network)") : node_name(prefix),
+                                 ", ", layer.name(),
+                                 ", has no ONNX form (docs/onnx.md lists the layers that have one)"));
     }
 }
 
@@ -1027,7 +1159,7 @@ std::vector<unsigned char> to_bytes(const Net& net, const std::vector<std::size_
 
 } // namespace onnx
 
-/// Writes `net` (a `Sequential`, possibly with nested `Sequential`s and `Residual` blocks) to
+/// Writes `net` (a `Sequential` or a `Network`, possibly with nested networks and `Residual` blocks) to
 /// `path` as an ONNX model of opset 13 for inputs of shape `input_shape`, e.g. {1, 1, 28, 28};
 /// the file's batch dimension is the symbolic "N", so ONNX Runtime runs any batch size. The
 /// network runs as `predict` does: BatchNorm with its running statistics, Dropout left out.
