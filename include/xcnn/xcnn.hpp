@@ -44,6 +44,8 @@
 #include "loss/metrics.hpp"
 #include "loss/softmax.hpp"
 #include "loss/softmax_cross_entropy.hpp"
+#include "network/chain.hpp"
+#include "network/network.hpp"
 #include "network/parameter.hpp"
 #include "network/residual.hpp"
 #include "network/sequential.hpp"

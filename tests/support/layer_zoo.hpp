@@ -421,11 +421,54 @@ struct residual_projection : entry
     }
 };
 
+/// The layers of `nested_sequential` in a `Network`, chained at run time.
+struct network : entry
+{
+    static constexpr const char* label = "Network (layers chained at run time)";
+    static constexpr std::size_t buffer_count = 1;
+    template <class T>
+    static auto make()
+    {
+        return xcnn::Network<T>(nested_sequential::make<T>());
+    }
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 2, 5, 6}; }
+    /// A Network's errors start "Network layer <index>: " or "Network of <n> layers".
+    template <class L>
+    static std::string named(const L&)
+    {
+        return "Network";
+    }
+};
+
+/// `residual_projection` with `Network` branches.
+struct residual_of_networks : entry
+{
+    static constexpr const char* label = "Residual(main, shortcut) of two Networks";
+    template <class T>
+    static auto make()
+    {
+        using branch = xcnn::Network<T, 4, 4>;
+        return xcnn::Residual(
+            branch(xcnn::Conv2D<T>(2, 4, 3, 2, 1), xcnn::ReLU<T>{}, xcnn::Conv2D<T>(4, 4, 3, 1, 1)),
+            branch(xcnn::Conv2D<T>(xcnn::Conv2DOptions(2, 4, 1).stride(2).bias(false)), xcnn::BatchNorm2D<T>(4)));
+    }
+    static constexpr std::size_t buffer_count = 3;
+    static constexpr std::size_t rank = 4;
+    static std::vector<std::size_t> input_shape() { return {2, 2, 5, 6}; }
+    /// Errors of the block start with its name, "Residual(main=...".
+    template <class L>
+    static std::string named(const L&)
+    {
+        return "Residual(main=";
+    }
+};
+
 /// Every entry: TEMPLATE_LIST_TEST_CASE(..., xcnn_test::zoo::all).
 using all = std::tuple<conv_3x3_same, conv_strided, conv_rectangular, conv_depthwise, conv_dilated, conv_no_bias, dense,
                        relu, leaky_relu, sigmoid, tanh, gelu, dropout, softsign, flatten, maxpool, maxpool_2x2,
                        maxpool_padded, avgpool, avgpool_2x2, global_avgpool, channel_scale, batchnorm2d, batchnorm1d,
-                       nested_sequential, residual_identity, residual_projection>;
+                       nested_sequential, residual_identity, residual_projection, network, residual_of_networks>;
 
 /// The layer type of entry `E` over `T`.
 template <class E, class T>

@@ -6,9 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <iomanip>
 #include <random>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -19,6 +17,7 @@
 #include "../core/generator.hpp"
 #include "../core/parameter.hpp"
 #include "../layers/layer.hpp"
+#include "chain.hpp"
 
 namespace xcnn
 {
@@ -214,44 +213,6 @@ struct has_backward_parameters<L, G,
 {
 };
 
-/// Whether `X` is one sample of a network taking rank `InputRank`: an xtensor expression of
-/// fixed rank `InputRank - 1`.
-template <class X, int InputRank, class = void>
-struct is_unbatched : std::false_type
-{
-};
-template <class X, int InputRank>
-struct is_unbatched<X, InputRank, std::enable_if_t<xt::is_xexpression<X>::value>>
-    : std::bool_constant<(InputRank >= 2 && xt::get_rank<X>::value == static_cast<std::size_t>(InputRank - 1))>
-{
-};
-
-/// The batch of one and the output without its batch axis of `Sequential::predict` on a single
-/// sample; nothing for networks that take or return fewer than two axes.
-template <class T, int InputRank, int OutputRank, class = void>
-struct unbatched_buffers
-{
-};
-template <class T, int InputRank, int OutputRank>
-struct unbatched_buffers<T, InputRank, OutputRank, std::enable_if_t<(InputRank >= 2 && OutputRank >= 2)>>
-{
-    /// A sample without its batch axis, as the caller passes it.
-    using sample_type = xt::xtensor<T, static_cast<std::size_t>(InputRank - 1)>;
-    /// The sample as a batch of one.
-    xt::xtensor<T, static_cast<std::size_t>(InputRank)> input;
-    /// The output without its batch axis.
-    xt::xtensor<T, static_cast<std::size_t>(OutputRank - 1)> output;
-};
-
-/// How a step of a `Sequential` runs the layer it starts at.
-enum class step_kind
-{
-    single,          ///< the layer alone
-    with_activation, ///< the layer applies the next one, an activation, in its own output pass
-    rows_into_next,  ///< the layer reshapes to rows, the next reads its input in place
-    absorbed         ///< run by the step of the layer before it
-};
-
 /// Whether layers `L` and `Next` (at `index` and index + 1) can run as one step of `kind`.
 template <class L, class Next>
 constexpr step_kind fusion_of(std::size_t index)
@@ -328,19 +289,8 @@ private:
     template <std::size_t... I>
     static constexpr std::array<detail::step_kind, layer_count> make_plan(std::index_sequence<I...>)
     {
-        constexpr std::array<detail::step_kind, layer_count> pairs{
-            detail::fusion_of<layer_type<I>, layer_type<(I + 1 < layer_count ? I + 1 : I)>>(I)...};
-        std::array<detail::step_kind, layer_count> plan{};
-        for (std::size_t i = 0; i < layer_count; ++i)
-        {
-            const bool fused = i + 1 < layer_count && pairs[i] != detail::step_kind::single;
-            plan[i] = fused ? pairs[i] : detail::step_kind::single;
-            if (fused)
-            {
-                plan[++i] = detail::step_kind::absorbed;
-            }
-        }
-        return plan;
+        return detail::plan_steps(std::array<detail::step_kind, layer_count>{
+            detail::fusion_of<layer_type<I>, layer_type<(I + 1 < layer_count ? I + 1 : I)>>(I)...});
     }
 
 public:
@@ -459,11 +409,7 @@ public:
         {
             if constexpr (detail::has_generators<std::decay_t<decltype(layer)>>::value)
             {
-                for (auto& g : layer.generators())
-                {
-                    g.add_prefix(std::to_string(index) + ".");
-                    all.push_back(std::move(g));
-                }
+                detail::add_indexed(all, layer.generators(), index, std::string());
             }
         };
         std::apply(
@@ -501,81 +447,17 @@ public:
     /// @throws shape_error naming the first layer that cannot take its input.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
-        std::vector<std::size_t> shape = input_shape;
-        for_each_layer(
-            [&](std::size_t index, const auto& layer)
-            {
-                try
-                {
-                    shape = layer.output_shape(shape);
-                }
-                catch (const shape_error& e)
-                {
-                    throw shape_error(detail::concat("Sequential layer ", index, ": ", e.what()));
-                }
-            });
-        return shape;
+        return detail::chain_output_shape(*this, "Sequential", input_shape);
     }
 
     /// `Sequential(<name of layer 0>, <name of layer 1>, ...)`.
-    std::string name() const
-    {
-        std::string out = "Sequential(";
-        for_each_layer([&](std::size_t index, const auto& layer) { out += (index ? ", " : "") + layer.name(); });
-        return out + ")";
-    }
+    std::string name() const { return detail::chain_name(*this, "Sequential"); }
 
     /// A table of the layers with their output shapes and parameter counts for an input of
     /// `input_shape`, like `torchsummary`/Keras' `summary()`.
     std::string summary(const std::vector<std::size_t>& input_shape) const
     {
-        struct row
-        {
-            std::string index, layer, shape, params;
-        };
-        std::vector<row> rows{{"", "Input", detail::shape_to_string(input_shape), ""}};
-        std::vector<std::size_t> shape = input_shape;
-        for_each_layer(
-            [&](std::size_t index, const auto& layer)
-            {
-                try
-                {
-                    shape = layer.output_shape(shape);
-                }
-                catch (const shape_error& e)
-                {
-                    throw shape_error(detail::concat("Sequential layer ", index, ": ", e.what()));
-                }
-                rows.push_back({std::to_string(index), layer.name(), detail::shape_to_string(shape),
-                                std::to_string(layer.num_parameters())});
-            });
-        row widths{"#", "Layer", "Output shape", "Params"};
-        std::size_t w_index = widths.index.size(), w_layer = widths.layer.size(), w_shape = widths.shape.size(),
-                    w_params = widths.params.size();
-        for (const auto& r : rows)
-        {
-            w_index = std::max(w_index, r.index.size());
-            w_layer = std::max(w_layer, r.layer.size());
-            w_shape = std::max(w_shape, r.shape.size());
-            w_params = std::max(w_params, r.params.size());
-        }
-        std::ostringstream out;
-        auto print = [&](const row& r)
-        {
-            out << std::left << std::setw(int(w_index)) << r.index << "  " << std::setw(int(w_layer)) << r.layer << "  "
-                << std::setw(int(w_shape)) << r.shape << "  " << std::right << std::setw(int(w_params)) << r.params
-                << '\n';
-        };
-        const std::string rule(w_index + w_layer + w_shape + w_params + 6, '-');
-        out << rule << '\n';
-        print(widths);
-        out << rule << '\n';
-        for (const auto& r : rows)
-        {
-            print(r);
-        }
-        out << rule << '\n' << "Total parameters: " << num_parameters() << '\n';
-        return out.str();
+        return detail::chain_summary(*this, "Sequential", input_shape);
     }
 
     /// Calls `f(index, layer)` for each layer in order, the layer as a const reference of its own
@@ -593,26 +475,10 @@ private:
         (f(I, std::get<I>(m_layers)), ...);
     }
 
-    /// Appends `handles` (a layer's parameters or buffers) to `all`, named "<index>.<name>".
-    template <class Handle>
-    static void add_named(std::vector<Handle>& all, std::vector<Handle> handles, std::size_t index,
-                          const std::string& layer)
-    {
-        for (auto& h : handles)
-        {
-            h.add_prefix(std::to_string(index) + ".");
-            if (h.layer().empty()) // a nested Sequential has named its own layers already
-            {
-                h.set_layer(layer);
-            }
-            all.push_back(std::move(h));
-        }
-    }
-
     template <std::size_t... I>
     void collect_parameters(std::vector<parameter<value_type>>& all, std::index_sequence<I...>)
     {
-        (add_named(all, std::get<I>(m_layers).parameters(), I, std::get<I>(m_layers).name()), ...);
+        (detail::add_indexed(all, std::get<I>(m_layers).parameters(), I, std::get<I>(m_layers).name()), ...);
     }
 
     template <std::size_t... I>
@@ -622,7 +488,7 @@ private:
         {
             if constexpr (detail::has_buffers<std::decay_t<decltype(layer)>, value_type>::value)
             {
-                add_named(all, layer.buffers(), index, layer.name());
+                detail::add_indexed(all, layer.buffers(), index, layer.name());
             }
         };
         (add(I, std::get<I>(m_layers)), ...);
@@ -757,26 +623,7 @@ private:
     {
         static_assert(output_rank >= 2, "xcnn::Sequential: predict of a single sample needs a network whose output "
                                         "has a batch axis and at least one more (such as logits (N, classes))");
-        auto& input = m_unbatched.input;
-        std::array<std::size_t, static_cast<std::size_t>(input_rank)> shape{};
-        shape[0] = 1;
-        std::copy(x.shape().begin(), x.shape().end(), shape.begin() + 1);
-        detail::ensure_shape(input, shape);
-        if constexpr (std::is_same<X, typename decltype(m_unbatched)::sample_type>::value)
-        {
-            std::copy(x.data(), x.data() + x.size(), input.data());
-        }
-        else
-        {
-            std::copy(x.begin(), x.end(), input.begin());
-        }
-        const auto& y = predict(input);
-        auto& output = m_unbatched.output;
-        std::array<std::size_t, static_cast<std::size_t>(output_rank > 1 ? output_rank - 1 : 1)> out_shape{};
-        std::copy(y.shape().begin() + 1, y.shape().end(), out_shape.begin());
-        detail::ensure_shape(output, out_shape);
-        std::copy(y.data(), y.data() + y.size(), output.data());
-        return output;
+        return m_unbatched.run(x, [&](const auto& batch) -> decltype(auto) { return predict(batch); });
     }
 
     std::tuple<Layers...> m_layers;
