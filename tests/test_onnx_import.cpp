@@ -3,13 +3,21 @@
 // node, its operator and the attribute or initializer.
 #include "catch_compat.hpp"
 
+#include "support/onnx_models.hpp"
 #include "support/require_error.hpp"
 
+#include "models.hpp" // examples/mnist: LeNet and the ResNet of xcnn-mnist
+
+#include <xcnn/io/npy.hpp>
 #include <xcnn/io/onnx.hpp>
 #include <xcnn/io/onnx_import.hpp>
+#include <xcnn/io/protobuf.hpp>
+#include <xcnn/xcnn.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <string>
@@ -26,6 +34,151 @@ namespace onnx = xcnn::onnx;
 using xcnn_test::require_error;
 
 const std::string fixtures = std::string(XCNN_TEST_FIXTURES_DIR) + "/onnx_import/";
+using bytes = std::vector<unsigned char>;
+namespace pb = xcnn::protobuf;
+namespace field = xcnn::onnx::detail::field;
+
+// ---- An encoder of onnx::model, so that edited models go through the whole load path ----------
+
+pb::writer encode_tensor(const onnx::tensor& t)
+{
+    pb::writer w;
+    w.repeated_int64(field::tensor_dims, t.dims);
+    w.int64(field::tensor_data_type, t.type);
+    w.string(field::tensor_name, t.name);
+    bytes raw;
+    auto put = [&raw](auto v)
+    {
+        unsigned char b[sizeof(v)];
+        xcnn::io::detail::store_scalar(b, v, false);
+        raw.insert(raw.end(), b, b + sizeof(v));
+    };
+    for (const auto v : t.floats)
+    {
+        put(v);
+    }
+    for (const auto v : t.doubles)
+    {
+        put(v);
+    }
+    for (const auto v : t.int64s)
+    {
+        put(v);
+    }
+    w.bytes(field::tensor_raw_data, raw.data(), raw.size());
+    return w;
+}
+
+pb::writer encode_value_info(const onnx::value_info& v)
+{
+    pb::writer shape;
+    for (std::size_t i = 0; i < v.dims.size(); ++i)
+    {
+        pb::writer dim;
+        if (v.dims[i] >= 0)
+        {
+            dim.int64(field::dim_value, v.dims[i]);
+        }
+        else
+        {
+            dim.string(field::dim_param, v.dim_params[i]);
+        }
+        shape.message(field::shape_dim, dim);
+    }
+    pb::writer tensor_type;
+    tensor_type.int64(field::tensor_type_elem, v.elem_type);
+    tensor_type.message(field::tensor_type_shape, shape);
+    pb::writer type;
+    type.message(field::type_tensor, tensor_type);
+    pb::writer w;
+    w.string(field::value_name, v.name);
+    w.message(field::value_type, type);
+    return w;
+}
+
+bytes encode(const onnx::model& m)
+{
+    pb::writer g;
+    for (const auto& n : m.graph.nodes)
+    {
+        pb::writer w;
+        for (const auto& i : n.inputs)
+        {
+            w.string(field::node_input, i);
+        }
+        for (const auto& o : n.outputs)
+        {
+            w.string(field::node_output, o);
+        }
+        w.string(field::node_name, n.name);
+        w.string(field::node_op_type, n.op_type);
+        if (!n.domain.empty())
+        {
+            w.string(field::node_domain, n.domain);
+        }
+        for (const auto& a : n.attributes)
+        {
+            pb::writer aw;
+            aw.string(field::attr_name, a.name);
+            aw.int64(field::attr_type, a.type);
+            switch (a.type)
+            {
+            case onnx::attribute_float:
+                aw.float32(field::attr_f, a.f);
+                break;
+            case onnx::attribute_int:
+                aw.int64(field::attr_i, a.i);
+                break;
+            case onnx::attribute_string:
+                aw.string(field::attr_s, a.s);
+                break;
+            case onnx::attribute_tensor:
+                aw.message(field::attr_t, encode_tensor(a.t.at(0)));
+                break;
+            case onnx::attribute_floats:
+                aw.packed_float(field::attr_floats, a.floats);
+                break;
+            case onnx::attribute_ints:
+                aw.repeated_int64(field::attr_ints, a.ints);
+                break;
+            default:
+                break;
+            }
+            w.message(field::node_attribute, aw);
+        }
+        g.message(field::graph_node, w);
+    }
+    g.string(field::graph_name, m.graph.name);
+    for (const auto& t : m.graph.initializers)
+    {
+        g.message(field::graph_initializer, encode_tensor(t));
+    }
+    for (const auto& v : m.graph.inputs)
+    {
+        g.message(field::graph_input, encode_value_info(v));
+    }
+    for (const auto& v : m.graph.outputs)
+    {
+        g.message(field::graph_output, encode_value_info(v));
+    }
+    pb::writer w;
+    w.int64(field::model_ir_version, m.ir_version);
+    w.message(field::model_graph, g);
+    for (const auto& o : m.opsets)
+    {
+        pb::writer ow;
+        ow.string(field::opset_domain, o.domain);
+        ow.int64(field::opset_version, o.version);
+        w.message(field::model_opset_import, ow);
+    }
+    return w.release();
+}
+
+template <class T = float>
+xcnn::Network<T> load_bytes(const bytes& b)
+{
+    return onnx::from_bytes<T>(b.data(), b.size(), "m.onnx");
+}
 
 onnx::model fixture_model(const std::string& name)
 {
@@ -377,5 +530,167 @@ TEST_CASE("onnx::import_graph: graphs xcnn cannot import are format_errors namin
                                  set_attribute(node_of(m, "MaxPool", 1), ints("kernel_shape", {20, 20}));
                              },
                              {"node '/5/MaxPool' (MaxPool)", "does not fit an input of 10 padded by 0"});
+    }
+}
+
+TEST_CASE("load_onnx: PyTorch's exports give PyTorch's logits", "[onnx][import]")
+{
+    // Measured (float): lenet 4.8e-8, seed 2.6e-7, resnet 1.9e-7, resnet_bn 3.3e-7, depthwise
+    // 1.3e-7, zoo 3.7e-7 of the largest |logit|.
+    for (const std::string name : {"lenet", "seed", "resnet", "resnet_bn", "depthwise", "zoo"})
+    {
+        INFO(name);
+        const xt::xtensor<float, 4> x = xcnn::load_npy<float>(fixtures + name + "/input.npy");
+        const xt::xtensor<float, 2> expected = xcnn::load_npy<float>(fixtures + name + "/logits.npy");
+        const double scale = xt::amax(xt::abs(expected))();
+        REQUIRE(scale > 0.01);
+        auto net = xcnn::load_onnx<float>(fixtures + name + "/model.onnx");
+        const xt::xtensor<float, 2> y = net.predict(x);
+        REQUIRE(y.shape() == expected.shape());
+        CHECK(double(xt::amax(xt::abs(y - expected))()) <= 1e-5 * scale);
+        // In double, from the same float weights.
+        auto netd = xcnn::load_onnx<double>(fixtures + name + "/model.onnx");
+        const xt::xtensor<double, 4> xd = xt::cast<double>(x);
+        const xt::xtensor<double, 2> yd = netd.predict(xd);
+        CHECK(double(xt::amax(xt::abs(yd - xt::cast<double>(expected)))()) <= 1e-5 * scale);
+        // The encoder of these tests writes what the reader read: the same network.
+        const bytes again = encode(fixture_model(name));
+        auto net2 = load_bytes(again);
+        CHECK(net2.predict(x) == y);
+    }
+}
+
+namespace
+{
+
+/// save_onnx then load_onnx: the same predictions, bit for bit, and the same parameter names.
+template <class T, class Net>
+void check_round_trip(Net& net, const std::vector<std::size_t>& input_shape, bool same_names)
+{
+    onnx_models::randomize(net, 11);
+    const auto file = onnx::to_bytes(net, input_shape);
+    auto loaded = onnx::from_bytes<T>(file.data(), file.size(), "round trip");
+    const auto x = onnx_models::random_input<T>(input_shape, 5);
+    const xt::xtensor<T, 2> expected = net.predict(x);
+    const xt::xtensor<T, 2> got = loaded.predict(x);
+    CHECK(got == expected);
+    if (same_names)
+    {
+        std::vector<std::string> a, b;
+        for (auto& p : net.parameters())
+        {
+            a.push_back(p.name());
+        }
+        for (auto& p : loaded.parameters())
+        {
+            b.push_back(p.name());
+        }
+        CHECK(a == b);
+        a.clear();
+        b.clear();
+        for (auto& p : net.buffers())
+        {
+            a.push_back(p.name());
+        }
+        for (auto& p : loaded.buffers())
+        {
+            b.push_back(p.name());
+        }
+        CHECK(a == b);
+    }
+}
+
+} // namespace
+
+TEST_CASE("load_onnx: xcnn -> save_onnx -> load_onnx predicts bit for bit what the network did", "[onnx][import]")
+{
+    SECTION("float")
+    {
+        auto lenet = mnist_models::make_lenet<float>();
+        check_round_trip<float>(lenet, {3, 1, 28, 28}, true);
+        auto resnet = mnist_models::make_resnet<float>();
+        check_round_trip<float>(resnet, {2, 1, 28, 28}, true);
+        auto zoo = onnx_models::make_zoo<float>(); // every other layer; Dropout leaves no layer
+        check_round_trip<float>(zoo, onnx_models::zoo_input_shape(4), false);
+        auto seed = mnist_models::make_seed_net<float>();
+        check_round_trip<float>(seed, {2, 1, 28, 28}, true);
+    }
+    SECTION("double")
+    {
+        auto lenet = mnist_models::make_lenet<double>();
+        check_round_trip<double>(lenet, {3, 1, 28, 28}, true);
+        auto resnet = mnist_models::make_resnet<double>();
+        check_round_trip<double>(resnet, {2, 1, 28, 28}, true);
+        auto zoo = onnx_models::make_zoo<double>();
+        check_round_trip<double>(zoo, onnx_models::zoo_input_shape(4), false);
+    }
+    SECTION("a network of rank-2 inputs")
+    {
+        auto mlp = xcnn::Sequential{xcnn::Dense<double>(6, 5), xcnn::Tanh<double>{}, xcnn::BatchNorm1D<double>(5),
+                                    xcnn::Dense<double>(5, 3)};
+        onnx_models::randomize(mlp, 3);
+        const auto file = onnx::to_bytes(mlp, {4, 6});
+        auto loaded = onnx::from_bytes<double, 2, 2>(file.data(), file.size());
+        xt::xtensor<double, 2> x = xt::reshape_view(xt::arange<double>(24) / 7.0 - 1.5, {4, 6});
+        const xt::xtensor<double, 2> expected = mlp.predict(x);
+        CHECK(loaded.predict(x) == expected);
+    }
+}
+
+TEST_CASE("load_onnx: malformed files are format_errors, never a crash", "[onnx][import]")
+{
+    const onnx::model m = fixture_model("depthwise");
+    const bytes file = encode(m);
+    SECTION("every truncation")
+    {
+        std::size_t errors = 0;
+        for (std::size_t size = 0; size < file.size(); ++size)
+        {
+            try
+            {
+                (void)onnx::from_bytes<float>(file.data(), size, "cut");
+            }
+            catch (const xcnn::format_error&)
+            {
+                ++errors;
+            }
+        }
+        CHECK(errors == file.size());
+    }
+    SECTION("a wrong wire type, a lying length")
+    {
+        bytes wrong = file;
+        // The first field is ir_version (field 1, varint: tag 0x08); as fixed64 (tag 0x09) it reads
+        // eight bytes that are not one.
+        REQUIRE(wrong[0] == 0x08);
+        wrong[0] = 0x0d; // fixed32: the rest no longer lines up with the fields
+        require_error<xcnn::format_error>([&] { (void)load_bytes(wrong); }, {"m.onnx"});
+        bytes lying{0x08, 0x07, 0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a, 0x00}; // a graph of 4 GB
+        require_error<xcnn::format_error>([&] { (void)load_bytes(lying); },
+                                          {"m.onnx", "field 7", "length 4294967295 exceeds"});
+    }
+    SECTION("a missing initializer, one of the wrong shape, an unsupported operator, through the file")
+    {
+        onnx::model edited = m;
+        edited.graph.initializers.erase(edited.graph.initializers.begin() + 1);
+        const std::string missing = m.graph.initializers[1].name;
+        require_error<xcnn::format_error>([&] { (void)load_bytes(encode(edited)); },
+                                          {"m.onnx", "reads '" + missing + "', which no earlier node, initializer"});
+        edited = m;
+        node_of(edited, "Gemm").op_type = "Einsum";
+        require_error<xcnn::format_error>([&] { (void)load_bytes(encode(edited)); },
+                                          {"m.onnx", "(Einsum): is not supported"});
+        edited = m;
+        auto& w = initializer_of(edited, node_of(edited, "Gemm").inputs[1]);
+        w.dims = {5, 4, 2};
+        require_error<xcnn::format_error>([&] { (void)load_bytes(encode(edited)); },
+                                          {"m.onnx", "(Gemm)", "has shape (5, 4, 2); expected rank 2"});
+        edited = m;
+        edited.graph.inputs[0].dims = {-1, 4, 12, 10}; // the first convolution takes 3 channels
+        edited.graph.inputs[0].dim_params = {"N", "", "", ""};
+        require_error<xcnn::format_error>([&] { (void)load_bytes(encode(edited)); },
+                                          {"m.onnx", "node '/0/Conv' (Conv)",
+                                           "takes 3 channels, but its input has "
+                                           "shape (-1, 4, 12, 10)"});
     }
 }
