@@ -50,6 +50,19 @@ auto make_resnet()
 {
     return mnist_models::make_resnet<float>();
 }
+// The same networks behind xcnn::Network's run-time chain: its cost over Sequential's.
+auto make_lenet_network()
+{
+    return xcnn::Network<float>(mnist_models::make_lenet<float>());
+}
+auto make_seed_network()
+{
+    return xcnn::Network<float>(mnist_models::make_seed_net<float>());
+}
+auto make_resnet_network()
+{
+    return xcnn::Network<float>(mnist_models::make_resnet<float>());
+}
 
 /// A batch of images uniform in [-1, 1) and labels in [0, 10), from a fixed seed.
 struct random_batch
@@ -140,5 +153,11 @@ BENCHMARK_CAPTURE(train_step, seed, make_seed)->Apply(thread_cases);
 BENCHMARK_CAPTURE(predict, seed, make_seed)->Apply(thread_cases);
 BENCHMARK_CAPTURE(train_step, resnet, make_resnet)->Apply(thread_cases);
 BENCHMARK_CAPTURE(predict, resnet, make_resnet)->Apply(thread_cases);
+BENCHMARK_CAPTURE(train_step, lenet_network, make_lenet_network)->Apply(thread_cases);
+BENCHMARK_CAPTURE(predict, lenet_network, make_lenet_network)->Apply(thread_cases);
+BENCHMARK_CAPTURE(train_step, seed_network, make_seed_network)->Apply(thread_cases);
+BENCHMARK_CAPTURE(predict, seed_network, make_seed_network)->Apply(thread_cases);
+BENCHMARK_CAPTURE(train_step, resnet_network, make_resnet_network)->Apply(thread_cases);
+BENCHMARK_CAPTURE(predict, resnet_network, make_resnet_network)->Apply(thread_cases);
 
 BENCHMARK_MAIN();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz xcnn's file readers with libFuzzer, then merge what was found into the committed corpus.
 #
-#   bash scripts/fuzz.sh [SECONDS] [HARNESS...]    default: 300 seconds each, harnesses idx model onnx
+#   bash scripts/fuzz.sh [SECONDS] [HARNESS...]    default: 300 seconds each, harnesses idx model onnx spec
 #
 # Builds tests/fuzz/fuzz_<harness>.cpp with clang (-fsanitize=fuzzer,address,undefined) in
 # build/fuzz and writes the seed files (valid IDX and model files, edge cases) to build/fuzz/seeds.
@@ -24,7 +24,7 @@ for arg in "$@"; do
             usage
             exit 0
             ;;
-        idx | model | onnx) harnesses+=("$arg") ;;
+        idx | model | onnx | spec) harnesses+=("$arg") ;;
         *)
             if [[ "$arg" =~ ^[0-9]+$ ]]; then
                 seconds=$arg
@@ -36,7 +36,7 @@ for arg in "$@"; do
             ;;
     esac
 done
-((${#harnesses[@]} > 0)) || harnesses=(idx model onnx)
+((${#harnesses[@]} > 0)) || harnesses=(idx model onnx spec)
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD

@@ -124,7 +124,7 @@ TEST_CASE("the file layout is the documented one")
     CHECK(xcnn::io::detail::load_le<std::uint32_t>(bytes.data() + 8) == 1);   // version
     CHECK(xcnn::io::detail::load_le<std::uint32_t>(bytes.data() + 12) == 40); // header size
     CHECK(xcnn::io::detail::load_le<std::uint64_t>(bytes.data() + 16) == bytes.size());
-    CHECK(xcnn::io::detail::load_le<std::uint64_t>(bytes.data() + 24) == 6); // 4 parameters + 2 metadata
+    CHECK(xcnn::io::detail::load_le<std::uint64_t>(bytes.data() + 24) == 7); // 4 parameters + 3 metadata
     CHECK(bytes[32] == 1);                                                   // float32
     CHECK(xcnn::io::detail::load_le<std::uint32_t>(bytes.data() + bytes.size() - 4) ==
           xcnn::io::detail::crc32(bytes.data(), bytes.size() - 4));
@@ -144,6 +144,8 @@ TEST_CASE("the file layout is the documented one")
     const auto file = xcnn::io::read_model_file(dir / "m.xcnn");
     REQUIRE(file.find("xcnn.architecture", xcnn::io::record_kind::metadata) != nullptr);
     CHECK(file.find("xcnn.architecture", xcnn::io::record_kind::metadata)->as_text() == net.name());
+    REQUIRE(file.find("xcnn.layers", xcnn::io::record_kind::metadata) != nullptr);
+    CHECK(file.find("xcnn.layers", xcnn::io::record_kind::metadata)->as_text() == xcnn::to_string(net.spec()));
     CHECK(xcnn::io::detail::crc32("123456789", 9) == 0xCBF43926u); // the CRC-32 check value
 }
 
@@ -504,7 +506,7 @@ TEST_CASE("a model file cut at every byte or followed by garbage is refused and 
         repair_length_and_checksum(inside);
         CHECK_FALSE(load_or_refuse(net, inside));
         CHECK_THAT(error_of([&] { xcnn::io::decode_model(inside, "long.xcnn"); }),
-                   xcnn_test::contains("bytes after the last of the 6 records the header announces"));
+                   xcnn_test::contains("bytes after the last of the 7 records the header announces"));
         tried += 2;
     }
     WARN("model file truncation and trailing garbage: " << tried << " inputs, each refused cleanly");

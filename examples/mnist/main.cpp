@@ -3,7 +3,7 @@
 //   xcnn-mnist --data data/mnist                       # LeNet, the default recipe
 //   xcnn-mnist --data /usr/share/datasets/fashion-mnist # Fashion-MNIST (Debian: dataset-fashion-mnist)
 //   xcnn-mnist --data DIR --model seed --epochs 3 --lr 0.01 --log run.csv --save model.xcnn
-//   xcnn-mnist --data DIR --load model.xcnn --eval-only
+//   xcnn-mnist --data DIR --load model.xcnn --eval-only   # any model file, whatever --model saved it
 //   xcnn-mnist --data DIR --checkpoint run.ckpt ...     # interrupted? continue bit for bit:
 //   xcnn-mnist --data DIR --checkpoint run.ckpt --resume run.ckpt ...
 //   mpirun -np 2 xcnn-mnist --distributed --data DIR ...  # data-parallel (distributed.hpp)
@@ -115,7 +115,9 @@ Trains a CNN on MNIST-format data and evaluates it on the test set after every e
   --threads N        threads for xcnn's kernels, 0 = one per hardware thread
                      [XCNN_NUM_THREADS or 1]
   --save FILE        save the model to FILE after every epoch (atomically)
-  --load FILE        start from the model in FILE (saved with --save, same --model)
+  --load FILE        start from the model in FILE (saved with --save): the network
+                     the file describes, whatever --model saved it (a file of
+                     xcnn 0.1, which does not describe it: the same --model)
   --eval-only        only evaluate the model loaded with --load on the test set
   --export-onnx FILE write the model to FILE as ONNX (opset 13, for ONNX Runtime; see
                      docs/onnx.md) after the last epoch, or with --eval-only after
@@ -149,6 +151,8 @@ struct options
 {
     std::string data = "data/mnist";
     std::string model = "lenet";
+    bool model_given = false;
+    std::string model_file; // --load's file, when the network is the one it describes
     int epochs = default_epochs;
     std::size_t batch_size = default_batch;
     bool lr_given = false;
@@ -341,6 +345,7 @@ options parse_arguments(int argc, char** argv)
         else if (arg == "--model")
         {
             o.model = next();
+            o.model_given = true;
             if (o.model != "lenet" && o.model != "seed" && o.model != "resnet")
             {
                 throw usage_error("--model must be lenet, seed or resnet, got '" + o.model + "'");
@@ -872,6 +877,51 @@ void export_onnx(Net& net, const options& o)
     std::cout << "exported " << o.export_onnx << " (ONNX, opset 13)\n";
 }
 
+/// Whether `net` has the parameters and buffers of `file`.
+template <class Net>
+bool holds(Net net, const xcnn::io::model_file& file)
+{
+    try
+    {
+        xcnn::check_state(net, file);
+        return true;
+    }
+    catch (const xcnn::shape_error&)
+    {
+        return false;
+    }
+}
+
+/// Whether --load runs the network its file describes (xcnn::load_network) rather than --model's:
+/// without --model, or when --model builds another architecture than the file's. A file without
+/// the description (xcnn 0.1) loads into --model's network, lenet by default, as before.
+bool load_described_network(options& o)
+{
+    if (o.load.empty())
+    {
+        return false;
+    }
+    const auto file = xcnn::io::read_model_file(o.load);
+    if (file.find(xcnn::io::layers_record, xcnn::io::record_kind::metadata) == nullptr)
+    {
+        return false;
+    }
+    if (o.model_given)
+    {
+        const bool same = o.model == "resnet" ? holds(mnist_models::make_resnet<float>(), file)
+                          : o.model == "seed" ? holds(mnist_models::make_seed_net<float>(), file)
+                                              : holds(mnist_models::make_lenet<float>(), file);
+        if (same)
+        {
+            return false;
+        }
+        std::cout << "note: " << o.load << " holds another network than --model " << o.model
+                  << "; running the one it describes\n";
+    }
+    o.model_file = o.load;
+    return true;
+}
+
 template <class Net>
 int run(Net net, const options& o, mnist_distributed::session& dist)
 {
@@ -894,8 +944,8 @@ int run(Net net, const options& o, mnist_distributed::session& dist)
     std::cout << "data: " << o.data << ": " << train.labels.size() << " training and " << test.labels.size()
               << " test images (" << std::fixed << std::setprecision(1) << seconds_since(load_start) << " s to load)\n";
     std::cout << std::defaultfloat << std::setprecision(6);
-    std::cout << "model: " << o.model << ", " << net.num_parameters()
-              << " parameters; threads: " << xcnn::get_num_threads() << '\n';
+    std::cout << "model: " << (o.model_file.empty() ? o.model : "the network " + o.model_file + " describes") << ", "
+              << net.num_parameters() << " parameters; threads: " << xcnn::get_num_threads() << '\n';
 
     std::ofstream log;
     if (!o.log.empty())
@@ -1185,6 +1235,10 @@ int main(int argc, char** argv)
         if (o.threads_given)
         {
             xcnn::set_num_threads(o.threads);
+        }
+        if (load_described_network(o))
+        {
+            return run(xcnn::load_network<float>(o.load), o, dist);
         }
         if (o.model == "resnet")
         {

@@ -1,7 +1,7 @@
 // Writes the seed inputs of the fuzz harnesses: valid files as xcnn writes them and hand-made edge
 // cases, so the fuzzers start from the real formats and the replay test always sees valid files.
 //
-//   xcnn_fuzz_seeds OUT_DIR     writes OUT_DIR/idx/*, OUT_DIR/model/* and OUT_DIR/onnx/*
+//   xcnn_fuzz_seeds OUT_DIR     writes OUT_DIR/idx/*, OUT_DIR/model/*, OUT_DIR/onnx/* and OUT_DIR/spec/*
 #include "models.hpp"
 
 #include <xcnn/io/idx.hpp>
@@ -264,6 +264,36 @@ void onnx_seeds(const fs::path& dir)
     write(dir / "lying-length.bin", {0x3a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 0x08, 0x01});
 }
 
+/// The text of a spec.
+bytes spec_text(const xcnn::layer_spec& spec)
+{
+    const std::string text = xcnn::to_string(spec);
+    return bytes(text.begin(), text.end());
+}
+
+/// Layer specs as model files record them: xcnn-mnist's networks and every built-in layer with
+/// options that differ from the defaults.
+void spec_seeds(const fs::path& dir)
+{
+    write(dir / "lenet.txt", spec_text(mnist_models::make_lenet<float>().spec()));
+    write(dir / "resnet.txt", spec_text(mnist_models::make_resnet<float>().spec()));
+    write(dir / "seed-double.txt", spec_text(mnist_models::make_seed_net<double>().spec()));
+    const xcnn::Sequential layers{
+        xcnn::Conv2D<float>(xcnn::Conv2DOptions(4, 6, {3, 2}).stride({2, 1}).padding({1, 0}).dilation(2).groups(2)),
+        xcnn::BatchNorm2D<float>(6, 1e-3f, 0.3f),
+        xcnn::LeakyReLU<float>(0.2f),
+        xcnn::AvgPool2D<float>({2, 3}, {1, 2}, {1, 1}),
+        xcnn::Dropout<float>(0.25),
+        xcnn::MaxPool2D<float>(2),
+        xcnn::GELU<float>{},
+        xcnn::Flatten<float>{},
+        xcnn::Dense<float>(6, 4),
+        xcnn::BatchNorm1D<float>(4),
+        xcnn::Sigmoid<float>{},
+        xcnn::Tanh<float>{}};
+    write(dir / "every-layer.txt", spec_text(layers.spec()));
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -279,11 +309,13 @@ int main(int argc, char** argv)
         fs::create_directories(out / "idx");
         fs::create_directories(out / "model");
         fs::create_directories(out / "onnx");
+        fs::create_directories(out / "spec");
         idx_seeds(out / "idx");
         model_seeds(out / "model");
         onnx_seeds(out / "onnx");
+        spec_seeds(out / "spec");
         std::size_t count = 0;
-        for (const char* sub : {"idx", "model", "onnx"})
+        for (const char* sub : {"idx", "model", "onnx", "spec"})
         {
             count +=
                 static_cast<std::size_t>(std::distance(fs::directory_iterator(out / sub), fs::directory_iterator{}));

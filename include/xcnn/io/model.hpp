@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/layer_spec.hpp"
+#include "../core/layer_spec_text.hpp"
 #include "../core/parameter.hpp"
 #include "../version.hpp"
 #include "binary.hpp"
@@ -38,6 +40,10 @@ namespace io
 
 /// Version of the model file format this xcnn writes and the newest it reads.
 inline constexpr std::uint32_t model_format_version = 1;
+
+/// Name of the metadata record holding the text of the network's `layer_spec`
+/// (core/layer_spec_text.hpp), from which `load_network` rebuilds it.
+inline constexpr const char* layers_record = "xcnn.layers";
 
 /// Element types of model file records (the `dtype` byte).
 enum class dtype : std::uint8_t
@@ -554,10 +560,13 @@ std::string architecture_of(const Net& net)
 } // namespace detail
 } // namespace io
 
-/// The parameters and buffers of `net` as a model file (plus metadata records "xcnn.version"
-/// and, for networks with a `name()`, "xcnn.architecture"). Append more records before writing
-/// it with `io::write_model_file` to keep other state in the same file. A network without
-/// `buffers()`, or with none, gives the file xcnn 0.1.0 wrote.
+/// The parameters and buffers of `net` as a model file, plus metadata records: "xcnn.version",
+/// for networks with a `name()` "xcnn.architecture", and for networks that describe themselves
+/// (`spec()`, as `Sequential`s and `Network`s of xcnn's layers do; not one holding a layer
+/// without `spec()`) "xcnn.layers", the text of that spec, from which `load_network` rebuilds
+/// the network. Append more records before writing it with
+/// `io::write_model_file` to keep other state in the same file. A network without `buffers()`,
+/// or with none, and without `spec()` gives the file xcnn 0.1.0 wrote.
 template <class Net>
 io::model_file model_state(Net& net)
 {
@@ -578,6 +587,22 @@ io::model_file model_state(Net& net)
     if (!architecture.empty())
     {
         file.records.push_back(io::tensor_record::text("xcnn.architecture", architecture));
+    }
+    if constexpr (detail::has_spec<Net>::value)
+    {
+        // A `Network` knows only when asked whether each of its layers describes itself.
+        std::string layers;
+        try
+        {
+            layers = to_string(net.spec());
+        }
+        catch (const value_error&)
+        {
+        }
+        if (!layers.empty())
+        {
+            file.records.push_back(io::tensor_record::text(io::layers_record, layers));
+        }
     }
     return file;
 }

@@ -24,11 +24,39 @@
 
 namespace xcnn
 {
+namespace detail
+{
+
+/// What an activation takes from its functor for `layer_spec`s: the functor's `kind`, when it
+/// names one (a functor without one makes a layer that does not describe itself).
+template <class Op, class = void>
+struct activation_kind
+{
+};
+template <class Op>
+struct activation_kind<Op, std::void_t<decltype(Op::kind)>>
+{
+    /// The kind in a `layer_spec`, the functor's ("ReLU").
+    static constexpr const char* kind = Op::kind;
+};
+
+/// Whether an activation functor adds options to its layer's spec (`describe(spec)`).
+template <class Op, class = void>
+struct describes_options : std::false_type
+{
+};
+template <class Op>
+struct describes_options<Op, std::void_t<decltype(std::declval<const Op&>().describe(std::declval<layer_spec&>()))>>
+    : std::true_type
+{
+};
+
+} // namespace detail
 
 /// f(x) element-wise for the functor `Op`; takes a tensor of any rank (1 to 8) and returns the
 /// same shape.
 template <class T, class Op>
-class activation : public any_rank_layer<activation<T, Op>, T>
+class activation : public any_rank_layer<activation<T, Op>, T>, public detail::activation_kind<Op>
 {
     using base = any_rank_layer<activation<T, Op>, T>;
 
@@ -46,6 +74,35 @@ public:
 
     /// The functor's name, e.g. `ReLU()`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return m_op.name(); }
+
+    /// The functor's kind and the options it adds (`describe`), for functors with a `kind`.
+    template <class O = Op, class = decltype(O::kind)>
+    layer_spec spec() const
+    {
+        layer_spec spec{O::kind, {}, {}};
+        if constexpr (detail::describes_options<O>::value)
+        {
+            m_op.describe(spec);
+        }
+        return spec;
+    }
+
+    /// The activation `spec` describes: the functor's `from_spec`, or, for a functor without one,
+    /// its default.
+    /// @throws value_error for another kind or an option the functor does not take.
+    template <class O = Op, class = decltype(O::kind)>
+    static activation from_spec(const layer_spec& spec)
+    {
+        if constexpr (detail::has_from_spec<O>::value)
+        {
+            return activation(O::from_spec(spec));
+        }
+        else
+        {
+            spec_reader(spec, O::kind, {});
+            return activation();
+        }
+    }
 
     /// f(x), keeping what `backward` needs (the output, and the input if the functor's gradient
     /// reads it).

@@ -247,6 +247,28 @@ public:
     /// The weight of each batch in the running statistics.
     T momentum() const noexcept { return m_momentum; }
 
+    /// The kind in a `layer_spec`: "BatchNorm2D" or "BatchNorm1D".
+    static constexpr const char* kind = Rank == 4 ? "BatchNorm2D" : "BatchNorm1D";
+
+    /// num_features, eps and momentum, the names of PyTorch's `BatchNorm2d` arguments.
+    layer_spec spec() const
+    {
+        return layer_spec{kind, {}, {}}
+            .set_size("num_features", m_features)
+            .set("eps", {static_cast<double>(m_eps)})
+            .set("momentum", {static_cast<double>(m_momentum)});
+    }
+
+    /// The layer `spec` describes, freshly initialised; eps and momentum default to PyTorch's 1e-5
+    /// and 0.1.
+    /// @throws value_error for another kind, an unknown, missing or malformed option, or a value
+    /// the constructor refuses.
+    static batch_norm from_spec(const layer_spec& spec)
+    {
+        const spec_reader r(spec, kind, {"num_features", "eps", "momentum"});
+        return batch_norm(r.size("num_features"), r.real<T>("eps", T(1e-5)), r.real<T>("momentum", T(0.1)));
+    }
+
     /// (C). Assign a tensor of this shape to load weights.
     xt::xtensor<T, 1>& weight() noexcept { return m_weight.value(); }
     /// (C), read-only.

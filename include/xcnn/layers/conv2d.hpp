@@ -192,6 +192,42 @@ public:
     /// The channels, kernel size, stride, padding, dilation, groups and bias the layer was built with.
     const Conv2DOptions& options() const noexcept { return m_options; }
 
+    /// The kind in a `layer_spec`.
+    static constexpr const char* kind = "Conv2D";
+
+    /// Every option, under the names of PyTorch's `Conv2d` arguments: in_channels, out_channels,
+    /// kernel_size, stride, padding, dilation (pairs), groups, bias (0 or 1).
+    layer_spec spec() const
+    {
+        const auto& o = m_options;
+        return layer_spec{kind, {}, {}}
+            .set_size("in_channels", o.in_channels())
+            .set_size("out_channels", o.out_channels())
+            .set_pair("kernel_size", o.kernel_size())
+            .set_pair("stride", o.stride())
+            .set_pair("padding", o.padding())
+            .set_pair("dilation", o.dilation())
+            .set_size("groups", o.groups())
+            .set_size("bias", o.bias() ? 1 : 0);
+    }
+
+    /// The layer `spec` describes, freshly initialised; options left out take PyTorch's defaults
+    /// (stride 1, padding 0, dilation 1, groups 1, bias 1), a pair may be one number for both.
+    /// @throws value_error for another kind, an unknown, missing or malformed option, or a value
+    /// the constructor refuses.
+    static Conv2D from_spec(const layer_spec& spec)
+    {
+        const spec_reader r(
+            spec, kind,
+            {"in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias"});
+        return Conv2D(Conv2DOptions(r.size("in_channels"), r.size("out_channels"), r.pair("kernel_size"))
+                          .stride(r.pair("stride", {1, 1}))
+                          .padding(r.pair("padding", {0, 0}))
+                          .dilation(r.pair("dilation", {1, 1}))
+                          .groups(r.size("groups", 1))
+                          .bias(r.flag("bias", true)));
+    }
+
     /// (C_out, C_in / groups, KH, KW). Assign a tensor of this shape to load weights.
     xt::xtensor<T, 4>& weight() noexcept { return m_weight.value(); }
     /// (C_out, C_in / groups, KH, KW), read-only.

@@ -55,6 +55,25 @@ public:
     /// Number of output features.
     std::size_t out_features() const noexcept { return m_out; }
 
+    /// The kind in a `layer_spec`.
+    static constexpr const char* kind = "Dense";
+
+    /// in_features and out_features, the names of PyTorch's `Linear` arguments. (A `Dense` always
+    /// has a bias, so no `bias` option.)
+    layer_spec spec() const
+    {
+        return layer_spec{kind, {}, {}}.set_size("in_features", m_in).set_size("out_features", m_out);
+    }
+
+    /// The layer `spec` describes, freshly initialised.
+    /// @throws value_error for another kind, an unknown, missing or malformed option, or a value
+    /// the constructor refuses.
+    static Dense from_spec(const layer_spec& spec)
+    {
+        const spec_reader r(spec, kind, {"in_features", "out_features"});
+        return Dense(r.size("in_features"), r.size("out_features"));
+    }
+
     /// (out_features, in_features). Assign a tensor of this shape to load weights.
     xt::xtensor<T, 2>& weight() noexcept { return m_weight.value(); }
     /// (out_features, in_features), read-only.

@@ -110,6 +110,20 @@ public:
     /// The probability of zeroing an element.
     double p() const noexcept { return m_p; }
 
+    /// The kind in a `layer_spec`.
+    static constexpr const char* kind = "Dropout";
+
+    /// p, the name of PyTorch's `Dropout` argument.
+    layer_spec spec() const { return layer_spec{kind, {}, {}}.set("p", {m_p}); }
+
+    /// The layer `spec` describes (p defaults to PyTorch's 0.5), its generator freshly seeded.
+    /// @throws value_error for another kind, an unknown or malformed option, or p outside [0, 1].
+    static Dropout from_spec(const layer_spec& spec)
+    {
+        const spec_reader r(spec, kind, {"p"});
+        return Dropout(r.real<double>("p", 0.5));
+    }
+
     /// The mask generator (its state: `generator().key()`, `position()`).
     const counter_generator& generator() const noexcept { return m_generator; }
 

@@ -31,6 +31,18 @@ public:
     /// `Flatten()`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return "Flatten()"; }
 
+    /// The kind in a `layer_spec`.
+    static constexpr const char* kind = "Flatten";
+    /// No options: xcnn's Flatten is PyTorch's with its defaults, start_dim=1, end_dim=-1.
+    layer_spec spec() const { return layer_spec{kind, {}, {}}; }
+    /// A `Flatten`.
+    /// @throws value_error for another kind or any option.
+    static Flatten from_spec(const layer_spec& spec)
+    {
+        spec_reader(spec, kind, {});
+        return Flatten();
+    }
+
     /// (N, C * H * W) for an (N, C, H, W) input; N may be 0.
     /// @throws shape_error for an input of another rank, a zero channel count, height or width, or
     /// C * H * W larger than `max_extent`.

@@ -21,6 +21,8 @@ struct gelu_op
     static constexpr bool backward_reads_input = true;
     /// "GELU(approximate='none')", as PyTorch's repr.
     std::string name() const { return "GELU(approximate='none')"; }
+    /// The kind in a `layer_spec`; no options (xcnn's GELU is PyTorch's approximate='none').
+    static constexpr const char* kind = "GELU";
     /// x · 0.5 · (1 + erf(x / √2)), PyTorch's expression and order: for x far below 0 the result
     /// is -0 (as PyTorch; at -inf, -inf · 0 is NaN there too), a NaN stays NaN.
     template <class V>

@@ -30,6 +30,18 @@ public:
     /// `GlobalAvgPool2D()`, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return "GlobalAvgPool2D()"; }
 
+    /// The kind in a `layer_spec`.
+    static constexpr const char* kind = "GlobalAvgPool2D";
+    /// No options.
+    layer_spec spec() const { return layer_spec{kind, {}, {}}; }
+    /// A `GlobalAvgPool2D`.
+    /// @throws value_error for another kind or any option.
+    static GlobalAvgPool2D from_spec(const layer_spec& spec)
+    {
+        spec_reader(spec, kind, {});
+        return GlobalAvgPool2D();
+    }
+
     /// (N, C) for an (N, C, H, W) input; N may be 0.
     /// @throws shape_error for another rank or a zero channel count, height or width.
     template <class S>

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/layer_spec.hpp"
 #include "../core/parameter.hpp"
 #include "../core/xtensor_shim.hpp"
 

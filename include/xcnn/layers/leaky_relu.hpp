@@ -36,6 +36,20 @@ struct leaky_relu_op
     /// "LeakyReLU(negative_slope=0.01)", as PyTorch's repr.
     std::string name() const { return name_of(m_slope); }
 
+    /// The kind in a `layer_spec`.
+    static constexpr const char* kind = "LeakyReLU";
+
+    /// Adds negative_slope, the name of PyTorch's `LeakyReLU` argument, to the layer's spec.
+    void describe(layer_spec& spec) const { spec.set("negative_slope", {static_cast<double>(m_slope)}); }
+
+    /// The functor `spec` describes; negative_slope defaults to PyTorch's 0.01.
+    /// @throws value_error for another kind, an unknown or malformed option, or a negative slope.
+    static leaky_relu_op from_spec(const layer_spec& spec)
+    {
+        const spec_reader r(spec, kind, {"negative_slope"});
+        return leaky_relu_op(r.real<T>("negative_slope", T(0.01)));
+    }
+
     /// x > 0 ? x : x · slope, PyTorch's expression: a NaN stays NaN, -0 stays -0.
     template <class V>
     V forward(const V& x) const

@@ -134,6 +134,26 @@ public:
     /// padded, as shown in `Sequential::summary` and in error messages.
     std::string name() const { return concat(Derived::kind, "(", m_window.describe(), ")"); }
 
+    /// kernel_size, stride and padding (pairs), the names of PyTorch's `MaxPool2d` arguments.
+    layer_spec spec() const
+    {
+        return layer_spec{Derived::kind, {}, {}}
+            .set_pair("kernel_size", m_window.kernel)
+            .set_pair("stride", m_window.stride)
+            .set_pair("padding", m_window.padding);
+    }
+
+    /// The layer `spec` describes; as in PyTorch, the stride defaults to the kernel size and the
+    /// padding to 0, and a pair may be one number for both.
+    /// @throws value_error for another kind, an unknown, missing or malformed option, or a value
+    /// the constructor refuses.
+    static Derived from_spec(const layer_spec& spec)
+    {
+        const spec_reader r(spec, Derived::kind, {"kernel_size", "stride", "padding"});
+        const size2 kernel = r.pair("kernel_size");
+        return Derived(kernel, r.pair("stride", kernel), r.pair("padding", {0, 0}));
+    }
+
     /// (N, C, (H + 2 PH - KH) / SH + 1, (W + 2 PW - KW) / SW + 1) for an (N, C, H, W) input; N
     /// may be 0.
     /// @throws shape_error for another rank, a zero channel count, height or width, or an input

@@ -20,6 +20,8 @@ struct relu_op
     static constexpr bool rectifies = true;
     /// "ReLU()".
     std::string name() const { return "ReLU()"; }
+    /// The kind in a `layer_spec`; the layer has no options.
+    static constexpr const char* kind = "ReLU";
     /// `x < 0 ? 0 : x`, not `x > 0 ? x : 0`: a NaN passes through, as in PyTorch, so a
     /// diverging network is not hidden.
     template <class V>

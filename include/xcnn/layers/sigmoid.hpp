@@ -18,6 +18,8 @@ struct sigmoid_op
     static constexpr bool backward_reads_input = false;
     /// "Sigmoid()".
     std::string name() const { return "Sigmoid()"; }
+    /// The kind in a `layer_spec`; the layer has no options.
+    static constexpr const char* kind = "Sigmoid";
     /// 1 / (1 + exp(-x)), PyTorch's expression. It cannot overflow into a NaN: for x far below 0,
     /// exp(-x) is +inf and the result 0; far above, exp(-x) is 0 and the result 1. A NaN stays NaN.
     template <class V>

@@ -18,6 +18,8 @@ struct tanh_op
     static constexpr bool backward_reads_input = false;
     /// "Tanh()".
     std::string name() const { return "Tanh()"; }
+    /// The kind in a `layer_spec`; the layer has no options.
+    static constexpr const char* kind = "Tanh";
     /// xsimd's tanh, which saturates to ±1 for large |x| (no exp(2x) overflow into inf / inf).
     template <class V>
     V forward(const V& x) const

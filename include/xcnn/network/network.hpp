@@ -94,16 +94,6 @@ std::optional<known_activation<T>> known_activation_of(const L& layer)
     return std::nullopt;
 }
 
-/// Whether `L` has `spec()`.
-template <class L, class = void>
-struct has_spec : std::false_type
-{
-};
-template <class L>
-struct has_spec<L, std::void_t<decltype(layer_spec(std::declval<const L&>().spec()))>> : std::true_type
-{
-};
-
 /// A layer of a `Network`, its type erased: what a `Network` calls on it.
 template <class T>
 class network_node

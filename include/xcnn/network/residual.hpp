@@ -194,6 +194,46 @@ public:
         return out + ")";
     }
 
+    /// The kind in a `layer_spec`.
+    static constexpr const char* kind = "Residual";
+
+    /// "Residual" with main's spec as its first inner layer and the shortcut's, if any, as its
+    /// second. Only when the branches have a `spec()`.
+    template <bool Describable = detail::has_spec<Main>::value &&
+                                 (!has_shortcut || detail::has_spec<shortcut_type>::value)>
+    std::enable_if_t<Describable, layer_spec> spec() const
+    {
+        layer_spec out{kind, {}, {m_main.spec()}};
+        if constexpr (has_shortcut)
+        {
+            out.children.push_back(m_shortcut.spec());
+        }
+        return out;
+    }
+
+    /// The block `spec` describes, its branches freshly initialised through their types'
+    /// `from_spec`. Only when the branches have a `from_spec`.
+    /// @throws value_error for another kind, any option, one inner layer for a block with a
+    /// shortcut or two for one without, or a branch its type refuses (prefixed by
+    /// "Residual main: " or "Residual shortcut: ").
+    template <bool Rebuildable = detail::has_from_spec<Main>::value &&
+                                 (!has_shortcut || detail::has_from_spec<shortcut_type>::value)>
+    static std::enable_if_t<Rebuildable, Residual> from_spec(const layer_spec& spec)
+    {
+        const std::size_t branches = has_shortcut ? 2 : 1;
+        spec_reader(spec, kind, {}, branches, branches);
+        auto main = in_branch("main", [&] { return Main::from_spec(spec.children[0]); });
+        if constexpr (has_shortcut)
+        {
+            return Residual(std::move(main),
+                            in_branch("shortcut", [&] { return shortcut_type::from_spec(spec.children[1]); }));
+        }
+        else
+        {
+            return Residual(std::move(main));
+        }
+    }
+
     /// Main's parameters named "main.<name>", then the shortcut's, "shortcut.<name>", as the
     /// `state_dict` of a PyTorch module with attributes `main` and `shortcut` names them.
     std::vector<parameter<value_type>> parameters()

@@ -15,6 +15,7 @@
 
 #include "../core/error.hpp"
 #include "../core/generator.hpp"
+#include "../core/layer_spec.hpp"
 #include "../core/parameter.hpp"
 #include "../layers/layer.hpp"
 #include "chain.hpp"
@@ -450,6 +451,31 @@ public:
         return detail::chain_output_shape(*this, "Sequential", input_shape);
     }
 
+    /// The kind in a `layer_spec`.
+    static constexpr const char* kind = "Sequential";
+
+    /// "Sequential" with each layer's spec as an inner layer, in order: what model files record
+    /// so that `load_network` rebuilds the network. Only for networks whose every layer has a
+    /// `spec()` (a user's layer without one leaves the network without one too).
+    template <bool Describable = (detail::has_spec<Layers>::value && ...)>
+    std::enable_if_t<Describable, layer_spec> spec() const
+    {
+        layer_spec out{kind, {}, {}};
+        for_each_layer([&](std::size_t, const auto& layer) { out.children.push_back(layer.spec()); });
+        return out;
+    }
+
+    /// The network `spec` describes, its layers freshly initialised: each inner layer of the spec
+    /// through its type's `from_spec`. Only for networks whose every layer has a `from_spec`.
+    /// @throws value_error for another kind, any option, another number of inner layers, or an
+    /// inner layer its type refuses (prefixed by "Sequential layer <index>: ").
+    template <bool Rebuildable = (detail::has_from_spec<Layers>::value && ...)>
+    static std::enable_if_t<Rebuildable, Sequential> from_spec(const layer_spec& spec)
+    {
+        spec_reader(spec, kind, {}, layer_count, layer_count);
+        return from_spec_impl(spec, std::make_index_sequence<layer_count>{});
+    }
+
     /// `Sequential(<name of layer 0>, <name of layer 1>, ...)`.
     std::string name() const { return detail::chain_name(*this, "Sequential"); }
 
@@ -469,6 +495,13 @@ public:
     }
 
 private:
+    template <std::size_t... I>
+    static Sequential from_spec_impl(const layer_spec& spec, std::index_sequence<I...>)
+    {
+        // Braces: the layers are built, and their errors reported, in order.
+        return Sequential{guarded<I>([&] { return layer_type<I>::from_spec(spec.children[I]); })...};
+    }
+
     template <class F, std::size_t... I>
     void for_each_layer_impl(F& f, std::index_sequence<I...>) const
     {

@@ -62,6 +62,28 @@ public:
     /// (C): the running mean of |x| per channel.
     const xt::xtensor<T, 1>& running_mean_abs() const noexcept { return m_running_mean_abs.value(); }
 
+    /// The layer's kind in an `xcnn::layer_spec`: with `spec()` and `from_spec`, what lets a model
+    /// file record the layer and `xcnn::load_network` rebuild it (after
+    /// `registry.add<my::ChannelScale<T>>()`).
+    static constexpr const char* kind = "ChannelScale";
+
+    /// The constructor's arguments, by name: what the model file records of the layer.
+    xcnn::layer_spec spec() const
+    {
+        return xcnn::layer_spec{kind, {}, {}}
+            .set_size("channels", m_channels)
+            .set("momentum", {static_cast<double>(m_momentum)});
+    }
+
+    /// The layer `spec` describes, freshly initialised; momentum defaults to 0.1, as above.
+    /// @throws xcnn::value_error for another kind, an unknown, missing or malformed option, or a
+    /// value the constructor refuses.
+    static ChannelScale from_spec(const xcnn::layer_spec& spec)
+    {
+        const xcnn::spec_reader options(spec, kind, {"channels", "momentum"});
+        return ChannelScale(options.size("channels"), options.real<T>("momentum", T(0.1)));
+    }
+
     /// "ChannelScale(C, momentum=M)", in summaries and error messages.
     std::string name() const
     {

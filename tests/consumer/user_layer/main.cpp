@@ -2,7 +2,8 @@
 // softsign.hpp; docs/adding-a-layer.md explains them), built against the installed package by
 // tests/consumer/run.sh. It trains them inside a Sequential with Conv2D and Dense, and checks
 // what xcnn does with the layer's parameter and buffer: SGD updates the parameter, training
-// updates the buffer, xcnn::save/xcnn::load restore both, xcnn::export_npy writes both. It
+// updates the buffer, xcnn::save/xcnn::load restore both, xcnn::load_network rebuilds the
+// network from the file with a registry that knows the user's kinds, xcnn::export_npy writes both. It
 // also checks the layer's gradients against finite differences, as a user's own tests would.
 // Exits non-zero, with a message, on the first failure.
 #include "channel_scale.hpp"
@@ -191,6 +192,14 @@ int main()
     auto imported = make_net();
     xcnn::import_npy(imported, dir);
     check(state_of(imported) == state_of(net), "import_npy restored every parameter and the buffer");
+
+    // The architecture: the file also records each layer's kind and options, so load_network
+    // rebuilds the network without make_net(), from a registry that knows the user's kinds.
+    xcnn::layer_registry<float> registry;
+    registry.add<my::ChannelScale<float>>().add<my::Softsign<float>>();
+    auto rebuilt = xcnn::load_network<float>(model, registry);
+    check(rebuilt.spec() == net.spec(), "xcnn::load_network rebuilt the layers the file describes");
+    check(rebuilt.predict(images) == net.predict(images), "the rebuilt network predicts what the trained one does");
 
     if (failures > 0)
     {

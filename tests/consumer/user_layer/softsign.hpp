@@ -15,6 +15,8 @@ struct softsign_op
     /// The derivative 1 / (1 + |x|)^2 is (1 - |y|)^2: the output suffices, no input is kept.
     static constexpr bool backward_reads_input = false;
     std::string name() const { return "Softsign()"; }
+    /// Its kind in model files, which record each layer's kind and options (it has none).
+    static constexpr const char* kind = "Softsign";
     template <class V>
     V forward(const V& x) const
     {
