@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifndef XCNN_TEST_FIXTURES_DIR
@@ -574,6 +575,12 @@ void check_round_trip(Net& net, const std::vector<std::size_t>& input_shape, boo
     const xt::xtensor<T, 2> expected = net.predict(x);
     const xt::xtensor<T, 2> got = loaded.predict(x);
     CHECK(got == expected);
+    if (same_names && std::is_same<T, double>::value)
+    {
+        // The layers themselves: kinds, every option (eps and slopes written as floats come back
+        // as the decimals they were) and the nesting.
+        CHECK(onnx::import_graph(onnx::parse_model(file.data(), file.size())).spec == net.spec());
+    }
     if (same_names)
     {
         std::vector<std::string> a, b;

@@ -8,9 +8,9 @@
 // the reader documents (tensor values that match their dims and type, nodes with an op type, shapes
 // with one symbolic name per dimension). An accepted model then goes through load_onnx's graph
 // conversion (as a network of images and as one of rank-2 inputs) and, when that succeeds, is
-// built into a Network whose parameters must be the imported weights. No read may run past the input (the replay gives the
-// harness a copy of exactly the input's size, which ASan bounds). Anything else (another exception,
-// a crash, a sanitizer report, a broken invariant) aborts.
+// built into a Network whose parameters must be the imported weights. No read may run past the input (the replay gives
+// the harness a copy of exactly the input's size, which ASan bounds). Anything else (another exception, a crash, a
+// sanitizer report, a broken invariant) aborts.
 #include "fuzz_check.hpp"
 
 #include <xcnn/io/onnx.hpp>
@@ -132,7 +132,7 @@ void check_model(const xcnn::onnx::model& m)
 std::size_t check_spec(const xcnn::layer_spec& s, std::size_t depth)
 {
     XCNN_FUZZ_CHECK(depth <= 2 * xcnn::onnx::detail::graph_converter::max_depth + 2, "specs nest boundedly");
-    static const char* const kinds[] = {"Sequential", "Residual",  "Conv2D",    "Dense",   "BatchNorm2D",
+    static const char* const kinds[] = {"Sequential",  "Residual",  "Conv2D",    "Dense",   "BatchNorm2D",
                                         "BatchNorm1D", "MaxPool2D", "AvgPool2D", "ReLU",    "Sigmoid",
                                         "Tanh",        "GELU",      "LeakyReLU", "Flatten", "GlobalAvgPool2D"};
     bool known = false;
@@ -152,13 +152,13 @@ std::size_t check_spec(const xcnn::layer_spec& s, std::size_t depth)
 }
 
 /// The importer on an accepted model: a format_error, or a network whose weights are the imported ones.
-template <std::size_t In, std::size_t Out>
+template <int In, int Out>
 void check_import(const xcnn::onnx::model& m, const std::vector<unsigned char>& input)
 {
     xcnn::onnx::imported_network imported;
     try
     {
-        imported = xcnn::onnx::import_graph(m, In, Out, "fuzz");
+        imported = xcnn::onnx::import_graph(m, std::size_t(In), std::size_t(Out), "fuzz");
     }
     catch (const xcnn::format_error&)
     {
@@ -166,7 +166,7 @@ void check_import(const xcnn::onnx::model& m, const std::vector<unsigned char>& 
     }
     XCNN_FUZZ_CHECK(imported.spec.kind == "Sequential", "the imported network is a Sequential spec");
     (void)check_spec(imported.spec, 0);
-    XCNN_FUZZ_CHECK(imported.input_dims.size() == In && imported.output_dims.size() == Out,
+    XCNN_FUZZ_CHECK(imported.input_dims.size() == std::size_t(In) && imported.output_dims.size() == std::size_t(Out),
                     "the imported network has the requested ranks");
     std::size_t values = 0;
     for (const auto& w : imported.weights)

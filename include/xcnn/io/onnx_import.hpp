@@ -38,6 +38,7 @@
 #include "../core/error.hpp"
 #include "../core/layer_spec.hpp"
 #include "../network/network.hpp"
+#include "../network/registry.hpp"
 #include "onnx.hpp"
 
 namespace xcnn
@@ -1618,156 +1619,6 @@ inline imported_network import_graph(const model& m, std::size_t input_rank = 4,
 namespace detail
 {
 
-/// The options of `spec` as sizes: option `key`'s values, each a whole number.
-inline std::array<std::size_t, 2> spec_pair(const layer_spec& spec, const char* key)
-{
-    const std::vector<double>* v = spec.find(key);
-    return {static_cast<std::size_t>((*v)[0]), static_cast<std::size_t>((*v)[v->size() > 1 ? 1 : 0])};
-}
-inline std::size_t spec_size(const layer_spec& spec, const char* key)
-{
-    return static_cast<std::size_t>(spec.find(key)->front());
-}
-
-template <class T, std::size_t Rank>
-Network<T, Rank, Rank> build_branch(const layer_spec& spec);
-
-/// Appends the layer of `spec` (a spec `import_graph` made) to `net`, whose output has rank
-/// `rank`; returns the rank of the new output.
-template <class T, class Net>
-std::size_t push_imported(Net& net, const layer_spec& spec, std::size_t rank)
-{
-    const std::string& kind = spec.kind;
-    if (kind == "Conv2D")
-    {
-        net.push_back(Conv2D<T>(Conv2DOptions(spec_size(spec, "in_channels"), spec_size(spec, "out_channels"),
-                                              spec_pair(spec, "kernel_size"))
-                                    .stride(spec_pair(spec, "stride"))
-                                    .padding(spec_pair(spec, "padding"))
-                                    .dilation(spec_pair(spec, "dilation"))
-                                    .groups(spec_size(spec, "groups"))
-                                    .bias(spec_size(spec, "bias") != 0)));
-    }
-    else if (kind == "Dense")
-    {
-        net.push_back(Dense<T>(spec_size(spec, "in_features"), spec_size(spec, "out_features")));
-    }
-    else if (kind == "BatchNorm2D" || kind == "BatchNorm1D")
-    {
-        const auto n = spec_size(spec, "num_features");
-        const T eps = static_cast<T>(spec.find("eps")->front());
-        const T momentum = static_cast<T>(spec.find("momentum")->front());
-        if (kind == "BatchNorm2D")
-        {
-            net.push_back(BatchNorm2D<T>(n, eps, momentum));
-        }
-        else
-        {
-            net.push_back(BatchNorm1D<T>(n, eps, momentum));
-        }
-    }
-    else if (kind == "MaxPool2D")
-    {
-        net.push_back(
-            MaxPool2D<T>(spec_pair(spec, "kernel_size"), spec_pair(spec, "stride"), spec_pair(spec, "padding")));
-    }
-    else if (kind == "AvgPool2D")
-    {
-        net.push_back(
-            AvgPool2D<T>(spec_pair(spec, "kernel_size"), spec_pair(spec, "stride"), spec_pair(spec, "padding")));
-    }
-    else if (kind == "ReLU")
-    {
-        net.push_back(ReLU<T>{});
-    }
-    else if (kind == "Sigmoid")
-    {
-        net.push_back(Sigmoid<T>{});
-    }
-    else if (kind == "Tanh")
-    {
-        net.push_back(Tanh<T>{});
-    }
-    else if (kind == "GELU")
-    {
-        net.push_back(GELU<T>{});
-    }
-    else if (kind == "LeakyReLU")
-    {
-        net.push_back(LeakyReLU<T>(leaky_relu_op<T>(static_cast<T>(spec.find("negative_slope")->front()))));
-    }
-    else if (kind == "Flatten")
-    {
-        net.push_back(Flatten<T>{});
-        return 2;
-    }
-    else if (kind == "GlobalAvgPool2D")
-    {
-        net.push_back(GlobalAvgPool2D<T>{});
-        return 2;
-    }
-    else if (kind == "Residual" && rank == 4)
-    {
-        auto main = build_branch<T, 4>(spec.children[0]);
-        if (spec.children.size() > 1)
-        {
-            net.push_back(Residual(std::move(main), build_branch<T, 4>(spec.children[1])));
-        }
-        else
-        {
-            net.push_back(Residual(std::move(main)));
-        }
-    }
-    else if (kind == "Residual" && rank == 2)
-    {
-        auto main = build_branch<T, 2>(spec.children[0]);
-        if (spec.children.size() > 1)
-        {
-            net.push_back(Residual(std::move(main), build_branch<T, 2>(spec.children[1])));
-        }
-        else
-        {
-            net.push_back(Residual(std::move(main)));
-        }
-    }
-    else
-    {
-        throw value_error(xcnn::detail::concat("no layer of kind ", kind, " at rank ", rank));
-    }
-    return rank;
-}
-
-/// The branch of a residual block, rank `Rank` in and out.
-template <class T, std::size_t Rank>
-Network<T, Rank, Rank> build_branch(const layer_spec& spec)
-{
-    Network<T, Rank, Rank> net;
-    std::size_t rank = Rank;
-    for (const auto& c : spec.children)
-    {
-        rank = push_imported<T>(net, c, rank);
-    }
-    return net;
-}
-
-/// The network of the "Sequential" spec `import_graph` made.
-template <class T, std::size_t InputRank, std::size_t OutputRank>
-Network<T, InputRank, OutputRank> build_imported(const layer_spec& spec)
-{
-    Network<T, InputRank, OutputRank> net;
-    std::size_t rank = InputRank;
-    for (const auto& c : spec.children)
-    {
-        rank = push_imported<T>(net, c, rank);
-    }
-    return net;
-}
-
-} // namespace detail
-
-namespace detail
-{
-
 /// Copies the imported weights into the parameters and buffers of `net` by name; `source`
 /// names the file in messages.
 /// @throws format_error if a weight has another shape than the network's tensor of its name, or
@@ -1832,17 +1683,18 @@ void assign_weights(Net& net, const imported_network& imported, const std::strin
 /// names it in messages.
 /// @throws format_error for a malformed file (as `parse_model`) or a graph xcnn cannot import
 /// (as `import_graph`).
-template <class T, std::size_t InputRank = 4, std::size_t OutputRank = 2>
+template <class T, int InputRank = 4, int OutputRank = 2>
 Network<T, InputRank, OutputRank> from_bytes(const unsigned char* data, std::size_t size,
                                              const std::string& source = "<onnx>")
 {
     const model m = parse_model(data, size, source);
-    const imported_network imported = import_graph(m, InputRank, OutputRank, source);
+    const imported_network imported =
+        import_graph(m, static_cast<std::size_t>(InputRank), static_cast<std::size_t>(OutputRank), source);
     Network<T, InputRank, OutputRank> net = [&]
     {
         try
         {
-            return detail::build_imported<T, InputRank, OutputRank>(imported.spec);
+            return build_network<T, InputRank, OutputRank>(imported.spec);
         }
         catch (const format_error&)
         {
@@ -1886,7 +1738,7 @@ Network<T, InputRank, OutputRank> from_bytes(const unsigned char* data, std::siz
 /// inference; BatchNorm layers get the file's running statistics and Dropout is left out.
 /// @throws io_error if the file cannot be read; format_error naming the node, its operator and
 /// the attribute or initializer for a malformed file or a graph xcnn cannot import.
-template <class T, std::size_t InputRank = 4, std::size_t OutputRank = 2>
+template <class T, int InputRank = 4, int OutputRank = 2>
 Network<T, InputRank, OutputRank> load_onnx(const std::string& path)
 {
     const std::vector<unsigned char> bytes = io::detail::read_file_bytes(path, "load_onnx");
