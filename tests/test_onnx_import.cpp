@@ -468,6 +468,16 @@ TEST_CASE("onnx::import_graph: graphs xcnn cannot import are format_errors namin
                              {"node '/0/Conv' (Conv)", "attribute 'strides' (0, 1) has a value outside [1, "});
         require_import_error("seed", [](onnx::model& m) { set_attribute(node_of(m, "Conv"), int1("group", 3)); },
                              {"node '/0/Conv' (Conv)", "attribute 'group' = 3 does not divide its 8 output channels"});
+        require_import_error("zoo",
+                             [](onnx::model& m)
+                             {
+                                 onnx::attribute a;
+                                 a.name = "alpha";
+                                 a.type = onnx::attribute_float;
+                                 a.f = -0.5f;
+                                 set_attribute(node_of(m, "LeakyRelu"), a);
+                             },
+                             {"(LeakyRelu)", "attribute 'alpha' = -0.5 is not supported"});
         require_import_error("seed", [](onnx::model& m) { set_attribute(node_of(m, "Flatten"), int1("axis", 2)); },
                              {"node '/4/Flatten' (Flatten)", "attribute 'axis' = 2 is not supported"});
     }

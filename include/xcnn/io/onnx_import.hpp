@@ -1088,8 +1088,15 @@ private:
         {
             allow_attributes(n, {"alpha"});
             require_data_first(n, value);
+            const double slope = float_attribute(n, "alpha", 0.01);
+            if (!(slope >= 0) || !std::isfinite(slope))
+            {
+                fail_node(n, concat("attribute 'alpha' = ", slope,
+                                    " is not supported: xcnn's LeakyReLU takes a "
+                                    "finite slope >= 0"));
+            }
             layer_spec s{"LeakyReLU", {}, {}};
-            s.set("negative_slope", {float_attribute(n, "alpha", 0.01)});
+            s.set("negative_slope", {slope});
             layers.push_back({s, {}, {}});
             advance(n);
         }
