@@ -66,6 +66,7 @@
 #include "io/model.hpp"
 #include "io/npy.hpp"
 #include "io/onnx.hpp"
+#include "io/onnx_import.hpp"
 #include "io/protobuf.hpp"
 
 #endif // XCNN_XCNN_HPP

@@ -1,17 +1,20 @@
-// libFuzzer harness for the ONNX reader (io/onnx.hpp) and the protobuf wire-format reader under it
-// (io/protobuf.hpp).
+// libFuzzer harness for the ONNX reader (io/onnx.hpp), the protobuf wire-format reader under it
+// (io/protobuf.hpp) and the importer (io/onnx_import.hpp).
 //
 // Every input is read twice: by onnx::parse_model, and by a schema-less walk that reads every
 // field with the accessor of its wire type and descends into every length-delimited field as if it
 // were a message, so mutations reach every path of protobuf::reader, not only those ONNX's schema
 // leads to. A malformed input must end in an xcnn::format_error; an accepted model must hold what
 // the reader documents (tensor values that match their dims and type, nodes with an op type, shapes
-// with one symbolic name per dimension), and no read may run past the input (the replay gives the
-// harness a copy of exactly the input's size, which ASan bounds). Anything else (another exception,
-// a crash, a sanitizer report, a broken invariant) aborts.
+// with one symbolic name per dimension). An accepted model then goes through load_onnx's graph
+// conversion (as a network of images and as one of rank-2 inputs) and, when that succeeds, is
+// built into a Network whose parameters must be the imported weights. No read may run past the input (the replay gives
+// the harness a copy of exactly the input's size, which ASan bounds). Anything else (another exception, a crash, a
+// sanitizer report, a broken invariant) aborts.
 #include "fuzz_check.hpp"
 
 #include <xcnn/io/onnx.hpp>
+#include <xcnn/io/onnx_import.hpp>
 #include <xcnn/io/protobuf.hpp>
 
 #include <cstddef>
@@ -126,6 +129,76 @@ void check_model(const xcnn::onnx::model& m)
     }
 }
 
+std::size_t check_spec(const xcnn::layer_spec& s, std::size_t depth)
+{
+    XCNN_FUZZ_CHECK(depth <= 2 * xcnn::onnx::detail::graph_converter::max_depth + 2, "specs nest boundedly");
+    static const char* const kinds[] = {"Sequential",  "Residual",  "Conv2D",    "Dense",   "BatchNorm2D",
+                                        "BatchNorm1D", "MaxPool2D", "AvgPool2D", "ReLU",    "Sigmoid",
+                                        "Tanh",        "GELU",      "LeakyReLU", "Flatten", "GlobalAvgPool2D"};
+    bool known = false;
+    for (const char* k : kinds)
+    {
+        known = known || s.kind == k;
+    }
+    XCNN_FUZZ_CHECK(known, "an imported layer is of a kind xcnn has");
+    XCNN_FUZZ_CHECK(s.kind != "Residual" || (s.children.size() == 1 || s.children.size() == 2),
+                    "a Residual has one or two branches");
+    std::size_t layers = 1;
+    for (const auto& c : s.children)
+    {
+        layers += check_spec(c, depth + 1);
+    }
+    return layers;
+}
+
+/// The importer on an accepted model: a format_error, or a network whose weights are the imported ones.
+template <int In, int Out>
+void check_import(const xcnn::onnx::model& m, const std::vector<unsigned char>& input)
+{
+    xcnn::onnx::imported_network imported;
+    try
+    {
+        imported = xcnn::onnx::import_graph(m, std::size_t(In), std::size_t(Out), "fuzz");
+    }
+    catch (const xcnn::format_error&)
+    {
+        return;
+    }
+    XCNN_FUZZ_CHECK(imported.spec.kind == "Sequential", "the imported network is a Sequential spec");
+    (void)check_spec(imported.spec, 0);
+    XCNN_FUZZ_CHECK(imported.input_dims.size() == std::size_t(In) && imported.output_dims.size() == std::size_t(Out),
+                    "the imported network has the requested ranks");
+    std::size_t values = 0;
+    for (const auto& w : imported.weights)
+    {
+        std::size_t n = 1;
+        for (const auto d : w.shape)
+        {
+            n *= d;
+        }
+        XCNN_FUZZ_CHECK(n == w.values.size() && n > 0, "an imported weight holds its shape's values");
+        values += n;
+    }
+    try
+    {
+        auto net = xcnn::onnx::from_bytes<float, In, Out>(input.data(), input.size(), "fuzz");
+        std::size_t held = 0;
+        for (const auto& p : net.parameters())
+        {
+            held += p.size();
+        }
+        for (const auto& b : net.buffers())
+        {
+            held += b.name().find("num_batches_tracked") == std::string::npos ? b.size() : 0;
+        }
+        XCNN_FUZZ_CHECK(held == values, "the built network holds exactly the imported weights");
+    }
+    catch (const xcnn::format_error&)
+    {
+        // The built network cannot take the file's input shape: the conversion could not know.
+    }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
@@ -140,12 +213,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     catch (const xcnn::format_error&)
     {
     }
+    xcnn::onnx::model m;
     try
     {
-        check_model(xcnn::onnx::parse_model(input.data(), input.size(), "fuzz"));
+        m = xcnn::onnx::parse_model(input.data(), input.size(), "fuzz");
     }
     catch (const xcnn::format_error&)
     {
+        return 0;
     }
+    check_model(m);
+    check_import<4, 2>(m, input);
+    check_import<2, 2>(m, input);
     return 0;
 }
