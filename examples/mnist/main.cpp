@@ -897,33 +897,8 @@ void with_model(const std::string& name, F&& f)
     }
 }
 
-/// The --model whose network has the parameters and buffers of `file`, or "".
-std::string model_holding(const xcnn::io::model_file& file)
-{
-    for (const char* name : {"lenet", "seed", "resnet"})
-    {
-        bool same = false;
-        with_model(name, [&](auto net) { same = holds(std::move(net), file); });
-        if (same)
-        {
-            return name;
-        }
-    }
-    return "";
-}
-
-template <class>
-struct is_network : std::false_type
-{
-};
-template <class T, int In, int Out>
-struct is_network<xcnn::Network<T, In, Out>> : std::true_type
-{
-};
-
-/// --export-onnx: the model as ONNX for batches of 28x28 single-channel images. save_onnx walks the
-/// layer types of a Sequential; a Network (a network a model file describes) is exported through
-/// the --model network of the same architecture, holding its weights.
+/// --export-onnx: the model as ONNX for batches of 28x28 single-channel images (a --model
+/// network, or the Network a model file describes: save_onnx writes both from their layers' specs).
 template <class Net>
 void export_onnx(Net& net, const options& o)
 {
@@ -932,20 +907,7 @@ void export_onnx(Net& net, const options& o)
         return;
     }
     xcnn::require_finite(net, "not exporting the model to '" + o.export_onnx + "'");
-    if constexpr (is_network<Net>::value)
-    {
-        const auto state = xcnn::model_state(net);
-        with_model(model_holding(state),
-                   [&](auto sequential)
-                   {
-                       xcnn::load_state(sequential, state);
-                       xcnn::save_onnx(sequential, o.export_onnx, {1, 1, 28, 28});
-                   });
-    }
-    else
-    {
-        xcnn::save_onnx(net, o.export_onnx, {1, 1, 28, 28});
-    }
+    xcnn::save_onnx(net, o.export_onnx, {1, 1, 28, 28});
     std::cout << "exported " << o.export_onnx << " (ONNX, opset 13)\n";
 }
 
@@ -973,12 +935,6 @@ bool load_described_network(options& o)
         }
         std::cout << "note: " << o.load << " holds another network than --model " << o.model
                   << "; running the one it describes\n";
-    }
-    if (!o.export_onnx.empty() && model_holding(file).empty())
-    {
-        // Said now rather than after training.
-        throw xcnn::value_error("--export-onnx '" + o.export_onnx + "': the network " + o.load +
-                                " describes is none of --model's, and save_onnx exports only those");
     }
     o.model_file = o.load;
     return true;
