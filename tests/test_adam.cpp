@@ -266,7 +266,7 @@ TEST_CASE("Adam and AdamW refuse invalid hyperparameters, naming the optimizer a
     CHECK(opt.beta2() == 0.999);
 }
 
-TEST_CASE("Adam's state round trips and continues bit for bit; a state that does not fit is refused", "[adam][state]")
+TEST_CASE("Adam's state round trips and continues bit for bit, a state that does not fit is refused", "[adam][state]")
 {
     xcnn_test::torch_parameters<double> model;
     const auto grads = xcnn_test::torch_optim("grads");

@@ -485,7 +485,7 @@ auto make_net()
 }
 
 TEST_CASE("Sequential: BatchNorm2D between Conv2D and ReLU breaks the training fusion and gives the layers' "
-          "results; at inference it folds into the convolution",
+          "results, at inference it folds into the convolution",
           "[batchnorm][sequential]")
 {
     using xcnn::detail::step_kind;

@@ -99,7 +99,7 @@ TEST_CASE("Dropout masks show no pattern between neighbours, halves of a draw or
     CHECK_FALSE(identical(xt::xtensor<float, 1>(xt::view(y, 0)), xt::xtensor<float, 1>(xt::view(y, 1))));
 }
 
-TEST_CASE("Dropout predict is the identity and draws nothing; backward after it is an error", "[dropout]")
+TEST_CASE("Dropout predict is the identity and draws nothing, backward after it is an error", "[dropout]")
 {
     std::mt19937 rng(6);
     Dropout<double> layer(0.4);
@@ -111,7 +111,7 @@ TEST_CASE("Dropout predict is the identity and draws nothing; backward after it 
     xcnn_test::require_error<xcnn::error>([&] { (void)layer.backward(dy); }, {"Dropout(p=0.4)", "forward"});
 }
 
-TEST_CASE("Dropout backward applies the mask of the last forward; every forward draws a new one", "[dropout]")
+TEST_CASE("Dropout backward applies the mask of the last forward, every forward draws a new one", "[dropout]")
 {
     std::mt19937 rng(7);
     Dropout<float> layer(0.5);

@@ -194,7 +194,7 @@ TEST_CASE("layer spec text: malformed texts are format_errors saying where and w
     }
 }
 
-TEST_CASE("layer spec text: nesting and length are bounded; to_string refuses what would not read back", "[layer_spec]")
+TEST_CASE("layer spec text: nesting and length are bounded, to_string refuses what would not read back", "[layer_spec]")
 {
     auto nested = [](std::size_t depth)
     {

@@ -10,6 +10,7 @@
 
 #include "support/gradcheck.hpp"
 #include "support/layer_zoo.hpp"
+#include "support/naive_layers.hpp"
 #include "support/require_error.hpp"
 #include "support/shapes.hpp"
 #include "support/temp_dir.hpp"
@@ -82,16 +83,7 @@ std::vector<std::vector<typename L::value_type>> buffer_values(L& layer)
     return out;
 }
 
-template <class Handles>
-std::vector<std::string> names_of(const Handles& handles)
-{
-    std::vector<std::string> out;
-    for (const auto& h : handles)
-    {
-        out.push_back(h.name());
-    }
-    return out;
-}
+using xcnn_test::names_of;
 
 } // namespace
 

@@ -223,7 +223,7 @@ TEST_CASE("a network loaded with load_network trains as the original does", "[lo
     }
 }
 
-TEST_CASE("files written today still load into a matching Sequential; older files name the way to load them",
+TEST_CASE("files written today still load into a matching Sequential, older files name the way to load them",
           "[load_network]")
 {
     xcnn_test::temp_dir dir;

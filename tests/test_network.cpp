@@ -10,6 +10,7 @@
 
 #include "models.hpp"
 #include "support/gradcheck.hpp"
+#include "support/naive_layers.hpp"
 #include "support/require_error.hpp"
 #include "support/temp_dir.hpp"
 
@@ -25,39 +26,11 @@
 namespace
 {
 
+using xcnn_test::identical;
+using xcnn_test::names_of;
+using xcnn_test::random_tensor;
 using xcnn_test::require_error;
-
-template <class S>
-std::vector<std::size_t> as_vector(const S& shape)
-{
-    return std::vector<std::size_t>(shape.begin(), shape.end());
-}
-
-/// Same shape and bit-identical elements.
-template <class A, class B>
-bool identical(const A& a, const B& b)
-{
-    return as_vector(a.shape()) == as_vector(b.shape()) && std::equal(a.begin(), a.end(), b.begin());
-}
-
-template <class T, std::size_t N>
-xt::xtensor<T, N> random_tensor(const std::array<std::size_t, N>& shape, std::mt19937& rng)
-{
-    xt::xtensor<T, N> t(shape);
-    xcnn_test::fill_uniform(t, rng);
-    return t;
-}
-
-template <class Handles>
-std::vector<std::string> names_of(const Handles& handles)
-{
-    std::vector<std::string> out;
-    for (const auto& h : handles)
-    {
-        out.push_back(h.name());
-    }
-    return out;
-}
+using xcnn_test::weighted_sum;
 
 /// Every value and gradient of every parameter, and every buffer value, of `net`.
 template <class Net>
@@ -74,18 +47,6 @@ std::vector<typename Net::value_type> state_of(Net& net)
         out.insert(out.end(), b.data(), b.data() + b.size());
     }
     return out;
-}
-
-/// sum(y * r): a scalar loss whose gradient with respect to y is r.
-template <class Y, class R>
-double weighted_sum(const Y& y, const R& r)
-{
-    double s = 0;
-    for (std::size_t i = 0; i < y.size(); ++i)
-    {
-        s += static_cast<double>(y.data()[i]) * static_cast<double>(r.data()[i]);
-    }
-    return s;
 }
 
 /// A network with every kind of step: Conv2D + ReLU fused, a Residual of Networks with BatchNorm,

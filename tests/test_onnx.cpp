@@ -561,7 +561,7 @@ TEST_CASE("save_onnx: a layer without an ONNX form, a wrong input shape and an u
         xcnn::Conv2D<float>(1, 2, 3),
         xcnn::Residual(xcnn::Sequential{xcnn::ReLU<float>{}, my::Softsign<float>{}, xcnn::Conv2D<float>(2, 2, 1)})};
     const std::string e = error_of([&] { xcnn::save_onnx(bad, path, {1, 1, 5, 5}); });
-    CHECK(e == "save_onnx: layer 1.main.1, Softsign(), has no ONNX form (docs/onnx.md lists the layers that have "
+    CHECK(e == "save_onnx: layer 1.main.1, Softsign, has no ONNX form (docs/onnx.md lists the layers that have "
                "one)");
     CHECK_THROWS_AS(xcnn::save_onnx(bad, path, {1, 1, 5, 5}), xcnn::value_error);
 
@@ -722,8 +722,8 @@ TEST_CASE("onnx::parse_model: every truncation of an exported model is a format_
 
 } // namespace
 
-TEST_CASE("save_onnx: a Network writes the file its Sequential writes, byte for byte; a layer without an ONNX "
-          "form is named by its index",
+TEST_CASE("save_onnx: a Network writes the file its Sequential writes, byte for byte, and names a layer without "
+          "an ONNX form by its index",
           "[onnx][network]")
 {
     auto sequential = mnist_models::make_resnet<float>();

@@ -10,6 +10,7 @@
 
 #include "consumer/user_layer/channel_scale.hpp"
 #include "support/gradcheck.hpp"
+#include "support/naive_layers.hpp"
 #include "support/require_error.hpp"
 #include "support/temp_dir.hpp"
 
@@ -69,16 +70,7 @@ xt::xtensor<T, N> sum_of(const xt::xtensor<T, N>& a, const xt::xtensor<T, N>& b)
     return out;
 }
 
-template <class Handles>
-std::vector<std::string> names_of(const Handles& handles)
-{
-    std::vector<std::string> out;
-    for (const auto& h : handles)
-    {
-        out.push_back(h.name());
-    }
-    return out;
-}
+using xcnn_test::names_of;
 
 /// Every value of every parameter and buffer of `net`.
 template <class Net>
@@ -221,7 +213,7 @@ xt::xarray<double> fixture_array(const std::string& name)
 
 } // namespace
 
-TEST_CASE("Residual is built by CTAD inside a Sequential; its ranks, types and branches", "[residual]")
+TEST_CASE("Residual is built by CTAD inside a Sequential, its ranks, types and branches", "[residual]")
 {
     xcnn::Sequential net{xcnn::Conv2D<float>(1, 4, 3, 1, 1),
                          xcnn::Residual(xcnn::Sequential{xcnn::Conv2D<float>(4, 4, 3, 1, 1), xcnn::ReLU<float>{},
@@ -477,7 +469,7 @@ TEST_CASE("Residual names its parameters and buffers main.<name> and shortcut.<n
                                    "3.shortcut.1.weight", "6.weight", "6.bias"});
 }
 
-TEST_CASE("Residual's name and summary show both branches; reset_parameters draws main, then shortcut", "[residual]")
+TEST_CASE("Residual's name and summary show both branches, reset_parameters draws main, then shortcut", "[residual]")
 {
     auto net = make_torch_net();
     CHECK(net.get<2>().name() == "Residual(main=Sequential(Conv2D(4, 4, kernel_size=(3, 3), stride=(1, 1), "

@@ -301,7 +301,7 @@ TEST_CASE("schedules refuse invalid settings with value_error, and OneCycleLR a 
     CHECK(beyond.steps() == 9);
 }
 
-TEST_CASE("schedule states round trip and continue identically; a state that does not fit is refused",
+TEST_CASE("schedule states round trip and continue identically, a state that does not fit is refused",
           "[schedule][state]")
 {
     scalar_model model;

@@ -756,7 +756,7 @@ private:
 
 } // namespace
 
-TEST_CASE("Sequential::buffers names each layer's buffers like state_dict keys; optimizers never see them",
+TEST_CASE("Sequential::buffers names each layer's buffers like state_dict keys, optimizers never see them",
           "[sequential][buffers]")
 {
     xcnn::Sequential net{xcnn::Dense<double>(3, 4), SampleCounter<double>{}, xcnn::ReLU<double>{},
@@ -783,7 +783,7 @@ TEST_CASE("Sequential::buffers names each layer's buffers like state_dict keys; 
     CHECK(buffers[1].shape() == std::vector<std::size_t>{1});
 }
 
-TEST_CASE("Parameter and buffer handles survive moving the network; a copy is a new network", "[sequential]")
+TEST_CASE("Parameter and buffer handles survive moving the network, a copy is a new network", "[sequential]")
 {
     auto net = xcnn::Sequential{xcnn::Dense<double>(3, 4), SampleCounter<double>{}, xcnn::Dense<double>(4, 2)};
     {

@@ -12,6 +12,7 @@
 #include <limits>
 #include <random>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <xcnn/core/xtensor_shim.hpp> // xtensor's headers, whatever its version's layout
@@ -486,6 +487,18 @@ xt::xtensor<T, 2> flatten(const xt::xtensor<T, 4>& x)
 // ---------------------------------------------------------------------------------------------
 // Small helpers shared by the layer tests.
 // ---------------------------------------------------------------------------------------------
+
+/// The names of parameter, buffer or generator handles, in order.
+template <class Handles>
+std::vector<std::string> names_of(const Handles& handles)
+{
+    std::vector<std::string> out;
+    for (const auto& h : handles)
+    {
+        out.push_back(h.name());
+    }
+    return out;
+}
 
 /// A tensor of the given shape filled with U(lo, hi) draws from `rng`.
 template <class T, std::size_t N>
