@@ -751,5 +751,5 @@ TEST_CASE("save_onnx: a Network writes the file its Sequential writes, byte for 
     CHECK(error_of(
               [&] {
                   (void)xcnn::onnx::to_bytes(bad, {1, 1, 5, 5});
-              }) == "save_onnx: layer 1, Softsign(), has no ONNX form (docs/onnx.md lists the layers that have one)");
+              }) == "save_onnx: layer 1, Softsign, has no ONNX form (docs/onnx.md lists the layers that have one)");
 }
