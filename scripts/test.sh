@@ -10,6 +10,8 @@
 #                                     # 13.2.0 and xtl 0.8.2 built from ../shared/deps (or
 #                                     # $XCNN_DEPS_DIR) into <build>/deps-prefix, in build/xtensor-next:
 #                                     # the whole suite but the consumer tests
+#   --sanitize --xtensor-next         # both at once, in build/asan-next (what CI runs: one build
+#                                     # checks the sanitizers and xtensor 0.27 in C++20)
 #   --build-dir=DIR                   # build in DIR instead (e.g. outside a read-only checkout)
 #
 # The Release and sanitizer builds install ONNX Runtime (npm onnxruntime-node, for the ONNX export
@@ -76,17 +78,70 @@ if command -v dpkg > /dev/null 2>&1; then
 fi
 
 # --- configure / build / test ----------------------------------------------------------------
-if ((sanitize + tsan + next > 1)); then
-    echo "test.sh: --sanitize, --tsan and --xtensor-next are separate builds; give one" >&2
+if ((tsan && sanitize + next > 0)); then
+    echo "test.sh: --tsan is a build of its own; give it alone" >&2
     exit 2
 fi
+if ((tsan)); then
+    # ThreadSanitizer cannot be combined with ASan, so it has a build of its own, limited to what
+    # runs xcnn's thread pool (core/threading.hpp): test_threading (the pool, layers at 1-4
+    # threads), test_concurrency (user threads sharing the pool) and xcnn-mnist training with
+    # --threads 2 (xcnn_tests_threads is the group of the first two). test_allocations also sets threads, but its operator new counter cannot see
+    # through TSan's allocator, so it would pass vacuously.
+    build_dir=${build_dir_arg:-build/tsan}
+    tsan_flags="-fsanitize=thread -fno-omit-frame-pointer"
+    tsan_targets=(xcnn_tests_threads xcnn-mnist xcnn_io_test_tool)
+    tsan_tests='^(test_threading/|test_concurrency/|mnist_example/smoke$)'
+    echo "test.sh: configuring $build_dir"
+    # XCNN_WITH_MPI=OFF: xcnn's MPI code starts no threads; the tests below never start MPI.
+    cmake -S . -B "$build_dir" -DXCNN_WERROR=ON -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -O1" \
+        "-DCMAKE_CXX_FLAGS=$tsan_flags" "-DCMAKE_EXE_LINKER_FLAGS=$tsan_flags" -DXCNN_BUILD_BENCHMARKS=OFF \
+        -DXCNN_WITH_MPI=OFF
+    echo "test.sh: building ${tsan_targets[*]} in $build_dir"
+    cmake --build "$build_dir" -j"$jobs" --target "${tsan_targets[@]}"
+    # Any data race or lock-order inversion fails the test that caused it (caller's settings win).
+    export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
+    echo "test.sh: testing $build_dir ($tsan_tests)"
+    ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" --no-tests=error -R "$tsan_tests"
+    echo "test.sh: all ThreadSanitizer tests passed ($build_dir)"
+    exit 0
+fi
+
+config_args=()
+if ((sanitize)); then
+    default_dir=build/asan
+    config_args+=(
+        -DCMAKE_BUILD_TYPE=Debug
+        # -g1: line tables for the sanitizers' stack traces, without the full debug info that
+        # makes every test translation unit slower to compile.
+        "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -O1"
+        -DXCNN_SANITIZE=ON
+        -DXCNN_BUILD_BENCHMARKS=OFF
+        # Left out under the sanitizers: what another sanitized test runs already (test_layers
+        # runs every layer, the element-wise activations included, through the conformance tests
+        # at several shapes; test_sequential and test_training the networks), scalar-only code
+        # (schedules, initialisation, version macros), and the thread tests, which the TSan build
+        # runs. Every kernel that reads or writes raw memory keeps its own test here.
+        "-DXCNN_SKIP_TESTS=test_smoke;test_relu;test_leaky_relu;test_sigmoid;test_tanh;test_gelu;test_flatten;test_schedule;test_init;test_idx_nozlib;test_threading;test_concurrency;test_resnet_interop"
+    )
+    # Make any sanitizer report fatal (caller's settings win).
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:detect_leaks=1}"
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+else
+    default_dir=build/release
+    config_args+=(-DCMAKE_BUILD_TYPE=Release)
+    # Every header alone as C++20 is the --xtensor-next job's (CI runs it).
+    ((next)) || config_args+=(-DXCNN_TEST_HEADERS_CXX20=OFF)
+fi
+ctest_args=()
 if ((next)); then
     # xtensor >= 0.26 (C++20, headers in sub-folders) is what vcpkg and conan users get, while
     # the other builds use Debian's 0.24. The release sources in ../shared/deps are installed into
     # a scratch prefix that CMAKE_PREFIX_PATH puts ahead of /usr; Debian's 0.24 headers stay in
     # /usr/include, so anything that reaches xtensor around xcnn's shim would mix the two versions.
     # After the build, the compiler's dependency files prove that no translation unit did.
-    build_dir=${build_dir_arg:-build/xtensor-next}
+    if ((sanitize)); then default_dir=build/asan-next; else default_dir=build/xtensor-next; fi
+    build_dir=${build_dir_arg:-$default_dir}
     deps_dir=${XCNN_DEPS_DIR:-$(dirname "$PWD")/shared/deps}
     deps_work="$build_dir/deps"
     mkdir -p "$deps_work"
@@ -117,18 +172,32 @@ if ((next)); then
             -DCMAKE_PREFIX_PATH="$prefix" "${dep_args[@]}" > /dev/null
         cmake --install "$deps_work/$name-build" > /dev/null
     done
-    echo "test.sh: configuring $build_dir"
     # XCNN_WITH_MPI=OFF: the Release build compiles and runs the MPI parts (test_distributed,
     # xcnn-mnist --distributed, distributed/mpi.hpp as C++20); here they would only add build time.
     # Makefiles keep the compiler's dependency files next to the objects (Ninja folds them into
     # its own database and deletes them), which is what the header check below reads.
-    cmake -S . -B "$build_dir" -G "Unix Makefiles" -DXCNN_WERROR=ON -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_CXX_STANDARD=20 -DCMAKE_PREFIX_PATH="$prefix" -DXCNN_BUILD_BENCHMARKS=OFF -DXCNN_WITH_MPI=OFF
-    # The whole suite: every header alone, the layer zoo in float and double, every subsystem and
-    # the example program. One goal, so make builds it on every core (several goals given to
-    # `cmake --build` are built one after another: the top-level Makefile is .NOTPARALLEL).
-    echo "test.sh: building $build_dir"
-    cmake --build "$build_dir" -j"$jobs"
+    config_args+=(-G "Unix Makefiles" -DCMAKE_CXX_STANDARD=20 "-DCMAKE_PREFIX_PATH=$prefix"
+                  -DXCNN_BUILD_BENCHMARKS=OFF -DXCNN_WITH_MPI=OFF)
+    # The consumer tests configure fresh projects that see only the system's packages (run.sh
+    # clears CMAKE_PREFIX_PATH on purpose), so here they would test xtensor 0.24 again.
+    ctest_args+=(-E '^consumers$')
+fi
+build_dir=${build_dir_arg:-$default_dir}
+
+# ONNX Runtime (below) is ~300 MB: one copy beside the build directories serves them all.
+mkdir -p "$build_dir"
+ort_dir=${XCNN_ONNXRUNTIME_NODE_DIR:-$(cd "$(dirname "$build_dir")" && pwd)/onnxruntime}
+config_args+=("-DXCNN_ONNXRUNTIME_NODE_DIR=$ort_dir")
+
+echo "test.sh: configuring $build_dir"
+cmake -S . -B "$build_dir" -DXCNN_WERROR=ON "${config_args[@]}"
+
+echo "test.sh: building $build_dir"
+# One goal, so make builds it on every core (several goals given to `cmake --build` are built one
+# after another: the top-level Makefile is .NOTPARALLEL).
+cmake --build "$build_dir" -j"$jobs"
+
+if ((next)); then
     # Every header a translation unit read is in its compiler-written dependency file (*.d).
     leaked=$(find "$build_dir" -path "$deps_work" -prune -o -name '*.d' -print0 |
         xargs -0 grep -lE '/usr/(local/)?include/(xtensor|xsimd|xtl)/' || true)
@@ -142,72 +211,7 @@ if ((next)); then
         echo "test.sh: no object was compiled with $prefix's xtensor; is the check still valid?" >&2
         exit 1
     fi
-    echo "test.sh: testing $build_dir"
-    # The consumer tests configure fresh projects that see only the system's packages (run.sh
-    # clears CMAKE_PREFIX_PATH on purpose), so here they would test xtensor 0.24 again.
-    ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" --no-tests=error -E '^consumers$' 
-    echo "test.sh: all tests passed against xtensor 0.27.1 in C++20 ($build_dir)"
-    exit 0
 fi
-if ((tsan)); then
-    # ThreadSanitizer cannot be combined with ASan, so it has a build of its own, limited to what
-    # runs xcnn's thread pool (core/threading.hpp): test_threading (the pool, layers at 1-4
-    # threads), test_concurrency (user threads sharing the pool) and xcnn-mnist training with
-    # --threads 2 (xcnn_tests_threads is the group of the first two). test_allocations also sets threads, but its operator new counter cannot see
-    # through TSan's allocator, so it would pass vacuously.
-    build_dir=${build_dir_arg:-build/tsan}
-    tsan_flags="-fsanitize=thread -fno-omit-frame-pointer"
-    tsan_targets=(xcnn_tests_threads xcnn-mnist xcnn_io_test_tool)
-    tsan_tests='^(test_threading/|test_concurrency/|mnist_example/smoke$)'
-    echo "test.sh: configuring $build_dir"
-    # XCNN_WITH_MPI=OFF: xcnn's MPI code starts no threads; the tests below never start MPI.
-    cmake -S . -B "$build_dir" -DXCNN_WERROR=ON -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -O1" \
-        "-DCMAKE_CXX_FLAGS=$tsan_flags" "-DCMAKE_EXE_LINKER_FLAGS=$tsan_flags" -DXCNN_BUILD_BENCHMARKS=OFF \
-        -DXCNN_WITH_MPI=OFF
-    echo "test.sh: building ${tsan_targets[*]} in $build_dir"
-    cmake --build "$build_dir" -j"$jobs" --target "${tsan_targets[@]}"
-    # Any data race or lock-order inversion fails the test that caused it (caller's settings win).
-    export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
-    echo "test.sh: testing $build_dir ($tsan_tests)"
-    ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" --no-tests=error -R "$tsan_tests"
-    echo "test.sh: all ThreadSanitizer tests passed ($build_dir)"
-    exit 0
-fi
-if ((sanitize)); then
-    build_dir=${build_dir_arg:-build/asan}
-    config_args=(
-        -DCMAKE_BUILD_TYPE=Debug
-        # -g1: line tables for the sanitizers' stack traces, without the full debug info that
-        # makes every test translation unit slower to compile.
-        "-DCMAKE_CXX_FLAGS_DEBUG=-g1 -O1"
-        -DXCNN_SANITIZE=ON
-        -DXCNN_BUILD_BENCHMARKS=OFF
-        # Left out under the sanitizers: what another sanitized test runs already (test_layers
-        # runs every layer, the element-wise activations included, through the conformance tests
-        # at several shapes; test_sequential and test_training the networks), scalar-only code
-        # (schedules, initialisation, version macros), and the thread tests, which the TSan build
-        # runs. Every kernel that reads or writes raw memory keeps its own test here.
-        "-DXCNN_SKIP_TESTS=test_smoke;test_relu;test_leaky_relu;test_sigmoid;test_tanh;test_gelu;test_flatten;test_schedule;test_init;test_idx_nozlib;test_threading;test_concurrency;test_resnet_interop"
-    )
-    # Make any sanitizer report fatal (caller's settings win).
-    export ASAN_OPTIONS="${ASAN_OPTIONS:-halt_on_error=1:print_stacktrace=1:detect_leaks=1}"
-    export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
-else
-    build_dir=${build_dir_arg:-build/release}
-    # Every header alone as C++20 is the --xtensor-next job's (CI runs it next).
-    config_args=(-DCMAKE_BUILD_TYPE=Release -DXCNN_TEST_HEADERS_CXX20=OFF)
-fi
-
-# ONNX Runtime (below) is ~300 MB: one copy beside the build directories serves them all.
-mkdir -p "$build_dir"
-ort_dir=${XCNN_ONNXRUNTIME_NODE_DIR:-$(cd "$(dirname "$build_dir")" && pwd)/onnxruntime}
-config_args+=("-DXCNN_ONNXRUNTIME_NODE_DIR=$ort_dir")
-
-echo "test.sh: configuring $build_dir"
-cmake -S . -B "$build_dir" -DXCNN_WERROR=ON "${config_args[@]}"
-
-echo "test.sh: building $build_dir"
-cmake --build "$build_dir" -j"$jobs"
 
 # ONNX Runtime for onnx/onnxruntime_parity (tests/CMakeLists.txt), from npm: the CPU library ships
 # in the package, and --ignore-scripts skips the install script, which only downloads GPU parts.
@@ -224,6 +228,6 @@ if [[ ! -f $ort_dir/node_modules/onnxruntime-node/package.json ]]; then
 fi
 
 echo "test.sh: testing $build_dir"
-ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" --no-tests=error
+ctest --test-dir "$build_dir" --output-on-failure -j"$jobs" --no-tests=error "${ctest_args[@]}"
 
-echo "test.sh: all tests passed ($build_dir)"
+echo "test.sh: all tests passed ($build_dir$( ((next)) && echo ", xtensor 0.27.1, C++20"))"

@@ -487,20 +487,323 @@ private:
 };
 
 template <class>
-struct is_network_type : std::false_type
-{
-};
-template <class T, int I, int O>
-struct is_network_type<Network<T, I, O>> : std::true_type
-{
-};
-template <class>
 struct is_sequential_type : std::false_type
 {
 };
 template <class... L>
 struct is_sequential_type<Sequential<L...>> : std::true_type
 {
+};
+
+/// The layers of a `Network` and how to run them, whatever ranks the network takes and returns:
+/// what `Network<T, In, Out>` wraps, and what `layer_registry` builds into (a chain nested in a
+/// network built at run time is one too, behind `chain_node`). Ranks are checked as layers are
+/// added; tensors pass as `ranked_ref`s. Every `xcnn::error` a layer throws reaches the caller with
+/// its type and its message prefixed by "Network layer <index>: ".
+template <class T>
+class layer_chain
+{
+    using node = network_node<T>;
+    using ref = ranked_ref<T>;
+
+public:
+    /// A chain without layers that takes tensors of rank `input_rank`.
+    explicit layer_chain(int input_rank) noexcept : m_input_rank(input_rank), m_produced(input_rank) {}
+    /// A copy of every layer, state included.
+    /// @throws value_error if a layer cannot be copied.
+    layer_chain(const layer_chain& other)
+        : m_steps(other.m_steps), m_predict_steps(other.m_predict_steps), m_input_rank(other.m_input_rank),
+          m_produced(other.m_produced)
+    {
+        m_nodes.reserve(other.m_nodes.size());
+        for (const auto& n : other.m_nodes)
+        {
+            m_nodes.push_back(n->clone());
+        }
+    }
+    layer_chain(layer_chain&& other) noexcept = default;
+    layer_chain& operator=(const layer_chain& other)
+    {
+        if (this != &other)
+        {
+            layer_chain copy(other);
+            *this = std::move(copy);
+        }
+        return *this;
+    }
+    layer_chain& operator=(layer_chain&& other) noexcept = default;
+    ~layer_chain() = default;
+
+    /// Appends `layer`.
+    /// @throws shape_error naming the index, the layer and both ranks if it cannot take the rank
+    /// the layer before it produces (or, first, the chain's input rank), or produces a rank above 4.
+    void push_back(std::unique_ptr<node> layer)
+    {
+        const int in = layer->input_rank();
+        const int out = layer->output_rank();
+        if (in != any_rank && in != m_produced)
+        {
+            throw shape_error(concat(
+                "Network layer ", m_nodes.size(), ": ", layer->name(), " takes a rank-", in, " input but ",
+                m_nodes.empty() ? std::string("the network takes rank ")
+                                : std::string("the layer before it produces rank "),
+                m_produced,
+                m_produced == 4 && in == 2 ? " (a Dense after a convolution or pooling layer needs a Flatten)" : ""));
+        }
+        if (out != any_rank && (out < 1 || out > network_max_rank))
+        {
+            throw shape_error(concat("Network layer ", m_nodes.size(), ": ", layer->name(), " produces rank ", out,
+                                     "; a Network passes ranks 1 to 4"));
+        }
+        m_nodes.push_back(std::move(layer));
+        m_produced = out == any_rank ? m_produced : out;
+        plan();
+    }
+
+    /// Number of layers.
+    std::size_t size() const noexcept { return m_nodes.size(); }
+    /// The rank the chain takes.
+    int input_rank() const noexcept { return m_input_rank; }
+    /// The rank its layers produce (its input rank when it has none).
+    int produced_rank() const noexcept { return m_produced; }
+
+    /// Layer `index`.
+    /// @throws value_error for an index past the last layer.
+    node& at(std::size_t index)
+    {
+        if (index >= m_nodes.size())
+        {
+            throw value_error(concat("Network: no layer ", index, " in a network of ", m_nodes.size()));
+        }
+        return *m_nodes[index];
+    }
+
+    /// Calls `f(index, layer)` for each layer in order.
+    template <class F>
+    void for_each_layer(F&& f) const
+    {
+        for (std::size_t i = 0; i < m_nodes.size(); ++i)
+        {
+            f(i, static_cast<const node&>(*m_nodes[i]));
+        }
+    }
+
+    /// Every (parameter, gradient) pair, named like PyTorch's `state_dict` keys ("0.weight").
+    std::vector<parameter<T>> parameters()
+    {
+        std::vector<parameter<T>> all;
+        for (std::size_t i = 0; i < m_nodes.size(); ++i)
+        {
+            add_indexed(all, m_nodes[i]->parameters(), i, m_nodes[i]->name());
+        }
+        return all;
+    }
+    /// Every buffer, named like PyTorch's `state_dict` keys ("1.running_mean").
+    std::vector<buffer<T>> buffers()
+    {
+        std::vector<buffer<T>> all;
+        for (std::size_t i = 0; i < m_nodes.size(); ++i)
+        {
+            add_indexed(all, m_nodes[i]->buffers(), i, m_nodes[i]->name());
+        }
+        return all;
+    }
+    /// The generators of the stochastic layers, named "<index>.<name>" ("3.rng").
+    std::vector<generator_handle> generators()
+    {
+        std::vector<generator_handle> all;
+        for (std::size_t i = 0; i < m_nodes.size(); ++i)
+        {
+            add_indexed(all, m_nodes[i]->generators(), i, std::string());
+        }
+        return all;
+    }
+    /// Number of trainable scalars of all layers together.
+    std::size_t num_parameters() const
+    {
+        std::size_t count = 0;
+        for (const auto& n : m_nodes)
+        {
+            count += n->num_parameters();
+        }
+        return count;
+    }
+    /// Re-draws every layer's parameters, in layer order, from `rng`.
+    void reset_parameters(std::mt19937& rng)
+    {
+        for (auto& n : m_nodes)
+        {
+            n->reset_parameters(rng);
+        }
+    }
+    /// Kind "Sequential" with each layer's spec as a child.
+    layer_spec spec() const
+    {
+        layer_spec s{"Sequential", {}, {}};
+        for (const auto& n : m_nodes)
+        {
+            s.children.push_back(n->spec());
+        }
+        return s;
+    }
+
+    /// Refuses to run a chain without layers or whose layers do not produce `output_rank`.
+    void require_runnable(int output_rank, const std::string& name) const
+    {
+        if (m_nodes.empty())
+        {
+            throw value_error("Network: it has no layers (add them with push_back)");
+        }
+        if (m_produced != output_rank && !(m_produced == any_rank && m_input_rank == output_rank))
+        {
+            throw value_error(concat("Network: its layers produce rank ",
+                                     m_produced == any_rank ? m_input_rank : m_produced,
+                                     " but it is declared to return rank ", output_rank, " (", name, ")"));
+        }
+    }
+
+    /// Every layer's `forward` (`training`) or `predict`, in the planned steps.
+    ref run(ref v, bool training)
+    {
+        m_has_cache = false;
+        const std::size_t n = m_nodes.size();
+        const auto& steps = training ? m_steps : m_predict_steps;
+        for (std::size_t i = 0; i < n;)
+        {
+            switch (steps[i])
+            {
+            case step_kind::with_activation:
+                v = guarded(i,
+                            [&] { return m_nodes[i]->forward_activated(v, training, *m_nodes[i + 1]->activation()); });
+                i += 2;
+                break;
+            case step_kind::with_affine:
+                v = guarded(i, [&] { return m_nodes[i]->predict_affine(v, *m_nodes[i + 1], nullptr); });
+                i += 2;
+                break;
+            case step_kind::with_affine_activation:
+                v = guarded(i, [&]
+                            { return m_nodes[i]->predict_affine(v, *m_nodes[i + 1], m_nodes[i + 2]->activation()); });
+                i += 3;
+                break;
+            case step_kind::rows_into_next:
+                v = guarded(i + 1, [&] { return m_nodes[i + 1]->forward_flattened(v, training); });
+                i += 2;
+                break;
+            default:
+                v = guarded(i, [&] { return m_nodes[i]->forward(v, training); });
+                ++i;
+            }
+        }
+        m_has_cache = training;
+        return v;
+    }
+
+    /// Every layer's `backward`, last to first; with `input_grad` false the first layer only
+    /// computes its parameter gradients when it can (then an empty reference is returned).
+    ref back(ref g, bool input_grad)
+    {
+        if (!m_has_cache)
+        {
+            throw error(concat("Network of ", m_nodes.size(),
+                               " layers: backward needs a forward (not predict) that succeeded first"));
+        }
+        for (std::size_t end = m_nodes.size(); end > 0;)
+        {
+            const std::size_t last = end - 1;
+            const bool fused = m_steps[last] == step_kind::absorbed;
+            const std::size_t first = fused ? last - 1 : last;
+            const bool parameters_only = first == 0 && !input_grad;
+            node& step = *m_nodes[first];
+            if (fused && m_steps[first] == step_kind::with_activation)
+            {
+                const auto& op = *m_nodes[last]->activation();
+                if (parameters_only)
+                {
+                    guarded(0, [&] { return (step.backward_parameters_activated(g, op), ref{}); });
+                    return {};
+                }
+                g = guarded(first, [&] { return step.backward_activated(g, op); });
+            }
+            else if (fused)
+            {
+                g = guarded(last, [&] { return m_nodes[last]->backward_flattened(g); });
+            }
+            else if (parameters_only)
+            {
+                bool done = false;
+                guarded(0, [&] { return (done = step.backward_parameters(g), ref{}); });
+                if (done)
+                {
+                    return {};
+                }
+                g = guarded(0, [&] { return step.backward(g); });
+            }
+            else
+            {
+                g = guarded(first, [&] { return step.backward(g); });
+            }
+            end = first;
+        }
+        return g;
+    }
+
+private:
+    /// The steps of training and of `predict`, planned as `Sequential` plans its own from the
+    /// same declarations.
+    void plan()
+    {
+        const std::size_t n = m_nodes.size();
+        std::vector<step_kind> fusions(n, step_kind::single);
+        for (std::size_t i = 0; i + 1 < n; ++i)
+        {
+            const auto* op = m_nodes[i + 1]->activation();
+            if (op != nullptr && m_nodes[i]->applies(*op))
+            {
+                fusions[i] = step_kind::with_activation;
+            }
+            // Not for a first layer, whose input is the caller's tensor, which may change before
+            // `backward`.
+            else if (i > 0 && m_nodes[i]->reshapes_to_rows() && m_nodes[i + 1]->reads_rows())
+            {
+                fusions[i] = step_kind::rows_into_next;
+            }
+        }
+        std::vector<step_kind> predict_fusions = fusions;
+        for (std::size_t i = 0; i + 1 < n; ++i)
+        {
+            if (m_nodes[i]->folds_affine() && m_nodes[i + 1]->is_channel_affine())
+            {
+                const auto* op = i + 2 < n ? m_nodes[i + 2]->activation() : nullptr;
+                predict_fusions[i] = op != nullptr && m_nodes[i]->applies(*op) ? step_kind::with_affine_activation
+                                                                               : step_kind::with_affine;
+            }
+        }
+        m_steps = plan_steps(std::move(fusions));
+        m_predict_steps = plan_steps(std::move(predict_fusions));
+        m_has_cache = false;
+    }
+
+    /// Runs `call` and names layer `index` in any xcnn error, keeping its type.
+    template <class F>
+    static ref guarded(std::size_t index, F&& call)
+    {
+        try
+        {
+            return call();
+        }
+        catch (const error&)
+        {
+            rethrow_with_prefix(concat("Network layer ", index, ": "));
+        }
+    }
+
+    std::vector<std::unique_ptr<node>> m_nodes;
+    std::vector<step_kind> m_steps;         // forward and backward
+    std::vector<step_kind> m_predict_steps; // predict
+    int m_input_rank;                       // the rank the chain takes
+    int m_produced;                         // the rank the last layer produces
+    bool m_has_cache = false;
 };
 
 } // namespace detail
@@ -523,6 +826,8 @@ struct is_sequential_type<Sequential<L...>> : std::true_type
 /// layer, so `Network<T, 4, 4>` can be a branch of a `Residual`. Ranks between neighbours are
 /// checked by `push_back`, tensors are passed as ranks 1 to 4. Every `xcnn::error` a layer throws
 /// reaches the caller with its type and its message prefixed by "Network layer <index>: ".
+/// The layers and their running live in `detail::layer_chain`, which does not depend on the
+/// ranks: a program that builds networks of several ranks compiles that code once.
 template <class T, int InputRank = 4, int OutputRank = 2>
 class Network
 {
@@ -560,15 +865,7 @@ public:
 
     /// A copy of every layer, state included.
     /// @throws value_error if a layer cannot be copied.
-    Network(const Network& other)
-        : m_steps(other.m_steps), m_predict_steps(other.m_predict_steps), m_produced(other.m_produced)
-    {
-        m_nodes.reserve(other.m_nodes.size());
-        for (const auto& n : other.m_nodes)
-        {
-            m_nodes.push_back(n->clone());
-        }
-    }
+    Network(const Network& other) : m_chain(other.m_chain) {}
     /// Takes over `other`'s layers.
     Network(Network&& other) noexcept = default;
     /// A copy of every layer of `other`, state included.
@@ -595,45 +892,27 @@ public:
         static_assert(detail::check_layer<L>::value, "xcnn::Network: see the error above");
         static_assert(std::is_same<typename L::value_type, T>::value,
                       "xcnn::Network: every layer must have the network's scalar type");
-        const int produced = m_produced;
-        if (L::input_rank != any_rank && L::input_rank != produced)
-        {
-            throw shape_error(detail::concat(
-                "Network layer ", m_nodes.size(), ": ", layer.name(), " takes a rank-", L::input_rank, " input but ",
-                m_nodes.empty() ? std::string("the network takes rank ")
-                                : std::string("the layer before it produces rank "),
-                produced,
-                produced == 4 && L::input_rank == 2 ? " (a Dense after a convolution or pooling layer needs a Flatten)"
-                                                    : ""));
-        }
-        if (L::output_rank != any_rank && (L::output_rank < 1 || L::output_rank > detail::network_max_rank))
-        {
-            throw shape_error(detail::concat("Network layer ", m_nodes.size(), ": ", layer.name(), " produces rank ",
-                                             L::output_rank, "; a Network passes ranks 1 to 4"));
-        }
-        m_nodes.push_back(std::make_unique<detail::network_model<T, L>>(std::move(layer)));
-        m_produced = L::output_rank == any_rank ? produced : L::output_rank;
-        plan();
+        m_chain.push_back(std::make_unique<detail::network_model<T, L>>(std::move(layer)));
     }
 
     /// Number of layers.
-    std::size_t size() const noexcept { return m_nodes.size(); }
+    std::size_t size() const noexcept { return m_chain.size(); }
     /// Whether the network has no layers.
-    bool empty() const noexcept { return m_nodes.empty(); }
+    bool empty() const noexcept { return m_chain.size() == 0; }
 
     /// Layer `index` as an `L` (`net.layer<xcnn::Conv2D<float>>(0)`), or nullptr if it is not one.
     /// @throws value_error for an index past the last layer.
     template <class L>
     L* layer(std::size_t index)
     {
-        return at(index).template as<L>();
+        return m_chain.at(index).template as<L>();
     }
     /// Layer `index` as an `L`, read-only, or nullptr if it is not one.
     /// @throws value_error for an index past the last layer.
     template <class L>
     const L* layer(std::size_t index) const
     {
-        return const_cast<Network*>(this)->at(index).template as<L>();
+        return const_cast<Network*>(this)->m_chain.at(index).template as<L>();
     }
 
     /// Runs every layer's `forward` (keeping what `backward` needs); returns the last output, a
@@ -680,7 +959,7 @@ public:
     /// of the last output.
     const input_type& backward(const output_type& dy)
     {
-        return back<true>(dy).template as<static_cast<std::size_t>(InputRank)>();
+        return m_chain.back(ref::of(dy), true).template as<static_cast<std::size_t>(InputRank)>();
     }
     /// @overload
     /// For gradients of any expression type; checks the rank first.
@@ -692,7 +971,7 @@ public:
 
     /// Like `backward`, but the first layer only computes its parameter gradients, when it can.
     /// @throws as `backward`.
-    void backward_parameters(const output_type& dy) { back<false>(dy); }
+    void backward_parameters(const output_type& dy) { m_chain.back(ref::of(dy), false); }
     /// @overload
     /// For gradients of any expression type; checks the rank first.
     template <class E>
@@ -702,53 +981,15 @@ public:
     }
 
     /// Every (parameter, gradient) pair, named like PyTorch's `state_dict` keys ("0.weight").
-    std::vector<parameter<T>> parameters()
-    {
-        std::vector<parameter<T>> all;
-        for (std::size_t i = 0; i < m_nodes.size(); ++i)
-        {
-            detail::add_indexed(all, m_nodes[i]->parameters(), i, m_nodes[i]->name());
-        }
-        return all;
-    }
+    std::vector<parameter<T>> parameters() { return m_chain.parameters(); }
     /// Every buffer, named like PyTorch's `state_dict` keys ("1.running_mean").
-    std::vector<buffer<T>> buffers()
-    {
-        std::vector<buffer<T>> all;
-        for (std::size_t i = 0; i < m_nodes.size(); ++i)
-        {
-            detail::add_indexed(all, m_nodes[i]->buffers(), i, m_nodes[i]->name());
-        }
-        return all;
-    }
+    std::vector<buffer<T>> buffers() { return m_chain.buffers(); }
     /// The generators of the stochastic layers, named "<index>.<name>" ("3.rng").
-    std::vector<generator_handle> generators()
-    {
-        std::vector<generator_handle> all;
-        for (std::size_t i = 0; i < m_nodes.size(); ++i)
-        {
-            detail::add_indexed(all, m_nodes[i]->generators(), i, std::string());
-        }
-        return all;
-    }
+    std::vector<generator_handle> generators() { return m_chain.generators(); }
     /// Number of trainable scalars of all layers together.
-    std::size_t num_parameters() const
-    {
-        std::size_t count = 0;
-        for (const auto& n : m_nodes)
-        {
-            count += n->num_parameters();
-        }
-        return count;
-    }
+    std::size_t num_parameters() const { return m_chain.num_parameters(); }
     /// Re-draws every layer's parameters, in layer order, from `rng`.
-    void reset_parameters(std::mt19937& rng)
-    {
-        for (auto& n : m_nodes)
-        {
-            n->reset_parameters(rng);
-        }
-    }
+    void reset_parameters(std::mt19937& rng) { m_chain.reset_parameters(rng); }
     /// Re-draws every layer's parameters from `std::mt19937(seed)`.
     void reset_parameters(std::mt19937::result_type seed)
     {
@@ -760,40 +1001,32 @@ public:
     /// @throws shape_error naming the first layer that cannot take its input.
     std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const
     {
-        return detail::chain_output_shape(*this, "Network", input_shape);
+        return detail::chain_output_shape(m_chain, "Network", input_shape);
     }
     /// `Network(<name of layer 0>, <name of layer 1>, ...)`.
-    std::string name() const { return detail::chain_name(*this, "Network"); }
+    std::string name() const { return detail::chain_name(m_chain, "Network"); }
     /// A table of the layers with their output shapes and parameter counts, as `Sequential`'s.
     std::string summary(const std::vector<std::size_t>& input_shape) const
     {
-        return detail::chain_summary(*this, "Network", input_shape);
+        return detail::chain_summary(m_chain, "Network", input_shape);
     }
     /// The architecture: kind "Sequential" (a chain, as PyTorch's `nn.Sequential`) with each
     /// layer's spec as a child.
     /// @throws value_error naming a layer without `spec()`.
-    layer_spec spec() const
-    {
-        layer_spec s{"Sequential", {}, {}};
-        for (const auto& n : m_nodes)
-        {
-            s.children.push_back(n->spec());
-        }
-        return s;
-    }
+    layer_spec spec() const { return m_chain.spec(); }
 
     /// Calls `f(index, layer)` for each layer in order, the layer as a `detail::network_node<T>`
     /// (`name()`, `output_shape()`, `num_parameters()`, `spec()`, `as<L>()`).
     template <class F>
     void for_each_layer(F&& f) const
     {
-        for (std::size_t i = 0; i < m_nodes.size(); ++i)
-        {
-            f(i, static_cast<const node&>(*m_nodes[i]));
-        }
+        m_chain.for_each_layer(std::forward<F>(f));
     }
 
 private:
+    template <class U>
+    friend class layer_registry;
+
     template <class L>
     void add(L&& layer)
     {
@@ -812,164 +1045,10 @@ private:
         (push_back(std::move(sequential.template get<I>())), ...);
     }
 
-    node& at(std::size_t index)
-    {
-        if (index >= m_nodes.size())
-        {
-            throw value_error(detail::concat("Network: no layer ", index, " in a network of ", m_nodes.size()));
-        }
-        return *m_nodes[index];
-    }
-
-    /// The steps of training and of `predict`, planned as `Sequential` plans its own from the
-    /// same declarations.
-    void plan()
-    {
-        const std::size_t n = m_nodes.size();
-        std::vector<detail::step_kind> fusions(n, detail::step_kind::single);
-        for (std::size_t i = 0; i + 1 < n; ++i)
-        {
-            const auto* op = m_nodes[i + 1]->activation();
-            if (op != nullptr && m_nodes[i]->applies(*op))
-            {
-                fusions[i] = detail::step_kind::with_activation;
-            }
-            // Not for a first layer, whose input is the caller's tensor, which may change before
-            // `backward`.
-            else if (i > 0 && m_nodes[i]->reshapes_to_rows() && m_nodes[i + 1]->reads_rows())
-            {
-                fusions[i] = detail::step_kind::rows_into_next;
-            }
-        }
-        std::vector<detail::step_kind> predict_fusions = fusions;
-        for (std::size_t i = 0; i + 1 < n; ++i)
-        {
-            if (m_nodes[i]->folds_affine() && m_nodes[i + 1]->is_channel_affine())
-            {
-                const auto* op = i + 2 < n ? m_nodes[i + 2]->activation() : nullptr;
-                predict_fusions[i] = op != nullptr && m_nodes[i]->applies(*op)
-                                         ? detail::step_kind::with_affine_activation
-                                         : detail::step_kind::with_affine;
-            }
-        }
-        m_steps = detail::plan_steps(std::move(fusions));
-        m_predict_steps = detail::plan_steps(std::move(predict_fusions));
-        m_has_cache = false;
-    }
-
-    void require_runnable() const
-    {
-        if (m_nodes.empty())
-        {
-            throw value_error("Network: it has no layers (add them with push_back)");
-        }
-        if (m_produced != OutputRank && !(m_produced == any_rank && InputRank == OutputRank))
-        {
-            throw value_error(detail::concat("Network: its layers produce rank ",
-                                             m_produced == any_rank ? InputRank : m_produced,
-                                             " but it is declared to return rank ", OutputRank, " (", name(), ")"));
-        }
-    }
-
-    /// Runs `call` and names layer `index` in any xcnn error, keeping its type.
-    template <class F>
-    static ref guarded(std::size_t index, F&& call)
-    {
-        try
-        {
-            return call();
-        }
-        catch (const error&)
-        {
-            detail::rethrow_with_prefix(detail::concat("Network layer ", index, ": "));
-        }
-    }
-
     const output_type& run(const input_type& x, bool training)
     {
-        require_runnable();
-        m_has_cache = false;
-        ref v = ref::of(x);
-        const std::size_t n = m_nodes.size();
-        const auto& steps = training ? m_steps : m_predict_steps;
-        for (std::size_t i = 0; i < n;)
-        {
-            switch (steps[i])
-            {
-            case detail::step_kind::with_activation:
-                v = guarded(i,
-                            [&] { return m_nodes[i]->forward_activated(v, training, *m_nodes[i + 1]->activation()); });
-                i += 2;
-                break;
-            case detail::step_kind::with_affine:
-                v = guarded(i, [&] { return m_nodes[i]->predict_affine(v, *m_nodes[i + 1], nullptr); });
-                i += 2;
-                break;
-            case detail::step_kind::with_affine_activation:
-                v = guarded(i, [&]
-                            { return m_nodes[i]->predict_affine(v, *m_nodes[i + 1], m_nodes[i + 2]->activation()); });
-                i += 3;
-                break;
-            case detail::step_kind::rows_into_next:
-                v = guarded(i + 1, [&] { return m_nodes[i + 1]->forward_flattened(v, training); });
-                i += 2;
-                break;
-            default:
-                v = guarded(i, [&] { return m_nodes[i]->forward(v, training); });
-                ++i;
-            }
-        }
-        m_has_cache = training;
-        return v.template as<static_cast<std::size_t>(OutputRank)>();
-    }
-
-    template <bool InputGrad>
-    ref back(const output_type& dy)
-    {
-        if (!m_has_cache)
-        {
-            throw error(detail::concat("Network of ", m_nodes.size(),
-                                       " layers: backward needs a forward (not predict) that succeeded first"));
-        }
-        ref g = ref::of(dy);
-        for (std::size_t end = m_nodes.size(); end > 0;)
-        {
-            const std::size_t last = end - 1;
-            const bool fused = m_steps[last] == detail::step_kind::absorbed;
-            const std::size_t first = fused ? last - 1 : last;
-            const bool parameters_only = first == 0 && !InputGrad;
-            node& step = *m_nodes[first];
-            if (fused && m_steps[first] == detail::step_kind::with_activation)
-            {
-                const auto& op = *m_nodes[last]->activation();
-                if (parameters_only)
-                {
-                    guarded(0, [&] { return (step.backward_parameters_activated(g, op), ref{}); });
-                    return {};
-                }
-                g = guarded(first, [&] { return step.backward_activated(g, op); });
-            }
-            else if (fused)
-            {
-                g = guarded(last, [&] { return m_nodes[last]->backward_flattened(g); });
-            }
-            else if (parameters_only)
-            {
-                bool done = false;
-                guarded(0, [&] { return (done = step.backward_parameters(g), ref{}); });
-                if (done)
-                {
-                    return {};
-                }
-                g = guarded(0, [&] { return step.backward(g); });
-            }
-            else
-            {
-                g = guarded(first, [&] { return step.backward(g); });
-            }
-            end = first;
-        }
-        return g;
+        m_chain.require_runnable(OutputRank, name());
+        return m_chain.run(ref::of(x), training).template as<static_cast<std::size_t>(OutputRank)>();
     }
 
     template <class E>
@@ -985,11 +1064,7 @@ private:
             *this, dy, m_converted_gradient, detail::layout_of_rank(OutputRank), "gradient");
     }
 
-    std::vector<std::unique_ptr<node>> m_nodes;
-    std::vector<detail::step_kind> m_steps;         // forward and backward
-    std::vector<detail::step_kind> m_predict_steps; // predict
-    int m_produced = InputRank;                     // the rank the last layer produces
-    bool m_has_cache = false;
+    detail::layer_chain<T> m_chain{InputRank};
     input_type m_converted_input;
     output_type m_converted_gradient;
     detail::unbatched_buffers<T, InputRank, OutputRank> m_unbatched;

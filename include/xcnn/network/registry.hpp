@@ -9,10 +9,11 @@
 /// How specs become layers:
 /// - a kind the registry knows: that type's `from_spec`, pushed into the network as itself (so the
 ///   network fuses it with its neighbours as it would have fused the original);
-/// - "Sequential": at the top, its layers are the network's; inside, a nested `Network`, so the
+/// - "Sequential": at the top, its layers are the network's; inside, a nested chain (a layer that
+///   runs like a nested `Network`, `detail::chain_node`), so the
 ///   parameters keep the names a nested `Sequential` gave them ("3.1.weight");
 /// - "Residual": `Residual` over one or two run-time branches (`detail::spec_branch`) of the rank
-///   reached so far; a branch is a `Network` for a "Sequential" spec or the single layer
+///   reached so far; a branch is a nested chain for a "Sequential" spec or the single layer
 ///   otherwise, and its parameters keep the names the original branch gave them
 ///   ("4.main.0.weight", "6.shortcut.weight"). Blocks whose output has another rank than their
 ///   input are not rebuilt (a `value_error` says so).
@@ -28,8 +29,8 @@
 #include <random>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -76,13 +77,71 @@ decltype(auto) with_rank(int rank, F&& f)
     }
 }
 
-/// A `Network` of any input and output ranks (1 to 4) that a registry pushes layers into: the
-/// network being built, or a nested one.
+/// A "Sequential" nested in a spec, built at run time: a `layer_chain` as one layer of the chain
+/// around it, taking and returning the ranks its layers take and produce. What a nested
+/// `Network` would be, without a `Network` type per pair of ranks: the registry compiles one.
 template <class T>
-using network_target = std::variant<Network<T, 1, 1>*, Network<T, 1, 2>*, Network<T, 1, 3>*, Network<T, 1, 4>*,
-                                    Network<T, 2, 1>*, Network<T, 2, 2>*, Network<T, 2, 3>*, Network<T, 2, 4>*,
-                                    Network<T, 3, 1>*, Network<T, 3, 2>*, Network<T, 3, 3>*, Network<T, 3, 4>*,
-                                    Network<T, 4, 1>*, Network<T, 4, 2>*, Network<T, 4, 3>*, Network<T, 4, 4>*>;
+class chain_node final : public network_node<T>
+{
+public:
+    /// The node of `chain`, whose layers produce `output_rank`.
+    explicit chain_node(layer_chain<T> chain) : m_chain(std::move(chain)) {}
+
+    std::unique_ptr<network_node<T>> clone() const override { return std::make_unique<chain_node>(*this); }
+    std::string name() const override { return chain_name(m_chain, "Network"); }
+    layer_spec spec() const override { return m_chain.spec(); }
+    const std::type_info& type() const noexcept override { return typeid(layer_chain<T>); }
+    int input_rank() const noexcept override { return m_chain.input_rank(); }
+    int output_rank() const noexcept override { return m_chain.produced_rank(); }
+    std::vector<std::size_t> output_shape(const std::vector<std::size_t>& input_shape) const override
+    {
+        return chain_output_shape(m_chain, "Network", input_shape);
+    }
+    std::size_t num_parameters() const override { return m_chain.num_parameters(); }
+    std::vector<parameter<T>> parameters() override { return m_chain.parameters(); }
+    std::vector<buffer<T>> buffers() override { return m_chain.buffers(); }
+    std::vector<generator_handle> generators() override { return m_chain.generators(); }
+    void reset_parameters(std::mt19937& rng) override { m_chain.reset_parameters(rng); }
+    ranked_ref<T> forward(ranked_ref<T> x, bool training) override
+    {
+        m_chain.require_runnable(m_chain.produced_rank(), name());
+        return m_chain.run(x, training);
+    }
+    ranked_ref<T> backward(ranked_ref<T> dy) override { return m_chain.back(dy, true); }
+    bool backward_parameters(ranked_ref<T> dy) override
+    {
+        m_chain.back(dy, false);
+        return true;
+    }
+
+    // A nested chain is one step: nothing fuses into it or around it.
+    const known_activation<T>* activation() const noexcept override { return nullptr; }
+    bool applies(const known_activation<T>&) const noexcept override { return false; }
+    ranked_ref<T> forward_activated(ranked_ref<T>, bool, const known_activation<T>&) override { throw refusal(); }
+    ranked_ref<T> backward_activated(ranked_ref<T>, const known_activation<T>&) override { throw refusal(); }
+    void backward_parameters_activated(ranked_ref<T>, const known_activation<T>&) override { throw refusal(); }
+    bool reshapes_to_rows() const noexcept override { return false; }
+    bool reads_rows() const noexcept override { return false; }
+    ranked_ref<T> forward_flattened(ranked_ref<T>, bool) override { throw refusal(); }
+    ranked_ref<T> backward_flattened(ranked_ref<T>) override { throw refusal(); }
+    bool is_channel_affine() const noexcept override { return false; }
+    std::size_t affine_features() const override { throw refusal(); }
+    void inference_affine(T*, T*) const override { throw refusal(); }
+    bool folds_affine() const noexcept override { return false; }
+    ranked_ref<T> predict_affine(ranked_ref<T>, const network_node<T>&, const known_activation<T>*) override
+    {
+        throw refusal();
+    }
+
+private:
+    void* address() noexcept override { return &m_chain; }
+    value_error refusal() const
+    {
+        return value_error(concat("Network: ", name(), " is a nested chain and fuses with no neighbour"));
+    }
+
+    layer_chain<T> m_chain;
+};
 
 /// A branch of a `Residual` built at run time: one layer of any type, behind `Network`'s type
 /// erasure, taking and returning rank `R`. Its parameters, buffers and generators are the layer's
@@ -230,10 +289,6 @@ public:
         entry e;
         e.input_rank = L::input_rank;
         e.output_rank = L::output_rank;
-        e.push = [](const layer_spec& spec, detail::network_target<T> target)
-        {
-            std::visit([&](auto* net) { net->push_back(L::from_spec(spec)); }, target);
-        };
         e.node = [](const layer_spec& spec) -> std::unique_ptr<detail::network_node<T>>
         {
             return std::make_unique<detail::network_model<T, L>>(L::from_spec(spec));
@@ -262,7 +317,7 @@ public:
     }
 
     /// Appends the layer `spec` describes, freshly initialised, to `net`: a layer of a known kind
-    /// as itself, a "Sequential" as a nested `Network`, a "Residual" over run-time branches.
+    /// as itself, a "Sequential" as a nested chain, a "Residual" over run-time branches.
     /// @throws value_error for an unknown kind (naming it and listing the known ones), options a
     /// layer refuses, or a Residual that does not keep the rank; shape_error if the layer cannot
     /// take the rank `net` produces. Messages say where in the spec ("Sequential layer 2:
@@ -270,7 +325,7 @@ public:
     template <int In, int Out>
     void make(const layer_spec& spec, Network<T, In, Out>& net) const
     {
-        push(spec, detail::network_target<T>(&net), produced_rank(net));
+        push(spec, net.m_chain);
     }
 
     /// The rank of a tensor of rank `input_rank` after the layer `spec` describes, without building it.
@@ -307,7 +362,7 @@ public:
     template <int In, int Out>
     void append(const layer_spec& spec, Network<T, In, Out>& net) const
     {
-        append_to(spec, detail::network_target<T>(&net), produced_rank(net));
+        append_to(spec, net.m_chain);
     }
 
 private:
@@ -318,8 +373,6 @@ private:
     {
         int input_rank = any_rank;  // the type's input_rank
         int output_rank = any_rank; // the type's output_rank
-        /// Pushes `L::from_spec(spec)` into the target.
-        std::function<void(const layer_spec&, detail::network_target<T>)> push;
         /// `L::from_spec(spec)` behind a `network_node`.
         std::function<std::unique_ptr<detail::network_node<T>>(const layer_spec&)> node;
     };
@@ -340,22 +393,6 @@ private:
         return it->second;
     }
 
-    /// The rank the layers of `net` produce so far.
-    template <int In, int Out>
-    static int produced_rank(const Network<T, In, Out>& net)
-    {
-        int rank = In;
-        net.for_each_layer(
-            [&](std::size_t, const auto& node)
-            {
-                if (node.output_rank() != any_rank)
-                {
-                    rank = node.output_rank();
-                }
-            });
-        return rank;
-    }
-
     /// Checks that a layer taking `layer_input` can follow a tensor of rank `rank`.
     static void require_takes(const std::string& kind, int layer_input, int rank)
     {
@@ -368,50 +405,38 @@ private:
         }
     }
 
-    /// The layers of the "Sequential" `spec` pushed one by one into `target`, which produces
-    /// `rank` so far; returns the rank produced after them.
-    int append_to(const layer_spec& spec, detail::network_target<T> target, int rank) const
+    /// The layers of the "Sequential" `spec` pushed one by one into `target`.
+    void append_to(const layer_spec& spec, detail::layer_chain<T>& target) const
     {
         if (spec.kind != "Sequential")
         {
-            push(spec, target, rank);
-            return output_rank(spec, rank);
+            push(spec, target);
+            return;
         }
         spec_reader(spec, "Sequential", {}, 1, std::numeric_limits<std::size_t>::max());
         for (std::size_t i = 0; i < spec.children.size(); ++i)
         {
             try
             {
-                push(spec.children[i], target, rank);
-                rank = output_rank(spec.children[i], rank);
+                push(spec.children[i], target);
             }
             catch (const error&)
             {
                 detail::rethrow_with_prefix(detail::concat("Sequential layer ", i, ": "));
             }
         }
-        return rank;
     }
 
-    /// Pushes the layer `spec` describes into `target`, whose layers produce `rank`.
-    void push(const layer_spec& spec, detail::network_target<T> target, int rank) const
+    /// Pushes the layer `spec` describes into `target`.
+    void push(const layer_spec& spec, detail::layer_chain<T>& target) const
     {
+        const int rank = target.produced_rank();
         if (spec.kind == "Sequential")
         {
-            // A nested chain: a Network of its own, whose parameters are named "<index>.<name>".
-            const int out = output_rank(spec, rank);
-            detail::with_rank(rank,
-                              [&](auto in)
-                              {
-                                  detail::with_rank(
-                                      out,
-                                      [&](auto o)
-                                      {
-                                          Network<T, decltype(in)::value, decltype(o)::value> nested;
-                                          append(spec, nested);
-                                          std::visit([&](auto* net) { net->push_back(std::move(nested)); }, target);
-                                      });
-                              });
+            // A nested chain: a layer of its own, whose parameters are named "<index>.<name>".
+            detail::layer_chain<T> nested(rank);
+            append_to(spec, nested);
+            target.push_back(std::make_unique<detail::chain_node<T>>(std::move(nested)));
         }
         else if (spec.kind == residual_kind)
         {
@@ -419,15 +444,18 @@ private:
                               [&](auto r)
                               {
                                   make_residual<decltype(r)::value>(
-                                      spec, [&](auto block)
-                                      { std::visit([&](auto* net) { net->push_back(std::move(block)); }, target); });
+                                      spec,
+                                      [&](auto block) {
+                                          target.push_back(std::make_unique<detail::network_model<T, decltype(block)>>(
+                                              std::move(block)));
+                                      });
                               });
         }
         else
         {
             const entry& e = find(spec.kind);
             require_takes(spec.kind, e.input_rank, rank);
-            e.push(spec, target);
+            target.push_back(e.node(spec));
         }
     }
 
@@ -468,9 +496,9 @@ private:
             std::unique_ptr<detail::network_node<T>> node;
             if (spec.kind == "Sequential")
             {
-                Network<T, R, R> net;
-                append(spec, net);
-                node = std::make_unique<detail::network_model<T, Network<T, R, R>>>(std::move(net));
+                detail::layer_chain<T> chain(R);
+                append_to(spec, chain);
+                node = std::make_unique<detail::chain_node<T>>(std::move(chain));
             }
             else if (spec.kind == residual_kind)
             {
