@@ -18,6 +18,10 @@ import os
 import sys
 import time
 
+# xcnn's Residual as a torch.nn module, shared with the test fixture scripts.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
+from xcnn_torch_modules import residual_class  # noqa: E402
+
 FAIR_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
 
 
@@ -54,21 +58,6 @@ def find(data_dir, stem):
         if os.path.exists(path):
             return path
     sys.exit(f"fashion_pytorch: {stem}(.gz) not found in {data_dir}")
-
-
-def residual_class(nn):
-    """xcnn::Residual as a torch.nn module class: main(x) + x, or main(x) + shortcut(x)."""
-
-    class Residual(nn.Module):
-        def __init__(self, main, shortcut=None):
-            super().__init__()
-            self.main = main
-            self.shortcut = shortcut
-
-        def forward(self, x):
-            return self.main(x) + (x if self.shortcut is None else self.shortcut(x))
-
-    return Residual
 
 
 def make_resnet(torch):

@@ -11,6 +11,7 @@
 #include <xcnn/xcnn.hpp>
 
 #include "models.hpp"
+#include "support/naive_layers.hpp"
 #include "support/require_error.hpp"
 
 #include <algorithm>
@@ -29,27 +30,9 @@ namespace
 {
 
 using xcnn_test::contains;
+using xcnn_test::random_tensor;
 using xcnn_test::require_error;
-
-template <class T, std::size_t N>
-xt::xtensor<T, N> random_tensor(const std::array<std::size_t, N>& shape, std::uint32_t seed)
-{
-    xt::xtensor<T, N> x(shape);
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<double> u(-1.0, 1.0);
-    for (auto& v : x)
-    {
-        v = static_cast<T>(u(rng));
-    }
-    return x;
-}
-
-template <class A, class B>
-bool same_bits(const A& a, const B& b)
-{
-    return std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end()) &&
-           std::memcmp(a.data(), b.data(), a.size() * sizeof(typename A::value_type)) == 0;
-}
+using xcnn_test::same_bits;
 
 /// spec -> text -> spec -> from_spec gives the same spec, and the rebuilt layer with the
 /// original's parameters and buffers predicts the same bits for an input of `shape`.

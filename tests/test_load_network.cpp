@@ -15,6 +15,7 @@
 
 #include "consumer/user_layer/channel_scale.hpp"
 #include "models.hpp"
+#include "support/naive_layers.hpp"
 #include "support/require_error.hpp"
 #include "support/temp_dir.hpp"
 
@@ -36,29 +37,16 @@ namespace
 
 using xcnn_test::contains;
 using xcnn_test::require_error;
+using xcnn_test::same_bits;
 
 template <class T>
 xt::xtensor<T, 4> images(std::size_t n, std::size_t c, std::size_t h, std::size_t w, std::uint32_t seed)
 {
-    xt::xtensor<T, 4> x(std::array<std::size_t, 4>{n, c, h, w});
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<double> u(-1.0, 1.0);
-    for (auto& v : x)
-    {
-        v = static_cast<T>(u(rng));
-    }
-    return x;
-}
-
-template <class A, class B>
-bool same_bits(const A& a, const B& b)
-{
-    return std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end()) &&
-           std::memcmp(a.data(), b.data(), a.size() * sizeof(typename A::value_type)) == 0;
+    return xcnn_test::random_tensor<T, 4>({n, c, h, w}, seed);
 }
 
 template <class Net>
-std::vector<std::string> names_of(Net& net)
+std::vector<std::string> state_names(Net& net)
 {
     std::vector<std::string> out;
     for (const auto& p : net.parameters())
@@ -82,7 +70,7 @@ void check_loads(Net& net, const X& x, const std::string& path)
     (void)net.forward(x); // running statistics other than the initial ones
     xcnn::save(net, path);
     auto loaded = xcnn::load_network<T, Net::input_rank, Net::output_rank>(path);
-    CHECK(names_of(loaded) == names_of(net));
+    CHECK(state_names(loaded) == state_names(net));
     CHECK(loaded.spec() == net.spec());
     CHECK(loaded.num_parameters() == net.num_parameters());
     CHECK(same_bits(loaded.predict(x), net.predict(x)));
@@ -165,7 +153,7 @@ TEMPLATE_TEST_CASE("load_network rebuilds what xcnn::save saved, bit for bit", "
         const auto small = images<T>(2, 1, 6, 6, 6);
         check_loads(net, small, dir / "mixed.xcnn");
         auto loaded = xcnn::load_network<T>(dir / "mixed.xcnn");
-        const auto names = names_of(loaded);
+        const auto names = state_names(loaded);
         for (const char* name : {"1.main.0.weight", "1.shortcut.weight", "2.main.0.main.0.weight", "6.weight",
                                  "buffer 1.main.1.running_mean", "buffer 6.running_var"})
         {

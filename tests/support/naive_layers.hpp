@@ -8,6 +8,8 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -512,6 +514,23 @@ xt::xtensor<T, N> random_tensor(const std::array<std::size_t, N>& shape, std::mt
         v = static_cast<T>(dist(rng));
     }
     return t;
+}
+
+/// A tensor of the given shape filled with U(-1, 1) draws from `std::mt19937(seed)`.
+template <class T, std::size_t N>
+xt::xtensor<T, N> random_tensor(const std::array<std::size_t, N>& shape, std::uint32_t seed)
+{
+    std::mt19937 rng(seed);
+    return random_tensor<T, N>(shape, rng);
+}
+
+/// True when both have the same shape and the same bytes: "bit-identical" (unlike `identical`,
+/// -0 differs from +0 and a NaN equals the same NaN).
+template <class A, class B>
+bool same_bits(const A& a, const B& b)
+{
+    return std::equal(a.shape().begin(), a.shape().end(), b.shape().begin(), b.shape().end()) &&
+           std::memcmp(a.data(), b.data(), a.size() * sizeof(typename A::value_type)) == 0;
 }
 
 /// sum(y * r) over the flat storage, in double: the scalar loss of the gradient checks.

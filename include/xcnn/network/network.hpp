@@ -647,8 +647,9 @@ public:
         return s;
     }
 
-    /// Refuses to run a chain without layers or whose layers do not produce `output_rank`.
-    void require_runnable(int output_rank, const std::string& name) const
+    /// Refuses to run a chain without layers or whose layers do not produce `output_rank` (the
+    /// message names the layers; nothing is allocated unless it throws).
+    void require_runnable(int output_rank) const
     {
         if (m_nodes.empty())
         {
@@ -656,9 +657,9 @@ public:
         }
         if (m_produced != output_rank && !(m_produced == any_rank && m_input_rank == output_rank))
         {
-            throw value_error(concat("Network: its layers produce rank ",
-                                     m_produced == any_rank ? m_input_rank : m_produced,
-                                     " but it is declared to return rank ", output_rank, " (", name, ")"));
+            throw value_error(
+                concat("Network: its layers produce rank ", m_produced == any_rank ? m_input_rank : m_produced,
+                       " but it is declared to return rank ", output_rank, " (", chain_name(*this, "Network"), ")"));
         }
     }
 
@@ -1047,7 +1048,7 @@ private:
 
     const output_type& run(const input_type& x, bool training)
     {
-        m_chain.require_runnable(OutputRank, name());
+        m_chain.require_runnable(OutputRank);
         return m_chain.run(ref::of(x), training).template as<static_cast<std::size_t>(OutputRank)>();
     }
 

@@ -104,7 +104,7 @@ public:
     void reset_parameters(std::mt19937& rng) override { m_chain.reset_parameters(rng); }
     ranked_ref<T> forward(ranked_ref<T> x, bool training) override
     {
-        m_chain.require_runnable(m_chain.produced_rank(), name());
+        m_chain.require_runnable(m_chain.produced_rank());
         return m_chain.run(x, training);
     }
     ranked_ref<T> backward(ranked_ref<T> dy) override { return m_chain.back(dy, true); }
