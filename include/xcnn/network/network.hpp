@@ -655,11 +655,12 @@ public:
         {
             throw value_error("Network: it has no layers (add them with push_back)");
         }
-        if (m_produced != output_rank && !(m_produced == any_rank && m_input_rank == output_rank))
+        // m_produced is a rank, never any_rank: a layer of any rank keeps the rank before it.
+        if (m_produced != output_rank)
         {
-            throw value_error(
-                concat("Network: its layers produce rank ", m_produced == any_rank ? m_input_rank : m_produced,
-                       " but it is declared to return rank ", output_rank, " (", chain_name(*this, "Network"), ")"));
+            throw value_error(concat("Network: its layers produce rank ", m_produced,
+                                     " but it is declared to return rank ", output_rank, " (",
+                                     chain_name(*this, "Network"), ")"));
         }
     }
 
@@ -870,13 +871,11 @@ public:
     /// Takes over `other`'s layers.
     Network(Network&& other) noexcept = default;
     /// A copy of every layer of `other`, state included.
+    /// Leaves this network unchanged if a layer cannot be copied (`layer_chain`'s assignment copies
+    /// first).
     Network& operator=(const Network& other)
     {
-        if (this != &other)
-        {
-            Network copy(other);
-            *this = std::move(copy);
-        }
+        m_chain = other.m_chain;
         return *this;
     }
     /// Takes over `other`'s layers.

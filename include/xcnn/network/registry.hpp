@@ -84,7 +84,7 @@ template <class T>
 class chain_node final : public network_node<T>
 {
 public:
-    /// The node of `chain`, whose layers produce `output_rank`.
+    /// The node of `chain`: it takes the chain's input rank and returns the rank its layers produce.
     explicit chain_node(layer_chain<T> chain) : m_chain(std::move(chain)) {}
 
     std::unique_ptr<network_node<T>> clone() const override { return std::make_unique<chain_node>(*this); }
