@@ -236,6 +236,67 @@ TEST_CASE("Conv2D options: a wide depthwise layer matches the naive loops, at an
     }
 }
 
+TEST_CASE("Conv2D options: the depthwise phase form matches the naive loops, fused, at any thread count",
+          "[conv2d][options]")
+{
+    // "Same" padding at stride 1 and 2 (the output as large as a stride phase of the input):
+    // planes of one vector or less (4 x 4, 5 x 5), several, rows spanning vectors (28 x 28),
+    // rectangles, dilation, 1 x 1 and 2 x 2 kernels whose taps leave some phases unread,
+    // multipliers 1 and 2, with and without bias.
+    const std::vector<options_case> cases{
+        {3, 4, 4, 8, 8, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 4, true},
+        {2, 3, 6, 4, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 3, true},
+        {2, 2, 2, 5, 5, {5, 5}, {1, 1}, {2, 2}, {1, 1}, 2, false},
+        {1, 2, 2, 28, 28, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 2, true},
+        {2, 3, 3, 14, 14, {3, 3}, {1, 1}, {2, 2}, {2, 2}, 3, true},
+        {2, 2, 4, 6, 10, {3, 5}, {1, 1}, {1, 2}, {1, 1}, 2, true},
+        {2, 3, 3, 5, 7, {1, 1}, {1, 1}, {0, 0}, {1, 1}, 3, true},
+        {3, 4, 4, 16, 16, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 4, true},
+        {2, 2, 4, 8, 12, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 2, false},
+        {2, 3, 3, 16, 16, {5, 5}, {2, 2}, {2, 2}, {1, 1}, 3, true},
+        {2, 2, 2, 8, 7, {3, 3}, {2, 1}, {1, 1}, {1, 1}, 2, true},
+        {2, 3, 3, 8, 8, {1, 1}, {2, 2}, {0, 0}, {1, 1}, 3, true},
+        {2, 3, 6, 8, 8, {2, 2}, {2, 2}, {0, 0}, {1, 1}, 3, true},
+        {2, 2, 2, 12, 12, {3, 3}, {3, 3}, {1, 1}, {1, 1}, 2, true},
+    };
+    std::mt19937 rng(29);
+    for (const auto& c : cases)
+    {
+        INFO(c.describe());
+        xcnn::detail::conv_geometry g;
+        g.batch = c.n;
+        g.in_channels = c.c_in;
+        g.out_channels = c.c_out;
+        g.input = {c.h, c.w};
+        g.kernel = c.k;
+        g.stride = c.s;
+        g.padding = c.p;
+        g.dilation = c.d;
+        g.groups = c.groups;
+        REQUIRE(xcnn::detail::choose_forward_form<float>(g) == xcnn::detail::conv_form::depthwise_phases);
+        REQUIRE(xcnn::detail::choose_input_grad_form<double>(g) == xcnn::detail::conv_form::depthwise_phases);
+        check_against_naive<float>(c, rng, 1e-5);
+        check_against_naive<double>(c, rng, 1e-12);
+        check_fused<xcnn::ReLU<double>>(c, rng);
+        check_fused<my::Softsign<double>>(c, rng);
+
+        auto layer = make_layer<float>(c, rng);
+        const auto x = random_tensor<float, 4>(c.input_shape(), rng);
+        const auto dy = random_tensor<float, 4>(c.output_shape(), rng);
+        const xt::xtensor<float, 4> y1 = layer.forward(x);
+        const xt::xtensor<float, 4> dx1 = layer.backward(dy);
+        const xt::xtensor<float, 4> dw1 = layer.weight_grad();
+        xcnn::set_num_threads(2);
+        const xt::xtensor<float, 4> y2 = layer.forward(x);
+        const xt::xtensor<float, 4> dx2 = layer.backward(dy);
+        const xt::xtensor<float, 4> dw2 = layer.weight_grad();
+        xcnn::set_num_threads(1);
+        CHECK(identical(y1, y2));
+        CHECK(identical(dx1, dx2));
+        CHECK(identical(dw1, dw2));
+    }
+}
+
 /// Finite differences in double of dX, dW and (with a bias) db for loss = sum(y * R).
 void gradient_check(const options_case& c, std::uint32_t seed)
 {
@@ -280,6 +341,9 @@ TEST_CASE("Conv2D options: finite-difference gradients", "[conv2d][options][grad
         gradient_check({2, 3, 3, 7, 9, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 3, true}, 5);
         gradient_check({2, 3, 3, 9, 8, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 3, true}, 6);
         gradient_check({1, 2, 4, 9, 10, {3, 3}, {2, 3}, {2, 1}, {2, 2}, 2, true}, 7);
+        // The phase form: "same" padding at stride 2, and at stride 1 with a multiplier.
+        gradient_check({2, 3, 3, 8, 6, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 3, true}, 10);
+        gradient_check({2, 2, 4, 5, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 2, true}, 11);
     }
     SECTION("no bias")
     {

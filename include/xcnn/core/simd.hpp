@@ -66,27 +66,141 @@ inline void keep_in_register(B& value) noexcept
 #endif
 }
 
-/// The first `count` (< the vector size) elements at `p` in a vector, zeros in the other lanes;
-/// nothing past them is read (a masked load with AVX-512, a copy elsewhere).
+/// base[offset + l] in lane l of a vector for every lane l whose bit is set in `lanes`, zero in
+/// the others; the other lanes' addresses are not read, and may lie outside `base`'s array (a
+/// masked load with AVX-512, element copies elsewhere). The address is formed as an integer, so
+/// an offset pointing before the array is not pointer arithmetic out of it.
 template <class T>
-xsimd::batch<T> load_partial(const T* p, std::size_t count)
+XCNN_ALWAYS_INLINE xsimd::batch<T> load_masked(const T* base, std::ptrdiff_t offset, std::uint32_t lanes)
 {
     using batch = xsimd::batch<T>;
 #if XSIMD_WITH_AVX512F
+    const auto* p = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(base) +
+                                               static_cast<std::uintptr_t>(offset * std::ptrdiff_t(sizeof(T))));
     if constexpr (std::is_same<T, float>::value)
     {
-        return batch(_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p));
+        return batch(_mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes), p));
     }
     else if constexpr (std::is_same<T, double>::value)
     {
-        return batch(_mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << count) - 1u), p));
+        return batch(_mm512_maskz_loadu_pd(static_cast<__mmask8>(lanes), p));
     }
     else
 #endif
     {
         alignas(64) T part[batch::size] = {};
-        std::copy(p, p + count, part);
+        for (std::size_t l = 0; l < batch::size; ++l)
+        {
+            if ((lanes >> l) & 1u)
+            {
+                part[l] = base[offset + static_cast<std::ptrdiff_t>(l)];
+            }
+        }
         return batch::load_aligned(part);
+    }
+}
+
+/// Stores lane l of `v` at p[l] for every lane whose bit is set in `lanes`; writes nothing else.
+template <class T, class A>
+XCNN_ALWAYS_INLINE void store_masked(T* p, const xsimd::batch<T, A>& v, std::uint32_t lanes)
+{
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        _mm512_mask_storeu_ps(p, static_cast<__mmask16>(lanes), v);
+        return;
+    }
+    else if constexpr (std::is_same<T, double>::value)
+    {
+        _mm512_mask_storeu_pd(p, static_cast<__mmask8>(lanes), v);
+        return;
+    }
+#endif
+    constexpr std::size_t S = xsimd::batch<T, A>::size;
+    alignas(64) T part[S];
+    v.store_aligned(part);
+    for (std::size_t l = 0; l < S; ++l)
+    {
+        if ((lanes >> l) & 1u)
+        {
+            p[l] = part[l];
+        }
+    }
+}
+
+/// The mask of the first `count` (<= the vector size) lanes.
+inline std::uint32_t first_lanes(std::size_t count) noexcept
+{
+    return count >= 32 ? ~std::uint32_t(0) : (std::uint32_t(1) << count) - 1u;
+}
+
+/// The first `count` (< the vector size) elements at `p` in a vector, zeros in the other lanes;
+/// nothing past them is read.
+template <class T>
+xsimd::batch<T> load_partial(const T* p, std::size_t count)
+{
+    return load_masked(p, 0, first_lanes(count));
+}
+
+/// even[j] = src[2 j], odd[j] = src[2 j + 1] for j < pairs: the two stride-2 phases of a row.
+/// Two permutes per vector pair with AVX-512 (a loop elsewhere), where an element loop keeps the
+/// load ports busy for one value at a time.
+template <class T>
+void deinterleave_pairs(const T* src, std::size_t pairs, T* even, T* odd)
+{
+    std::size_t j = 0;
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        const __m512i even_index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i odd_index = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for (; j < pairs; j += 16)
+        {
+            const std::size_t count = std::min<std::size_t>(16, pairs - j);
+            const std::uint32_t low = first_lanes(std::min<std::size_t>(16, 2 * count));
+            const std::uint32_t high = first_lanes(2 * count > 16 ? 2 * count - 16 : 0);
+            const __m512 a = _mm512_maskz_loadu_ps(static_cast<__mmask16>(low), src + 2 * j);
+            const __m512 b = _mm512_maskz_loadu_ps(static_cast<__mmask16>(high), src + 2 * j + 16);
+            const auto mask = static_cast<__mmask16>(first_lanes(count));
+            _mm512_mask_storeu_ps(even + j, mask, _mm512_permutex2var_ps(a, even_index, b));
+            _mm512_mask_storeu_ps(odd + j, mask, _mm512_permutex2var_ps(a, odd_index, b));
+        }
+    }
+#endif
+    for (; j < pairs; ++j)
+    {
+        even[j] = src[2 * j];
+        odd[j] = src[2 * j + 1];
+    }
+}
+
+/// dst[2 j] = even[j], dst[2 j + 1] = odd[j] for j < pairs: `deinterleave_pairs` undone.
+template <class T>
+void interleave_pairs(const T* even, const T* odd, std::size_t pairs, T* dst)
+{
+    std::size_t j = 0;
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        const __m512i low_index = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const __m512i high_index = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        for (; j < pairs; j += 16)
+        {
+            const std::size_t count = std::min<std::size_t>(16, pairs - j);
+            const auto mask = static_cast<__mmask16>(first_lanes(count));
+            const __m512 a = _mm512_maskz_loadu_ps(mask, even + j);
+            const __m512 b = _mm512_maskz_loadu_ps(mask, odd + j);
+            const auto low = static_cast<__mmask16>(first_lanes(std::min<std::size_t>(16, 2 * count)));
+            const auto high = static_cast<__mmask16>(first_lanes(2 * count > 16 ? 2 * count - 16 : 0));
+            _mm512_mask_storeu_ps(dst + 2 * j, low, _mm512_permutex2var_ps(a, low_index, b));
+            _mm512_mask_storeu_ps(dst + 2 * j + 16, high, _mm512_permutex2var_ps(a, high_index, b));
+        }
+    }
+#endif
+    for (; j < pairs; ++j)
+    {
+        dst[2 * j] = even[j];
+        dst[2 * j + 1] = odd[j];
     }
 }
 

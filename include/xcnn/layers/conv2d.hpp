@@ -557,8 +557,15 @@ private:
         {
             detail::ensure_shape(m_input_grad, g.input_shape());
         }
+        T* dx = input_grad ? m_input_grad.data() : nullptr;
+        if (detail::depthwise_form(g) == detail::conv_form::depthwise_phases)
+        {
+            detail::depthwise_phases_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask,
+                                              m_weight.grad().data(), bias_grad_data(), dx, m_work.depthwise_phases);
+            return;
+        }
         detail::depthwise_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask, m_weight.grad().data(),
-                                   bias_grad_data(), input_grad ? m_input_grad.data() : nullptr, m_work.depthwise);
+                                   bias_grad_data(), dx, m_work.depthwise);
     }
 
     /// The lowered form's dW, db and, with `input_grad`, dX, from one transposed dY.
@@ -621,22 +628,30 @@ private:
                                        m_work.gemm);
             break;
         case detail::conv_form::depthwise: // `gradients` runs the depthwise and lowered forms itself
+        case detail::conv_form::depthwise_phases:
         case detail::conv_form::lowered:
             break;
         }
         return m_input_grad;
     }
 
-    /// The geometry of the last forward, from the padded input it kept.
+    /// The geometry of the last forward, from the shape of the padded input it kept.
     detail::conv_geometry geometry() const
     {
         const auto& s = m_padded.shape();
         const auto p = m_options.padding();
+        return geometry_for({s[0], s[1], s[2] - 2 * p[0], s[3] - 2 * p[1]});
+    }
+
+    /// The geometry of a forward pass on an input of shape (N, C_in, H, W).
+    detail::conv_geometry geometry_for(const std::array<std::size_t, 4>& input_shape) const
+    {
+        const auto p = m_options.padding();
         detail::conv_geometry g;
-        g.batch = s[0];
-        g.in_channels = s[1];
+        g.batch = input_shape[0];
+        g.in_channels = input_shape[1];
         g.out_channels = m_options.out_channels();
-        g.input = {s[2] - 2 * p[0], s[3] - 2 * p[1]};
+        g.input = {input_shape[2], input_shape[3]};
         g.kernel = m_options.kernel_size();
         g.stride = m_options.stride();
         g.padding = p;
@@ -657,10 +672,19 @@ private:
     void run(const input_type& x, bool relu, const xt::xtensor<T, 4>& weight, const T* bias)
     {
         const auto out_shape = checked_output_shape(x.shape());
-        zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
         detail::ensure_shape(m_output, out_shape);
-        const auto g = geometry();
-        switch (detail::choose_forward_form<T>(g))
+        const auto g = geometry_for({x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]});
+        const auto form = detail::choose_forward_form<T>(g);
+        if (form == detail::conv_form::depthwise_phases)
+        {
+            // Read in place: the kept input is its phase planes, no padding.
+            detail::ensure_shape(m_padded, g.padded_shape());
+            detail::depthwise_phases_forward(g, weight.data(), bias, x.data(), m_padded.data(), m_output.data(), relu,
+                                             m_work.depthwise_phases);
+            return;
+        }
+        zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
+        switch (form)
         {
         case detail::conv_form::plane:
             detail::plane_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.plane,
@@ -714,7 +738,8 @@ private:
     learnable<T, 4> m_weight;
     learnable<T, 1> m_bias;
 
-    xt::xtensor<T, 4> m_padded;        // zero-padded input of the last forward
+    xt::xtensor<T, 4> m_padded;        // zero-padded input of the last forward; with the depthwise phase form,
+                                       // its first N C_in H W elements hold the input's phase planes instead
     xt::xtensor<T, 4> m_output;        // y (f(y) after forward_activated)
     xt::xtensor<T, 4> m_preactivation; // y before an activation whose gradient reads it
     xt::xtensor<T, 4> m_input_grad;    // dX

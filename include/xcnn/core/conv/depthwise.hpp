@@ -366,6 +366,40 @@ void depthwise_forward(const conv_geometry& g, const T* weight, const T* bias, c
                        });
 }
 
+/// db (C_out) = the sums of dY (N, C_out, OH, OW) over (N, OH, OW), as every other form takes
+/// them; with `mask` (laid out like dY), only where it is positive.
+template <class T>
+void depthwise_bias_grad(const conv_geometry& g, const T* dy, const T* mask, T* db)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    const std::size_t c_out = g.out_channels, out_plane = g.out_h() * g.out_w(), vector_end = out_plane - out_plane % S;
+    for (std::size_t o = 0; o < c_out; ++o)
+    {
+        batch partial(T(0));
+        T sum = 0;
+        for (std::size_t b = 0; b < g.batch; ++b)
+        {
+            const T* src = dy + (b * c_out + o) * out_plane;
+            const T* msk = mask == nullptr ? nullptr : mask + (b * c_out + o) * out_plane;
+            for (std::size_t i = 0; i < vector_end; i += S)
+            {
+                batch v = batch::load_unaligned(src + i);
+                if (msk != nullptr)
+                {
+                    v = xsimd::select(batch::load_unaligned(msk + i) > batch(T(0)), v, batch(T(0)));
+                }
+                partial += v;
+            }
+            for (std::size_t i = vector_end; i < out_plane; ++i)
+            {
+                sum += msk == nullptr || msk[i] > T(0) ? src[i] : T(0);
+            }
+        }
+        db[o] = sum + sum_lanes(partial);
+    }
+}
+
 /// dw (C_out, 1, KH, KW), db (C_out, or null) and, unless `dx` is null, dx (N, C_in, H, W) of
 /// the depthwise convolution, from dY (N, C_out, OH, OW) and the padded input `padded`. With
 /// `mask` (the ReLU'd output, laid out like dY), dY passes only where it is positive, inside the
@@ -461,34 +495,7 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
         });
     if (db != nullptr)
     {
-        // The sums over (N, OH, OW) of each output channel, as every other form takes them.
-        using batch = xsimd::batch<T>;
-        constexpr std::size_t S = batch::size;
-        const std::size_t out_plane = oh * ow, vector_end = out_plane - out_plane % S;
-        for (std::size_t o = 0; o < c_out; ++o)
-        {
-            batch partial(T(0));
-            T sum = 0;
-            for (std::size_t b = 0; b < g.batch; ++b)
-            {
-                const T* src = dy + (b * c_out + o) * out_plane;
-                const T* msk = mask == nullptr ? nullptr : mask + (b * c_out + o) * out_plane;
-                for (std::size_t i = 0; i < vector_end; i += S)
-                {
-                    batch v = batch::load_unaligned(src + i);
-                    if (msk != nullptr)
-                    {
-                        v = xsimd::select(batch::load_unaligned(msk + i) > batch(T(0)), v, batch(T(0)));
-                    }
-                    partial += v;
-                }
-                for (std::size_t i = vector_end; i < out_plane; ++i)
-                {
-                    sum += msk == nullptr || msk[i] > T(0) ? src[i] : T(0);
-                }
-            }
-            db[o] = sum + sum_lanes(partial);
-        }
+        depthwise_bias_grad(g, dy, mask, db);
     }
 }
 

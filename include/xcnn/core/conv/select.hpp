@@ -16,6 +16,7 @@
 #include "../gemm.hpp"
 #include "../xtensor_shim.hpp"
 #include "depthwise.hpp"
+#include "depthwise_phases.hpp"
 #include "geometry.hpp"
 #include "lowered.hpp"
 #include "plane_form.hpp"
@@ -30,11 +31,12 @@ namespace detail
 /// A way to compute one pass of a convolution.
 enum class conv_form
 {
-    window_view,    ///< core/conv/window_contraction.hpp
-    plane,          ///< core/conv/plane_form.hpp
-    strided_col2im, ///< core/conv/strided_input_grad.hpp (dX only)
-    depthwise,      ///< core/conv/depthwise.hpp
-    lowered         ///< core/conv/lowered.hpp
+    window_view,      ///< core/conv/window_contraction.hpp
+    plane,            ///< core/conv/plane_form.hpp
+    strided_col2im,   ///< core/conv/strided_input_grad.hpp (dX only)
+    depthwise,        ///< core/conv/depthwise.hpp
+    depthwise_phases, ///< core/conv/depthwise_phases.hpp
+    lowered           ///< core/conv/lowered.hpp
 };
 
 /// Whether every output channel reads one input channel of a grouped convolution (groups =
@@ -45,6 +47,14 @@ enum class conv_form
 inline bool depthwise(const conv_geometry& g) noexcept
 {
     return g.groups > 1 && g.groups == g.in_channels;
+}
+
+/// The depthwise form of `g`: the masked taps over the stride phases where the output is as
+/// large as a phase plane (they read the input in place and compute no wrap-around positions),
+/// the strips of the padded plane otherwise.
+inline conv_form depthwise_form(const conv_geometry& g) noexcept
+{
+    return depthwise_phases_apply(g) ? conv_form::depthwise_phases : conv_form::depthwise;
 }
 
 /// Whether the plane form applies: stride 1 and one group (it reads whole images of C_in
@@ -126,7 +136,7 @@ conv_form choose_forward_form(const conv_geometry& g) noexcept
 {
     if (depthwise(g))
     {
-        return conv_form::depthwise;
+        return depthwise_form(g);
     }
     if (lowered_forward_wins<T>(g))
     {
@@ -145,7 +155,7 @@ conv_form choose_weight_grad_form(const conv_geometry& g) noexcept
 {
     if (depthwise(g))
     {
-        return conv_form::depthwise;
+        return depthwise_form(g);
     }
     if (lowered_backward_wins<T>(g))
     {
@@ -166,7 +176,7 @@ conv_form choose_input_grad_form(const conv_geometry& g) noexcept
 {
     if (depthwise(g))
     {
-        return conv_form::depthwise;
+        return depthwise_form(g);
     }
     if (lowered_backward_wins<T>(g))
     {
@@ -195,6 +205,8 @@ struct conv_workspace
     strided_workspace<T> strided;
     /// The depthwise kernels' tap offsets and per-thread planes.
     depthwise_workspace<T> depthwise;
+    /// The depthwise phase form's masks and per-thread buffers.
+    depthwise_phase_workspace<T> depthwise_phases;
     /// The lowered form's column matrix, transposed dY and tables.
     lowered_workspace<T> lowered;
     /// dY through a fused ReLU, for the passes that read dY in place (window dW, strided dX).
