@@ -55,10 +55,16 @@ conv_geometry geometry(std::size_t n, std::size_t c_in, std::size_t c_out, std::
 std::vector<conv_geometry> unit_stride_cases()
 {
     return {
-        geometry(2, 3, 5, 7, 9, {3, 3}, {1, 1}, {1, 1}),  geometry(2, 2, 4, 6, 30, {3, 3}, {1, 1}, {1, 1}),
-        geometry(1, 3, 2, 5, 34, {3, 3}, {1, 1}, {0, 0}), geometry(3, 1, 6, 12, 12, {5, 5}, {1, 1}, {2, 2}),
-        geometry(2, 4, 3, 8, 11, {2, 5}, {1, 1}, {1, 2}), geometry(2, 2, 3, 5, 6, {1, 1}, {1, 1}, {2, 2}),
-        geometry(1, 2, 2, 9, 40, {3, 1}, {1, 1}, {0, 1}), geometry(2, 3, 2, 3, 3, {5, 5}, {1, 1}, {1, 1}),
+        geometry(2, 3, 5, 7, 9, {3, 3}, {1, 1}, {1, 1}),
+        geometry(2, 2, 4, 6, 30, {3, 3}, {1, 1}, {1, 1}),
+        geometry(1, 3, 2, 5, 34, {3, 3}, {1, 1}, {0, 0}),
+        geometry(3, 1, 6, 12, 12, {5, 5}, {1, 1}, {2, 2}),
+        geometry(2, 4, 3, 8, 11, {2, 5}, {1, 1}, {1, 2}),
+        geometry(2, 2, 3, 5, 6, {1, 1}, {1, 1}, {2, 2}),
+        geometry(1, 2, 2, 9, 40, {3, 1}, {1, 1}, {0, 1}),
+        geometry(2, 3, 2, 3, 3, {5, 5}, {1, 1}, {1, 1}),
+        // Enough output channels for dW's packed GEMM (`packed_gemm_beats_nt`), with edge tiles.
+        geometry(2, 3, 130, 6, 7, {3, 3}, {1, 1}, {1, 1}),
     };
 }
 
@@ -90,6 +96,8 @@ std::vector<conv_geometry> lowered_cases()
     cases.push_back(dilated_strided);
     cases.push_back(geometry(3, 16, 2, 64, 64, {3, 3}, {1, 1}, {1, 1}));
     cases.push_back(geometry(3, 16, 3, 95, 90, {3, 3}, {2, 2}, {1, 0}));
+    // dW's packed GEMM summed over two chunks.
+    cases.push_back(geometry(2, 240, 128, 16, 16, {3, 3}, {1, 1}, {1, 1}));
     return cases;
 }
 
@@ -176,7 +184,7 @@ void check_weight_grad_forms()
             xt::xtensor<T, 1> db2(p.b.shape());
             const auto spread =
                 xcnn::detail::spread_output_grad(g, p.dy.data(), static_cast<const T*>(nullptr), ws.plane);
-            xcnn::detail::plane_weight_grad(g, spread, p.padded.data(), dw2.data(), db2.data(), ws.plane);
+            xcnn::detail::plane_weight_grad(g, spread, p.padded.data(), dw2.data(), db2.data(), ws.plane, ws.gemm);
             CHECK(max_scaled_error(dw2, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
             CHECK(max_scaled_error(db2, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
         }
@@ -237,10 +245,11 @@ void check_masks()
         xt::xtensor<T, 1> db(p.b.shape()), db_ref(p.b.shape());
         const auto masked_spread =
             xcnn::detail::spread_output_grad(g, masked.data(), static_cast<const T*>(nullptr), ws.plane);
-        xcnn::detail::plane_weight_grad(g, masked_spread, p.padded.data(), dw_ref.data(), db_ref.data(), ws.plane);
+        xcnn::detail::plane_weight_grad(g, masked_spread, p.padded.data(), dw_ref.data(), db_ref.data(), ws.plane,
+                                        ws.gemm);
         xcnn::detail::plane_input_grad(g, p.w.data(), masked_spread, dx_ref.data(), ws.plane, ws.gemm);
         const auto spread = xcnn::detail::spread_output_grad(g, p.dy.data(), mask.data(), ws.plane);
-        xcnn::detail::plane_weight_grad(g, spread, p.padded.data(), dw.data(), db.data(), ws.plane);
+        xcnn::detail::plane_weight_grad(g, spread, p.padded.data(), dw.data(), db.data(), ws.plane, ws.gemm);
         xcnn::detail::plane_input_grad(g, p.w.data(), spread, dx.data(), ws.plane, ws.gemm);
         CHECK(xcnn_test::identical(dw, dw_ref));
         CHECK(xcnn_test::identical(db, db_ref));

@@ -63,6 +63,16 @@ struct gemm_nt_operands
     const T* col_bias = nullptr;
 };
 
+/// Whether `C = A * B^T` with `m` rows of C runs faster as a packed GEMM (gemm.hpp), whose
+/// packing transposes B once per block, than here: `gemm_nt` reads all of B again for every RI
+/// rows of C, from beyond L2 for a convolution's dW, and its micro-kernel does 2.4 FMAs per
+/// vector load against the packed kernel's 12 per load. On the convolution sweep the packed GEMM
+/// won from 128 rows of C (output channels) and lost below 64 (docs/performance.md).
+inline bool packed_gemm_beats_nt(std::size_t m) noexcept
+{
+    return m >= 128;
+}
+
 /// The RI x RJ block of C at (i0, j0), summed over segments [s0, s1); `overwrite` for the first
 /// group of segments (it also adds the column bias), accumulate for the others.
 template <class T, std::size_t RI, std::size_t RJ>

@@ -13,8 +13,9 @@
 /// small images (28 x 28, 10 x 10) would otherwise pay a packing copy of K times the input.
 ///
 /// The weight gradient is the same idea transposed: dW[o, tap] = sum over images and flat
-/// positions of dY[o, j] * x[tap + j], a dot product of two contiguous strips (core/gemm_nt.hpp),
-/// with dY spread to the flat layout and zeros at the wrap-around positions.
+/// positions of dY[o, j] * x[tap + j], a dot product of two contiguous strips (core/gemm_nt.hpp;
+/// for many output channels the packed GEMM, which transposes the strips once per block), with
+/// dY spread to the flat layout and zeros at the wrap-around positions.
 #ifndef XCNN_CORE_PLANE_CORRELATION_HPP
 #define XCNN_CORE_PLANE_CORRELATION_HPP
 
@@ -74,6 +75,9 @@ struct plane_tables
     std::vector<std::ptrdiff_t> positions;
     std::vector<std::ptrdiff_t> out_rows;
     std::vector<std::ptrdiff_t> out_positions;
+    /// dW's GEMM: rows and (image, position) columns of dY, (image, position) rows of the input,
+    /// rows and columns of dW.
+    std::vector<std::ptrdiff_t> grad_rows, grad_positions, input_positions, weight_rows, weight_cols;
 };
 
 inline void fill_tap_offsets(const plane_geometry& g, std::vector<std::ptrdiff_t>& taps)
@@ -214,26 +218,62 @@ void spread_planes(const T* src, std::size_t planes, std::size_t rows, std::size
 }
 
 /// dw (out_channels x taps, row-major) = sum over images and flat positions j < span of
-/// grad[n, o, j] * input[n, tap + j]: dot products of strips read in place (`gemm_nt`). `grad`
-/// is (N, out_channels, grad_plane) as `spread_planes` writes it, with zeros at the wrap-around
-/// positions.
+/// grad[n, o, j] * input[n, tap + j]. `grad` is (N, out_channels, grad_plane) as
+/// `spread_planes` writes it, with zeros at the wrap-around positions. Dot products of strips
+/// read in place (`gemm_nt`), or for many output channels (`packed_gemm_beats_nt`) one packed
+/// GEMM over K = N span (image, position), whose packing transposes the taps' strips into panels
+/// once per block and reuses them for every row of dW.
 template <class T>
 void correlate_planes_weight_grad(const plane_geometry& g, std::size_t out_channels, const T* grad,
-                                  std::size_t grad_plane, const T* input, T* dw, plane_tables& tables)
+                                  std::size_t grad_plane, const T* input, T* dw, plane_tables& tables,
+                                  gemm_workspace<T>& gemm_ws)
 {
     fill_tap_offsets(g, tables.taps);
-    gemm_nt_operands<T> op;
-    op.a = grad;
-    op.a_row = grad_plane;
-    op.a_segment = out_channels * grad_plane;
-    op.b = input;
-    op.b_rows = tables.taps.data();
-    op.b_segment = g.image();
-    op.length = g.span();
-    op.segments = g.batch;
-    op.c = dw;
-    op.c_row = g.taps();
-    gemm_nt(out_channels, g.taps(), op);
+    if (!packed_gemm_beats_nt(out_channels))
+    {
+        gemm_nt_operands<T> op;
+        op.a = grad;
+        op.a_row = grad_plane;
+        op.a_segment = out_channels * grad_plane;
+        op.b = input;
+        op.b_rows = tables.taps.data();
+        op.b_segment = g.image();
+        op.length = g.span();
+        op.segments = g.batch;
+        op.c = dw;
+        op.c_row = g.taps();
+        gemm_nt(out_channels, g.taps(), op);
+        return;
+    }
+    const std::size_t span = g.span(), k = g.batch * span;
+    tables.grad_rows.resize(out_channels);
+    for (std::size_t o = 0; o < out_channels; ++o)
+    {
+        tables.grad_rows[o] = static_cast<std::ptrdiff_t>(o * grad_plane);
+    }
+    tables.grad_positions.resize(k);
+    tables.input_positions.resize(k);
+    for (std::size_t n = 0; n < g.batch; ++n)
+    {
+        for (std::size_t j = 0; j < span; ++j)
+        {
+            tables.grad_positions[n * span + j] = static_cast<std::ptrdiff_t>(n * out_channels * grad_plane + j);
+            tables.input_positions[n * span + j] = static_cast<std::ptrdiff_t>(n * g.image() + j);
+        }
+    }
+    tables.weight_rows.resize(out_channels);
+    for (std::size_t o = 0; o < out_channels; ++o)
+    {
+        tables.weight_rows[o] = static_cast<std::ptrdiff_t>(o * g.taps());
+    }
+    tables.weight_cols.resize(g.taps());
+    for (std::size_t t = 0; t < g.taps(); ++t)
+    {
+        tables.weight_cols[t] = static_cast<std::ptrdiff_t>(t);
+    }
+    gemm<T>(out_channels, g.taps(), k, {grad, tables.grad_rows.data(), tables.grad_positions.data()},
+            {input, tables.input_positions.data(), tables.taps.data()},
+            {dw, tables.weight_rows.data(), tables.weight_cols.data()}, {}, gemm_ws);
 }
 
 /// dst[0, count) += src[0, count), a vector at a time and the tail element by element (an

@@ -597,7 +597,7 @@ private:
         {
             const auto spread = detail::spread_output_grad(g, dy.data(), mask, m_work.plane);
             detail::plane_weight_grad(g, spread, m_padded.data(), m_weight.grad().data(), bias_grad_data(),
-                                      m_work.plane);
+                                      m_work.plane, m_work.gemm);
             return spread;
         }
         detail::window_weight_grad(g, m_padded, dy, m_weight.grad(), bias_grad_data(), m_work.window, m_work.gemm);

@@ -15,8 +15,8 @@
 /// - the strided dX runs one GEMM of only C_in rows per kernel tap, each adding into dX.
 ///
 /// Here the copy is contiguous for stride 1 and a fixed-step gather for stride 2, the GEMMs
-/// have the full K (forward, dW) or M = K (dX) and no wasted columns, and dW is one `gemm_nt`
-/// over long rows: dY is transposed once to (C_out, N OH OW), fusing a ReLU mask.
+/// have the full K (forward, dW) or M = K (dX) and no wasted columns, and dW contracts long
+/// rows: dY is transposed once to (C_out, N OH OW), fusing a ReLU mask.
 ///
 /// Chunks hold about `lowered_chunk_elements` elements of columns, at least one image, so the
 /// buffer stays in the last-level cache between the copy and the GEMM that reads it. Their size
@@ -53,6 +53,8 @@ struct lowered_workspace
     conv_buffer<T> weight_grad;
     /// Offset tables of the GEMM's operands.
     std::vector<std::ptrdiff_t> a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;
+    /// Offset tables of dW's packed GEMM.
+    std::vector<std::ptrdiff_t> dw_a_rows, dw_a_cols, dw_b_rows, dw_b_cols, dw_c_rows, dw_c_cols;
 };
 
 /// Elements of the column matrix of one chunk: 4 MB of floats.
@@ -212,7 +214,8 @@ void lowered_forward(const conv_geometry& g, const T* weight, const T* bias, con
 
 /// Groups of 1. dw (C_out, C_in, KH, KW), db (C_out, or null) and, unless `dx` is null, dx
 /// (N, C_in, H, W) from dY (N, C_out, OH, OW) and the padded input, chunk by chunk: dW is the
-/// transposed dY times the column matrix transposed (`gemm_nt`, both read along their rows), the
+/// transposed dY times the column matrix transposed (`gemm_nt`, both read along their rows, or
+/// the packed GEMM for many output channels, `packed_gemm_beats_nt`), the
 /// column gradient is the weight transposed times dY, raised into dX by col2im. With `mask`
 /// (the ReLU'd output, laid out like dY), dY passes only where it is positive, inside the
 /// transposing copy.
@@ -284,20 +287,38 @@ void lowered_backward(const conv_geometry& g, const T* weight, const T* padded, 
         const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * pixels;
         lower_columns(g, padded, n0, n1, ws.columns.data());
         fill_linear(ws.c_rows, k, cols); // the columns' rows, for gemm_nt's B and dX's C
-        gemm_nt_operands<T> op;
-        op.a = grad + n0 * pixels;
-        op.a_row = all;
-        op.b = ws.columns.data();
-        op.b_rows = ws.c_rows.data();
-        op.length = cols;
-        op.c = n0 == 0 ? dw : ws.weight_grad.data();
-        op.c_row = k;
-        gemm_nt(c_out, k, op);
-        if (n0 != 0)
+        if (packed_gemm_beats_nt(c_out))
         {
-            for (std::size_t i = 0; i < c_out * k; ++i)
+            // dW += dY's rows times the columns transposed, which the GEMM's packing transposes.
+            fill_linear(ws.dw_a_rows, c_out, all);
+            fill_linear(ws.dw_a_cols, cols, 1);
+            fill_linear(ws.dw_b_rows, cols, 1);
+            fill_linear(ws.dw_b_cols, k, cols);
+            fill_linear(ws.dw_c_rows, c_out, k);
+            fill_linear(ws.dw_c_cols, k, 1);
+            gemm_epilogue<T> accumulate;
+            accumulate.beta = n0 == 0 ? T(0) : T(1);
+            gemm<T>(c_out, k, cols, {grad + n0 * pixels, ws.dw_a_rows.data(), ws.dw_a_cols.data()},
+                    {ws.columns.data(), ws.dw_b_rows.data(), ws.dw_b_cols.data()},
+                    {dw, ws.dw_c_rows.data(), ws.dw_c_cols.data()}, accumulate, gemm_ws);
+        }
+        else
+        {
+            gemm_nt_operands<T> op;
+            op.a = grad + n0 * pixels;
+            op.a_row = all;
+            op.b = ws.columns.data();
+            op.b_rows = ws.c_rows.data();
+            op.length = cols;
+            op.c = n0 == 0 ? dw : ws.weight_grad.data();
+            op.c_row = k;
+            gemm_nt(c_out, k, op);
+            if (n0 != 0)
             {
-                dw[i] += ws.weight_grad[i];
+                for (std::size_t i = 0; i < c_out * k; ++i)
+                {
+                    dw[i] += ws.weight_grad[i];
+                }
             }
         }
         if (dx == nullptr)

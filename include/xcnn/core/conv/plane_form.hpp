@@ -121,14 +121,14 @@ spread_grad<T> spread_output_grad(const conv_geometry& g, const T* dy, const T* 
 }
 
 /// Stride 1. dw (C_out, C_in, KH, KW) = dot products of the rows of the spread dY with strips
-/// of `padded` (N, C_in, Hp, Wp), both read in place (`gemm_nt`); db (C_out, or null for no
+/// of `padded` (N, C_in, Hp, Wp) (`correlate_planes_weight_grad`); db (C_out, or null for no
 /// bias) = the sums of the spread planes.
 template <class T>
 void plane_weight_grad(const conv_geometry& g, const spread_grad<T>& dy, const T* padded, T* dw, T* db,
-                       plane_workspace<T>& ws)
+                       plane_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
     const std::size_t n = g.batch, c_out = g.out_channels;
-    correlate_planes_weight_grad(g.planes(), c_out, dy.values, dy.plane, padded, dw, ws.tables);
+    correlate_planes_weight_grad(g.planes(), c_out, dy.values, dy.plane, padded, dw, ws.tables, gemm_ws);
     if (db == nullptr)
     {
         return;

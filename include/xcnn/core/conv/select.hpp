@@ -145,10 +145,10 @@ conv_form choose_forward_form(const conv_geometry& g) noexcept
     return plane_applies(g) && !rows_fill_panels<T>(g.out_w()) ? conv_form::plane : conv_form::window_view;
 }
 
-/// dW and db. Stride 1: the plane form, whatever OW, since `gemm_nt` reads both dY's spread
-/// rows and the input's strips in place and packs nothing, where the window view's GEMM
-/// (K = N OH OW) would pack a window matrix; db comes from the spread for free. A stride above
-/// 1: the window view.
+/// dW and db. Stride 1: the plane form, whatever OW, since it reads dY's spread rows and the
+/// input's strips in place (or, for many output channels, transposes the strips once per GEMM
+/// block), where the window view's GEMM (K = N OH OW) would pack a window matrix; db comes from
+/// the spread for free. A stride above 1: the window view.
 /// Depthwise: the direct kernels; other grouped convolutions: the window view.
 template <class T>
 conv_form choose_weight_grad_form(const conv_geometry& g) noexcept
