@@ -397,10 +397,15 @@ struct table_problem
     std::vector<std::ptrdiff_t> a_row, a_col, b_row, b_col, c_row, c_col;
     std::vector<T> row_bias, col_bias;
 
-    table_problem(std::size_t m_, std::size_t n_, std::size_t k_, std::mt19937& rng) : m(m_), n(n_), k(k_)
+    /// Row stride of C: its columns, the gaps between their runs, and one element of padding.
+    std::ptrdiff_t ldc;
+
+    /// `run` > 0 puts C's columns in runs of `run` with 3 elements between runs (the output pixels
+    /// of several small images in NCHW); 0 keeps them contiguous.
+    table_problem(std::size_t m_, std::size_t n_, std::size_t k_, std::mt19937& rng, std::size_t run = 0)
+        : m(m_), n(n_), k(k_), ldc(static_cast<std::ptrdiff_t>(n + (run == 0 || n == 0 ? 0 : (n - 1) / run * 3) + 1))
     {
-        const auto lda = static_cast<std::ptrdiff_t>(k + 2), ldb = static_cast<std::ptrdiff_t>(n),
-                   ldc = static_cast<std::ptrdiff_t>(n + 1);
+        const auto lda = static_cast<std::ptrdiff_t>(k + 2), ldb = static_cast<std::ptrdiff_t>(n);
         std::vector<std::size_t> perm_m(m), perm_n(n - n / 2);
         std::iota(perm_m.begin(), perm_m.end(), 0);
         std::iota(perm_n.begin(), perm_n.end(), n / 2);
@@ -419,7 +424,7 @@ struct table_problem
         for (std::size_t j = 0; j < n; ++j)
         {
             b_col.push_back(static_cast<std::ptrdiff_t>(j < n / 2 ? j : perm_n[j - n / 2]));
-            c_col.push_back(static_cast<std::ptrdiff_t>(j));
+            c_col.push_back(static_cast<std::ptrdiff_t>(run == 0 ? j : j + j / run * 3));
         }
         std::uniform_real_distribution<double> dist(-1.0, 1.0);
         auto draw = [&](std::vector<T>& v, std::size_t size)
@@ -432,7 +437,7 @@ struct table_problem
         };
         draw(a, std::max<std::size_t>(m * (k + 2), 1));
         draw(b, std::max<std::size_t>(k * n, 1));
-        draw(c, std::max<std::size_t>(m * (n + 1), 1));
+        draw(c, std::max<std::size_t>(m * static_cast<std::size_t>(ldc), 1));
         draw(row_bias, m);
         draw(col_bias, n);
     }
@@ -483,11 +488,18 @@ struct table_problem
                 }
             }
         }
-        // The column ldc - 1 of every row is outside C.
+        // Elements outside C (the gaps between column runs, the padding column) are untouched.
+        std::vector<bool> in_c(c.size(), false);
         for (std::size_t i = 0; i < m; ++i)
         {
-            const std::size_t pad = i * (n + 1) + n;
-            bad += c[pad] != before[pad];
+            for (std::size_t j = 0; j < n; ++j)
+            {
+                in_c[c_pos(i, j)] = true;
+            }
+        }
+        for (std::size_t e = 0; e < c.size(); ++e)
+        {
+            bad += !in_c[e] && !(c[e] == before[e]);
         }
         return worst;
     }
@@ -539,6 +551,36 @@ void offset_tables_with_biases()
     INFO("max |got - want| = " << worst);
     CHECK(bad == 0);
     CHECK(worst <= tolerance<T>(sz.k, 0.75, beta) + 2 * base_tolerance<T>());
+}
+
+/// C's columns in runs (a GEMM writing NCHW outputs of several small images): runs shorter than,
+/// equal to and longer than a vector, and runs of 2, more per vector than the vector path takes.
+template <class T>
+void column_runs()
+{
+    using B = blocking<T>;
+    const std::size_t run = GENERATE(2, 5, 16, 49);
+    const int bias = GENERATE(0, 3);
+    const double beta = GENERATE(0.0, 0.5);
+    const std::size_t k = GENERATE(std::size_t(7), 2 * B::kc + 1); // one K block and several (accumulating)
+    CAPTURE(run, bias, beta, k);
+    std::mt19937 rng(static_cast<unsigned>(40 + run));
+    table_problem<T> p(B::mr + 3, 3 * B::nr + 7, k, rng, run);
+    if (beta == 0.0)
+    {
+        p.fill_c_with_nan();
+    }
+    xcnn::gemm_epilogue<T> ep;
+    ep.alpha = T(0.75);
+    ep.beta = static_cast<T>(beta);
+    ep.row_bias = (bias & 1) ? p.row_bias.data() : nullptr;
+    ep.col_bias = (bias & 2) ? p.col_bias.data() : nullptr;
+    xcnn::gemm_workspace<T> ws;
+    std::size_t bad = 0;
+    const double worst = p.run(ep, ws, bad);
+    INFO("max |got - want| = " << worst);
+    CHECK(bad == 0);
+    CHECK(worst <= tolerance<T>(k, 0.75, beta) + 2 * base_tolerance<T>());
 }
 
 template <class T>
@@ -723,6 +765,18 @@ TEST_CASE("gemm: offset tables with row and column biases", "[gemm]")
     SECTION("double")
     {
         offset_tables_with_biases<double>();
+    }
+}
+
+TEST_CASE("gemm: C's columns in runs, written a run at a time", "[gemm]")
+{
+    SECTION("float")
+    {
+        column_runs<float>();
+    }
+    SECTION("double")
+    {
+        column_runs<double>();
     }
 }
 

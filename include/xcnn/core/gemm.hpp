@@ -599,6 +599,88 @@ bool contiguous_panel(const offset_matrix<T>& c, std::size_t j0, std::size_t col
     return cols == NR && offsets_contiguous(c.col + j0, NR);
 }
 
+/// `write_tile` for a full-width tile whose columns are a few contiguous runs per vector (the
+/// output pixels of two small images side by side, in NCHW): each run is written with one masked
+/// vector store instead of element by element. Returns false, writing nothing, when a vector
+/// of columns holds more than `max_runs` runs.
+template <class T, std::size_t NR>
+bool write_tile_runs(const T* tile, std::size_t rows, const offset_matrix<T>& c, std::size_t i0, std::size_t j0,
+                     const gemm_epilogue<T>& ep, bool first)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size, vectors = NR / S, max_runs = 4;
+    const std::ptrdiff_t* col = c.col + j0;
+    // Run r of vector v: lanes `lanes[v][r]`, lane l written at offset[v][r] + l of a row of C.
+    std::uint32_t lanes[vectors][max_runs];
+    std::ptrdiff_t offset[vectors][max_runs];
+    std::size_t runs[vectors];
+    for (std::size_t v = 0; v < vectors; ++v)
+    {
+        runs[v] = 0;
+        for (std::size_t a = 0; a < S;)
+        {
+            std::size_t length = 1;
+            while (a + length < S && col[v * S + a + length] == col[v * S + a] + static_cast<std::ptrdiff_t>(length))
+            {
+                ++length;
+            }
+            if (runs[v] == max_runs)
+            {
+                return false;
+            }
+            lanes[v][runs[v]] = first_lanes(a + length) & ~first_lanes(a);
+            offset[v][runs[v]] = col[v * S + a] - static_cast<std::ptrdiff_t>(a);
+            ++runs[v];
+            a += length;
+        }
+    }
+    const batch alpha(ep.alpha);
+    const batch beta(ep.beta);
+    for (std::size_t r = 0; r < rows; ++r)
+    {
+        T* out = c.data + c.row[i0 + r];
+        const batch row_bias(first && ep.row_bias ? ep.row_bias[i0 + r] : T(0));
+        for (std::size_t v = 0; v < vectors; ++v)
+        {
+            batch value = batch::load_aligned(tile + r * NR + v * S);
+            if (ep.alpha != T(1))
+            {
+                value *= alpha;
+            }
+            const bool reads_c = !first || ep.beta != T(0);
+            batch old(T(0));
+            if (reads_c)
+            {
+                for (std::size_t q = 0; q < runs[v]; ++q)
+                {
+                    old += load_masked(out, offset[v][q], lanes[v][q]);
+                }
+            }
+            if (first)
+            {
+                value += row_bias;
+                if (ep.col_bias)
+                {
+                    value += batch::load_unaligned(ep.col_bias + j0 + v * S);
+                }
+                if (ep.beta != T(0))
+                {
+                    value = xsimd::fma(beta, old, value);
+                }
+            }
+            else
+            {
+                value += old;
+            }
+            for (std::size_t q = 0; q < runs[v]; ++q)
+            {
+                store_masked(out, offset[v][q], value, lanes[v][q]);
+            }
+        }
+    }
+    return true;
+}
+
 /// Writes `rows x cols` of a micro-tile into C. `first` is true for the first K block, which
 /// applies beta and the biases; later K blocks accumulate. Full-width tiles whose columns are
 /// contiguous in C (`contiguous_panel`; the common case: rows of an NCHW output) are written
@@ -645,6 +727,10 @@ void write_tile(const T* tile, std::size_t rows, std::size_t cols, const offset_
                 value.store_unaligned(out + j);
             }
         }
+        return;
+    }
+    if (cols == NR && write_tile_runs<T, NR>(tile, rows, c, i0, j0, ep, first))
+    {
         return;
     }
     for (std::size_t r = 0; r < rows; ++r)

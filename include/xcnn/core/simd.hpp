@@ -66,17 +66,24 @@ inline void keep_in_register(B& value) noexcept
 #endif
 }
 
+/// base + offset, formed as an integer: for masked accesses whose first lanes lie before the
+/// array (they are never touched), where pointer arithmetic out of the array would be undefined.
+template <class T>
+XCNN_ALWAYS_INLINE T* address_at(T* base, std::ptrdiff_t offset) noexcept
+{
+    return reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(base) +
+                                static_cast<std::uintptr_t>(offset * std::ptrdiff_t(sizeof(T))));
+}
+
 /// base[offset + l] in lane l of a vector for every lane l whose bit is set in `lanes`, zero in
 /// the others; the other lanes' addresses are not read, and may lie outside `base`'s array (a
-/// masked load with AVX-512, element copies elsewhere). The address is formed as an integer, so
-/// an offset pointing before the array is not pointer arithmetic out of it.
+/// masked load with AVX-512, element copies elsewhere).
 template <class T>
 XCNN_ALWAYS_INLINE xsimd::batch<T> load_masked(const T* base, std::ptrdiff_t offset, std::uint32_t lanes)
 {
     using batch = xsimd::batch<T>;
 #if XSIMD_WITH_AVX512F
-    const auto* p = reinterpret_cast<const T*>(reinterpret_cast<std::uintptr_t>(base) +
-                                               static_cast<std::uintptr_t>(offset * std::ptrdiff_t(sizeof(T))));
+    const T* p = address_at(base, offset);
     if constexpr (std::is_same<T, float>::value)
     {
         return batch(_mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes), p));
@@ -100,11 +107,13 @@ XCNN_ALWAYS_INLINE xsimd::batch<T> load_masked(const T* base, std::ptrdiff_t off
     }
 }
 
-/// Stores lane l of `v` at p[l] for every lane whose bit is set in `lanes`; writes nothing else.
+/// Stores lane l of `v` at base[offset + l] for every lane whose bit is set in `lanes`; writes
+/// nothing else, and the other lanes' addresses may lie outside `base`'s array.
 template <class T, class A>
-XCNN_ALWAYS_INLINE void store_masked(T* p, const xsimd::batch<T, A>& v, std::uint32_t lanes)
+XCNN_ALWAYS_INLINE void store_masked(T* base, std::ptrdiff_t offset, const xsimd::batch<T, A>& v, std::uint32_t lanes)
 {
 #if XSIMD_WITH_AVX512F
+    T* p = address_at(base, offset);
     if constexpr (std::is_same<T, float>::value)
     {
         _mm512_mask_storeu_ps(p, static_cast<__mmask16>(lanes), v);
@@ -123,9 +132,16 @@ XCNN_ALWAYS_INLINE void store_masked(T* p, const xsimd::batch<T, A>& v, std::uin
     {
         if ((lanes >> l) & 1u)
         {
-            p[l] = part[l];
+            base[offset + static_cast<std::ptrdiff_t>(l)] = part[l];
         }
     }
+}
+
+/// Stores lane l of `v` at p[l] for every lane whose bit is set in `lanes`; writes nothing else.
+template <class T, class A>
+XCNN_ALWAYS_INLINE void store_masked(T* p, const xsimd::batch<T, A>& v, std::uint32_t lanes)
+{
+    store_masked(p, 0, v, lanes);
 }
 
 /// The mask of the first `count` (<= the vector size) lanes.
