@@ -361,6 +361,70 @@ TEST_CASE("conv forms: the lowered form's dW, db and dX pass finite-difference c
     }
 }
 
+/// The Winograd form's geometries: 3x3 at stride 1 with padding 0, 1 and 2, even and odd
+/// output sizes (a half tile at the edge), planes of one tile and less than a vector of tiles,
+/// rows of more than a vector of tiles, channels that are not multiples of the GEMM's blocks,
+/// and a batch over several chunks.
+std::vector<conv_geometry> winograd_cases()
+{
+    return {
+        geometry(2, 3, 5, 8, 8, {3, 3}, {1, 1}, {1, 1}),     geometry(3, 4, 6, 7, 9, {3, 3}, {1, 1}, {1, 1}),
+        geometry(2, 5, 3, 6, 5, {3, 3}, {1, 1}, {0, 0}),     geometry(1, 2, 4, 4, 4, {3, 3}, {1, 1}, {2, 2}),
+        geometry(2, 3, 2, 3, 3, {3, 3}, {1, 1}, {0, 0}),     geometry(2, 17, 19, 4, 4, {3, 3}, {1, 1}, {1, 1}),
+        geometry(1, 3, 4, 11, 70, {3, 3}, {1, 1}, {1, 1}),   geometry(3, 2, 3, 1, 1, {3, 3}, {1, 1}, {1, 1}),
+        geometry(5, 64, 40, 24, 24, {3, 3}, {1, 1}, {1, 1}),
+    };
+}
+
+template <class T>
+void check_winograd()
+{
+    std::mt19937 rng(19);
+    xcnn::detail::conv_workspace<T> ws;
+    bool chunked = false;
+    for (const auto& g : winograd_cases())
+    {
+        INFO(describe(g));
+        REQUIRE(xcnn::detail::winograd_applies(g));
+        chunked = chunked || xcnn::detail::winograd_chunk(g) < g.batch;
+        const problem<T> p(g, rng);
+        for (const bool relu : {false, true})
+        {
+            for (const bool bias : {false, true})
+            {
+                INFO("relu " << relu << " bias " << bias);
+                xt::xtensor<T, 4> y(g.output_shape());
+                y.fill(T(7));
+                xcnn::detail::winograd_forward(g, p.w.data(), bias ? p.b.data() : static_cast<const T*>(nullptr),
+                                               p.padded.data(), y.data(), relu, ws.winograd, ws.gemm);
+                xt::xtensor<double, 4> expected = p.y;
+                if (!bias)
+                {
+                    for (std::size_t n = 0; n < g.batch; ++n)
+                    {
+                        for (std::size_t o = 0; o < g.out_channels; ++o)
+                        {
+                            xt::view(expected, n, o) -= static_cast<double>(p.b(o));
+                        }
+                    }
+                }
+                if (relu)
+                {
+                    expected = relu_of(expected);
+                }
+                CHECK(max_scaled_error(y, expected, p.y_magnitude) <= tolerance<T>());
+            }
+        }
+    }
+    CHECK(chunked); // the cases reach a batch split into chunks
+}
+
+TEST_CASE("conv forms: the Winograd form's forward pass matches the naive loops", "[conv_forms]")
+{
+    check_winograd<float>();
+    check_winograd<double>();
+}
+
 TEST_CASE("conv forms: forward of the window view and of the plane form match the naive loops", "[conv_forms]")
 {
     check_forward_forms<float>();
@@ -443,4 +507,23 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_weight_grad_form<float>(one_by_one) == conv_form::plane);
     CHECK(xcnn::detail::choose_forward_form<float>(stem) == conv_form::lowered);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(stem) == conv_form::window_view);
+
+    // The Winograd form: 3x3 at stride 1 and dilation 1 with 16 channels or more on both sides,
+    // whatever the plane size or padding; not for a stem's few input channels, a stride, a
+    // dilation or another kernel size.
+    for (const auto& g :
+         {geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1}), geometry(1, 16, 16, 40, 40, {3, 3}, {1, 1}, {0, 0}),
+          geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})})
+    {
+        CHECK(xcnn::detail::choose_forward_form<float>(g) == conv_form::winograd);
+    }
+    auto dilated = geometry(64, 64, 64, 14, 14, {3, 3}, {1, 1}, {2, 2});
+    dilated.dilation = {2, 2};
+    for (const auto& g :
+         {geometry(64, 3, 64, 32, 32, {3, 3}, {1, 1}, {1, 1}), geometry(64, 64, 8, 16, 16, {3, 3}, {1, 1}, {1, 1}),
+          geometry(64, 64, 64, 16, 16, {3, 3}, {2, 2}, {1, 1}), geometry(64, 64, 64, 16, 16, {5, 5}, {1, 1}, {2, 2}),
+          dilated})
+    {
+        CHECK(xcnn::detail::choose_forward_form<float>(g) != conv_form::winograd);
+    }
 }

@@ -144,6 +144,41 @@ XCNN_ALWAYS_INLINE void store_masked(T* p, const xsimd::batch<T, A>& v, std::uin
     store_masked(p, 0, v, lanes);
 }
 
+/// Stores the lanes of `v` whose bits are set in `lanes`, in lane order, at p[0, count) and
+/// returns count; writes nothing else. With AVX-512 a compress within the register and a masked
+/// store (the compressing store to memory is microcoded on AMD's cores).
+template <class T, class A>
+XCNN_ALWAYS_INLINE std::size_t compress_store(T* p, const xsimd::batch<T, A>& v, std::uint32_t lanes)
+{
+    const auto count = static_cast<std::size_t>(__builtin_popcount(lanes));
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        const auto mask = static_cast<__mmask16>(lanes);
+        _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << count) - 1u), _mm512_maskz_compress_ps(mask, v));
+        return count;
+    }
+    else if constexpr (std::is_same<T, double>::value)
+    {
+        const auto mask = static_cast<__mmask8>(lanes);
+        _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << count) - 1u), _mm512_maskz_compress_pd(mask, v));
+        return count;
+    }
+#endif
+    constexpr std::size_t S = xsimd::batch<T, A>::size;
+    alignas(64) T part[S];
+    v.store_aligned(part);
+    std::size_t out = 0;
+    for (std::size_t l = 0; l < S; ++l)
+    {
+        if ((lanes >> l) & 1u)
+        {
+            p[out++] = part[l];
+        }
+    }
+    return count;
+}
+
 /// The mask of the first `count` (<= the vector size) lanes.
 inline std::uint32_t first_lanes(std::size_t count) noexcept
 {

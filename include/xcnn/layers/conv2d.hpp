@@ -630,6 +630,7 @@ private:
         case detail::conv_form::depthwise: // `gradients` runs the depthwise and lowered forms itself
         case detail::conv_form::depthwise_phases:
         case detail::conv_form::lowered:
+        case detail::conv_form::winograd: // a forward form only
             break;
         }
         return m_input_grad;
@@ -696,6 +697,10 @@ private:
             break;
         case detail::conv_form::depthwise:
             detail::depthwise_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.depthwise);
+            break;
+        case detail::conv_form::winograd:
+            detail::winograd_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.winograd,
+                                     m_work.gemm);
             break;
         default:
             detail::window_forward(g, m_padded, weight, bias, m_output, relu, m_work.window, m_work.gemm);

@@ -22,6 +22,7 @@
 #include "plane_form.hpp"
 #include "strided_input_grad.hpp"
 #include "window_contraction.hpp"
+#include "winograd.hpp"
 
 namespace xcnn
 {
@@ -36,6 +37,7 @@ enum class conv_form
     strided_col2im,   ///< core/conv/strided_input_grad.hpp (dX only)
     depthwise,        ///< core/conv/depthwise.hpp
     depthwise_phases, ///< core/conv/depthwise_phases.hpp
+    winograd,         ///< core/conv/winograd.hpp (forward)
     lowered           ///< core/conv/lowered.hpp
 };
 
@@ -55,6 +57,14 @@ inline bool depthwise(const conv_geometry& g) noexcept
 inline conv_form depthwise_form(const conv_geometry& g) noexcept
 {
     return depthwise_phases_apply(g) ? conv_form::depthwise_phases : conv_form::depthwise;
+}
+
+/// Whether the Winograd form runs the forward pass: where it applies (a 3x3 kernel at stride 1,
+/// one group), with enough channels on both sides that its 2.25 times smaller GEMMs outweigh
+/// the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in C_out).
+inline bool winograd_wins(const conv_geometry& g) noexcept
+{
+    return winograd_applies(g) && g.in_channels >= 16 && g.out_channels >= 16;
 }
 
 /// Whether the plane form applies: stride 1 and one group (it reads whole images of C_in
@@ -138,6 +148,10 @@ conv_form choose_forward_form(const conv_geometry& g) noexcept
     {
         return depthwise_form(g);
     }
+    if (winograd_wins(g))
+    {
+        return conv_form::winograd;
+    }
     if (lowered_forward_wins<T>(g))
     {
         return conv_form::lowered;
@@ -209,6 +223,8 @@ struct conv_workspace
     depthwise_phase_workspace<T> depthwise_phases;
     /// The lowered form's column matrix, transposed dY and tables.
     lowered_workspace<T> lowered;
+    /// The Winograd form's transformed kernel, input and products.
+    winograd_workspace<T> winograd;
     /// dY through a fused ReLU, for the passes that read dY in place (window dW, strided dX).
     xt::xtensor<T, 4> masked_grad;
 };

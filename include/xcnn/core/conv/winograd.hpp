@@ -1,0 +1,362 @@
+/// @file
+/// The Winograd form F(2x2, 3x3) of a stride-1 3x3 convolution: 16 multiplications per 2x2
+/// output tile and input channel where the other forms take 36.
+///
+/// The window view contracts every 3x3 window with the kernel. Winograd's minimal filtering
+/// algorithm computes a 2x2 block of outputs from the 4x4 input tile d that covers it as
+/// Y = A^T [(G g G^T) . (B^T d B)] A, where . multiplies element by element: the 16 products of
+/// the transformed kernel U = G g G^T and the transformed tile V = B^T d B replace the 36 of the
+/// four windows, and the transforms only add and halve. Summed over input channels, each of the 16
+/// products is a GEMM: M[xi] (C_out, tiles) = U[xi] (C_out, C_in) V[xi] (C_in, tiles), so the
+/// convolution runs as 16 GEMMs 2.25 times smaller than the one the window view would run, plus
+/// the transforms, O((C_in + C_out) tiles) each against the GEMMs' O(C_in C_out tiles).
+///
+/// The input transform reads the padded plane split into its four stride-2 phases with a pitch
+/// of TW + 1 (TW tiles per row): tile (i, j) reads phase (r mod 2, c mod 2) at row i + r / 2,
+/// column j + c / 2 for its element (r, c), so in the flattened phase grid every element of the
+/// tiles at consecutive positions is a contiguous vector, as in core/conv/depthwise_phases.hpp.
+/// The grid's last column holds no tile; its lanes are dropped when the transformed tiles are
+/// stored, compressed, tile after tile. The output transform writes the 2x2 blocks into the four
+/// phases of the output plane and interleaves them back into rows.
+///
+/// Batches are split into chunks of images whose transformed tiles stay in the last-level
+/// cache between the transform and the GEMMs; the chunk size depends on the geometry only, so the
+/// sums (in another order than the other forms', hence other last bits) do not depend on the
+/// thread count.
+#ifndef XCNN_CORE_CONV_WINOGRAD_HPP
+#define XCNN_CORE_CONV_WINOGRAD_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "../gemm.hpp"
+#include "../simd.hpp"
+#include "../threading.hpp"
+#include "geometry.hpp"
+#include "lowered.hpp"
+
+namespace xcnn
+{
+namespace detail
+{
+
+/// Whether F(2x2, 3x3) computes `g`: one group, a 3x3 kernel, stride and dilation 1.
+inline bool winograd_applies(const conv_geometry& g) noexcept
+{
+    return g.groups == 1 && g.kernel[0] == 3 && g.kernel[1] == 3 && g.unit_stride() && g.undilated();
+}
+
+/// The tile grid of `g`: TH x TW tiles of 2x2 outputs, and the phase planes' pitch TW + 1 and
+/// rows TH + 1.
+struct winograd_grid
+{
+    std::size_t th = 0, tw = 0;
+    std::size_t pitch() const noexcept { return tw + 1; }
+    std::size_t phase_plane() const noexcept { return (th + 1) * (tw + 1); }
+    std::size_t tiles() const noexcept { return th * tw; }
+};
+
+inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
+{
+    return {(g.out_h() + 1) / 2, (g.out_w() + 1) / 2};
+}
+
+/// Images per chunk: as many as keep the transformed input and output, 16 (C_in + C_out) values
+/// per tile, within `lowered_chunk_elements`, at least one.
+inline std::size_t winograd_chunk(const conv_geometry& g) noexcept
+{
+    const std::size_t per_image =
+        std::max<std::size_t>(1, 16 * (g.in_channels + g.out_channels) * winograd_tiles(g).tiles());
+    return std::max<std::size_t>(1, std::min(g.batch, lowered_chunk_elements / per_image));
+}
+
+/// What one thread of the transforms works in.
+template <class T>
+struct winograd_thread_buffers
+{
+    /// The four phases of a padded input plane with a vector of slack, zeros beyond the plane.
+    conv_buffer<T> phases;
+    /// The four phases of an output plane.
+    conv_buffer<T> outputs;
+};
+
+/// What the Winograd form keeps between calls, so a steady shape allocates nothing.
+template <class T>
+struct winograd_workspace
+{
+    /// U (16, C_out, C_in), V (16, C_in, chunk tiles) and M (16, C_out, chunk tiles).
+    conv_buffer<T> kernel, input, product;
+    std::vector<winograd_thread_buffers<T>> threads;
+    /// Lanes of each vector of the phase grid that hold a tile.
+    std::vector<std::uint32_t> tile_lanes;
+    std::vector<std::ptrdiff_t> a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;
+};
+
+/// t[xi] = (G g G^T)[xi] for a 3x3 kernel g (g[k] = row k / 3, column k % 3), G = [1 0 0;
+/// 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]; for scalars or for vectors of S kernels.
+template <class V>
+void winograd_kernel_tile(const V (&g)[9], V (&u)[16])
+{
+    using T = decltype(g[0] + g[0]);
+    V t[4][3];
+    for (std::size_t col = 0; col < 3; ++col)
+    {
+        const V a = g[col], b = g[3 + col], c = g[6 + col];
+        t[0][col] = a;
+        t[1][col] = (a + b + c) * T(0.5);
+        t[2][col] = (a - b + c) * T(0.5);
+        t[3][col] = c;
+    }
+    for (std::size_t row = 0; row < 4; ++row)
+    {
+        const V a = t[row][0], b = t[row][1], c = t[row][2];
+        u[row * 4] = a;
+        u[row * 4 + 1] = (a + b + c) * T(0.5);
+        u[row * 4 + 2] = (a - b + c) * T(0.5);
+        u[row * 4 + 3] = c;
+    }
+}
+
+/// U[xi][o][c] = (G g G^T)[xi] for the 3x3 kernel g = weight[o][c]: S kernels at a time, gathered
+/// into vectors, so that each store writes a whole vector of one U[xi] (the 16 rows of U lie
+/// C_out C_in apart, often a multiple of 4 KB, and a kernel at a time would write them one
+/// element at a time into the same cache sets).
+template <class T>
+void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* weight, T* u)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    const std::size_t planes = c_out * c_in;
+    alignas(64) gather_index<T> index[S];
+    for (std::size_t l = 0; l < S; ++l)
+    {
+        index[l] = static_cast<gather_index<T>>(9 * l);
+    }
+    std::size_t p = 0;
+    for (; p + S <= planes; p += S)
+    {
+        batch g[9], out[16];
+        for (std::size_t k = 0; k < 9; ++k)
+        {
+            g[k] = gather(weight + p * 9 + k, index);
+        }
+        winograd_kernel_tile(g, out);
+        for (std::size_t xi = 0; xi < 16; ++xi)
+        {
+            out[xi].store_unaligned(u + xi * planes + p);
+        }
+    }
+    for (; p < planes; ++p)
+    {
+        T g[9], out[16];
+        std::copy(weight + p * 9, weight + p * 9 + 9, g);
+        winograd_kernel_tile(g, out);
+        for (std::size_t xi = 0; xi < 16; ++xi)
+        {
+            u[xi * planes + p] = out[xi];
+        }
+    }
+}
+
+/// The four stride-2 phases of the padded plane `padded` (Hp, Wp) into `phases`, each (TH + 1) x
+/// (TW + 1), phase (rho, gamma) at (2 rho + gamma) times the phase plane: what lies beyond the
+/// padded plane stays as the caller left it (zeros).
+template <class T>
+void winograd_split(const conv_geometry& g, const winograd_grid& grid, const T* padded, T* phases)
+{
+    const std::size_t hp = g.padded_h(), wp = g.padded_w(), pitch = grid.pitch(), plane = grid.phase_plane();
+    for (std::size_t y = 0; y < hp; ++y)
+    {
+        const T* row = padded + y * wp;
+        T* even = phases + (y % 2) * 2 * plane + y / 2 * pitch;
+        deinterleave_pairs(row, wp / 2, even, even + plane);
+        if (wp % 2 != 0)
+        {
+            even[wp / 2] = row[wp - 1];
+        }
+    }
+}
+
+/// V[xi][c][t0 + k] for the k-th tile of the input plane whose phases are `phases`, k < TH TW:
+/// B^T d B with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. `stride` is the distance between
+/// two xi of V (C_in times the chunk's tiles).
+template <class T>
+void winograd_input_tiles(const winograd_grid& grid, const std::uint32_t* tile_lanes, const T* phases, T* v,
+                          std::size_t stride)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    const std::size_t pitch = grid.pitch(), plane = grid.phase_plane(), positions = grid.th * pitch;
+    const T* phase[4] = {phases, phases + plane, phases + 2 * plane, phases + 3 * plane};
+    std::size_t stored = 0;
+    for (std::size_t q = 0, vector = 0; q < positions; q += S, ++vector)
+    {
+        // d[r][c] of the S tiles at grid positions q, q + 1, ...
+        batch t[4][4];
+        for (std::size_t c = 0; c < 4; ++c)
+        {
+            batch d[4];
+            for (std::size_t r = 0; r < 4; ++r)
+            {
+                d[r] = batch::load_unaligned(phase[(r % 2) * 2 + c % 2] + q + r / 2 * pitch + c / 2);
+            }
+            t[0][c] = d[0] - d[2];
+            t[1][c] = d[1] + d[2];
+            t[2][c] = d[2] - d[1];
+            t[3][c] = d[1] - d[3];
+        }
+        const std::uint32_t lanes = tile_lanes[vector];
+        std::size_t count = 0;
+        for (std::size_t r = 0; r < 4; ++r)
+        {
+            const batch out[4] = {t[r][0] - t[r][2], t[r][1] + t[r][2], t[r][2] - t[r][1], t[r][1] - t[r][3]};
+            for (std::size_t c = 0; c < 4; ++c)
+            {
+                count = compress_store(v + (r * 4 + c) * stride + stored, out[c], lanes);
+            }
+        }
+        stored += count;
+    }
+}
+
+/// The output plane y (OH, OW) from M[xi][o][t0 + k] for the plane's tiles k < TH TW: the 2x2
+/// block A^T m A of each tile, A^T = [1 1 1 0; 0 1 -1 -1], plus `bias`, through ReLU when
+/// `relu`; `phases` holds the four TH x TW output phases on the way. `stride` is the distance
+/// between two xi of M.
+template <class T>
+void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, const T* m, std::size_t stride, T bias,
+                           bool relu, T* phases, T* y)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    const std::size_t tiles = grid.tiles();
+    for (std::size_t k = 0; k < tiles; k += S)
+    {
+        const std::uint32_t lanes = first_lanes(std::min(S, tiles - k));
+        batch s[2][4];
+        for (std::size_t c = 0; c < 4; ++c)
+        {
+            batch e[4];
+            for (std::size_t r = 0; r < 4; ++r)
+            {
+                e[r] = load_masked(m + (r * 4 + c) * stride, static_cast<std::ptrdiff_t>(k), lanes);
+            }
+            s[0][c] = e[0] + e[1] + e[2];
+            s[1][c] = e[1] - e[2] - e[3];
+        }
+        for (std::size_t a = 0; a < 2; ++a)
+        {
+            batch out[2] = {s[a][0] + s[a][1] + s[a][2] + batch(bias), s[a][1] - s[a][2] - s[a][3] + batch(bias)};
+            for (std::size_t b = 0; b < 2; ++b)
+            {
+                if (relu)
+                {
+                    out[b] = xsimd::max(out[b], batch(T(0)));
+                }
+                store_masked(phases + (a * 2 + b) * tiles + k, out[b], lanes);
+            }
+        }
+    }
+    const std::size_t oh = g.out_h(), ow = g.out_w(), tw = grid.tw;
+    for (std::size_t row = 0; row < oh; ++row)
+    {
+        const T* even = phases + (row % 2) * 2 * tiles + row / 2 * tw;
+        T* out = y + row * ow;
+        interleave_pairs(even, even + tiles, ow / 2, out);
+        if (ow % 2 != 0)
+        {
+            out[ow - 1] = even[ow / 2];
+        }
+    }
+}
+
+/// y (N, C_out, OH, OW) = the convolution of `padded` (N, C_in, Hp, Wp) with `weight` (C_out,
+/// C_in, 3, 3), plus `bias` (C_out, or null), with ReLU when `relu`, for `g` where
+/// `winograd_applies`.
+template <class T>
+void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, const T* padded, T* y, bool relu,
+                      winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+{
+    constexpr std::size_t S = xsimd::batch<T>::size;
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
+    const winograd_grid grid = winograd_tiles(g);
+    const std::size_t tiles = grid.tiles(), chunk_tiles = chunk * tiles;
+    const std::size_t in_plane = g.padded_h() * g.padded_w(), out_plane = g.out_h() * g.out_w();
+    grow_to(ws.kernel, 16 * c_out * c_in);
+    grow_to(ws.input, 16 * c_in * chunk_tiles);
+    grow_to(ws.product, 16 * c_out * chunk_tiles);
+    const std::size_t workers = get_num_threads();
+    if (ws.threads.size() < workers)
+    {
+        ws.threads.resize(workers);
+    }
+    const std::size_t phase_elements = 4 * grid.phase_plane() + S;
+    for (auto& t : ws.threads)
+    {
+        grow_to(t.phases, phase_elements);
+        grow_to(t.outputs, 4 * tiles + S);
+        // Beyond the padded plane the phases hold zeros; the split rewrites only the inside.
+        std::fill(t.phases.begin(), t.phases.begin() + static_cast<std::ptrdiff_t>(phase_elements), T(0));
+    }
+    const std::size_t positions = grid.th * grid.pitch(), vectors = (positions + S - 1) / S;
+    ws.tile_lanes.assign(vectors, 0);
+    for (std::size_t q = 0; q < positions; ++q)
+    {
+        if (q % grid.pitch() < grid.tw)
+        {
+            ws.tile_lanes[q / S] |= std::uint32_t(1) << (q % S);
+        }
+    }
+    winograd_kernel_transform(c_out, c_in, weight, ws.kernel.data());
+    T* u = ws.kernel.data();
+    T* v = ws.input.data();
+    T* m = ws.product.data();
+    for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
+    {
+        const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * tiles;
+        // V: plane (n, c) fills columns [(n - n0) tiles, ...) of row c of every V[xi].
+        parallel_for_items((n1 - n0) * c_in, 16 * tiles,
+                           [&](std::size_t begin, std::size_t end, std::size_t worker)
+                           {
+                               T* phases = ws.threads[worker].phases.data();
+                               for (std::size_t p = begin; p < end; ++p)
+                               {
+                                   const std::size_t n = n0 + p / c_in, c = p % c_in;
+                                   winograd_split(g, grid, padded + (n * c_in + c) * in_plane, phases);
+                                   winograd_input_tiles(grid, ws.tile_lanes.data(), phases,
+                                                        v + c * cols + (n - n0) * tiles, c_in * cols);
+                               }
+                           });
+        fill_linear(ws.a_rows, c_out, c_in);
+        fill_linear(ws.a_cols, c_in, 1);
+        fill_linear(ws.b_rows, c_in, cols);
+        fill_linear(ws.b_cols, cols, 1);
+        fill_linear(ws.c_rows, c_out, cols);
+        fill_linear(ws.c_cols, cols, 1);
+        for (std::size_t xi = 0; xi < 16; ++xi)
+        {
+            gemm<T>(c_out, cols, c_in, {u + xi * c_out * c_in, ws.a_rows.data(), ws.a_cols.data()},
+                    {v + xi * c_in * cols, ws.b_rows.data(), ws.b_cols.data()},
+                    {m + xi * c_out * cols, ws.c_rows.data(), ws.c_cols.data()}, {}, gemm_ws);
+        }
+        parallel_for_items((n1 - n0) * c_out, 16 * tiles,
+                           [&](std::size_t begin, std::size_t end, std::size_t worker)
+                           {
+                               T* phases = ws.threads[worker].outputs.data();
+                               for (std::size_t p = begin; p < end; ++p)
+                               {
+                                   const std::size_t n = n0 + p / c_out, o = p % c_out;
+                                   winograd_output_tiles(g, grid, m + o * cols + (n - n0) * tiles, c_out * cols,
+                                                         bias == nullptr ? T(0) : bias[o], relu, phases,
+                                                         y + (n * c_out + o) * out_plane);
+                               }
+                           });
+    }
+}
+
+} // namespace detail
+} // namespace xcnn
+
+#endif // XCNN_CORE_CONV_WINOGRAD_HPP
