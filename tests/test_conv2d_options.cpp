@@ -297,6 +297,35 @@ TEST_CASE("Conv2D options: the depthwise phase form matches the naive loops, fus
     }
 }
 
+TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops, fused", "[conv2d][options]")
+{
+    // 16 channels or more, 3x3 at stride 1: the forward pass and (on planes of 8 tiles or more)
+    // dX run the Winograd form; padding 0, 1 and 2, odd sizes, with and without bias.
+    const std::vector<options_case> cases{
+        {2, 16, 17, 8, 8, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+        {2, 17, 16, 9, 11, {3, 3}, {1, 1}, {0, 0}, {1, 1}, 1, false},
+        {1, 16, 16, 7, 6, {3, 3}, {1, 1}, {2, 2}, {1, 1}, 1, true},
+        {3, 16, 24, 4, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+    };
+    std::mt19937 rng(37);
+    for (const auto& c : cases)
+    {
+        INFO(c.describe());
+        xcnn::detail::conv_geometry g;
+        g.batch = c.n;
+        g.in_channels = c.c_in;
+        g.out_channels = c.c_out;
+        g.input = {c.h, c.w};
+        g.kernel = c.k;
+        g.padding = c.p;
+        REQUIRE(xcnn::detail::choose_forward_form<float>(g) == xcnn::detail::conv_form::winograd);
+        check_against_naive<float>(c, rng, 1e-5);
+        check_against_naive<double>(c, rng, 1e-12);
+        check_fused<xcnn::ReLU<double>>(c, rng);
+        check_fused<my::Softsign<double>>(c, rng);
+    }
+}
+
 /// Finite differences in double of dX, dW and (with a bias) db for loss = sum(y * R).
 void gradient_check(const options_case& c, std::uint32_t seed)
 {
@@ -344,6 +373,10 @@ TEST_CASE("Conv2D options: finite-difference gradients", "[conv2d][options][grad
         // The phase form: "same" padding at stride 2, and at stride 1 with a multiplier.
         gradient_check({2, 3, 3, 8, 6, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 3, true}, 10);
         gradient_check({2, 2, 4, 5, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 2, true}, 11);
+    }
+    SECTION("Winograd")
+    {
+        gradient_check({2, 16, 16, 6, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true}, 12);
     }
     SECTION("no bias")
     {

@@ -425,6 +425,43 @@ TEST_CASE("conv forms: the Winograd form's forward pass matches the naive loops"
     check_winograd<double>();
 }
 
+template <class T>
+void check_winograd_input_grad()
+{
+    std::mt19937 rng(23);
+    xcnn::detail::conv_workspace<T> ws;
+    for (const auto& g : winograd_cases())
+    {
+        INFO(describe(g));
+        const problem<T> p(g, rng);
+        xt::xtensor<T, 4> dx(g.input_shape());
+        dx.fill(T(7));
+        xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), static_cast<const T*>(nullptr), dx.data(),
+                                          ws.winograd, ws.gemm);
+        CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
+
+        // A mask (a ReLU'd output) applied in the padding copy equals a masked dY, bit for bit.
+        const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
+        xt::xtensor<T, 4> masked = p.dy;
+        for (std::size_t i = 0; i < masked.size(); ++i)
+        {
+            masked.data()[i] = mask.data()[i] > T(0) ? masked.data()[i] : T(0);
+        }
+        xt::xtensor<T, 4> dx_masked(g.input_shape()), dx_fused(g.input_shape());
+        xcnn::detail::winograd_input_grad(g, p.w.data(), masked.data(), static_cast<const T*>(nullptr),
+                                          dx_masked.data(), ws.winograd, ws.gemm);
+        xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), mask.data(), dx_fused.data(), ws.winograd,
+                                          ws.gemm);
+        CHECK(xcnn_test::identical(dx_fused, dx_masked));
+    }
+}
+
+TEST_CASE("conv forms: the Winograd form's dX matches the naive loops, with and without a mask", "[conv_forms]")
+{
+    check_winograd_input_grad<float>();
+    check_winograd_input_grad<double>();
+}
+
 TEST_CASE("conv forms: forward of the window view and of the plane form match the naive loops", "[conv_forms]")
 {
     check_forward_forms<float>();
@@ -517,6 +554,13 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     {
         CHECK(xcnn::detail::choose_forward_form<float>(g) == conv_form::winograd);
     }
+    // dX too, except on planes of a few tiles (4 x 4: one vector of transforms for 4 tiles).
+    CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1})) ==
+          conv_form::winograd);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(1, 16, 16, 40, 40, {3, 3}, {1, 1}, {0, 0})) ==
+          conv_form::winograd);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})) ==
+          conv_form::lowered);
     auto dilated = geometry(64, 64, 64, 14, 14, {3, 3}, {1, 1}, {2, 2});
     dilated.dilation = {2, 2};
     for (const auto& g :

@@ -543,8 +543,9 @@ private:
         }
         if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
         {
-            lowered_grads(g, dy, mask, true);
-            return m_input_grad;
+            const bool winograd = detail::choose_input_grad_form<T>(g) == detail::conv_form::winograd;
+            lowered_grads(g, dy, mask, !winograd);
+            return winograd ? input_grad(g, dy, mask, {}) : m_input_grad;
         }
         const detail::spread_grad<T> spread = parameter_grads(g, dy, mask);
         return input_grad(g, dy, mask, spread);
@@ -605,7 +606,8 @@ private:
     }
 
     /// dX into `m_input_grad`. `mask` as for `parameter_grads`, here for the window view's placed
-    /// dY (the strided form reads dY in place); `spread` is what `parameter_grads` returned.
+    /// dY and the Winograd form's padded dY (the strided form reads dY in place); `spread` is
+    /// what `parameter_grads` returned.
     const input_type& input_grad(const detail::conv_geometry& g, const output_type& dy, const T* mask,
                                  detail::spread_grad<T> spread)
     {
@@ -628,9 +630,12 @@ private:
                                        m_work.gemm);
             break;
         case detail::conv_form::depthwise: // `gradients` runs the depthwise and lowered forms itself
+        case detail::conv_form::winograd:
+            detail::winograd_input_grad(g, m_weight.value().data(), dy.data(), mask, m_input_grad.data(),
+                                        m_work.winograd, m_work.gemm);
+            break;
         case detail::conv_form::depthwise_phases:
         case detail::conv_form::lowered:
-        case detail::conv_form::winograd: // a forward form only
             break;
         }
         return m_input_grad;

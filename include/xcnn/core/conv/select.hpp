@@ -37,7 +37,7 @@ enum class conv_form
     strided_col2im,   ///< core/conv/strided_input_grad.hpp (dX only)
     depthwise,        ///< core/conv/depthwise.hpp
     depthwise_phases, ///< core/conv/depthwise_phases.hpp
-    winograd,         ///< core/conv/winograd.hpp (forward)
+    winograd,         ///< core/conv/winograd.hpp (forward and dX)
     lowered           ///< core/conv/lowered.hpp
 };
 
@@ -59,12 +59,30 @@ inline conv_form depthwise_form(const conv_geometry& g) noexcept
     return depthwise_phases_apply(g) ? conv_form::depthwise_phases : conv_form::depthwise;
 }
 
-/// Whether the Winograd form runs the forward pass: where it applies (a 3x3 kernel at stride 1,
-/// one group), with enough channels on both sides that its 2.25 times smaller GEMMs outweigh
-/// the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in C_out).
+/// Whether the Winograd form runs the forward pass and dX: where it applies (a 3x3 kernel at
+/// stride 1, one group), with enough channels on both sides that its 2.25 times smaller GEMMs
+/// outweigh the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in C_out).
 inline bool winograd_wins(const conv_geometry& g) noexcept
 {
     return winograd_applies(g) && g.in_channels >= 16 && g.out_channels >= 16;
+}
+
+/// Whether the Winograd form runs dX: as for the forward pass, and with at least 8 tiles per
+/// plane for each vector of tile positions its transforms step through (a 4 x 4 output is 4
+/// tiles in one vector). On smaller planes the transforms' mostly empty vectors and the padded
+/// copy of dY cost more than the lowered form's dX (docs/performance.md).
+template <class T>
+bool winograd_input_grad_wins(const conv_geometry& g) noexcept
+{
+    if (!winograd_wins(g))
+    {
+        return false;
+    }
+    constexpr std::size_t S = xsimd::batch<T>::size;
+    // dX's tiles cover the input plane, its transforms step through dY's padded phases.
+    const std::size_t th = (g.input[0] + 1) / 2, tw = (g.input[1] + 1) / 2;
+    const std::size_t vectors = (th * (tw + 1) + S - 1) / S;
+    return th * tw >= 8 * vectors;
 }
 
 /// Whether the plane form applies: stride 1 and one group (it reads whole images of C_in
@@ -191,6 +209,10 @@ conv_form choose_input_grad_form(const conv_geometry& g) noexcept
     if (depthwise(g))
     {
         return depthwise_form(g);
+    }
+    if (winograd_input_grad_wins<T>(g))
+    {
+        return conv_form::winograd;
     }
     if (lowered_backward_wins<T>(g))
     {

@@ -42,10 +42,12 @@ namespace xcnn
 namespace detail
 {
 
-/// Whether F(2x2, 3x3) computes `g`: one group, a 3x3 kernel, stride and dilation 1.
+/// Whether F(2x2, 3x3) computes `g`: one group, a 3x3 kernel, stride and dilation 1, padding up
+/// to 2 (dX is then the same kind of convolution, of dY padded by 2 - padding).
 inline bool winograd_applies(const conv_geometry& g) noexcept
 {
-    return g.groups == 1 && g.kernel[0] == 3 && g.kernel[1] == 3 && g.unit_stride() && g.undilated();
+    return g.groups == 1 && g.kernel[0] == 3 && g.kernel[1] == 3 && g.unit_stride() && g.undilated() &&
+           g.padding[0] <= 2 && g.padding[1] <= 2;
 }
 
 /// The tile grid of `g`: TH x TW tiles of 2x2 outputs, and the phase planes' pitch TW + 1 and
@@ -88,6 +90,8 @@ struct winograd_workspace
 {
     /// U (16, C_out, C_in), V (16, C_in, chunk tiles) and M (16, C_out, chunk tiles).
     conv_buffer<T> kernel, input, product;
+    /// dX's pass: the kernel rotated and transposed (C_in, C_out, 3, 3), and dY padded.
+    conv_buffer<T> rotated, padded_grad;
     std::vector<winograd_thread_buffers<T>> threads;
     /// Lanes of each vector of the phase grid that hold a tile.
     std::vector<std::uint32_t> tile_lanes;
@@ -354,6 +358,63 @@ void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, co
                                }
                            });
     }
+}
+
+/// dx (N, C_in, H, W) from dY (N, C_out, OH, OW) for `g` where `winograd_applies`: at stride 1,
+/// dX is the convolution of dY, padded by 2 - padding, with the kernel rotated by 180 degrees
+/// and its channel axes swapped, which `winograd_forward` computes. With `mask` (the ReLU'd
+/// output, laid out like dY), dY passes only where it is positive, inside the padding copy.
+template <class T>
+void winograd_input_grad(const conv_geometry& g, const T* weight, const T* dy, const T* mask, T* dx,
+                         winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+{
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, oh = g.out_h(), ow = g.out_w();
+    conv_geometry back = g;
+    back.in_channels = c_out;
+    back.out_channels = c_in;
+    back.input = {oh, ow};
+    back.padding = {2 - g.padding[0], 2 - g.padding[1]};
+    grow_to(ws.rotated, c_in * c_out * 9);
+    for (std::size_t o = 0; o < c_out; ++o)
+    {
+        for (std::size_t c = 0; c < c_in; ++c)
+        {
+            const T* from = weight + (o * c_in + c) * 9;
+            T* to = ws.rotated.data() + (c * c_out + o) * 9;
+            for (std::size_t t = 0; t < 9; ++t)
+            {
+                to[t] = from[8 - t];
+            }
+        }
+    }
+    const std::size_t hp = back.padded_h(), wp = back.padded_w(), plane = hp * wp;
+    const std::size_t top = back.padding[0], left = back.padding[1];
+    grow_to(ws.padded_grad, g.batch * c_out * plane);
+    T* padded = ws.padded_grad.data();
+    parallel_for_items(g.batch * c_out, plane,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               T* out = padded + p * plane;
+                               std::fill(out, out + plane, T(0));
+                               for (std::size_t r = 0; r < oh; ++r)
+                               {
+                                   const std::size_t at = (p * oh + r) * ow;
+                                   T* row = out + (top + r) * wp + left;
+                                   if (mask != nullptr)
+                                   {
+                                       copy_short_masked(dy + at, mask + at, ow, row);
+                                   }
+                                   else
+                                   {
+                                       copy_short(dy + at, ow, row);
+                                   }
+                               }
+                           }
+                       });
+    winograd_forward(back, ws.rotated.data(), static_cast<const T*>(nullptr), static_cast<const T*>(padded), dx, false,
+                     ws, gemm_ws);
 }
 
 } // namespace detail
