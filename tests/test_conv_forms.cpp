@@ -368,11 +368,18 @@ TEST_CASE("conv forms: the lowered form's dW, db and dX pass finite-difference c
 std::vector<conv_geometry> winograd_cases()
 {
     return {
-        geometry(2, 3, 5, 8, 8, {3, 3}, {1, 1}, {1, 1}),     geometry(3, 4, 6, 7, 9, {3, 3}, {1, 1}, {1, 1}),
-        geometry(2, 5, 3, 6, 5, {3, 3}, {1, 1}, {0, 0}),     geometry(1, 2, 4, 4, 4, {3, 3}, {1, 1}, {2, 2}),
-        geometry(2, 3, 2, 3, 3, {3, 3}, {1, 1}, {0, 0}),     geometry(2, 17, 19, 4, 4, {3, 3}, {1, 1}, {1, 1}),
-        geometry(1, 3, 4, 11, 70, {3, 3}, {1, 1}, {1, 1}),   geometry(3, 2, 3, 1, 1, {3, 3}, {1, 1}, {1, 1}),
-        geometry(5, 64, 40, 24, 24, {3, 3}, {1, 1}, {1, 1}),
+        geometry(2, 3, 5, 8, 8, {3, 3}, {1, 1}, {1, 1}),
+        geometry(3, 4, 6, 7, 9, {3, 3}, {1, 1}, {1, 1}),
+        geometry(2, 5, 3, 6, 5, {3, 3}, {1, 1}, {0, 0}),
+        geometry(1, 2, 4, 4, 4, {3, 3}, {1, 1}, {2, 2}),
+        geometry(2, 3, 2, 3, 3, {3, 3}, {1, 1}, {0, 0}),
+        geometry(2, 17, 19, 4, 4, {3, 3}, {1, 1}, {1, 1}),
+        geometry(1, 3, 4, 11, 70, {3, 3}, {1, 1}, {1, 1}),
+        geometry(3, 2, 3, 1, 1, {3, 3}, {1, 1}, {1, 1}),
+        geometry(9, 16, 40, 24, 24, {3, 3}, {1, 1}, {1, 1}),
+        // dW's packed GEMM (`packed_gemm_beats_nt`), within one chunk and summed over two.
+        geometry(2, 5, 130, 6, 6, {3, 3}, {1, 1}, {1, 1}),
+        geometry(2, 8, 330, 20, 20, {3, 3}, {1, 1}, {1, 1}),
     };
 }
 
@@ -454,6 +461,46 @@ void check_winograd_input_grad()
                                           ws.gemm);
         CHECK(xcnn_test::identical(dx_fused, dx_masked));
     }
+}
+
+template <class T>
+void check_winograd_weight_grad()
+{
+    std::mt19937 rng(29);
+    xcnn::detail::conv_workspace<T> ws;
+    for (const auto& g : winograd_cases())
+    {
+        INFO(describe(g));
+        const problem<T> p(g, rng);
+        xt::xtensor<T, 4> dw(p.w.shape());
+        xt::xtensor<T, 1> db(p.b.shape());
+        dw.fill(T(7));
+        xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), static_cast<const T*>(nullptr), dw.data(),
+                                           db.data(), ws.winograd, ws.gemm);
+        CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
+        CHECK(max_scaled_error(db, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
+
+        const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
+        xt::xtensor<T, 4> masked = p.dy;
+        for (std::size_t i = 0; i < masked.size(); ++i)
+        {
+            masked.data()[i] = mask.data()[i] > T(0) ? masked.data()[i] : T(0);
+        }
+        xt::xtensor<T, 4> dw_masked(p.w.shape()), dw_fused(p.w.shape());
+        xt::xtensor<T, 1> db_masked(p.b.shape()), db_fused(p.b.shape());
+        xcnn::detail::winograd_weight_grad(g, p.padded.data(), masked.data(), static_cast<const T*>(nullptr),
+                                           dw_masked.data(), db_masked.data(), ws.winograd, ws.gemm);
+        xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), mask.data(), dw_fused.data(),
+                                           db_fused.data(), ws.winograd, ws.gemm);
+        CHECK(xcnn_test::identical(dw_fused, dw_masked));
+        CHECK(xcnn_test::identical(db_fused, db_masked));
+    }
+}
+
+TEST_CASE("conv forms: the Winograd form's dW and db match the naive loops, with and without a mask", "[conv_forms]")
+{
+    check_winograd_weight_grad<float>();
+    check_winograd_weight_grad<double>();
 }
 
 TEST_CASE("conv forms: the Winograd form's dX matches the naive loops, with and without a mask", "[conv_forms]")
@@ -560,6 +607,10 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(1, 16, 16, 40, 40, {3, 3}, {1, 1}, {0, 0})) ==
           conv_form::winograd);
     CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})) ==
+          conv_form::lowered);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1})) ==
+          conv_form::winograd);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})) ==
           conv_form::lowered);
     auto dilated = geometry(64, 64, 64, 14, 14, {3, 3}, {1, 1}, {2, 2});
     dilated.dilation = {2, 2};

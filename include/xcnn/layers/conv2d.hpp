@@ -365,12 +365,17 @@ public:
             depthwise_grads(g, grad_output, nullptr, false);
             return;
         }
-        if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
+        switch (detail::choose_weight_grad_form<T>(g))
         {
+        case detail::conv_form::winograd:
+            winograd_grads(g, grad_output, nullptr);
+            break;
+        case detail::conv_form::lowered:
             lowered_grads(g, grad_output, nullptr, false);
-            return;
+            break;
+        default:
+            parameter_grads(g, grad_output, nullptr);
         }
-        parameter_grads(g, grad_output, nullptr);
     }
 
     /// What `Sequential` runs for this layer followed by an activation of functor `Op`: f(conv(x)),
@@ -455,6 +460,7 @@ public:
             const auto g = geometry();
             const auto weight_form = detail::choose_weight_grad_form<T>(g);
             const bool fused = detail::depthwise(g) || weight_form == detail::conv_form::lowered ||
+                               weight_form == detail::conv_form::winograd ||
                                (weight_form == detail::conv_form::plane &&
                                 detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im);
             return fused ? gradients(grad_output, m_output.data())
@@ -541,14 +547,17 @@ private:
             depthwise_grads(g, dy, mask, true);
             return m_input_grad;
         }
-        if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
+        switch (detail::choose_weight_grad_form<T>(g))
         {
-            const bool winograd = detail::choose_input_grad_form<T>(g) == detail::conv_form::winograd;
-            lowered_grads(g, dy, mask, !winograd);
-            return winograd ? input_grad(g, dy, mask, {}) : m_input_grad;
+        case detail::conv_form::winograd:
+            winograd_grads(g, dy, mask);
+            return input_grad(g, dy, mask, {});
+        case detail::conv_form::lowered:
+            lowered_grads(g, dy, mask, true);
+            return m_input_grad;
+        default:
+            return input_grad(g, dy, mask, parameter_grads(g, dy, mask));
         }
-        const detail::spread_grad<T> spread = parameter_grads(g, dy, mask);
-        return input_grad(g, dy, mask, spread);
     }
 
     /// The depthwise kernels' dW, db and, with `input_grad`, dX in one pass over dY.
@@ -579,6 +588,13 @@ private:
         detail::lowered_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask, m_weight.grad().data(),
                                  bias_grad_data(), input_grad ? m_input_grad.data() : nullptr, m_work.lowered,
                                  m_work.gemm);
+    }
+
+    /// The Winograd form's dW and db.
+    void winograd_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask)
+    {
+        detail::winograd_weight_grad(g, m_padded.data(), dy.data(), mask, m_weight.grad().data(), bias_grad_data(),
+                                     m_work.winograd, m_work.gemm);
     }
 
     /// What the base checks before `run_backward`, for the fused forms.

@@ -369,7 +369,7 @@ void depthwise_forward(const conv_geometry& g, const T* weight, const T* bias, c
 /// db (C_out) = the sums of dY (N, C_out, OH, OW) over (N, OH, OW), as every other form takes
 /// them; with `mask` (laid out like dY), only where it is positive.
 template <class T>
-void depthwise_bias_grad(const conv_geometry& g, const T* dy, const T* mask, T* db)
+void output_bias_grad(const conv_geometry& g, const T* dy, const T* mask, T* db)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
@@ -495,7 +495,7 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
         });
     if (db != nullptr)
     {
-        depthwise_bias_grad(g, dy, mask, db);
+        output_bias_grad(g, dy, mask, db);
     }
 }
 

@@ -483,7 +483,7 @@ void depthwise_phases_backward(const conv_geometry& g, const T* weight, const T*
         });
     if (db != nullptr)
     {
-        depthwise_bias_grad(g, dy, mask, db);
+        output_bias_grad(g, dy, mask, db);
     }
 }
 

@@ -37,7 +37,7 @@ enum class conv_form
     strided_col2im,   ///< core/conv/strided_input_grad.hpp (dX only)
     depthwise,        ///< core/conv/depthwise.hpp
     depthwise_phases, ///< core/conv/depthwise_phases.hpp
-    winograd,         ///< core/conv/winograd.hpp (forward and dX)
+    winograd,         ///< core/conv/winograd.hpp
     lowered           ///< core/conv/lowered.hpp
 };
 
@@ -83,6 +83,15 @@ bool winograd_input_grad_wins(const conv_geometry& g) noexcept
     const std::size_t th = (g.input[0] + 1) / 2, tw = (g.input[1] + 1) / 2;
     const std::size_t vectors = (th * (tw + 1) + S - 1) / S;
     return th * tw >= 8 * vectors;
+}
+
+/// Whether the Winograd form runs dW and db: where it runs dX, and with 256 tiles or more in the
+/// batch, since its 16 GEMMs contract along the tiles and short dot products cost more in lane
+/// sums than they compute (a single 16 x 16 image is 64 tiles).
+template <class T>
+bool winograd_weight_grad_wins(const conv_geometry& g) noexcept
+{
+    return winograd_input_grad_wins<T>(g) && g.batch * winograd_tiles(g).tiles() >= 256;
 }
 
 /// Whether the plane form applies: stride 1 and one group (it reads whole images of C_in
@@ -188,6 +197,10 @@ conv_form choose_weight_grad_form(const conv_geometry& g) noexcept
     if (depthwise(g))
     {
         return depthwise_form(g);
+    }
+    if (winograd_weight_grad_wins<T>(g))
+    {
+        return conv_form::winograd;
     }
     if (lowered_backward_wins<T>(g))
     {

@@ -32,8 +32,10 @@
 #include <vector>
 
 #include "../gemm.hpp"
+#include "../gemm_nt.hpp"
 #include "../simd.hpp"
 #include "../threading.hpp"
+#include "depthwise.hpp"
 #include "geometry.hpp"
 #include "lowered.hpp"
 
@@ -92,6 +94,9 @@ struct winograd_workspace
     conv_buffer<T> kernel, input, product;
     /// dX's pass: the kernel rotated and transposed (C_in, C_out, 3, 3), and dY padded.
     conv_buffer<T> rotated, padded_grad;
+    /// dW's pass: dY's tiles transformed (16, C_out, chunk tiles), the gradient of U (16, C_out,
+    /// C_in) and a chunk's share of it.
+    conv_buffer<T> grad_tiles, kernel_grad, chunk_kernel_grad;
     std::vector<winograd_thread_buffers<T>> threads;
     /// Lanes of each vector of the phase grid that hold a tile.
     std::vector<std::uint32_t> tile_lanes;
@@ -276,21 +281,17 @@ void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, co
     }
 }
 
-/// y (N, C_out, OH, OW) = the convolution of `padded` (N, C_in, Hp, Wp) with `weight` (C_out,
-/// C_in, 3, 3), plus `bias` (C_out, or null), with ReLU when `relu`, for `g` where
-/// `winograd_applies`.
+/// Sizes the buffers for `g` (they only grow) and the lanes of the tile grid; zeros the input
+/// phases beyond the padded plane.
 template <class T>
-void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, const T* padded, T* y, bool relu,
-                      winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws)
 {
     constexpr std::size_t S = xsimd::batch<T>::size;
-    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
+    const std::size_t chunk = winograd_chunk(g);
     const winograd_grid grid = winograd_tiles(g);
-    const std::size_t tiles = grid.tiles(), chunk_tiles = chunk * tiles;
-    const std::size_t in_plane = g.padded_h() * g.padded_w(), out_plane = g.out_h() * g.out_w();
-    grow_to(ws.kernel, 16 * c_out * c_in);
-    grow_to(ws.input, 16 * c_in * chunk_tiles);
-    grow_to(ws.product, 16 * c_out * chunk_tiles);
+    const std::size_t tiles = grid.tiles();
+    grow_to(ws.kernel, 16 * g.out_channels * g.in_channels);
+    grow_to(ws.input, 16 * g.in_channels * chunk * tiles);
     const std::size_t workers = get_num_threads();
     if (ws.threads.size() < workers)
     {
@@ -313,6 +314,44 @@ void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, co
             ws.tile_lanes[q / S] |= std::uint32_t(1) << (q % S);
         }
     }
+}
+
+/// V (16, C_in, (n1 - n0) tiles) in `ws.input` for images [n0, n1) of `padded`: plane (n, c)
+/// fills columns [(n - n0) tiles, ...) of row c of every V[xi].
+template <class T>
+void winograd_transform_input(const conv_geometry& g, const T* padded, std::size_t n0, std::size_t n1,
+                              winograd_workspace<T>& ws)
+{
+    const std::size_t c_in = g.in_channels, in_plane = g.padded_h() * g.padded_w();
+    const winograd_grid grid = winograd_tiles(g);
+    const std::size_t tiles = grid.tiles(), cols = (n1 - n0) * tiles;
+    T* v = ws.input.data();
+    parallel_for_items((n1 - n0) * c_in, 16 * tiles,
+                       [&](std::size_t begin, std::size_t end, std::size_t worker)
+                       {
+                           T* phases = ws.threads[worker].phases.data();
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               const std::size_t n = n0 + p / c_in, c = p % c_in;
+                               winograd_split(g, grid, padded + (n * c_in + c) * in_plane, phases);
+                               winograd_input_tiles(grid, ws.tile_lanes.data(), phases, v + c * cols + (n - n0) * tiles,
+                                                    c_in * cols);
+                           }
+                       });
+}
+
+/// y (N, C_out, OH, OW) = the convolution of `padded` (N, C_in, Hp, Wp) with `weight` (C_out,
+/// C_in, 3, 3), plus `bias` (C_out, or null), with ReLU when `relu`, for `g` where
+/// `winograd_applies`.
+template <class T>
+void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, const T* padded, T* y, bool relu,
+                      winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+{
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
+    const winograd_grid grid = winograd_tiles(g);
+    const std::size_t tiles = grid.tiles(), out_plane = g.out_h() * g.out_w();
+    prepare_winograd(g, ws);
+    grow_to(ws.product, 16 * c_out * chunk * tiles);
     winograd_kernel_transform(c_out, c_in, weight, ws.kernel.data());
     T* u = ws.kernel.data();
     T* v = ws.input.data();
@@ -320,19 +359,7 @@ void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, co
     for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
     {
         const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * tiles;
-        // V: plane (n, c) fills columns [(n - n0) tiles, ...) of row c of every V[xi].
-        parallel_for_items((n1 - n0) * c_in, 16 * tiles,
-                           [&](std::size_t begin, std::size_t end, std::size_t worker)
-                           {
-                               T* phases = ws.threads[worker].phases.data();
-                               for (std::size_t p = begin; p < end; ++p)
-                               {
-                                   const std::size_t n = n0 + p / c_in, c = p % c_in;
-                                   winograd_split(g, grid, padded + (n * c_in + c) * in_plane, phases);
-                                   winograd_input_tiles(grid, ws.tile_lanes.data(), phases,
-                                                        v + c * cols + (n - n0) * tiles, c_in * cols);
-                               }
-                           });
+        winograd_transform_input(g, padded, n0, n1, ws);
         fill_linear(ws.a_rows, c_out, c_in);
         fill_linear(ws.a_cols, c_in, 1);
         fill_linear(ws.b_rows, c_in, cols);
@@ -357,6 +384,183 @@ void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, co
                                                          y + (n * c_out + o) * out_plane);
                                }
                            });
+    }
+}
+
+/// The 4x4 transforms A y A^T, A = [1 0; 1 1; 1 -1; 0 -1], of the 2x2 tiles of the dY plane `dy`
+/// (OH, OW), through `mask` (laid out like dY, or null) when given: into Y[xi][t0 + k] for tile
+/// k, `stride` apart between two xi. `phases` holds the four TH x TW phases of dY on the way,
+/// zeros past an odd edge.
+template <class T>
+void winograd_grad_tiles(const conv_geometry& g, const winograd_grid& grid, const T* dy, const T* mask, T* phases,
+                         T* out, std::size_t stride)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    const std::size_t oh = g.out_h(), ow = g.out_w(), tw = grid.tw, tiles = grid.tiles();
+    T row_buffer[2][64];
+    for (std::size_t row = 0; row < 2 * grid.th; ++row)
+    {
+        T* even = phases + (row % 2) * 2 * tiles + row / 2 * tw;
+        if (row >= oh)
+        {
+            std::fill(even, even + tw, T(0));
+            std::fill(even + tiles, even + tiles + tw, T(0));
+            continue;
+        }
+        const T* src = dy + row * ow;
+        if (mask != nullptr)
+        {
+            // Masked a piece at a time through a small buffer, then split.
+            for (std::size_t x0 = 0; x0 < ow; x0 += 64)
+            {
+                const std::size_t count = std::min<std::size_t>(64, ow - x0);
+                copy_short_masked(src + x0, mask + row * ow + x0, count, row_buffer[0]);
+                deinterleave_pairs(row_buffer[0], count / 2, even + x0 / 2, even + tiles + x0 / 2);
+                if (count % 2 != 0)
+                {
+                    even[(x0 + count) / 2] = row_buffer[0][count - 1];
+                    even[tiles + (x0 + count) / 2] = T(0);
+                }
+            }
+            continue;
+        }
+        deinterleave_pairs(src, ow / 2, even, even + tiles);
+        if (ow % 2 != 0)
+        {
+            even[ow / 2] = src[ow - 1];
+            even[tiles + ow / 2] = T(0);
+        }
+    }
+    for (std::size_t k = 0; k < tiles; k += S)
+    {
+        const std::uint32_t lanes = first_lanes(std::min(S, tiles - k));
+        const auto at = static_cast<std::ptrdiff_t>(k);
+        const batch y00 = load_masked(phases, at, lanes), y01 = load_masked(phases + tiles, at, lanes);
+        const batch y10 = load_masked(phases + 2 * tiles, at, lanes), y11 = load_masked(phases + 3 * tiles, at, lanes);
+        // Rows of A y: y0, y0 + y1, y0 - y1, -y1 (each a pair across the columns).
+        const batch rows[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11}, {-y10, -y11}};
+        for (std::size_t r = 0; r < 4; ++r)
+        {
+            const batch a = rows[r][0], b = rows[r][1];
+            const batch values[4] = {a, a + b, a - b, -b};
+            for (std::size_t c = 0; c < 4; ++c)
+            {
+                store_masked(out + (r * 4 + c) * stride + k, values[c], lanes);
+            }
+        }
+    }
+}
+
+/// dw (C_out, C_in, 3, 3) = G^T dU G for every kernel, from dU (16, C_out C_in), G^T = [1 1/2 1/2 0;
+/// 0 1/2 -1/2 0; 0 1/2 1/2 1].
+template <class T>
+void winograd_kernel_grad_transform(std::size_t planes, const T* du, T* dw)
+{
+    for (std::size_t p = 0; p < planes; ++p)
+    {
+        T m[4][4];
+        for (std::size_t xi = 0; xi < 16; ++xi)
+        {
+            m[xi / 4][xi % 4] = du[xi * planes + p];
+        }
+        T t[3][4];
+        for (std::size_t c = 0; c < 4; ++c)
+        {
+            t[0][c] = m[0][c] + T(0.5) * (m[1][c] + m[2][c]);
+            t[1][c] = T(0.5) * (m[1][c] - m[2][c]);
+            t[2][c] = T(0.5) * (m[1][c] + m[2][c]) + m[3][c];
+        }
+        T* out = dw + p * 9;
+        for (std::size_t r = 0; r < 3; ++r)
+        {
+            out[r * 3] = t[r][0] + T(0.5) * (t[r][1] + t[r][2]);
+            out[r * 3 + 1] = T(0.5) * (t[r][1] - t[r][2]);
+            out[r * 3 + 2] = T(0.5) * (t[r][1] + t[r][2]) + t[r][3];
+        }
+    }
+}
+
+/// dw (C_out, C_in, 3, 3) and db (C_out, or null) from dY (N, C_out, OH, OW) and `padded` (N, C_in,
+/// Hp, Wp) for `g` where `winograd_applies`: the forward pass is y = A^T [U . V] A per tile, so
+/// dU[xi] (C_out, C_in) is the sum over tiles of (A dy A^T)[xi] times V[xi], 16 GEMMs along the
+/// tiles (`gemm_nt`, or the packed GEMM for many output channels: `packed_gemm_beats_nt`), and
+/// dW = G^T dU G. With `mask` (the ReLU'd output, laid out like dY), dY passes only where it is
+/// positive.
+template <class T>
+void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, const T* mask, T* dw, T* db,
+                          winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+{
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
+    const winograd_grid grid = winograd_tiles(g);
+    const std::size_t tiles = grid.tiles(), out_plane = g.out_h() * g.out_w(), planes = c_out * c_in;
+    prepare_winograd(g, ws);
+    grow_to(ws.grad_tiles, 16 * c_out * chunk * tiles);
+    grow_to(ws.kernel_grad, 16 * planes);
+    grow_to(ws.chunk_kernel_grad, 16 * planes);
+    T* v = ws.input.data();
+    T* dyt = ws.grad_tiles.data();
+    for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
+    {
+        const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * tiles;
+        winograd_transform_input(g, padded, n0, n1, ws);
+        parallel_for_items((n1 - n0) * c_out, 16 * tiles,
+                           [&](std::size_t begin, std::size_t end, std::size_t worker)
+                           {
+                               T* phases = ws.threads[worker].outputs.data();
+                               for (std::size_t p = begin; p < end; ++p)
+                               {
+                                   const std::size_t n = n0 + p / c_out, o = p % c_out,
+                                                     at = (n * c_out + o) * out_plane;
+                                   winograd_grad_tiles(g, grid, dy + at, mask == nullptr ? nullptr : mask + at, phases,
+                                                       dyt + o * cols + (n - n0) * tiles, c_out * cols);
+                               }
+                           });
+        if (packed_gemm_beats_nt(c_out))
+        {
+            // dU[xi] += the transformed dY times V[xi] transposed, which the GEMM's packing transposes.
+            fill_linear(ws.a_rows, c_out, cols);
+            fill_linear(ws.a_cols, cols, 1);
+            fill_linear(ws.b_rows, cols, 1);
+            fill_linear(ws.b_cols, c_in, cols);
+            fill_linear(ws.c_rows, c_out, c_in);
+            fill_linear(ws.c_cols, c_in, 1);
+            gemm_epilogue<T> accumulate;
+            accumulate.beta = n0 == 0 ? T(0) : T(1);
+            for (std::size_t xi = 0; xi < 16; ++xi)
+            {
+                gemm<T>(c_out, c_in, cols, {dyt + xi * c_out * cols, ws.a_rows.data(), ws.a_cols.data()},
+                        {v + xi * c_in * cols, ws.b_rows.data(), ws.b_cols.data()},
+                        {ws.kernel_grad.data() + xi * planes, ws.c_rows.data(), ws.c_cols.data()}, accumulate, gemm_ws);
+            }
+            continue;
+        }
+        T* du = n0 == 0 ? ws.kernel_grad.data() : ws.chunk_kernel_grad.data();
+        fill_linear(ws.b_rows, c_in, cols);
+        for (std::size_t xi = 0; xi < 16; ++xi)
+        {
+            gemm_nt_operands<T> op;
+            op.a = dyt + xi * c_out * cols;
+            op.a_row = cols;
+            op.b = v + xi * c_in * cols;
+            op.b_rows = ws.b_rows.data();
+            op.length = cols;
+            op.c = du + xi * planes;
+            op.c_row = c_in;
+            gemm_nt(c_out, c_in, op);
+        }
+        if (n0 != 0)
+        {
+            for (std::size_t i = 0; i < 16 * planes; ++i)
+            {
+                ws.kernel_grad[i] += du[i];
+            }
+        }
+    }
+    winograd_kernel_grad_transform(planes, ws.kernel_grad.data(), dw);
+    if (db != nullptr)
+    {
+        output_bias_grad(g, dy, mask, db);
     }
 }
 
