@@ -299,13 +299,14 @@ TEST_CASE("Conv2D options: the depthwise phase form matches the naive loops, fus
 
 TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops, fused", "[conv2d][options]")
 {
-    // 16 channels or more, 3x3 at stride 1: the forward pass and (on planes of 8 tiles or more)
-    // dX run the Winograd form; padding 0, 1 and 2, odd sizes, with and without bias.
+    // 32 channels or more, 3x3 at stride 1, 64 tiles or more: the forward pass and (on planes of
+    // 8 tiles or more) dX and dW run the Winograd form; padding 0, 1 and 2, odd sizes, with and
+    // without bias.
     const std::vector<options_case> cases{
-        {2, 16, 17, 8, 8, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
-        {2, 17, 16, 9, 11, {3, 3}, {1, 1}, {0, 0}, {1, 1}, 1, false},
-        {1, 16, 16, 7, 6, {3, 3}, {1, 1}, {2, 2}, {1, 1}, 1, true},
-        {3, 16, 24, 4, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+        {4, 32, 33, 8, 8, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+        {4, 33, 32, 9, 11, {3, 3}, {1, 1}, {0, 0}, {1, 1}, 1, false},
+        {4, 32, 32, 7, 6, {3, 3}, {1, 1}, {2, 2}, {1, 1}, 1, true},
+        {16, 32, 48, 4, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
     };
     std::mt19937 rng(37);
     for (const auto& c : cases)
@@ -326,8 +327,10 @@ TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops,
     }
 }
 
-/// Finite differences in double of dX, dW and (with a bias) db for loss = sum(y * R).
-void gradient_check(const options_case& c, std::uint32_t seed)
+/// Finite differences in double of dX, dW and (with a bias) db for loss = sum(y * R); with
+/// `samples` > 0, of that many elements of x and of the weight spread evenly over them (each a
+/// pair of forward passes).
+void gradient_check(const options_case& c, std::uint32_t seed, std::size_t samples = 0)
 {
     INFO(c.describe());
     std::mt19937 rng(seed);
@@ -341,10 +344,21 @@ void gradient_check(const options_case& c, std::uint32_t seed)
     {
         return xcnn_test::weighted_sum(layer.predict(x), r);
     };
-    const auto num_dx = xcnn_test::numeric_gradient(loss, x.data(), x.size());
-    const auto num_dw = xcnn_test::numeric_gradient(loss, layer.weight().data(), layer.weight().size());
-    CHECK(xcnn_test::relative_error(num_dx.data(), dx.data(), dx.size()) < 1e-7);
-    CHECK(xcnn_test::relative_error(num_dw.data(), dw.data(), dw.size()) < 1e-7);
+    // The numeric and analytic gradients of `values` (`size` of them), all or `samples` spread.
+    const auto check = [&](double* values, const double* analytic, std::size_t size)
+    {
+        const std::size_t count = samples == 0 ? size : std::min(samples, size);
+        std::vector<double> numeric, expected;
+        for (std::size_t k = 0; k < count; ++k)
+        {
+            const std::size_t i = k * size / count;
+            numeric.push_back(xcnn_test::numeric_gradient(loss, values + i, 1)[0]);
+            expected.push_back(analytic[i]);
+        }
+        CHECK(xcnn_test::relative_error(numeric.data(), expected.data(), count) < 1e-7);
+    };
+    check(x.data(), dx.data(), x.size());
+    check(layer.weight().data(), dw.data(), dw.size());
     if (c.bias)
     {
         const xt::xtensor<double, 1> db = layer.bias_grad();
@@ -376,7 +390,18 @@ TEST_CASE("Conv2D options: finite-difference gradients", "[conv2d][options][grad
     }
     SECTION("Winograd")
     {
-        gradient_check({2, 16, 16, 6, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true}, 12);
+        const options_case c{4, 32, 32, 16, 16, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true};
+        xcnn::detail::conv_geometry g;
+        g.batch = c.n;
+        g.in_channels = c.c_in;
+        g.out_channels = c.c_out;
+        g.input = {c.h, c.w};
+        g.kernel = c.k;
+        g.padding = c.p;
+        REQUIRE(xcnn::detail::choose_forward_form<double>(g) == xcnn::detail::conv_form::winograd);
+        REQUIRE(xcnn::detail::choose_weight_grad_form<double>(g) == xcnn::detail::conv_form::winograd);
+        // 128 K parameters and inputs: the differences of a spread of 400 of each.
+        gradient_check(c, 12, 400);
     }
     SECTION("no bias")
     {

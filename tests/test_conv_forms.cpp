@@ -379,7 +379,7 @@ std::vector<conv_geometry> winograd_cases()
         geometry(9, 16, 40, 24, 24, {3, 3}, {1, 1}, {1, 1}),
         // dW's packed GEMM (`packed_gemm_beats_nt`), within one chunk and summed over two.
         geometry(2, 5, 130, 6, 6, {3, 3}, {1, 1}, {1, 1}),
-        geometry(2, 8, 330, 20, 20, {3, 3}, {1, 1}, {1, 1}),
+        geometry(4, 8, 130, 20, 20, {3, 3}, {1, 1}, {1, 1}),
     };
 }
 
@@ -592,11 +592,12 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_forward_form<float>(stem) == conv_form::lowered);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(stem) == conv_form::window_view);
 
-    // The Winograd form: 3x3 at stride 1 and dilation 1 with 16 channels or more on both sides,
-    // whatever the plane size or padding; not for a stem's few input channels, a stride, a
-    // dilation or another kernel size.
+    // The Winograd form: 3x3 at stride 1 and dilation 1 with 32 channels or more on both sides
+    // and 64 tiles or more in the batch, whatever the plane size or padding; not for 16
+    // channels, a single small image, a stem's few input channels, a stride, a dilation or
+    // another kernel size.
     for (const auto& g :
-         {geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1}), geometry(1, 16, 16, 40, 40, {3, 3}, {1, 1}, {0, 0}),
+         {geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1}), geometry(1, 32, 32, 40, 40, {3, 3}, {1, 1}, {0, 0}),
           geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})})
     {
         CHECK(xcnn::detail::choose_forward_form<float>(g) == conv_form::winograd);
@@ -604,7 +605,7 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     // dX too, except on planes of a few tiles (4 x 4: one vector of transforms for 4 tiles).
     CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1})) ==
           conv_form::winograd);
-    CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(1, 16, 16, 40, 40, {3, 3}, {1, 1}, {0, 0})) ==
+    CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(1, 32, 32, 40, 40, {3, 3}, {1, 1}, {0, 0})) ==
           conv_form::winograd);
     CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})) ==
           conv_form::lowered);
@@ -616,6 +617,7 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     dilated.dilation = {2, 2};
     for (const auto& g :
          {geometry(64, 3, 64, 32, 32, {3, 3}, {1, 1}, {1, 1}), geometry(64, 64, 8, 16, 16, {3, 3}, {1, 1}, {1, 1}),
+          geometry(64, 16, 16, 28, 28, {3, 3}, {1, 1}, {1, 1}), geometry(1, 64, 64, 7, 7, {3, 3}, {1, 1}, {1, 1}),
           geometry(64, 64, 64, 16, 16, {3, 3}, {2, 2}, {1, 1}), geometry(64, 64, 64, 16, 16, {5, 5}, {1, 1}, {2, 2}),
           dilated})
     {

@@ -59,17 +59,20 @@ inline conv_form depthwise_form(const conv_geometry& g) noexcept
     return depthwise_phases_apply(g) ? conv_form::depthwise_phases : conv_form::depthwise;
 }
 
-/// Whether the Winograd form runs the forward pass and dX: where it applies (a 3x3 kernel at
-/// stride 1, one group), with enough channels on both sides that its 2.25 times smaller GEMMs
-/// outweigh the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in C_out).
+/// Whether the Winograd form runs the forward pass: where it applies (a 3x3 kernel at stride 1,
+/// one group), with 32 channels or more on both sides, so that its 2.25 times smaller GEMMs
+/// outweigh the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in C_out)
+/// (at 16 channels it lost), and 64 tiles or more in the batch, which the kernel's transform,
+/// O(C_in C_out) per call, is paid for (one 7 x 7 or 14 x 14 image lost).
 inline bool winograd_wins(const conv_geometry& g) noexcept
 {
-    return winograd_applies(g) && g.in_channels >= 16 && g.out_channels >= 16;
+    return winograd_applies(g) && g.in_channels >= 32 && g.out_channels >= 32 &&
+           g.batch * winograd_tiles(g).tiles() >= 64;
 }
 
-/// Whether the Winograd form runs dX: as for the forward pass, and with at least 8 tiles per
-/// plane for each vector of tile positions its transforms step through (a 4 x 4 output is 4
-/// tiles in one vector). On smaller planes the transforms' mostly empty vectors and the padded
+/// Whether the Winograd form runs dX: as for the forward pass, and with at least half the lanes
+/// of the vectors its transforms step through holding a tile (a 4 x 4 output is 4 tiles in one
+/// vector of 16 floats). On smaller planes the transforms' mostly empty vectors and the padded
 /// copy of dY cost more than the lowered form's dX (docs/performance.md).
 template <class T>
 bool winograd_input_grad_wins(const conv_geometry& g) noexcept
@@ -82,7 +85,7 @@ bool winograd_input_grad_wins(const conv_geometry& g) noexcept
     // dX's tiles cover the input plane, its transforms step through dY's padded phases.
     const std::size_t th = (g.input[0] + 1) / 2, tw = (g.input[1] + 1) / 2;
     const std::size_t vectors = (th * (tw + 1) + S - 1) / S;
-    return th * tw >= 8 * vectors;
+    return 2 * th * tw >= S * vectors;
 }
 
 /// Whether the Winograd form runs dW and db: where it runs dX, and with 256 tiles or more in the

@@ -67,13 +67,23 @@ inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
     return {(g.out_h() + 1) / 2, (g.out_w() + 1) / 2};
 }
 
+/// Elements of the transformed input and output of one chunk: 1 MB of floats, so that they stay
+/// in L2 between the transforms and the GEMMs (with 4 MB, a network of a few such layers went
+/// through memory: each layer's buffers were cold at every call).
+constexpr std::size_t winograd_chunk_elements = std::size_t(1) << 18;
+/// Tiles of a chunk at least, whatever its size: the GEMMs' N, below which packing U for each
+/// of the 16 GEMMs costs more than the cache misses a larger chunk takes.
+constexpr std::size_t winograd_chunk_tiles = 256;
+
 /// Images per chunk: as many as keep the transformed input and output, 16 (C_in + C_out) values
-/// per tile, within `lowered_chunk_elements`, at least one.
+/// per tile, within `winograd_chunk_elements`, but enough for `winograd_chunk_tiles`; at least one.
 inline std::size_t winograd_chunk(const conv_geometry& g) noexcept
 {
-    const std::size_t per_image =
-        std::max<std::size_t>(1, 16 * (g.in_channels + g.out_channels) * winograd_tiles(g).tiles());
-    return std::max<std::size_t>(1, std::min(g.batch, lowered_chunk_elements / per_image));
+    const std::size_t tiles = std::max<std::size_t>(1, winograd_tiles(g).tiles());
+    const std::size_t per_image = 16 * (g.in_channels + g.out_channels) * tiles;
+    const std::size_t images = std::max(winograd_chunk_elements / std::max<std::size_t>(per_image, 1),
+                                        (winograd_chunk_tiles + tiles - 1) / tiles);
+    return std::max<std::size_t>(1, std::min(g.batch, images));
 }
 
 /// What one thread of the transforms works in.
