@@ -53,6 +53,21 @@ struct options_case
         return Conv2DOptions(c_in, c_out, k).stride(s).padding(p).dilation(d).groups(groups).bias(bias);
     }
     std::array<std::size_t, 4> input_shape() const { return {n, c_in, h, w}; }
+    /// The geometry the form selector sees.
+    xcnn::detail::conv_geometry geometry() const
+    {
+        xcnn::detail::conv_geometry g;
+        g.batch = n;
+        g.in_channels = c_in;
+        g.out_channels = c_out;
+        g.input = {h, w};
+        g.kernel = k;
+        g.stride = s;
+        g.padding = p;
+        g.dilation = d;
+        g.groups = groups;
+        return g;
+    }
     std::array<std::size_t, 4> weight_shape() const { return {c_out, c_in / groups, k[0], k[1]}; }
     std::array<std::size_t, 4> output_shape() const
     {
@@ -208,6 +223,25 @@ TEST_CASE("Conv2D options: the fused activations give the results of the two lay
     }
 }
 
+/// Forward, dX and dW of a layer at one and at two threads: the same, bit for bit.
+void check_thread_counts(const options_case& c, std::mt19937& rng)
+{
+    auto layer = make_layer<float>(c, rng);
+    const auto x = random_tensor<float, 4>(c.input_shape(), rng);
+    const auto dy = random_tensor<float, 4>(c.output_shape(), rng);
+    const xt::xtensor<float, 4> y1 = layer.forward(x);
+    const xt::xtensor<float, 4> dx1 = layer.backward(dy);
+    const xt::xtensor<float, 4> dw1 = layer.weight_grad();
+    xcnn::set_num_threads(2);
+    const xt::xtensor<float, 4> y2 = layer.forward(x);
+    const xt::xtensor<float, 4> dx2 = layer.backward(dy);
+    const xt::xtensor<float, 4> dw2 = layer.weight_grad();
+    xcnn::set_num_threads(1);
+    CHECK(identical(y1, y2));
+    CHECK(identical(dx1, dx2));
+    CHECK(identical(dw1, dw2));
+}
+
 TEST_CASE("Conv2D options: a wide depthwise layer matches the naive loops, at any thread count", "[conv2d][options]")
 {
     // Rows of many vectors, several planes per thread, multiplier 2, stride 1 and 2.
@@ -219,20 +253,7 @@ TEST_CASE("Conv2D options: a wide depthwise layer matches the naive loops, at an
         check_against_naive<double>(c, rng, 1e-12);
 
         // Two threads share out planes and channels: the same results, bit for bit.
-        auto layer = make_layer<float>(c, rng);
-        const auto x = random_tensor<float, 4>(c.input_shape(), rng);
-        const auto dy = random_tensor<float, 4>(c.output_shape(), rng);
-        const xt::xtensor<float, 4> y1 = layer.forward(x);
-        const xt::xtensor<float, 4> dx1 = layer.backward(dy);
-        const xt::xtensor<float, 4> dw1 = layer.weight_grad();
-        xcnn::set_num_threads(2);
-        const xt::xtensor<float, 4> y2 = layer.forward(x);
-        const xt::xtensor<float, 4> dx2 = layer.backward(dy);
-        const xt::xtensor<float, 4> dw2 = layer.weight_grad();
-        xcnn::set_num_threads(1);
-        CHECK(identical(y1, y2));
-        CHECK(identical(dx1, dx2));
-        CHECK(identical(dw1, dw2));
+        check_thread_counts(c, rng);
     }
 }
 
@@ -263,16 +284,7 @@ TEST_CASE("Conv2D options: the depthwise phase form matches the naive loops, fus
     for (const auto& c : cases)
     {
         INFO(c.describe());
-        xcnn::detail::conv_geometry g;
-        g.batch = c.n;
-        g.in_channels = c.c_in;
-        g.out_channels = c.c_out;
-        g.input = {c.h, c.w};
-        g.kernel = c.k;
-        g.stride = c.s;
-        g.padding = c.p;
-        g.dilation = c.d;
-        g.groups = c.groups;
+        const auto g = c.geometry();
         REQUIRE(xcnn::detail::choose_forward_form<float>(g) == xcnn::detail::conv_form::depthwise_phases);
         REQUIRE(xcnn::detail::choose_input_grad_form<double>(g) == xcnn::detail::conv_form::depthwise_phases);
         check_against_naive<float>(c, rng, 1e-5);
@@ -280,20 +292,7 @@ TEST_CASE("Conv2D options: the depthwise phase form matches the naive loops, fus
         check_fused<xcnn::ReLU<double>>(c, rng);
         check_fused<my::Softsign<double>>(c, rng);
 
-        auto layer = make_layer<float>(c, rng);
-        const auto x = random_tensor<float, 4>(c.input_shape(), rng);
-        const auto dy = random_tensor<float, 4>(c.output_shape(), rng);
-        const xt::xtensor<float, 4> y1 = layer.forward(x);
-        const xt::xtensor<float, 4> dx1 = layer.backward(dy);
-        const xt::xtensor<float, 4> dw1 = layer.weight_grad();
-        xcnn::set_num_threads(2);
-        const xt::xtensor<float, 4> y2 = layer.forward(x);
-        const xt::xtensor<float, 4> dx2 = layer.backward(dy);
-        const xt::xtensor<float, 4> dw2 = layer.weight_grad();
-        xcnn::set_num_threads(1);
-        CHECK(identical(y1, y2));
-        CHECK(identical(dx1, dx2));
-        CHECK(identical(dw1, dw2));
+        check_thread_counts(c, rng);
     }
 }
 
@@ -312,13 +311,7 @@ TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops,
     for (const auto& c : cases)
     {
         INFO(c.describe());
-        xcnn::detail::conv_geometry g;
-        g.batch = c.n;
-        g.in_channels = c.c_in;
-        g.out_channels = c.c_out;
-        g.input = {c.h, c.w};
-        g.kernel = c.k;
-        g.padding = c.p;
+        const auto g = c.geometry();
         REQUIRE(xcnn::detail::choose_forward_form<float>(g) == xcnn::detail::conv_form::winograd);
         check_against_naive<float>(c, rng, 1e-5);
         check_against_naive<double>(c, rng, 1e-12);
@@ -391,13 +384,7 @@ TEST_CASE("Conv2D options: finite-difference gradients", "[conv2d][options][grad
     SECTION("Winograd")
     {
         const options_case c{4, 32, 32, 16, 16, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true};
-        xcnn::detail::conv_geometry g;
-        g.batch = c.n;
-        g.in_channels = c.c_in;
-        g.out_channels = c.c_out;
-        g.input = {c.h, c.w};
-        g.kernel = c.k;
-        g.padding = c.p;
+        const auto g = c.geometry();
         REQUIRE(xcnn::detail::choose_forward_form<double>(g) == xcnn::detail::conv_form::winograd);
         REQUIRE(xcnn::detail::choose_weight_grad_form<double>(g) == xcnn::detail::conv_form::winograd);
         // 128 K parameters and inputs: the differences of a spread of 400 of each.

@@ -516,6 +516,28 @@ struct table_problem
     }
 };
 
+/// Runs `p` with alpha 0.75, `beta` (0: C starts as NaN, which must not leak) and the biases of
+/// `bias` (bit 0: row bias, bit 1: column bias) against the double-precision reference.
+template <class T>
+void check_epilogue(table_problem<T>& p, int bias, double beta)
+{
+    if (beta == 0.0)
+    {
+        p.fill_c_with_nan();
+    }
+    xcnn::gemm_epilogue<T> ep;
+    ep.alpha = T(0.75);
+    ep.beta = static_cast<T>(beta);
+    ep.row_bias = (bias & 1) ? p.row_bias.data() : nullptr;
+    ep.col_bias = (bias & 2) ? p.col_bias.data() : nullptr;
+    xcnn::gemm_workspace<T> ws;
+    std::size_t bad = 0;
+    const double worst = p.run(ep, ws, bad);
+    INFO("max |got - want| = " << worst);
+    CHECK(bad == 0);
+    CHECK(worst <= tolerance<T>(p.k, 0.75, beta) + 2 * base_tolerance<T>());
+}
+
 template <class T>
 void offset_tables_with_biases()
 {
@@ -536,21 +558,7 @@ void offset_tables_with_biases()
     CAPTURE(sz.m, sz.n, sz.k, bias, beta);
     std::mt19937 rng(static_cast<unsigned>(20 + bias));
     table_problem<T> p(sz.m, sz.n, sz.k, rng);
-    if (beta == 0.0)
-    {
-        p.fill_c_with_nan();
-    }
-    xcnn::gemm_epilogue<T> ep;
-    ep.alpha = T(0.75);
-    ep.beta = static_cast<T>(beta);
-    ep.row_bias = (bias & 1) ? p.row_bias.data() : nullptr;
-    ep.col_bias = (bias & 2) ? p.col_bias.data() : nullptr;
-    xcnn::gemm_workspace<T> ws;
-    std::size_t bad = 0;
-    const double worst = p.run(ep, ws, bad);
-    INFO("max |got - want| = " << worst);
-    CHECK(bad == 0);
-    CHECK(worst <= tolerance<T>(sz.k, 0.75, beta) + 2 * base_tolerance<T>());
+    check_epilogue(p, bias, beta);
 }
 
 /// C's columns in runs (a GEMM writing NCHW outputs of several small images): runs shorter than,
@@ -566,21 +574,7 @@ void column_runs()
     CAPTURE(run, bias, beta, k);
     std::mt19937 rng(static_cast<unsigned>(40 + run));
     table_problem<T> p(B::mr + 3, 3 * B::nr + 7, k, rng, run);
-    if (beta == 0.0)
-    {
-        p.fill_c_with_nan();
-    }
-    xcnn::gemm_epilogue<T> ep;
-    ep.alpha = T(0.75);
-    ep.beta = static_cast<T>(beta);
-    ep.row_bias = (bias & 1) ? p.row_bias.data() : nullptr;
-    ep.col_bias = (bias & 2) ? p.col_bias.data() : nullptr;
-    xcnn::gemm_workspace<T> ws;
-    std::size_t bad = 0;
-    const double worst = p.run(ep, ws, bad);
-    INFO("max |got - want| = " << worst);
-    CHECK(bad == 0);
-    CHECK(worst <= tolerance<T>(k, 0.75, beta) + 2 * base_tolerance<T>());
+    check_epilogue(p, bias, beta);
 }
 
 template <class T>

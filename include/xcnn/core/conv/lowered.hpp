@@ -54,7 +54,7 @@ struct lowered_workspace
     /// Offset tables of the GEMM's operands.
     std::vector<std::ptrdiff_t> a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;
     /// Offset tables of dW's packed GEMM.
-    std::vector<std::ptrdiff_t> dw_a_rows, dw_a_cols, dw_b_rows, dw_b_cols, dw_c_rows, dw_c_cols;
+    transposed_b_tables weight_grad_tables;
 };
 
 /// Elements of the column matrix of one chunk: 4 MB of floats.
@@ -289,18 +289,9 @@ void lowered_backward(const conv_geometry& g, const T* weight, const T* padded, 
         fill_linear(ws.c_rows, k, cols); // the columns' rows, for gemm_nt's B and dX's C
         if (packed_gemm_beats_nt(c_out))
         {
-            // dW += dY's rows times the columns transposed, which the GEMM's packing transposes.
-            fill_linear(ws.dw_a_rows, c_out, all);
-            fill_linear(ws.dw_a_cols, cols, 1);
-            fill_linear(ws.dw_b_rows, cols, 1);
-            fill_linear(ws.dw_b_cols, k, cols);
-            fill_linear(ws.dw_c_rows, c_out, k);
-            fill_linear(ws.dw_c_cols, k, 1);
-            gemm_epilogue<T> accumulate;
-            accumulate.beta = n0 == 0 ? T(0) : T(1);
-            gemm<T>(c_out, k, cols, {grad + n0 * pixels, ws.dw_a_rows.data(), ws.dw_a_cols.data()},
-                    {ws.columns.data(), ws.dw_b_rows.data(), ws.dw_b_cols.data()},
-                    {dw, ws.dw_c_rows.data(), ws.dw_c_cols.data()}, accumulate, gemm_ws);
+            // dW += dY's rows times the columns transposed.
+            gemm_transposed_b(c_out, k, cols, grad + n0 * pixels, all, ws.columns.data(), cols, dw, k, n0 != 0,
+                              ws.weight_grad_tables, gemm_ws);
         }
         else
         {

@@ -111,6 +111,8 @@ struct winograd_workspace
     /// Lanes of each vector of the phase grid that hold a tile.
     std::vector<std::uint32_t> tile_lanes;
     std::vector<std::ptrdiff_t> a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;
+    /// Offset tables of dU's packed GEMMs.
+    transposed_b_tables transposed_tables;
 };
 
 /// t[xi] = (G g G^T)[xi] for a 3x3 kernel g (g[k] = row k / 3, column k % 3), G = [1 0 0;
@@ -528,20 +530,11 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
                            });
         if (packed_gemm_beats_nt(c_out))
         {
-            // dU[xi] += the transformed dY times V[xi] transposed, which the GEMM's packing transposes.
-            fill_linear(ws.a_rows, c_out, cols);
-            fill_linear(ws.a_cols, cols, 1);
-            fill_linear(ws.b_rows, cols, 1);
-            fill_linear(ws.b_cols, c_in, cols);
-            fill_linear(ws.c_rows, c_out, c_in);
-            fill_linear(ws.c_cols, c_in, 1);
-            gemm_epilogue<T> accumulate;
-            accumulate.beta = n0 == 0 ? T(0) : T(1);
+            // dU[xi] += the transformed dY times V[xi] transposed.
             for (std::size_t xi = 0; xi < 16; ++xi)
             {
-                gemm<T>(c_out, c_in, cols, {dyt + xi * c_out * cols, ws.a_rows.data(), ws.a_cols.data()},
-                        {v + xi * c_in * cols, ws.b_rows.data(), ws.b_cols.data()},
-                        {ws.kernel_grad.data() + xi * planes, ws.c_rows.data(), ws.c_cols.data()}, accumulate, gemm_ws);
+                gemm_transposed_b(c_out, c_in, cols, dyt + xi * c_out * cols, cols, v + xi * c_in * cols, cols,
+                                  ws.kernel_grad.data() + xi * planes, c_in, n0 != 0, ws.transposed_tables, gemm_ws);
             }
             continue;
         }
