@@ -303,6 +303,49 @@ TEST_CASE("steady Conv2D steps on the lowered form allocate nothing, at 1 and 2 
     xcnn::set_num_threads(saved_threads);
 }
 
+TEST_CASE("steady Conv2D steps on the depthwise phase and Winograd forms allocate nothing, at 1 and 2 threads",
+          "[allocations][conv2d]")
+{
+    // A depthwise layer at stride 1 and 2 ("same" padding: the phase form), and 3x3 layers of 32
+    // channels the Winograd form runs (8 x 8 planes: every pass; 4 x 4: the forward pass).
+    const std::size_t threads = GENERATE(1, 2);
+    const auto shape =
+        GENERATE(std::array<std::size_t, 5>{8, 16, 16, 16, 1}, std::array<std::size_t, 5>{8, 16, 16, 16, 2},
+                 std::array<std::size_t, 5>{8, 32, 32, 8, 1}, std::array<std::size_t, 5>{16, 32, 32, 4, 1});
+    const std::size_t saved_threads = xcnn::get_num_threads();
+    xcnn::set_num_threads(threads);
+    CAPTURE(threads, shape);
+    const std::size_t n = shape[0], c_in = shape[1], c_out = shape[2], hw = shape[3], stride = shape[4];
+    const auto options = xcnn::Conv2DOptions(c_in, c_out, 3).stride(stride).padding(1).groups(c_in == 16 ? c_in : 1);
+    xcnn::Sequential net{xcnn::Conv2D<float>(options), xcnn::ReLU<float>{}};
+    xcnn::Conv2D<float> conv(options);
+    std::mt19937 rng(6);
+    std::uniform_real_distribution<float> value(-1.f, 1.f);
+    xt::xtensor<float, 4> x = xt::zeros<float>({n, c_in, hw, hw});
+    for (auto& v : x)
+    {
+        v = value(rng);
+    }
+    xt::xtensor<float, 4> dy = conv.forward(x);
+    for (auto& v : dy)
+    {
+        v = value(rng);
+    }
+    auto steps = [&]
+    {
+        (void)conv.forward(x);
+        (void)conv.backward(dy);
+        conv.backward_parameters(dy);
+        (void)conv.predict(x);
+        (void)net.forward(x);
+        (void)net.backward(dy);
+        (void)net.predict(x);
+    };
+    steps();
+    CHECK(allocations_during(steps) == 0);
+    xcnn::set_num_threads(saved_threads);
+}
+
 TEST_CASE("a DataLoader epoch allocates nothing, shuffled and augmented, with a partial last batch",
           "[allocations][data]")
 {

@@ -60,6 +60,8 @@ struct depthwise_phase_plan
     /// at flat shift `shift[t]` = floor(e_h / SH) W' + floor(e_w / SW).
     std::vector<std::size_t> phase_of, phase_start;
     std::vector<std::ptrdiff_t> shift;
+    /// floor(e_h / SH) and floor(e_w / SW) of tap t: its shift in phase rows and columns.
+    std::vector<std::ptrdiff_t> row_shift, col_shift;
     /// Lanes of output vector v where tap t's pixel lies in its phase plane: `reads[v K + t]`;
     /// lanes of dX vector v where dY shifted back by tap t lies in dY: `receives[v K + t]`.
     std::vector<std::uint32_t> reads, receives;
@@ -87,7 +89,10 @@ inline void plan_depthwise_phases(const conv_geometry& g, std::size_t lanes, dep
     plan.phase_of.resize(plan.taps);
     plan.phase_start.resize(plan.taps);
     plan.shift.resize(plan.taps);
-    std::vector<std::ptrdiff_t> row_shift(plan.taps), col_shift(plan.taps);
+    plan.row_shift.resize(plan.taps);
+    plan.col_shift.resize(plan.taps);
+    auto& row_shift = plan.row_shift;
+    auto& col_shift = plan.col_shift;
     for (std::size_t a = 0; a < k[0]; ++a)
     {
         for (std::size_t b = 0; b < k[1]; ++b)
