@@ -260,22 +260,15 @@ TEMPLATE_LIST_TEST_CASE("a second training step of any layer allocates nothing",
     CHECK(allocations_during(inference) == 0);
 }
 
-TEST_CASE("steady Conv2D steps on the lowered form allocate nothing, at 1 and 2 threads", "[allocations][conv2d]")
+/// Forward, backward, backward_parameters and predict of a Conv2D of `options`, alone and with a
+/// fused ReLU, on (n, C_in, hw, hw): nothing allocated once the shapes are steady.
+void check_steady_conv_steps(const xcnn::Conv2DOptions& options, std::size_t n, std::size_t hw)
 {
-    // Geometries core/conv/select.hpp gives the lowered form (a stride-2 layer of 32 filters,
-    // 4 x 4 planes, a 7 x 7 stride-2 stem), alone and followed by a fused ReLU.
-    const std::size_t threads = GENERATE(1, 2);
-    const auto shape = GENERATE(std::array<std::size_t, 5>{16, 3, 16, 3, 2}, std::array<std::size_t, 5>{64, 4, 4, 3, 1},
-                                std::array<std::size_t, 5>{16, 3, 22, 7, 2});
-    const std::size_t saved_threads = xcnn::get_num_threads();
-    xcnn::set_num_threads(threads);
-    CAPTURE(threads, shape);
-    const std::size_t n = shape[0], c_in = shape[1], hw = shape[2], k = shape[3], stride = shape[4];
-    xcnn::Sequential net{xcnn::Conv2D<float>(c_in, 32, k, stride, k / 2), xcnn::ReLU<float>{}};
-    xcnn::Conv2D<float> conv(c_in, 32, k, stride, k / 2);
+    xcnn::Sequential net{xcnn::Conv2D<float>(options), xcnn::ReLU<float>{}};
+    xcnn::Conv2D<float> conv(options);
     std::mt19937 rng(5);
     std::uniform_real_distribution<float> value(-1.f, 1.f);
-    xt::xtensor<float, 4> x = xt::zeros<float>({n, c_in, hw, hw});
+    xt::xtensor<float, 4> x = xt::zeros<float>({n, options.in_channels(), hw, hw});
     for (auto& v : x)
     {
         v = value(rng);
@@ -300,6 +293,20 @@ TEST_CASE("steady Conv2D steps on the lowered form allocate nothing, at 1 and 2 
     };
     steps();
     CHECK(allocations_during(steps) == 0);
+}
+
+TEST_CASE("steady Conv2D steps on the lowered form allocate nothing, at 1 and 2 threads", "[allocations][conv2d]")
+{
+    // Geometries core/conv/select.hpp gives the lowered form (a stride-2 layer of 32 filters,
+    // 4 x 4 planes, a 7 x 7 stride-2 stem), alone and followed by a fused ReLU.
+    const std::size_t threads = GENERATE(1, 2);
+    const auto shape = GENERATE(std::array<std::size_t, 5>{16, 3, 16, 3, 2}, std::array<std::size_t, 5>{64, 4, 4, 3, 1},
+                                std::array<std::size_t, 5>{16, 3, 22, 7, 2});
+    const std::size_t saved_threads = xcnn::get_num_threads();
+    xcnn::set_num_threads(threads);
+    CAPTURE(threads, shape);
+    const std::size_t n = shape[0], c_in = shape[1], hw = shape[2], k = shape[3], stride = shape[4];
+    check_steady_conv_steps(xcnn::Conv2DOptions(c_in, 32, k).stride(stride).padding(k / 2), n, hw);
     xcnn::set_num_threads(saved_threads);
 }
 
@@ -316,33 +323,8 @@ TEST_CASE("steady Conv2D steps on the depthwise phase and Winograd forms allocat
     xcnn::set_num_threads(threads);
     CAPTURE(threads, shape);
     const std::size_t n = shape[0], c_in = shape[1], c_out = shape[2], hw = shape[3], stride = shape[4];
-    const auto options = xcnn::Conv2DOptions(c_in, c_out, 3).stride(stride).padding(1).groups(c_in == 16 ? c_in : 1);
-    xcnn::Sequential net{xcnn::Conv2D<float>(options), xcnn::ReLU<float>{}};
-    xcnn::Conv2D<float> conv(options);
-    std::mt19937 rng(6);
-    std::uniform_real_distribution<float> value(-1.f, 1.f);
-    xt::xtensor<float, 4> x = xt::zeros<float>({n, c_in, hw, hw});
-    for (auto& v : x)
-    {
-        v = value(rng);
-    }
-    xt::xtensor<float, 4> dy = conv.forward(x);
-    for (auto& v : dy)
-    {
-        v = value(rng);
-    }
-    auto steps = [&]
-    {
-        (void)conv.forward(x);
-        (void)conv.backward(dy);
-        conv.backward_parameters(dy);
-        (void)conv.predict(x);
-        (void)net.forward(x);
-        (void)net.backward(dy);
-        (void)net.predict(x);
-    };
-    steps();
-    CHECK(allocations_during(steps) == 0);
+    check_steady_conv_steps(xcnn::Conv2DOptions(c_in, c_out, 3).stride(stride).padding(1).groups(c_in == 16 ? c_in : 1),
+                            n, hw);
     xcnn::set_num_threads(saved_threads);
 }
 
