@@ -223,7 +223,7 @@ TEST_CASE("Conv2D options: the fused activations give the results of the two lay
     }
 }
 
-/// Forward, dX and dW of a layer at one and at two threads: the same, bit for bit.
+/// Forward, dX and dW of a layer at one, two and three threads: the same, bit for bit.
 void check_thread_counts(const options_case& c, std::mt19937& rng)
 {
     auto layer = make_layer<float>(c, rng);
@@ -236,10 +236,17 @@ void check_thread_counts(const options_case& c, std::mt19937& rng)
     const xt::xtensor<float, 4> y2 = layer.forward(x);
     const xt::xtensor<float, 4> dx2 = layer.backward(dy);
     const xt::xtensor<float, 4> dw2 = layer.weight_grad();
+    xcnn::set_num_threads(3);
+    const xt::xtensor<float, 4> y3 = layer.forward(x);
+    const xt::xtensor<float, 4> dx3 = layer.backward(dy);
+    const xt::xtensor<float, 4> dw3 = layer.weight_grad();
     xcnn::set_num_threads(1);
     CHECK(identical(y1, y2));
     CHECK(identical(dx1, dx2));
     CHECK(identical(dw1, dw2));
+    CHECK(identical(y1, y3));
+    CHECK(identical(dx1, dx3));
+    CHECK(identical(dw1, dw3));
 }
 
 TEST_CASE("Conv2D options: a wide depthwise layer matches the naive loops, at any thread count", "[conv2d][options]")
@@ -306,6 +313,9 @@ TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops,
         {4, 33, 32, 9, 11, {3, 3}, {1, 1}, {0, 0}, {1, 1}, 1, false},
         {4, 32, 32, 7, 6, {3, 3}, {1, 1}, {2, 2}, {1, 1}, 1, true},
         {16, 32, 48, 4, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+        // Several chunks and parts of dW's sum (threads run them whole), gemm_nt and packed dW.
+        {12, 32, 32, 16, 16, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+        {8, 32, 128, 8, 8, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, false},
     };
     std::mt19937 rng(37);
     for (const auto& c : cases)
@@ -317,6 +327,7 @@ TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops,
         check_against_naive<double>(c, rng, 1e-12);
         check_fused<xcnn::ReLU<double>>(c, rng);
         check_fused<my::Softsign<double>>(c, rng);
+        check_thread_counts(c, rng);
     }
 }
 

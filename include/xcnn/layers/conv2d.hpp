@@ -357,24 +357,28 @@ public:
     const input_type& run_backward(const output_type& grad_output) { return gradients(grad_output, nullptr); }
 
     /// Overwrites `weight_grad()` and `bias_grad()` without computing dX.
-    void run_backward_parameters(const output_type& grad_output)
+    void run_backward_parameters(const output_type& grad_output) { weight_grads(geometry(), grad_output, nullptr); }
+
+    /// dW and db of dY = `dy` on the form `choose_weight_grad_form` picks. `mask`: the output of
+    /// `forward_activated` with a rectifier, or null; the window view reads dY in place and
+    /// ignores it, so its callers mask dY first.
+    void weight_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask)
     {
-        const auto g = geometry();
         if (detail::depthwise(g))
         {
-            depthwise_grads(g, grad_output, nullptr, false);
+            depthwise_grads(g, dy, mask, false);
             return;
         }
         switch (detail::choose_weight_grad_form<T>(g))
         {
         case detail::conv_form::winograd:
-            winograd_grads(g, grad_output, nullptr);
+            winograd_grads(g, dy, mask);
             break;
         case detail::conv_form::lowered:
-            lowered_grads(g, grad_output, nullptr, false);
+            lowered_grads(g, dy, mask, false);
             break;
         default:
-            parameter_grads(g, grad_output, nullptr);
+            parameter_grads(g, dy, mask);
         }
     }
 
@@ -486,33 +490,16 @@ public:
     {
         check_backward(grad_output);
         const auto g = geometry();
-        if (detail::rectifies<Op>::value && detail::depthwise(g))
+        if constexpr (detail::rectifies<Op>::value)
         {
-            depthwise_grads(g, grad_output, m_output.data(), false);
-        }
-        else if (detail::depthwise(g))
-        {
-            depthwise_grads(g, activated_gradient(grad_output, op), nullptr, false);
-        }
-        else if (detail::choose_weight_grad_form<T>(g) == detail::conv_form::lowered)
-        {
-            if constexpr (detail::rectifies<Op>::value)
+            // Every weight form but the window view's applies the mask in its copies.
+            if (detail::depthwise(g) || detail::choose_weight_grad_form<T>(g) != detail::conv_form::window_view)
             {
-                lowered_grads(g, grad_output, m_output.data(), false);
-            }
-            else
-            {
-                lowered_grads(g, activated_gradient(grad_output, op), nullptr, false);
+                weight_grads(g, grad_output, m_output.data());
+                return;
             }
         }
-        else if (detail::rectifies<Op>::value && detail::choose_weight_grad_form<T>(g) == detail::conv_form::plane)
-        {
-            parameter_grads(g, grad_output, m_output.data());
-        }
-        else
-        {
-            parameter_grads(g, activated_gradient(grad_output, op), nullptr);
-        }
+        weight_grads(g, activated_gradient(grad_output, op), nullptr);
     }
 
     /// @overload
