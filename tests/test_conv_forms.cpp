@@ -509,6 +509,46 @@ TEST_CASE("conv forms: the Winograd form's dX matches the naive loops, with and 
     check_winograd_input_grad<double>();
 }
 
+TEST_CASE("conv forms: the Winograd form gives the same bits at 1, 2 and 3 threads", "[conv_forms]")
+{
+    // Threads run whole images and whole parts of dW's sum when there are enough of them
+    // (`winograd_whole_units`), and share each chunk's transforms and products otherwise; dW's
+    // parts are fixed by the geometry, so every split gives the same bits.
+    std::mt19937 rng(31);
+    bool whole_parts = false;
+    for (const auto& g : winograd_cases())
+    {
+        INFO(describe(g));
+        whole_parts = whole_parts || xcnn::detail::winograd_weight_grad_parts(g) > 1;
+        const problem<float> p(g, rng);
+        std::vector<xt::xtensor<float, 4>> results;
+        for (const std::size_t threads : {1, 2, 3})
+        {
+            xcnn::set_num_threads(threads);
+            xcnn::detail::conv_workspace<float> ws;
+            xt::xtensor<float, 4> y(g.output_shape()), dx(g.input_shape()), dw(p.w.shape());
+            xt::xtensor<float, 1> db(p.b.shape());
+            xcnn::detail::winograd_forward(g, p.w.data(), p.b.data(), p.padded.data(), y.data(), false, ws.winograd,
+                                           ws.gemm);
+            xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), static_cast<const float*>(nullptr), dx.data(),
+                                              ws.winograd, ws.gemm);
+            xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), static_cast<const float*>(nullptr),
+                                               dw.data(), db.data(), ws.winograd, ws.gemm);
+            CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<float>());
+            results.push_back(y);
+            results.push_back(dx);
+            results.push_back(dw);
+        }
+        xcnn::set_num_threads(1);
+        for (std::size_t i = 3; i < results.size(); ++i)
+        {
+            INFO("threads " << i / 3 + 1 << ", result " << i % 3 << " (forward, dX, dW)");
+            CHECK(xcnn_test::identical(results[i], results[i % 3]));
+        }
+    }
+    CHECK(whole_parts); // the cases reach a dW summed in several parts
+}
+
 TEST_CASE("conv forms: forward of the window view and of the plane form match the naive loops", "[conv_forms]")
 {
     check_forward_forms<float>();

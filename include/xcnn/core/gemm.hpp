@@ -965,6 +965,74 @@ void gemm(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const
     }
 }
 
+/// How far apart the matrices of a batch of GEMMs lie (`gemm_batch`), in elements.
+struct gemm_batch_strides
+{
+    std::size_t count = 1;
+    std::ptrdiff_t a = 0, b = 0, c = 0;
+};
+
+namespace detail
+{
+
+/// Products [first, last) of a batch of GEMMs (`gemm_batch`), on the calling thread with one
+/// thread's packing buffers: for callers that share out the work themselves.
+template <class T>
+void gemm_batch_serial(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const T>& a,
+                       const offset_matrix<const T>& b, const offset_matrix<T>& c, const gemm_epilogue<T>& epilogue,
+                       typename gemm_workspace<T>::buffers& buffers, const gemm_batch_strides& batch, std::size_t first,
+                       std::size_t last)
+{
+    if (m == 0 || n == 0)
+    {
+        return;
+    }
+    for (std::size_t p = first; p < last; ++p)
+    {
+        const auto at = static_cast<std::ptrdiff_t>(p);
+        const offset_matrix<T> cp{c.data + at * batch.c, c.row, c.col};
+        if (k == 0)
+        {
+            gemm_empty_k(m, n, cp, epilogue);
+            continue;
+        }
+        gemm_serial<T>(m, n, k, {a.data + at * batch.a, a.row, a.col}, {b.data + at * batch.b, b.row, b.col}, cp,
+                       epilogue, buffers);
+    }
+}
+
+} // namespace detail
+
+/// `batch.count` GEMMs of one shape and one set of offset tables, product p reading A, B and C
+/// at the tables' bases plus p times the batch's strides (a strided batched GEMM, as cuBLAS and
+/// oneMKL call it). With several threads the products are shared out whole, each computed on one
+/// thread as `gemm` computes it: a batch of small products (the 16 of a Winograd chunk, each a
+/// few hundred columns) would each fall below the size worth splitting, and whole products need
+/// one wake-up for all; the result does not depend on the thread count.
+template <class T>
+void gemm_batch(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const T>& a,
+                const offset_matrix<const T>& b, const offset_matrix<T>& c, const gemm_epilogue<T>& epilogue,
+                gemm_workspace<T>& workspace, const gemm_batch_strides& batch)
+{
+    const std::size_t threads = get_num_threads();
+    if (batch.count < 2 * threads)
+    {
+        // Too few products to share evenly: each one split by columns or rows.
+        for (std::size_t p = 0; p < batch.count; ++p)
+        {
+            const auto at = static_cast<std::ptrdiff_t>(p);
+            gemm<T>(m, n, k, {a.data + at * batch.a, a.row, a.col}, {b.data + at * batch.b, b.row, b.col},
+                    {c.data + at * batch.c, c.row, c.col}, epilogue, workspace);
+        }
+        return;
+    }
+    workspace.reserve_threads(threads);
+    detail::parallel_for(
+        batch.count, 1,
+        [&](std::size_t begin, std::size_t end, std::size_t worker)
+        { detail::gemm_batch_serial(m, n, k, a, b, c, epilogue, workspace.threads[worker], batch, begin, end); });
+}
+
 /// `C = alpha * A * B + beta * C` on strided matrices, BLAS-style: element (i, j) of A is
 /// `a[i * a_row_stride + j * a_col_stride]` (strides in elements, may be negative), and
 /// likewise for B and C. A transposed operand is the same matrix with its strides swapped.

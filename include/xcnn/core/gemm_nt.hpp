@@ -75,12 +75,57 @@ inline bool packed_gemm_beats_nt(std::size_t m) noexcept
     return m >= 128;
 }
 
-/// The offset tables of `gemm_transposed_b`, kept by the caller so that a steady shape
-/// allocates nothing.
+/// The offset tables of C (m x n, rows `c_row` apart) = A (m x k, rows `a_row` apart) times B
+/// (n x k, rows `b_row` apart) transposed, as the packed GEMM (gemm.hpp) reads them: B's
+/// transpose is only its tables swapped. Kept by the caller so that a steady shape allocates
+/// nothing.
 struct transposed_b_tables
 {
     std::vector<std::ptrdiff_t> a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;
+
+    void prepare(std::size_t m, std::size_t n, std::size_t k, std::size_t a_row, std::size_t b_row, std::size_t c_row)
+    {
+        const auto linear = [](std::vector<std::ptrdiff_t>& table, std::size_t count, std::size_t step)
+        {
+            table.resize(count);
+            for (std::size_t i = 0; i < count; ++i)
+            {
+                table[i] = static_cast<std::ptrdiff_t>(i * step);
+            }
+        };
+        linear(a_rows, m, a_row);
+        linear(a_cols, k, 1);
+        linear(b_rows, k, 1);
+        linear(b_cols, n, b_row);
+        linear(c_rows, m, c_row);
+        linear(c_cols, n, 1);
+    }
+
+    template <class T>
+    offset_matrix<const T> a(const T* data) const noexcept
+    {
+        return {data, a_rows.data(), a_cols.data()};
+    }
+    template <class T>
+    offset_matrix<const T> b(const T* data) const noexcept
+    {
+        return {data, b_rows.data(), b_cols.data()};
+    }
+    template <class T>
+    offset_matrix<T> c(T* data) const noexcept
+    {
+        return {data, c_rows.data(), c_cols.data()};
+    }
 };
+
+/// What `gemm_transposed_b` adds to C: nothing (`accumulate` false) or C itself.
+template <class T>
+gemm_epilogue<T> transposed_b_epilogue(bool accumulate) noexcept
+{
+    gemm_epilogue<T> epilogue;
+    epilogue.beta = accumulate ? T(1) : T(0);
+    return epilogue;
+}
 
 /// C (m x n, rows `c_row` apart) = A (m x k, rows `a_row` apart) times B (n x k, rows `b_row`
 /// apart) transposed, plus C when `accumulate`: what `gemm_nt` computes, through the packed GEMM,
@@ -90,24 +135,8 @@ void gemm_transposed_b(std::size_t m, std::size_t n, std::size_t k, const T* a, 
                        std::size_t b_row, T* c, std::size_t c_row, bool accumulate, transposed_b_tables& tables,
                        gemm_workspace<T>& ws)
 {
-    const auto linear = [](std::vector<std::ptrdiff_t>& table, std::size_t count, std::size_t step)
-    {
-        table.resize(count);
-        for (std::size_t i = 0; i < count; ++i)
-        {
-            table[i] = static_cast<std::ptrdiff_t>(i * step);
-        }
-    };
-    linear(tables.a_rows, m, a_row);
-    linear(tables.a_cols, k, 1);
-    linear(tables.b_rows, k, 1);
-    linear(tables.b_cols, n, b_row);
-    linear(tables.c_rows, m, c_row);
-    linear(tables.c_cols, n, 1);
-    gemm_epilogue<T> epilogue;
-    epilogue.beta = accumulate ? T(1) : T(0);
-    gemm<T>(m, n, k, {a, tables.a_rows.data(), tables.a_cols.data()}, {b, tables.b_rows.data(), tables.b_cols.data()},
-            {c, tables.c_rows.data(), tables.c_cols.data()}, epilogue, ws);
+    tables.prepare(m, n, k, a_row, b_row, c_row);
+    gemm<T>(m, n, k, tables.a(a), tables.b(b), tables.c(c), transposed_b_epilogue<T>(accumulate), ws);
 }
 
 /// The RI x RJ block of C at (i0, j0), summed over segments [s0, s1); `overwrite` for the first

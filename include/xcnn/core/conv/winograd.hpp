@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "../gemm.hpp"
@@ -86,7 +87,7 @@ inline std::size_t winograd_chunk(const conv_geometry& g) noexcept
     return std::max<std::size_t>(1, std::min(g.batch, images));
 }
 
-/// What one thread of the transforms works in.
+/// What one thread of the Winograd form works in.
 template <class T>
 struct winograd_thread_buffers
 {
@@ -94,19 +95,23 @@ struct winograd_thread_buffers
     conv_buffer<T> phases;
     /// The four phases of an output plane.
     conv_buffer<T> outputs;
+    /// The chunk this thread runs: V (16, C_in, chunk tiles), and M (16, C_out, chunk tiles) or,
+    /// for dW, dY's transformed tiles (16, C_out, chunk tiles).
+    conv_buffer<T> input, product;
+    /// dW: a chunk's share of dU, added to its part's sum.
+    conv_buffer<T> chunk_kernel_grad;
 };
 
 /// What the Winograd form keeps between calls, so a steady shape allocates nothing.
 template <class T>
 struct winograd_workspace
 {
-    /// U (16, C_out, C_in), V (16, C_in, chunk tiles) and M (16, C_out, chunk tiles).
-    conv_buffer<T> kernel, input, product;
+    /// U (16, C_out, C_in).
+    conv_buffer<T> kernel;
     /// dX's pass: the kernel rotated and transposed (C_in, C_out, 3, 3), and dY padded.
     conv_buffer<T> rotated, padded_grad;
-    /// dW's pass: dY's tiles transformed (16, C_out, chunk tiles), the gradient of U (16, C_out,
-    /// C_in) and a chunk's share of it.
-    conv_buffer<T> grad_tiles, kernel_grad, chunk_kernel_grad;
+    /// dW's pass: the gradient of U (16, C_out, C_in), one sum per part of the batch.
+    conv_buffer<T> kernel_grad;
     std::vector<winograd_thread_buffers<T>> threads;
     /// Lanes of each vector of the phase grid that hold a tile.
     std::vector<std::uint32_t> tile_lanes;
@@ -114,6 +119,30 @@ struct winograd_workspace
     /// Offset tables of dU's packed GEMMs.
     transposed_b_tables transposed_tables;
 };
+
+/// Whether `units` pieces of a Winograd pass (images, or dW's parts) are shared out whole between
+/// threads, each thread running the transforms and the products of its own chunks; with fewer
+/// pieces than threads, the threads share each chunk's transforms and products instead. Whole
+/// pieces keep a chunk in one core's cache: shared by channel and by product, every stage's
+/// output went from one core's cache to the other's, and two threads ran a network's Winograd
+/// layers little faster than one (docs/performance.md).
+inline bool winograd_whole_units(std::size_t units) noexcept
+{
+    const std::size_t threads = get_num_threads();
+    return threads > 1 && units >= threads;
+}
+
+/// dW's parts: runs of whole chunks each summed into its own copy of dU, the copies then added in
+/// order, so that threads can run whole parts and the sums still do not depend on the thread
+/// count. Up to 8 parts and 2^20 elements of copies (a 256 x 256 layer's dU has 2^20: one part,
+/// whose chunks' products the threads then share).
+inline std::size_t winograd_weight_grad_parts(const conv_geometry& g) noexcept
+{
+    const std::size_t chunk = winograd_chunk(g), chunks = (g.batch + chunk - 1) / chunk;
+    const std::size_t copy = 16 * g.out_channels * g.in_channels;
+    const std::size_t fit = (std::size_t(1) << 20) / std::max<std::size_t>(copy, 1);
+    return std::max<std::size_t>(1, std::min({chunks, std::size_t(8), fit}));
+}
 
 /// t[xi] = (G g G^T)[xi] for a 3x3 kernel g (g[k] = row k / 3, column k % 3), G = [1 0 0;
 /// 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]; for scalars or for vectors of S kernels.
@@ -293,18 +322,19 @@ void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, co
     }
 }
 
-/// Sizes the buffers for `g` (they only grow) and the lanes of the tile grid; zeros the input
-/// phases beyond the padded plane.
+/// Sizes the buffers for `g` (they only grow) and the offset tables of the forward products,
+/// whose V and M rows lie a whole chunk's tiles apart whatever the chunk's images; fills the lanes
+/// of the tile grid; zeros the input phases beyond the padded plane.
 template <class T>
-void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws)
+void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
     constexpr std::size_t S = xsimd::batch<T>::size;
-    const std::size_t chunk = winograd_chunk(g);
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels;
     const winograd_grid grid = winograd_tiles(g);
-    const std::size_t tiles = grid.tiles();
-    grow_to(ws.kernel, 16 * g.out_channels * g.in_channels);
-    grow_to(ws.input, 16 * g.in_channels * chunk * tiles);
+    const std::size_t tiles = grid.tiles(), pitch = winograd_chunk(g) * tiles;
+    grow_to(ws.kernel, 16 * c_out * c_in);
     const std::size_t workers = get_num_threads();
+    gemm_ws.reserve_threads(workers);
     if (ws.threads.size() < workers)
     {
         ws.threads.resize(workers);
@@ -314,6 +344,8 @@ void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws)
     {
         grow_to(t.phases, phase_elements);
         grow_to(t.outputs, 4 * tiles + S);
+        grow_to(t.input, 16 * c_in * pitch);
+        grow_to(t.product, 16 * c_out * pitch);
         // Beyond the padded plane the phases hold zeros; the split rewrites only the inside.
         std::fill(t.phases.begin(), t.phases.begin() + static_cast<std::ptrdiff_t>(phase_elements), T(0));
     }
@@ -326,77 +358,116 @@ void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws)
             ws.tile_lanes[q / S] |= std::uint32_t(1) << (q % S);
         }
     }
+    fill_linear(ws.a_rows, c_out, c_in);
+    fill_linear(ws.a_cols, c_in, 1);
+    fill_linear(ws.b_rows, c_in, pitch);
+    fill_linear(ws.b_cols, pitch, 1);
+    fill_linear(ws.c_rows, c_out, pitch);
+    fill_linear(ws.c_cols, pitch, 1);
 }
 
-/// V (16, C_in, (n1 - n0) tiles) in `ws.input` for images [n0, n1) of `padded`: plane (n, c)
-/// fills columns [(n - n0) tiles, ...) of row c of every V[xi].
+/// Runs `body(begin, end, worker)` over `count` items of about `item_size` elements: shared
+/// between the threads when `shared`, else on the calling thread, as worker `own`.
+template <class F>
+void winograd_items(bool shared, std::size_t own, std::size_t count, std::size_t item_size, F&& body)
+{
+    if (shared)
+    {
+        parallel_for_items(count, item_size, std::forward<F>(body));
+    }
+    else if (count > 0)
+    {
+        body(std::size_t(0), count, own);
+    }
+}
+
+/// V (16, C_in, chunk tiles) in `v`, rows `pitch` apart, for images [n0, n1) of `padded`: plane
+/// (n, c) fills columns [(n - n0) tiles, ...) of row c of every V[xi].
 template <class T>
-void winograd_transform_input(const conv_geometry& g, const T* padded, std::size_t n0, std::size_t n1,
-                              winograd_workspace<T>& ws)
+void winograd_transform_input(const conv_geometry& g, const T* padded, std::size_t n0, std::size_t n1, T* v,
+                              std::size_t pitch, bool shared, std::size_t own, winograd_workspace<T>& ws)
 {
     const std::size_t c_in = g.in_channels, in_plane = g.padded_h() * g.padded_w();
     const winograd_grid grid = winograd_tiles(g);
-    const std::size_t tiles = grid.tiles(), cols = (n1 - n0) * tiles;
-    T* v = ws.input.data();
-    parallel_for_items((n1 - n0) * c_in, 16 * tiles,
+    const std::size_t tiles = grid.tiles();
+    winograd_items(shared, own, (n1 - n0) * c_in, 16 * tiles,
+                   [&](std::size_t begin, std::size_t end, std::size_t worker)
+                   {
+                       T* phases = ws.threads[worker].phases.data();
+                       for (std::size_t p = begin; p < end; ++p)
+                       {
+                           const std::size_t n = n0 + p / c_in, c = p % c_in;
+                           winograd_split(g, grid, padded + (n * c_in + c) * in_plane, phases);
+                           winograd_input_tiles(grid, ws.tile_lanes.data(), phases, v + c * pitch + (n - n0) * tiles,
+                                                c_in * pitch);
+                       }
+                   });
+}
+
+/// The forward pass of images [first, last), chunk by chunk in worker `own`'s chunk buffers, the
+/// threads sharing each chunk's transforms and products when `shared`.
+template <class T>
+void winograd_forward_images(const conv_geometry& g, const T* bias, const T* padded, T* y, bool relu, std::size_t first,
+                             std::size_t last, bool shared, std::size_t own, winograd_workspace<T>& ws,
+                             gemm_workspace<T>& gemm_ws)
+{
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
+    const winograd_grid grid = winograd_tiles(g);
+    const std::size_t tiles = grid.tiles(), pitch = chunk * tiles, out_plane = g.out_h() * g.out_w();
+    const T* u = ws.kernel.data();
+    T* v = ws.threads[own].input.data();
+    T* m = ws.threads[own].product.data();
+    const gemm_batch_strides products{16, static_cast<std::ptrdiff_t>(c_out * c_in),
+                                      static_cast<std::ptrdiff_t>(c_in * pitch),
+                                      static_cast<std::ptrdiff_t>(c_out * pitch)};
+    const offset_matrix<const T> a{u, ws.a_rows.data(), ws.a_cols.data()};
+    const offset_matrix<const T> b{v, ws.b_rows.data(), ws.b_cols.data()};
+    const offset_matrix<T> c{m, ws.c_rows.data(), ws.c_cols.data()};
+    for (std::size_t n0 = first; n0 < last; n0 += chunk)
+    {
+        const std::size_t n1 = std::min(last, n0 + chunk), cols = (n1 - n0) * tiles;
+        winograd_transform_input(g, padded, n0, n1, v, pitch, shared, own, ws);
+        if (shared)
+        {
+            gemm_batch<T>(c_out, cols, c_in, a, b, c, {}, gemm_ws, products);
+        }
+        else
+        {
+            gemm_batch_serial<T>(c_out, cols, c_in, a, b, c, {}, gemm_ws.threads[own], products, 0, 16);
+        }
+        winograd_items(shared, own, (n1 - n0) * c_out, 16 * tiles,
                        [&](std::size_t begin, std::size_t end, std::size_t worker)
                        {
-                           T* phases = ws.threads[worker].phases.data();
+                           T* phases = ws.threads[worker].outputs.data();
                            for (std::size_t p = begin; p < end; ++p)
                            {
-                               const std::size_t n = n0 + p / c_in, c = p % c_in;
-                               winograd_split(g, grid, padded + (n * c_in + c) * in_plane, phases);
-                               winograd_input_tiles(grid, ws.tile_lanes.data(), phases, v + c * cols + (n - n0) * tiles,
-                                                    c_in * cols);
+                               const std::size_t n = n0 + p / c_out, o = p % c_out;
+                               winograd_output_tiles(g, grid, m + o * pitch + (n - n0) * tiles, c_out * pitch,
+                                                     bias == nullptr ? T(0) : bias[o], relu, phases,
+                                                     y + (n * c_out + o) * out_plane);
                            }
                        });
+    }
 }
 
 /// y (N, C_out, OH, OW) = the convolution of `padded` (N, C_in, Hp, Wp) with `weight` (C_out,
 /// C_in, 3, 3), plus `bias` (C_out, or null), with ReLU when `relu`, for `g` where
-/// `winograd_applies`.
+/// `winograd_applies`. Each output depends on its own tiles only, so the split of the images
+/// between threads (`winograd_whole_units`) does not change a bit of it.
 template <class T>
 void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, const T* padded, T* y, bool relu,
                       winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
-    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
-    const winograd_grid grid = winograd_tiles(g);
-    const std::size_t tiles = grid.tiles(), out_plane = g.out_h() * g.out_w();
-    prepare_winograd(g, ws);
-    grow_to(ws.product, 16 * c_out * chunk * tiles);
-    winograd_kernel_transform(c_out, c_in, weight, ws.kernel.data());
-    T* u = ws.kernel.data();
-    T* v = ws.input.data();
-    T* m = ws.product.data();
-    for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
+    prepare_winograd(g, ws, gemm_ws);
+    winograd_kernel_transform(g.out_channels, g.in_channels, weight, ws.kernel.data());
+    if (winograd_whole_units(g.batch))
     {
-        const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * tiles;
-        winograd_transform_input(g, padded, n0, n1, ws);
-        fill_linear(ws.a_rows, c_out, c_in);
-        fill_linear(ws.a_cols, c_in, 1);
-        fill_linear(ws.b_rows, c_in, cols);
-        fill_linear(ws.b_cols, cols, 1);
-        fill_linear(ws.c_rows, c_out, cols);
-        fill_linear(ws.c_cols, cols, 1);
-        for (std::size_t xi = 0; xi < 16; ++xi)
-        {
-            gemm<T>(c_out, cols, c_in, {u + xi * c_out * c_in, ws.a_rows.data(), ws.a_cols.data()},
-                    {v + xi * c_in * cols, ws.b_rows.data(), ws.b_cols.data()},
-                    {m + xi * c_out * cols, ws.c_rows.data(), ws.c_cols.data()}, {}, gemm_ws);
-        }
-        parallel_for_items((n1 - n0) * c_out, 16 * tiles,
-                           [&](std::size_t begin, std::size_t end, std::size_t worker)
-                           {
-                               T* phases = ws.threads[worker].outputs.data();
-                               for (std::size_t p = begin; p < end; ++p)
-                               {
-                                   const std::size_t n = n0 + p / c_out, o = p % c_out;
-                                   winograd_output_tiles(g, grid, m + o * cols + (n - n0) * tiles, c_out * cols,
-                                                         bias == nullptr ? T(0) : bias[o], relu, phases,
-                                                         y + (n * c_out + o) * out_plane);
-                               }
-                           });
+        parallel_for(g.batch, 1,
+                     [&](std::size_t begin, std::size_t end, std::size_t worker)
+                     { winograd_forward_images(g, bias, padded, y, relu, begin, end, false, worker, ws, gemm_ws); });
+        return;
     }
+    winograd_forward_images(g, bias, padded, y, relu, 0, g.batch, true, 0, ws, gemm_ws);
 }
 
 /// The 4x4 transforms A y A^T, A = [1 0; 1 1; 1 -1; 0 -1], of the 2x2 tiles of the dY plane `dy`
@@ -493,74 +564,153 @@ void winograd_kernel_grad_transform(std::size_t planes, const T* du, T* dw)
     }
 }
 
+/// dU's sum over chunks [c0, c1) of the batch into `du` (16, C_out C_in), in worker `own`'s chunk
+/// buffers, the threads sharing each chunk's transforms and products when `shared`: V and the
+/// transformed dY of each chunk, then dU[xi] += the transformed dY times V[xi] transposed, the
+/// first chunk writing `du`.
+template <class T>
+void winograd_weight_grad_chunks(const conv_geometry& g, const T* padded, const T* dy, const T* mask, std::size_t c0,
+                                 std::size_t c1, T* du, bool shared, std::size_t own, winograd_workspace<T>& ws,
+                                 gemm_workspace<T>& gemm_ws)
+{
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
+    const winograd_grid grid = winograd_tiles(g);
+    const std::size_t tiles = grid.tiles(), pitch = chunk * tiles, out_plane = g.out_h() * g.out_w();
+    const std::size_t planes = c_out * c_in;
+    winograd_thread_buffers<T>& mine = ws.threads[own];
+    T* v = mine.input.data();
+    T* dyt = mine.product.data();
+    for (std::size_t q = c0; q < c1; ++q)
+    {
+        const std::size_t n0 = q * chunk, n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * tiles;
+        winograd_transform_input(g, padded, n0, n1, v, pitch, shared, own, ws);
+        winograd_items(shared, own, (n1 - n0) * c_out, 16 * tiles,
+                       [&](std::size_t begin, std::size_t end, std::size_t worker)
+                       {
+                           T* phases = ws.threads[worker].outputs.data();
+                           for (std::size_t p = begin; p < end; ++p)
+                           {
+                               const std::size_t n = n0 + p / c_out, o = p % c_out, at = (n * c_out + o) * out_plane;
+                               winograd_grad_tiles(g, grid, dy + at, mask == nullptr ? nullptr : mask + at, phases,
+                                                   dyt + o * pitch + (n - n0) * tiles, c_out * pitch);
+                           }
+                       });
+        if (packed_gemm_beats_nt(c_out))
+        {
+            const transposed_b_tables& tables = ws.transposed_tables;
+            const gemm_batch_strides products{16, static_cast<std::ptrdiff_t>(c_out * pitch),
+                                              static_cast<std::ptrdiff_t>(c_in * pitch),
+                                              static_cast<std::ptrdiff_t>(planes)};
+            const gemm_epilogue<T> epilogue = transposed_b_epilogue<T>(q != c0);
+            if (shared)
+            {
+                gemm_batch<T>(c_out, c_in, cols, tables.a(static_cast<const T*>(dyt)),
+                              tables.b(static_cast<const T*>(v)), tables.c(du), epilogue, gemm_ws, products);
+            }
+            else
+            {
+                gemm_batch_serial<T>(c_out, c_in, cols, tables.a(static_cast<const T*>(dyt)),
+                                     tables.b(static_cast<const T*>(v)), tables.c(du), epilogue, gemm_ws.threads[own],
+                                     products, 0, 16);
+            }
+            continue;
+        }
+        T* target = q == c0 ? du : mine.chunk_kernel_grad.data();
+        // The 16 products run whole, one thread each when shared (`gemm_nt` inside a parallel
+        // section is serial).
+        const auto run_products = [&](std::size_t begin, std::size_t end, std::size_t)
+        {
+            for (std::size_t xi = begin; xi < end; ++xi)
+            {
+                gemm_nt_operands<T> op;
+                op.a = dyt + xi * c_out * pitch;
+                op.a_row = pitch;
+                op.b = v + xi * c_in * pitch;
+                op.b_rows = ws.b_rows.data();
+                op.length = cols;
+                op.c = target + xi * planes;
+                op.c_row = c_in;
+                gemm_nt(c_out, c_in, op);
+            }
+        };
+        if (shared)
+        {
+            parallel_for(16, 1, run_products);
+        }
+        else
+        {
+            run_products(0, 16, own);
+        }
+        if (q != c0)
+        {
+            for (std::size_t i = 0; i < 16 * planes; ++i)
+            {
+                du[i] += target[i];
+            }
+        }
+    }
+}
+
 /// dw (C_out, C_in, 3, 3) and db (C_out, or null) from dY (N, C_out, OH, OW) and `padded` (N, C_in,
 /// Hp, Wp) for `g` where `winograd_applies`: the forward pass is y = A^T [U . V] A per tile, so
 /// dU[xi] (C_out, C_in) is the sum over tiles of (A dy A^T)[xi] times V[xi], 16 GEMMs along the
 /// tiles (`gemm_nt`, or the packed GEMM for many output channels: `packed_gemm_beats_nt`), and
-/// dW = G^T dU G. With `mask` (the ReLU'd output, laid out like dY), dY passes only where it is
-/// positive.
+/// dW = G^T dU G. The sum runs as `winograd_weight_grad_parts` partial sums, added in order. With
+/// `mask` (the ReLU'd output, laid out like dY), dY passes only where it is positive.
 template <class T>
 void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, const T* mask, T* dw, T* db,
                           winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
     const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
-    const winograd_grid grid = winograd_tiles(g);
-    const std::size_t tiles = grid.tiles(), out_plane = g.out_h() * g.out_w(), planes = c_out * c_in;
-    prepare_winograd(g, ws);
-    grow_to(ws.grad_tiles, 16 * c_out * chunk * tiles);
-    grow_to(ws.kernel_grad, 16 * planes);
-    grow_to(ws.chunk_kernel_grad, 16 * planes);
-    T* v = ws.input.data();
-    T* dyt = ws.grad_tiles.data();
-    for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
+    const std::size_t pitch = chunk * winograd_tiles(g).tiles(), planes = c_out * c_in;
+    const std::size_t chunks = (g.batch + chunk - 1) / chunk, parts = winograd_weight_grad_parts(g);
+    prepare_winograd(g, ws, gemm_ws);
+    grow_to(ws.kernel_grad, parts * 16 * planes);
+    for (auto& t : ws.threads)
     {
-        const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * tiles;
-        winograd_transform_input(g, padded, n0, n1, ws);
-        parallel_for_items((n1 - n0) * c_out, 16 * tiles,
-                           [&](std::size_t begin, std::size_t end, std::size_t worker)
-                           {
-                               T* phases = ws.threads[worker].outputs.data();
-                               for (std::size_t p = begin; p < end; ++p)
-                               {
-                                   const std::size_t n = n0 + p / c_out, o = p % c_out,
-                                                     at = (n * c_out + o) * out_plane;
-                                   winograd_grad_tiles(g, grid, dy + at, mask == nullptr ? nullptr : mask + at, phases,
-                                                       dyt + o * cols + (n - n0) * tiles, c_out * cols);
-                               }
-                           });
-        if (packed_gemm_beats_nt(c_out))
+        grow_to(t.chunk_kernel_grad, 16 * planes);
+    }
+    ws.transposed_tables.prepare(c_out, c_in, pitch, pitch, pitch, c_in);
+    T* du = ws.kernel_grad.data();
+    const auto run_part = [&](std::size_t p, bool shared, std::size_t own)
+    {
+        winograd_weight_grad_chunks(g, padded, dy, mask, chunks * p / parts, chunks * (p + 1) / parts,
+                                    du + p * 16 * planes, shared, own, ws, gemm_ws);
+    };
+    if (winograd_whole_units(parts))
+    {
+        parallel_for(parts, 1,
+                     [&](std::size_t begin, std::size_t end, std::size_t worker)
+                     {
+                         for (std::size_t p = begin; p < end; ++p)
+                         {
+                             run_part(p, false, worker);
+                         }
+                     });
+    }
+    else
+    {
+        for (std::size_t p = 0; p < parts; ++p)
         {
-            // dU[xi] += the transformed dY times V[xi] transposed.
-            for (std::size_t xi = 0; xi < 16; ++xi)
-            {
-                gemm_transposed_b(c_out, c_in, cols, dyt + xi * c_out * cols, cols, v + xi * c_in * cols, cols,
-                                  ws.kernel_grad.data() + xi * planes, c_in, n0 != 0, ws.transposed_tables, gemm_ws);
-            }
-            continue;
-        }
-        T* du = n0 == 0 ? ws.kernel_grad.data() : ws.chunk_kernel_grad.data();
-        fill_linear(ws.b_rows, c_in, cols);
-        for (std::size_t xi = 0; xi < 16; ++xi)
-        {
-            gemm_nt_operands<T> op;
-            op.a = dyt + xi * c_out * cols;
-            op.a_row = cols;
-            op.b = v + xi * c_in * cols;
-            op.b_rows = ws.b_rows.data();
-            op.length = cols;
-            op.c = du + xi * planes;
-            op.c_row = c_in;
-            gemm_nt(c_out, c_in, op);
-        }
-        if (n0 != 0)
-        {
-            for (std::size_t i = 0; i < 16 * planes; ++i)
-            {
-                ws.kernel_grad[i] += du[i];
-            }
+            run_part(p, true, 0);
         }
     }
-    winograd_kernel_grad_transform(planes, ws.kernel_grad.data(), dw);
+    if (parts > 1)
+    {
+        parallel_for_items(16 * planes, parts,
+                           [&](std::size_t begin, std::size_t end, std::size_t)
+                           {
+                               for (std::size_t p = 1; p < parts; ++p)
+                               {
+                                   const T* part = du + p * 16 * planes;
+                                   for (std::size_t i = begin; i < end; ++i)
+                                   {
+                                       du[i] += part[i];
+                                   }
+                               }
+                           });
+    }
+    winograd_kernel_grad_transform(planes, du, dw);
     if (db != nullptr)
     {
         output_bias_grad(g, dy, mask, db);
