@@ -19,6 +19,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace
@@ -223,30 +224,34 @@ TEST_CASE("Conv2D options: the fused activations give the results of the two lay
     }
 }
 
-/// Forward, dX and dW of a layer at one, two and three threads: the same, bit for bit.
+/// Forward, dX and dW of a layer at one, two and three threads: the same, bit for bit. Each
+/// thread count runs a fresh layer with the same parameters, so that no output of an earlier run
+/// is left in place.
 void check_thread_counts(const options_case& c, std::mt19937& rng)
 {
-    auto layer = make_layer<float>(c, rng);
+    const auto original = make_layer<float>(c, rng);
     const auto x = random_tensor<float, 4>(c.input_shape(), rng);
     const auto dy = random_tensor<float, 4>(c.output_shape(), rng);
-    const xt::xtensor<float, 4> y1 = layer.forward(x);
-    const xt::xtensor<float, 4> dx1 = layer.backward(dy);
-    const xt::xtensor<float, 4> dw1 = layer.weight_grad();
-    xcnn::set_num_threads(2);
-    const xt::xtensor<float, 4> y2 = layer.forward(x);
-    const xt::xtensor<float, 4> dx2 = layer.backward(dy);
-    const xt::xtensor<float, 4> dw2 = layer.weight_grad();
-    xcnn::set_num_threads(3);
-    const xt::xtensor<float, 4> y3 = layer.forward(x);
-    const xt::xtensor<float, 4> dx3 = layer.backward(dy);
-    const xt::xtensor<float, 4> dw3 = layer.weight_grad();
+    std::vector<xt::xtensor<float, 4>> results;
+    for (const std::size_t threads : {1, 2, 3})
+    {
+        xcnn::set_num_threads(threads);
+        Conv2D<float> layer(c.options());
+        layer.weight() = original.weight();
+        if (c.bias)
+        {
+            layer.bias() = original.bias();
+        }
+        results.push_back(layer.forward(x));
+        results.push_back(layer.backward(dy));
+        results.push_back(layer.weight_grad());
+    }
     xcnn::set_num_threads(1);
-    CHECK(identical(y1, y2));
-    CHECK(identical(dx1, dx2));
-    CHECK(identical(dw1, dw2));
-    CHECK(identical(y1, y3));
-    CHECK(identical(dx1, dx3));
-    CHECK(identical(dw1, dw3));
+    for (std::size_t i = 3; i < results.size(); ++i)
+    {
+        INFO("threads " << i / 3 + 1 << ", result " << i % 3 << " (forward, dX, dW)");
+        CHECK(identical(results[i], results[i % 3]));
+    }
 }
 
 TEST_CASE("Conv2D options: a wide depthwise layer matches the naive loops, at any thread count", "[conv2d][options]")
@@ -299,6 +304,36 @@ TEST_CASE("Conv2D options: the depthwise phase form matches the naive loops, fus
         check_fused<xcnn::ReLU<double>>(c, rng);
         check_fused<my::Softsign<double>>(c, rng);
 
+        check_thread_counts(c, rng);
+    }
+}
+
+TEST_CASE("Conv2D options: the GEMM forms share a batch out by images, with the same bits at any thread count",
+          "[conv2d][options]")
+{
+    // Two images per thread or more: each thread runs the forward form on its own images with its
+    // own workspace (`forward_by_images`); every output is the same, bit for bit, as on one thread.
+    // The plane form (plain and dilated), the lowered form (small planes, and a stem), the window
+    // view (stride 2, and grouped), odd batches that split unevenly.
+    const std::vector<std::pair<options_case, xcnn::detail::conv_form>> cases{
+        {{6, 5, 12, 10, 10, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true}, xcnn::detail::conv_form::plane},
+        {{7, 4, 6, 11, 9, {3, 3}, {1, 1}, {2, 2}, {2, 2}, 1, false}, xcnn::detail::conv_form::plane},
+        {{6, 16, 40, 4, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true}, xcnn::detail::conv_form::lowered},
+        {{5, 3, 8, 20, 20, {7, 7}, {2, 2}, {3, 3}, {1, 1}, 1, true}, xcnn::detail::conv_form::lowered},
+        {{6, 6, 10, 12, 12, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true}, xcnn::detail::conv_form::window_view},
+        {{9, 6, 8, 9, 9, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 2, false}, xcnn::detail::conv_form::window_view},
+    };
+    std::mt19937 rng(41);
+    for (const auto& [c, form] : cases)
+    {
+        INFO(c.describe());
+        const auto g = c.geometry();
+        REQUIRE(xcnn::detail::choose_forward_form<float>(g) == form);
+        xcnn::set_num_threads(2);
+        CHECK(xcnn::detail::forward_by_images(g, form));
+        xcnn::set_num_threads(1);
+        CHECK_FALSE(xcnn::detail::forward_by_images(g, form));
+        check_against_naive<float>(c, rng, 1e-5);
         check_thread_counts(c, rng);
     }
 }

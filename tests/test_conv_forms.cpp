@@ -151,7 +151,8 @@ void check_forward_forms()
         {
             const auto expected = relu ? relu_of(p.y) : p.y;
             xt::xtensor<T, 4> y(g.output_shape());
-            xcnn::detail::window_forward(g, p.padded, p.w, p.b.data(), y, relu, ws.window, ws.gemm);
+            xcnn::detail::window_forward(g, p.padded.data(), p.w.data(), p.b.data(), y.data(), relu, ws.window,
+                                         ws.gemm);
             CHECK(max_scaled_error(y, expected, p.y_magnitude) <= tolerance<T>());
             if (g.unit_stride())
             {

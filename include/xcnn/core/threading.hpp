@@ -127,6 +127,9 @@ public:
         }
     }
 
+    /// Whether the calling thread is running a job of this pool (where `run` runs serially).
+    static bool in_job() noexcept { return in_worker(); }
+
 private:
     static bool& in_worker()
     {
@@ -274,16 +277,19 @@ inline std::size_t get_num_threads()
 namespace detail
 {
 
-/// Calls `body(begin, end)` on contiguous chunks of [0, count) in parallel, chunk boundaries
-/// rounded to multiples of `grain`; at most one chunk per thread, so every thread's share is
-/// decided up front and the result does not depend on timing.
+/// Calls `body(begin, end, worker)` on contiguous chunks of [0, count) in parallel, chunk
+/// boundaries rounded to multiples of `grain`; at most one chunk per thread, so every thread's
+/// share is decided up front and the result does not depend on timing. Inside a parallel section
+/// (a job of the pool), `body(0, count, 0)` runs once on the calling thread: one call, as on one
+/// thread, rather than a worker's share after another, each paying its own setup (a GEMM packs
+/// A once per call); `worker` 0 then names the caller's own buffers.
 template <class F>
 void parallel_for(std::size_t count, std::size_t grain, F&& body)
 {
     auto& pool = global_pool();
     grain = std::max<std::size_t>(grain, 1);
     const std::size_t units = (count + grain - 1) / grain;
-    const std::size_t workers = std::min(pool.size(), units);
+    const std::size_t workers = thread_pool::in_job() ? 1 : std::min(pool.size(), units);
     if (workers <= 1)
     {
         if (count > 0)

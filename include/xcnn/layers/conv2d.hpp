@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../core/activation.hpp"
+#include "../core/conv/forward.hpp"
 #include "../core/conv/select.hpp"
 #include "../core/elementwise.hpp"
 #include "../core/error.hpp"
@@ -693,27 +694,8 @@ private:
             return;
         }
         zero_pad2d_into(x, m_options.padding()[0], m_options.padding()[1], m_padded);
-        switch (form)
-        {
-        case detail::conv_form::plane:
-            detail::plane_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.plane,
-                                  m_work.gemm);
-            break;
-        case detail::conv_form::lowered:
-            detail::lowered_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.lowered,
-                                    m_work.gemm);
-            break;
-        case detail::conv_form::depthwise:
-            detail::depthwise_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.depthwise);
-            break;
-        case detail::conv_form::winograd:
-            detail::winograd_forward(g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work.winograd,
-                                     m_work.gemm);
-            break;
-        default:
-            detail::window_forward(g, m_padded, weight, bias, m_output, relu, m_work.window, m_work.gemm);
-            break;
-        }
+        detail::conv_forward(form, g, weight.data(), bias, m_padded.data(), m_output.data(), relu, m_work,
+                             m_thread_work);
     }
 
     /// The weights and bias of `predict_affine`: this layer's with `affine`'s map folded in.
@@ -757,7 +739,8 @@ private:
     xt::xtensor<T, 4> m_preactivation; // y before an activation whose gradient reads it
     xt::xtensor<T, 4> m_input_grad;    // dX
     detail::conv_workspace<T> m_work;
-    xt::xtensor<T, 4> m_folded_weight; // predict_affine's weights, bias and scale
+    std::vector<detail::conv_workspace<T>> m_thread_work; // one per thread, for a batch shared out by images
+    xt::xtensor<T, 4> m_folded_weight;                    // predict_affine's weights, bias and scale
     xt::xtensor<T, 1> m_folded_bias;
     xt::xtensor<T, 1> m_fold_scale;
 };

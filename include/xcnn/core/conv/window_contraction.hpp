@@ -110,24 +110,25 @@ tensor_ref<const T> group_weight(const conv_geometry& g, const T* weight, std::s
 /// plus `bias` (C_out, or null for none), fused into the GEMM's write-back; with `relu`, ReLU
 /// of that.
 template <class T>
-void window_forward(const conv_geometry& g, const xt::xtensor<T, 4>& padded, const xt::xtensor<T, 4>& weight,
-                    const T* bias, xt::xtensor<T, 4>& y, bool relu, window_workspace<T>& ws, gemm_workspace<T>& gemm)
+void window_forward(const conv_geometry& g, const T* padded, const T* weight, const T* bias, T* y, bool relu,
+                    window_workspace<T>& ws, gemm_workspace<T>& gemm)
 {
     const auto padded_shape = g.padded_shape(), out_shape = g.output_shape();
     for (std::size_t group = 0; group < g.groups; ++group)
     {
         // (N, C_in / G, OH, OW, KH, KW): the windows of this group's input channels.
         const auto windows =
-            windows_of(padded.data(), padded_shape, group * g.group_in(), g.group_in(), g.kernel, g.stride, g.dilation);
+            windows_of(padded, padded_shape, group * g.group_in(), g.group_in(), g.kernel, g.stride, g.dilation);
         gemm_epilogue<T> epilogue;
         epilogue.row_bias = bias == nullptr ? nullptr : bias + group * g.group_out();
         // (C_out / G) free in W, (N, OH, OW) free in the windows: the result is (C_out / G, N, OH, OW).
-        contract<T>(group_weight(g, weight.data(), group), {1, 2, 3}, windows, {1, 4, 5},
-                    as_cnhw(y.data(), out_shape, group * g.group_out(), g.group_out()), epilogue, ws.tables, gemm);
+        contract<T>(group_weight(g, weight, group), {1, 2, 3}, windows, {1, 4, 5},
+                    as_cnhw(y, out_shape, group * g.group_out(), g.group_out()), epilogue, ws.tables, gemm);
     }
     if (relu)
     {
-        copy_short_relu(y.data(), y.size(), y.data());
+        const std::size_t size = g.batch * g.out_channels * g.out_h() * g.out_w();
+        copy_short_relu(y, size, y);
     }
 }
 
