@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -60,7 +61,9 @@ struct nt_problem
         }
     }
 
-    std::vector<T> run() const
+    /// C; with `group_sums`, room for the groups' sums is given (filled with NaN: every element
+    /// used must be written first), so threads may run whole groups.
+    std::vector<T> run(bool group_sums = false) const
     {
         std::vector<T> c(shape.m * c_row, T(-7)); // stale values must be overwritten
         xcnn::detail::gemm_nt_operands<T> op;
@@ -75,6 +78,12 @@ struct nt_problem
         op.c = c.data();
         op.c_row = c_row;
         op.col_bias = shape.bias ? bias.data() : nullptr;
+        std::vector<T> sums;
+        if (group_sums)
+        {
+            sums.assign(xcnn::detail::gemm_nt_group_sums(shape.m, shape.n, op), std::numeric_limits<T>::quiet_NaN());
+            op.group_sums = sums.data();
+        }
         xcnn::detail::gemm_nt(shape.m, shape.n, op);
         return c;
     }
@@ -168,4 +177,35 @@ TEST_CASE("gemm_nt: several groups of segments, bit-identical at 1 and 2 threads
     xcnn::set_num_threads(saved);
     p.check(one);
     CHECK(two == one);
+}
+
+TEST_CASE("gemm_nt: threads running whole groups of segments give the bits of one thread", "[gemm_nt]")
+{
+    // With room for the groups' sums, threads take whole groups (a convolution's dW over a batch:
+    // 64 images of a 28 x 28 plane, 5 x 5 taps), the later groups' sums added in order; uneven
+    // groups, more threads than cores.
+    const std::vector<nt_case> cases{
+        {6, 25, 896, 64, false},
+        {7, 9, 3001, 7, true},
+        {16, 150, 136, 5, true},
+    };
+    std::mt19937 rng(93);
+    const std::size_t saved = xcnn::get_num_threads();
+    for (const auto& s : cases)
+    {
+        CAPTURE(s.m, s.n, s.length, s.segments, s.bias);
+        const nt_problem<float> p(s, rng);
+        xcnn::set_num_threads(1);
+        const auto one = p.run(true);
+        p.check(one);
+        CHECK(p.run(false) == one);
+        for (const std::size_t threads : {2, 3})
+        {
+            CAPTURE(threads);
+            xcnn::set_num_threads(threads);
+            CHECK(p.run(true) == one);
+            CHECK(p.run(false) == one);
+        }
+    }
+    xcnn::set_num_threads(saved);
 }

@@ -63,7 +63,30 @@ struct gemm_nt_operands
     std::size_t c_row = 0;
     /// Optional, added to every element of column j (a dense layer's bias).
     const T* col_bias = nullptr;
+    /// Optional room for `gemm_nt_group_sums` elements: with it, threads can run whole groups of
+    /// segments (see `gemm_nt`).
+    T* group_sums = nullptr;
 };
+
+/// Segments per group of `gemm_nt`: a tile keeps its accumulators over a whole group and adds the
+/// group's sums into C, group after group. Groups of at most `chunk_bytes` of A and B, and at least
+/// 4 groups when there are 4 segments or more, so that threads can share groups out. Fixed by the
+/// shape alone, so the order of the sums does not depend on the thread count.
+template <class T>
+std::size_t gemm_nt_group(std::size_t m, std::size_t n, const gemm_nt_operands<T>& op) noexcept
+{
+    const std::size_t segment_bytes = std::max<std::size_t>(1, (m + n) * op.length * sizeof(T));
+    const std::size_t by_size = std::max<std::size_t>(1, gemm_nt_blocking<T>::chunk_bytes / segment_bytes);
+    return std::max<std::size_t>(1, std::min(by_size, (op.segments + 3) / 4));
+}
+
+/// Elements of `gemm_nt_operands::group_sums` for C (m x n): every group's sums but the first's.
+template <class T>
+std::size_t gemm_nt_group_sums(std::size_t m, std::size_t n, const gemm_nt_operands<T>& op) noexcept
+{
+    const std::size_t group = gemm_nt_group(m, n, op), groups = (op.segments + group - 1) / group;
+    return groups > 1 ? (groups - 1) * m * n : 0;
+}
 
 /// Whether `C = A * B^T` with `m` rows of C runs faster as a packed GEMM (gemm.hpp), whose
 /// packing transposes B once per block, than here: `gemm_nt` reads all of B again for every RI
@@ -270,22 +293,64 @@ void gemm_nt(std::size_t m, std::size_t n, const gemm_nt_operands<T>& op)
     }
     const std::size_t row_blocks = (m + RI - 1) / RI;
     const std::size_t col_blocks = (n + RJ - 1) / RJ;
-    const std::size_t segment_bytes = (m + n) * op.length * sizeof(T);
-    const std::size_t group = std::max<std::size_t>(1, blocking::chunk_bytes / segment_bytes);
+    const std::size_t group = gemm_nt_group(m, n, op), groups = (op.segments + group - 1) / group;
     // Too little work to share: a thread costs a wake-up of a few microseconds.
     const bool parallel = double(m) * double(n) * double(op.length) * double(op.segments) >= 1e6;
+    const std::size_t threads = get_num_threads();
+    const auto run_tiles = [&](const gemm_nt_operands<T>& target, std::size_t s0, std::size_t s1, bool overwrite,
+                               std::size_t begin, std::size_t end)
+    {
+        for (std::size_t u = begin; u < end; ++u)
+        {
+            const std::size_t i0 = u / col_blocks * RI, j0 = u % col_blocks * RJ;
+            const std::size_t ri = std::min(RI, m - i0), rj = std::min(RJ, n - j0);
+            tiles[ri - 1][rj - 1](target, i0, j0, s0, s1, overwrite);
+        }
+    };
+    if (parallel && op.group_sums != nullptr && threads > 1 && groups >= threads && !thread_pool::in_job())
+    {
+        // Whole groups per thread: each thread reads only its own segments (split by tiles,
+        // every thread would stream all of A and B). Group q > 0 writes its sums apart, added
+        // into C in order afterwards: the same additions, in the same order, as one thread makes.
+        parallel_for(groups, 1,
+                     [&](std::size_t begin, std::size_t end, std::size_t)
+                     {
+                         for (std::size_t q = begin; q < end; ++q)
+                         {
+                             gemm_nt_operands<T> target = op;
+                             if (q > 0)
+                             {
+                                 target.c = op.group_sums + (q - 1) * m * n;
+                                 target.c_row = n;
+                                 target.col_bias = nullptr;
+                             }
+                             run_tiles(target, q * group, std::min(op.segments, (q + 1) * group), true, 0,
+                                       row_blocks * col_blocks);
+                         }
+                     });
+        parallel_for_items(m, n * groups,
+                           [&](std::size_t begin, std::size_t end, std::size_t)
+                           {
+                               for (std::size_t q = 1; q < groups; ++q)
+                               {
+                                   const T* sums = op.group_sums + (q - 1) * m * n;
+                                   for (std::size_t i = begin; i < end; ++i)
+                                   {
+                                       for (std::size_t j = 0; j < n; ++j)
+                                       {
+                                           op.c[i * op.c_row + j] += sums[i * n + j];
+                                       }
+                                   }
+                               }
+                           });
+        return;
+    }
     parallel_for(row_blocks * col_blocks, parallel ? 1 : row_blocks * col_blocks,
                  [&](std::size_t begin, std::size_t end, std::size_t)
                  {
                      for (std::size_t s0 = 0; s0 < op.segments; s0 += group)
                      {
-                         const std::size_t s1 = std::min(op.segments, s0 + group);
-                         for (std::size_t u = begin; u < end; ++u)
-                         {
-                             const std::size_t i0 = u / col_blocks * RI, j0 = u % col_blocks * RJ;
-                             const std::size_t ri = std::min(RI, m - i0), rj = std::min(RJ, n - j0);
-                             tiles[ri - 1][rj - 1](op, i0, j0, s0, s1, s0 == 0);
-                         }
+                         run_tiles(op, s0, std::min(op.segments, s0 + group), s0 == 0, begin, end);
                      }
                  });
 }

@@ -242,6 +242,10 @@ void correlate_planes_weight_grad(const plane_geometry& g, std::size_t out_chann
         op.segments = g.batch;
         op.c = dw;
         op.c_row = g.taps();
+        gemm_ws.reserve_threads(1);
+        auto& sums = gemm_ws.threads[0].scratch;
+        sums.resize(std::max(sums.size(), gemm_nt_group_sums(out_channels, g.taps(), op)));
+        op.group_sums = sums.data();
         gemm_nt(out_channels, g.taps(), op);
         return;
     }
