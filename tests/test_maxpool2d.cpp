@@ -372,7 +372,8 @@ TEST_CASE("MaxPool2D: the vectorised kernels give the generic kernel's results b
     const std::vector<std::array<std::size_t, 6>> windows = {{2, 2, 2, 2, 0, 0}, {3, 3, 2, 2, 1, 1}, {2, 2, 1, 1, 1, 1},
                                                              {3, 3, 1, 1, 1, 1}, {2, 3, 2, 1, 1, 1}, {3, 2, 3, 3, 1, 0},
                                                              {1, 5, 1, 2, 0, 2}, {4, 4, 2, 3, 2, 2}};
-    const std::vector<std::array<std::size_t, 4>> shapes = {{2, 3, 7, 5}, {1, 2, 9, 37}, {1, 1, 4, 2}, {2, 1, 12, 19}};
+    const std::vector<std::array<std::size_t, 4>> shapes = {{2, 3, 7, 5},   {1, 2, 9, 37}, {1, 1, 4, 2},
+                                                            {2, 1, 12, 19}, {1, 2, 6, 64}, {1, 3, 4, 33}};
     auto run = [&](auto zero)
     {
         using T = decltype(zero);
@@ -417,6 +418,15 @@ TEST_CASE("MaxPool2D: the vectorised kernels give the generic kernel's results b
                     xcnn::detail::max_pool_planes_2x2(g, 0, g.planes, x.data(), y.data(), arg.data(), scratch.data());
                     CHECK(std::equal(y.begin(), y.end(), y_ref.begin(), same));
                     CHECK(arg == arg_ref);
+                    // Without argmax (inference), and planes [1, last) alone: plane 0 untouched.
+                    std::fill(y.begin(), y.end(), T(7));
+                    xcnn::detail::max_pool_planes_2x2(g, 1, g.planes, x.data(), y.data(),
+                                                      static_cast<std::size_t*>(nullptr), scratch.data());
+                    const std::size_t plane = g.oh * g.ow;
+                    CHECK(std::all_of(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(plane),
+                                      [](T v) { return v == T(7); }));
+                    CHECK(std::equal(y.begin() + static_cast<std::ptrdiff_t>(plane), y.end(),
+                                     y_ref.begin() + static_cast<std::ptrdiff_t>(plane), same));
                 }
             }
         }

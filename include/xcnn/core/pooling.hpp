@@ -234,12 +234,11 @@ std::size_t max_pool_2x2_scratch(const pool_geometry& g) noexcept
     return 4 * ((g.w + 1 + S - 1) / S * S + S);
 }
 
-/// `max_pool_planes` for the common 2 x 2 kernel with stride 2 and no padding, vectorised: for
-/// each pair of input rows, the max of horizontal neighbours (a shifted load), then of the two
-/// rows, at every column; the outputs are the even columns. The selects replace data-dependent
-/// branches, which mispredict half the time on real activations. Rows are copied into `scratch`
-/// (zero-padded to whole vectors) first, so the shifted loads never leave the input. Same
-/// results, ties and NaNs included, as `max_pool_planes`. `scratch` holds
+/// `max_pool_planes` for the common 2 x 2 kernel with stride 2 and no padding, vectorised: each
+/// pair of input rows split into its even and odd columns (`deinterleave_pairs`), so that a vector
+/// of outputs is the max of four vectors, the left and right neighbours of the two rows; the
+/// selects replace data-dependent branches, which mispredict half the time on real activations.
+/// Same results, ties and NaNs included, as `max_pool_planes`. `scratch` holds
 /// `max_pool_2x2_scratch(g)` elements, 64-byte aligned.
 template <class T>
 void max_pool_planes_2x2(const pool_geometry& g, std::size_t first, std::size_t last, const T* in, T* y,
@@ -248,11 +247,10 @@ void max_pool_planes_2x2(const pool_geometry& g, std::size_t first, std::size_t 
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
     const std::size_t padded = max_pool_2x2_scratch<T>(g) / 4;
-    T* row0 = scratch;
-    T* row1 = row0 + padded;
-    T* best = row1 + padded;
-    T* code = best + padded;
-    std::fill(row0, row0 + 2 * padded, T(0));
+    T* even0 = scratch;
+    T* odd0 = even0 + padded;
+    T* even1 = odd0 + padded;
+    T* odd1 = even1 + padded;
     const batch one(T(1)), zero(T(0)), below(static_cast<T>(g.w));
     y += first * g.oh * g.ow;
     argmax = argmax != nullptr ? argmax + first * g.oh * g.ow : nullptr;
@@ -262,28 +260,34 @@ void max_pool_planes_2x2(const pool_geometry& g, std::size_t first, std::size_t 
         for (std::size_t i = 0; i < g.oh; ++i)
         {
             const T* top = base + 2 * i * g.w;
-            copy_short(top, g.w, row0);
-            copy_short(top + g.w, g.w, row1);
-            for (std::size_t c = 0; c + 1 < g.w; c += S)
+            deinterleave_pairs(top, g.ow, even0, odd0);
+            deinterleave_pairs(top + g.w, g.ow, even1, odd1);
+            for (std::size_t j = 0; j < g.ow; j += S)
             {
-                const batch a0 = batch::load_aligned(row0 + c), b0 = batch::load_unaligned(row0 + c + 1);
-                const batch a1 = batch::load_aligned(row1 + c), b1 = batch::load_unaligned(row1 + c + 1);
+                const batch a0 = batch::load_aligned(even0 + j), b0 = batch::load_aligned(odd0 + j);
+                const batch a1 = batch::load_aligned(even1 + j), b1 = batch::load_aligned(odd1 + j);
                 const auto right0 = takes_over(b0, a0), right1 = takes_over(b1, a1);
                 const batch h0 = xsimd::select(right0, b0, a0), h1 = xsimd::select(right1, b1, a1);
                 const auto lower = takes_over(h1, h0);
-                xsimd::select(lower, h1, h0).store_aligned(best + c);
-                xsimd::select(lower, below + xsimd::select(right1, one, zero), xsimd::select(right0, one, zero))
-                    .store_aligned(code + c);
-            }
-            const std::size_t first = plane * g.h * g.w + 2 * i * g.w;
-            for (std::size_t j = 0; j < g.ow; ++j)
-            {
-                *y++ = best[2 * j];
+                // The lanes past the row are not stored: they would be the next plane's, which
+                // may be another thread's.
+                store_masked(y + j, xsimd::select(lower, h1, h0), first_lanes(std::min(S, g.ow - j)));
                 if (argmax != nullptr)
                 {
-                    *argmax++ = first + 2 * j + static_cast<std::size_t>(code[2 * j]);
+                    // The window's offset of its maximum, over the even columns already read.
+                    xsimd::select(lower, below + xsimd::select(right1, one, zero), xsimd::select(right0, one, zero))
+                        .store_aligned(even0 + j);
                 }
             }
+            if (argmax != nullptr)
+            {
+                const std::size_t row = plane * g.h * g.w + 2 * i * g.w;
+                for (std::size_t j = 0; j < g.ow; ++j)
+                {
+                    *argmax++ = row + 2 * j + static_cast<std::size_t>(even0[j]);
+                }
+            }
+            y += g.ow;
         }
     }
 }
