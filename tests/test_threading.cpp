@@ -184,6 +184,41 @@ TEST_CASE("stride-1 Conv2D + ReLU and MaxPool2D give bit-identical results at 1,
     }
 }
 
+TEST_CASE("Winograd Conv2D layers give bit-identical results at 1, 2 and 3 threads", "[threading]")
+{
+    // 3x3 stride-1 layers of 32 channels and more on 8 x 8 planes: the Winograd form in every pass,
+    // threads running whole images (forward, dX) and whole parts of dW's sum (3 chunks of the
+    // batch for 32 -> 32, 7 for 32 -> 128, whose dW runs the packed GEMM).
+    thread_count_guard guard;
+    std::mt19937 rng(13);
+    const auto x = random_tensor<float, 4>({40, 32, 8, 8}, rng);
+    auto run = [&](std::size_t threads)
+    {
+        xcnn::set_num_threads(threads);
+        std::vector<xt::xtensor<float, 4>> out;
+        for (const std::size_t channels : {32u, 128u})
+        {
+            xcnn::Conv2D<float> conv(32, channels, 3, 1, 1);
+            out.push_back(conv.forward(x));
+            out.push_back(conv.backward(out.back()));
+            out.push_back(conv.weight_grad());
+        }
+        return out;
+    };
+    const auto one = run(1);
+    for (std::size_t threads : {2u, 3u})
+    {
+        CAPTURE(threads);
+        const auto many = run(threads);
+        REQUIRE(many.size() == one.size());
+        for (std::size_t i = 0; i < one.size(); ++i)
+        {
+            CAPTURE(i);
+            CHECK(many[i] == one[i]);
+        }
+    }
+}
+
 TEST_CASE("activation layers split between threads give the one-thread result, tail included", "[threading]")
 {
     thread_count_guard guard;
