@@ -31,6 +31,24 @@ xt::xtensor<T, N> random_tensor(const std::array<std::size_t, N>& shape, std::mt
     return t;
 }
 
+/// `run(threads)` (a vector of tensors) at 2 and 3 threads gives what it gives at 1, bit for bit.
+template <class Run>
+void check_same_bits_at_thread_counts(const Run& run)
+{
+    const auto one = run(std::size_t(1));
+    for (std::size_t threads : {2u, 3u})
+    {
+        CAPTURE(threads);
+        const auto many = run(threads);
+        REQUIRE(many.size() == one.size());
+        for (std::size_t i = 0; i < one.size(); ++i)
+        {
+            CAPTURE(i);
+            CHECK(many[i] == one[i]);
+        }
+    }
+}
+
 } // namespace
 
 TEST_CASE("set_num_threads sets the pool size, 0 means one per hardware thread", "[threading]")
@@ -170,18 +188,7 @@ TEST_CASE("stride-1 Conv2D + ReLU and MaxPool2D give bit-identical results at 1,
         }
         return out;
     };
-    const auto one = run(1);
-    for (std::size_t threads : {2u, 3u})
-    {
-        CAPTURE(threads);
-        const auto many = run(threads);
-        REQUIRE(many.size() == one.size());
-        for (std::size_t i = 0; i < one.size(); ++i)
-        {
-            CAPTURE(i);
-            CHECK(many[i] == one[i]);
-        }
-    }
+    check_same_bits_at_thread_counts(run);
 }
 
 TEST_CASE("Winograd Conv2D layers give bit-identical results at 1, 2 and 3 threads", "[threading]")
@@ -205,18 +212,7 @@ TEST_CASE("Winograd Conv2D layers give bit-identical results at 1, 2 and 3 threa
         }
         return out;
     };
-    const auto one = run(1);
-    for (std::size_t threads : {2u, 3u})
-    {
-        CAPTURE(threads);
-        const auto many = run(threads);
-        REQUIRE(many.size() == one.size());
-        for (std::size_t i = 0; i < one.size(); ++i)
-        {
-            CAPTURE(i);
-            CHECK(many[i] == one[i]);
-        }
-    }
+    check_same_bits_at_thread_counts(run);
 }
 
 TEST_CASE("activation layers split between threads give the one-thread result, tail included", "[threading]")

@@ -968,8 +968,14 @@ void gemm(std::size_t m, std::size_t n, std::size_t k, const offset_matrix<const
 /// How far apart the matrices of a batch of GEMMs lie (`gemm_batch`), in elements.
 struct gemm_batch_strides
 {
+    /// Products in the batch.
     std::size_t count = 1;
-    std::ptrdiff_t a = 0, b = 0, c = 0;
+    /// From one product's A to the next one's.
+    std::ptrdiff_t a = 0;
+    /// From one product's B to the next one's.
+    std::ptrdiff_t b = 0;
+    /// From one product's C to the next one's.
+    std::ptrdiff_t c = 0;
 };
 
 namespace detail
