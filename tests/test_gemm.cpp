@@ -577,6 +577,42 @@ void column_runs()
     check_epilogue(p, bias, beta);
 }
 
+/// B's columns in the patterns a strided window view gives pack_b: runs at a stride of 2 or 3
+/// with a jump between image rows (a few 32-element windows per vector of columns, permuted from
+/// two loads each), offsets falling within a vector (a window per column: gathered), and a last
+/// column at B's very last element, which a full-vector load from its window would overrun.
+template <class T>
+void strided_columns()
+{
+    using B = blocking<T>;
+    const int pattern = GENERATE(0, 1, 2, 3, 4);
+    const std::size_t k = GENERATE(std::size_t(5), B::kc + 3);
+    CAPTURE(pattern, k);
+    std::mt19937 rng(static_cast<unsigned>(50 + pattern));
+    // Whole panels, so that B's last element is read by a permuted or gathered panel.
+    table_problem<T> p(B::mr + 1, 3 * B::nr, k, rng);
+    std::ptrdiff_t length = 0;
+    for (std::size_t j = 0; j < p.n; ++j)
+    {
+        const auto jj = static_cast<std::ptrdiff_t>(j), n = static_cast<std::ptrdiff_t>(p.n);
+        const std::ptrdiff_t offsets[] = {jj / 8 * 36 + jj % 8 * 2, jj / 7 * 32 + jj % 7 * 2, 3 * jj, 2 * (n - 1 - jj),
+                                          jj / 3 * 70 + jj % 3 * 2};
+        p.b_col[j] = offsets[pattern];
+        length = std::max(length, p.b_col[j] + 1);
+    }
+    for (std::size_t r = 0; r < k; ++r)
+    {
+        p.b_row[r] = static_cast<std::ptrdiff_t>(r) * length;
+    }
+    p.b.resize(k * static_cast<std::size_t>(length));
+    std::uniform_real_distribution<double> dist(-1.0, 1.0);
+    for (auto& e : p.b)
+    {
+        e = static_cast<T>(dist(rng));
+    }
+    check_epilogue(p, 0, 0.0);
+}
+
 template <class T>
 void epilogue_defaults()
 {
@@ -771,6 +807,18 @@ TEST_CASE("gemm: C's columns in runs, written a run at a time", "[gemm]")
     SECTION("double")
     {
         column_runs<double>();
+    }
+}
+
+TEST_CASE("gemm: B's columns at a stride, in runs far apart and out of order", "[gemm]")
+{
+    SECTION("float")
+    {
+        strided_columns<float>();
+    }
+    SECTION("double")
+    {
+        strided_columns<double>();
     }
 }
 

@@ -208,6 +208,79 @@ bool rows_close_together(const offset_matrix<const T>& b, std::size_t k0, std::s
     return static_cast<std::size_t>(highest - lowest) * sizeof(T) <= 256 * 1024 || kc <= 64;
 }
 
+#if XSIMD_WITH_AVX512F
+/// `gather_panel` for float where each vector of columns lies in a few windows of 32 floats of a
+/// row of B (a stride of 2 puts 8 to 16 columns of an image row in one): per window two masked
+/// loads and a two-source permute, whose indices are the same on every row of B, in place of a
+/// gather, which the cores load one element at a time. Returns false, packing nothing, when a
+/// vector's columns need more than four windows.
+template <std::size_t NR>
+bool permute_panel(const offset_matrix<const float>& b, std::size_t k0, std::size_t kc, const std::ptrdiff_t* col,
+                   float* panel)
+{
+    constexpr std::size_t S = 16, most = 4;
+    struct window
+    {
+        std::ptrdiff_t base = 0;
+        __m512i index{};
+        __mmask16 lanes = 0, low = 0, high = 0;
+    };
+    window windows[NR / S][most];
+    std::size_t counts[NR / S];
+    for (std::size_t v = 0; v < NR / S; ++v)
+    {
+        std::size_t count = 0;
+        alignas(64) std::int32_t index[S];
+        for (std::size_t l = 0; l < S;)
+        {
+            if (count == most)
+            {
+                return false;
+            }
+            window& w = windows[v][count++];
+            w.base = col[v * S + l];
+            std::uint32_t lanes = 0, low = 0, high = 0;
+            for (; l < S && col[v * S + l] >= w.base && col[v * S + l] < w.base + 32; ++l)
+            {
+                const auto at = static_cast<std::uint32_t>(col[v * S + l] - w.base);
+                index[l] = static_cast<std::int32_t>(at);
+                lanes |= 1u << l;
+                (at < S ? low : high) |= 1u << (at % S);
+            }
+            w.lanes = static_cast<__mmask16>(lanes);
+            w.low = static_cast<__mmask16>(low);
+            w.high = static_cast<__mmask16>(high);
+            // Lanes outside the window index 0: the blend drops them.
+            for (std::size_t m = 0; m < S; ++m)
+            {
+                index[m] = ((lanes >> m) & 1u) != 0 ? index[m] : 0;
+            }
+            w.index = _mm512_load_si512(index);
+        }
+        counts[v] = count;
+    }
+    for (std::size_t k = 0; k < kc; ++k)
+    {
+        const float* src = b.data + b.row[k0 + k];
+        for (std::size_t v = 0; v < NR / S; ++v)
+        {
+            __m512 out = _mm512_setzero_ps();
+            for (std::size_t i = 0; i < counts[v]; ++i)
+            {
+                const window& w = windows[v][i];
+                // Only the lanes the columns read are loaded; the addresses are formed as
+                // integers, since a window may reach past the end of B.
+                const __m512 a = _mm512_maskz_loadu_ps(w.low, address_at(src, w.base));
+                const __m512 c = _mm512_maskz_loadu_ps(w.high, address_at(src, w.base + std::ptrdiff_t(S)));
+                out = _mm512_mask_mov_ps(out, w.lanes, _mm512_permutex2var_ps(a, w.index, c));
+            }
+            _mm512_store_ps(panel + k * NR + v * S, out);
+        }
+    }
+    return true;
+}
+#endif
+
 /// Packs a full NR-column panel whose columns are scattered (a stride above 1 puts every column
 /// of a window view in a run of its own; a row of the image ends inside the panel) with one
 /// vector gather per vector of columns and row of B, through the columns' offsets from the
@@ -230,6 +303,15 @@ bool gather_panel(const offset_matrix<const T>& b, std::size_t k0, std::size_t k
         }
         lanes[c] = static_cast<index_type>(offset);
     }
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        if (permute_panel<NR>(b, k0, kc, col, panel))
+        {
+            return true;
+        }
+    }
+#endif
     for (std::size_t k = 0; k < kc; ++k)
     {
         const T* src = b.data + b.row[k0 + k] + col[0];
