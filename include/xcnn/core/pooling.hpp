@@ -226,31 +226,26 @@ void max_pool_planes_rows(const pool_geometry& g, std::size_t first, std::size_t
     }
 }
 
-/// Elements of scratch one thread of `max_pool_planes_2x2` uses: four rows of whole vectors.
+/// Elements of scratch one thread of `max_pool_planes_2x2` uses: a row of outputs in whole
+/// vectors, for the argmax offsets.
 template <class T>
 std::size_t max_pool_2x2_scratch(const pool_geometry& g) noexcept
 {
     constexpr std::size_t S = xsimd::batch<T>::size;
-    return 4 * ((g.w + 1 + S - 1) / S * S + S);
+    return (g.ow + S - 1) / S * S;
 }
 
-/// `max_pool_planes` for the common 2 x 2 kernel with stride 2 and no padding, vectorised: each
-/// pair of input rows split into its even and odd columns (`deinterleave_pairs`), so that a vector
-/// of outputs is the max of four vectors, the left and right neighbours of the two rows; the
-/// selects replace data-dependent branches, which mispredict half the time on real activations.
-/// Same results, ties and NaNs included, as `max_pool_planes`. `scratch` holds
-/// `max_pool_2x2_scratch(g)` elements, 64-byte aligned.
+/// `max_pool_planes` for the common 2 x 2 kernel with stride 2 and no padding, vectorised: a
+/// vector of outputs is the max of four vectors, the even and odd columns of the two input rows
+/// (`load_pairs`, split in registers); the selects replace data-dependent branches, which
+/// mispredict half the time on real activations. Same results, ties and NaNs included, as
+/// `max_pool_planes`. `scratch` holds `max_pool_2x2_scratch(g)` elements, 64-byte aligned.
 template <class T>
 void max_pool_planes_2x2(const pool_geometry& g, std::size_t first, std::size_t last, const T* in, T* y,
                          std::size_t* argmax, T* scratch)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
-    const std::size_t padded = max_pool_2x2_scratch<T>(g) / 4;
-    T* even0 = scratch;
-    T* odd0 = even0 + padded;
-    T* even1 = odd0 + padded;
-    T* odd1 = even1 + padded;
     const batch one(T(1)), zero(T(0)), below(static_cast<T>(g.w));
     y += first * g.oh * g.ow;
     argmax = argmax != nullptr ? argmax + first * g.oh * g.ow : nullptr;
@@ -260,23 +255,23 @@ void max_pool_planes_2x2(const pool_geometry& g, std::size_t first, std::size_t 
         for (std::size_t i = 0; i < g.oh; ++i)
         {
             const T* top = base + 2 * i * g.w;
-            deinterleave_pairs(top, g.ow, even0, odd0);
-            deinterleave_pairs(top + g.w, g.ow, even1, odd1);
             for (std::size_t j = 0; j < g.ow; j += S)
             {
-                const batch a0 = batch::load_aligned(even0 + j), b0 = batch::load_aligned(odd0 + j);
-                const batch a1 = batch::load_aligned(even1 + j), b1 = batch::load_aligned(odd1 + j);
+                const std::size_t count = std::min(S, g.ow - j);
+                batch a0, b0, a1, b1;
+                load_pairs(top + 2 * j, count, a0, b0);
+                load_pairs(top + g.w + 2 * j, count, a1, b1);
                 const auto right0 = takes_over(b0, a0), right1 = takes_over(b1, a1);
                 const batch h0 = xsimd::select(right0, b0, a0), h1 = xsimd::select(right1, b1, a1);
                 const auto lower = takes_over(h1, h0);
                 // The lanes past the row are not stored: they would be the next plane's, which
                 // may be another thread's.
-                store_masked(y + j, xsimd::select(lower, h1, h0), first_lanes(std::min(S, g.ow - j)));
+                store_masked(y + j, xsimd::select(lower, h1, h0), first_lanes(count));
                 if (argmax != nullptr)
                 {
-                    // The window's offset of its maximum, over the even columns already read.
+                    // The window's offset of its maximum.
                     xsimd::select(lower, below + xsimd::select(right1, one, zero), xsimd::select(right0, one, zero))
-                        .store_aligned(even0 + j);
+                        .store_aligned(scratch + j);
                 }
             }
             if (argmax != nullptr)
@@ -284,7 +279,7 @@ void max_pool_planes_2x2(const pool_geometry& g, std::size_t first, std::size_t 
                 const std::size_t row = plane * g.h * g.w + 2 * i * g.w;
                 for (std::size_t j = 0; j < g.ow; ++j)
                 {
-                    *argmax++ = row + 2 * j + static_cast<std::size_t>(even0[j]);
+                    *argmax++ = row + 2 * j + static_cast<std::size_t>(scratch[j]);
                 }
             }
             y += g.ow;

@@ -193,28 +193,66 @@ xsimd::batch<T> load_partial(const T* p, std::size_t count)
     return load_masked(p, 0, first_lanes(count));
 }
 
+/// Lane j of `even` = src[2 j], of `odd` = src[2 j + 1], for j < pairs (at most a vector's
+/// lanes), zeros in the lanes past them; nothing past src[2 pairs) is read. With AVX-512 two
+/// masked loads and two permutes, in registers: a caller that computes on the two phases right
+/// away does not read back what it just stored (masked stores do not forward to loads).
+template <class T>
+XCNN_ALWAYS_INLINE void load_pairs(const T* src, std::size_t pairs, xsimd::batch<T>& even, xsimd::batch<T>& odd)
+{
+    constexpr std::size_t S = xsimd::batch<T>::size;
+#if XSIMD_WITH_AVX512F
+    const std::uint32_t low = first_lanes(std::min(S, 2 * pairs)),
+                        high = first_lanes(2 * pairs > S ? 2 * pairs - S : 0);
+    if constexpr (std::is_same<T, float>::value)
+    {
+        const __m512i even_index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i odd_index = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        const __m512 a = _mm512_maskz_loadu_ps(static_cast<__mmask16>(low), src);
+        const __m512 b = _mm512_maskz_loadu_ps(static_cast<__mmask16>(high), address_at(src, std::ptrdiff_t(S)));
+        even = _mm512_permutex2var_ps(a, even_index, b);
+        odd = _mm512_permutex2var_ps(a, odd_index, b);
+        return;
+    }
+    else if constexpr (std::is_same<T, double>::value)
+    {
+        const __m512i even_index = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        const __m512i odd_index = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+        const __m512d a = _mm512_maskz_loadu_pd(static_cast<__mmask8>(low), src);
+        const __m512d b = _mm512_maskz_loadu_pd(static_cast<__mmask8>(high), address_at(src, std::ptrdiff_t(S)));
+        even = _mm512_permutex2var_pd(a, even_index, b);
+        odd = _mm512_permutex2var_pd(a, odd_index, b);
+        return;
+    }
+#endif
+    alignas(64) T e[S] = {}, o[S] = {};
+    for (std::size_t j = 0; j < pairs; ++j)
+    {
+        e[j] = src[2 * j];
+        o[j] = src[2 * j + 1];
+    }
+    even = xsimd::batch<T>::load_aligned(e);
+    odd = xsimd::batch<T>::load_aligned(o);
+}
+
 /// even[j] = src[2 j], odd[j] = src[2 j + 1] for j < pairs: the two stride-2 phases of a row.
-/// Two permutes per vector pair with AVX-512 (a loop elsewhere), where an element loop keeps the
-/// load ports busy for one value at a time.
+/// A vector pair at a time (`load_pairs`) with AVX-512, where an element loop keeps the load
+/// ports busy for one value at a time; the element loop elsewhere.
 template <class T>
 void deinterleave_pairs(const T* src, std::size_t pairs, T* even, T* odd)
 {
     std::size_t j = 0;
 #if XSIMD_WITH_AVX512F
-    if constexpr (std::is_same<T, float>::value)
+    if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value)
     {
-        const __m512i even_index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        const __m512i odd_index = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        for (; j < pairs; j += 16)
+        constexpr std::size_t S = xsimd::batch<T>::size;
+        for (; j < pairs; j += S)
         {
-            const std::size_t count = std::min<std::size_t>(16, pairs - j);
-            const std::uint32_t low = first_lanes(std::min<std::size_t>(16, 2 * count));
-            const std::uint32_t high = first_lanes(2 * count > 16 ? 2 * count - 16 : 0);
-            const __m512 a = _mm512_maskz_loadu_ps(static_cast<__mmask16>(low), src + 2 * j);
-            const __m512 b = _mm512_maskz_loadu_ps(static_cast<__mmask16>(high), src + 2 * j + 16);
-            const auto mask = static_cast<__mmask16>(first_lanes(count));
-            _mm512_mask_storeu_ps(even + j, mask, _mm512_permutex2var_ps(a, even_index, b));
-            _mm512_mask_storeu_ps(odd + j, mask, _mm512_permutex2var_ps(a, odd_index, b));
+            const std::size_t count = std::min(S, pairs - j);
+            xsimd::batch<T> e, o;
+            load_pairs(src + 2 * j, count, e, o);
+            store_masked(even + j, e, first_lanes(count));
+            store_masked(odd + j, o, first_lanes(count));
         }
     }
 #endif
