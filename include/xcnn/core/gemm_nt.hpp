@@ -218,13 +218,18 @@ void gemm_nt_tile(const gemm_nt_operands<T>& op, std::size_t i0, std::size_t j0,
             // the end of the buffer can leak in.
             const std::size_t rest = op.length - vector_end;
             batch bv[RJ];
+            // Unrolled like the main loop: an accumulator indexed by a loop variable anywhere
+            // would keep all of them on the stack, stored and reloaded around every segment.
+#pragma GCC unroll 32
             for (std::size_t j = 0; j < RJ; ++j)
             {
                 bv[j] = load_partial(b[j] + vector_end, rest);
             }
+#pragma GCC unroll 32
             for (std::size_t i = 0; i < RI; ++i)
             {
                 const batch av = load_partial(a + i * op.a_row + vector_end, rest);
+#pragma GCC unroll 32
                 for (std::size_t j = 0; j < RJ; ++j)
                 {
                     acc[i][j] = xsimd::fma(av, bv[j], acc[i][j]);
@@ -232,8 +237,10 @@ void gemm_nt_tile(const gemm_nt_operands<T>& op, std::size_t i0, std::size_t j0,
             }
         }
     }
+#pragma GCC unroll 32
     for (std::size_t i = 0; i < RI; ++i)
     {
+#pragma GCC unroll 32
         for (std::size_t j = 0; j < RJ; ++j)
         {
             const T sum = sum_lanes(acc[i][j]);
