@@ -51,7 +51,7 @@ conv_geometry geometry(std::size_t n, std::size_t c_in, std::size_t c_out, std::
 
 /// Stride-1 geometries: square and non-square kernels, with and without padding, output rows
 /// narrower than, equal to and wider than a GEMM panel (NR is 32 floats or 16 doubles with
-/// AVX-512), padding larger than K - 1.
+/// AVX-512), padding larger than K - 1, rows as wide as the padded input.
 std::vector<conv_geometry> unit_stride_cases()
 {
     return {
@@ -63,6 +63,9 @@ std::vector<conv_geometry> unit_stride_cases()
         geometry(2, 2, 3, 5, 6, {1, 1}, {1, 1}, {2, 2}),
         geometry(1, 2, 2, 9, 40, {3, 1}, {1, 1}, {0, 1}),
         geometry(2, 3, 2, 3, 3, {5, 5}, {1, 1}, {1, 1}),
+        // One column per tap and no padding across: the plane form's rows need no crop.
+        geometry(2, 3, 4, 6, 5, {1, 1}, {1, 1}, {0, 0}),
+        geometry(2, 2, 3, 7, 6, {3, 1}, {1, 1}, {1, 0}),
         // Enough output channels for dW's packed GEMM (`packed_gemm_beats_nt`), with edge tiles.
         geometry(2, 3, 130, 6, 7, {3, 3}, {1, 1}, {1, 1}),
     };

@@ -212,6 +212,7 @@ TEST_CASE("place_2d: positive, negative (cropping) and out-of-range offsets", "[
         {4, 5, 4, 5}, // same size
         {1, 1, 1, 1},
         {2, 9, 6, 3}, // wide source into a tall destination
+        {6, 5, 3, 5}, // same width, rows cropped: whole planes copied as one run
     }));
     const std::ptrdiff_t top = GENERATE(as<std::ptrdiff_t>(), -9, -4, -2, -1, 0, 1, 2, 3, 6, 10);
     const std::ptrdiff_t left = GENERATE(as<std::ptrdiff_t>(), -10, -4, -2, -1, 0, 1, 3, 5, 9);

@@ -157,6 +157,20 @@ void crop_planes(const T* flat, std::size_t planes, std::size_t flat_plane, std:
                            {
                                const T* src = flat + p * flat_plane;
                                T* out = dst + p * rows * cols;
+                               if (row_stride == cols)
+                               {
+                                   // No wrap-around columns (a 1 x 1 kernel without padding):
+                                   // the plane is one run, not rows too short for a vector.
+                                   if (relu)
+                                   {
+                                       copy_short_relu(src, rows * cols, out);
+                                   }
+                                   else
+                                   {
+                                       copy_short(src, rows * cols, out);
+                                   }
+                                   continue;
+                               }
                                for (std::size_t r = 0; r < rows; ++r)
                                {
                                    if (relu)
