@@ -381,6 +381,9 @@ std::vector<conv_geometry> winograd_cases()
         geometry(1, 3, 4, 11, 70, {3, 3}, {1, 1}, {1, 1}),
         geometry(3, 2, 3, 1, 1, {3, 3}, {1, 1}, {1, 1}),
         geometry(9, 16, 40, 24, 24, {3, 3}, {1, 1}, {1, 1}),
+        // Odd planes over chunks of 7 images and a last one of 2: a channel's phases, side by
+        // side for the chunk's images, change their layout between the chunks.
+        geometry(9, 4, 4, 33, 33, {3, 3}, {1, 1}, {1, 1}),
         // dW's packed GEMM (`packed_gemm_beats_nt`), within one chunk and summed over two.
         geometry(2, 5, 130, 6, 6, {3, 3}, {1, 1}, {1, 1}),
         geometry(4, 8, 130, 20, 20, {3, 3}, {1, 1}, {1, 1}),

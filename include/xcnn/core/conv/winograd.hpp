@@ -93,7 +93,7 @@ struct winograd_thread_buffers
 {
     /// The four phases of a padded input plane with a vector of slack, zeros beyond the plane.
     conv_buffer<T> phases;
-    /// The four phases of an output plane.
+    /// The four phases of a chunk's output planes of one channel.
     conv_buffer<T> outputs;
     /// The chunk this thread runs: V (16, C_in, chunk tiles), and M (16, C_out, chunk tiles) or,
     /// for dW, dY's transformed tiles (16, C_out, chunk tiles).
@@ -211,35 +211,47 @@ void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* wei
 }
 
 /// The four stride-2 phases of the padded plane `padded` (Hp, Wp) into `phases`, each (TH + 1) x
-/// (TW + 1), phase (rho, gamma) at (2 rho + gamma) times the phase plane: what lies beyond the
-/// padded plane stays as the caller left it (zeros).
+/// (TW + 1), phase (rho, gamma) at (2 rho + gamma) times `phase_step`; zeros where a phase has a
+/// row or column more than the plane (Hp or Wp odd), so that no value of an earlier plane is left.
 template <class T>
-void winograd_split(const conv_geometry& g, const winograd_grid& grid, const T* padded, T* phases)
+void winograd_split(const conv_geometry& g, const winograd_grid& grid, const T* padded, T* phases,
+                    std::size_t phase_step)
 {
-    const std::size_t hp = g.padded_h(), wp = g.padded_w(), pitch = grid.pitch(), plane = grid.phase_plane();
+    const std::size_t hp = g.padded_h(), wp = g.padded_w(), pitch = grid.pitch();
     for (std::size_t y = 0; y < hp; ++y)
     {
         const T* row = padded + y * wp;
-        T* even = phases + (y % 2) * 2 * plane + y / 2 * pitch;
-        deinterleave_pairs(row, wp / 2, even, even + plane);
+        T* even = phases + (y % 2) * 2 * phase_step + y / 2 * pitch;
+        deinterleave_pairs(row, wp / 2, even, even + phase_step);
         if (wp % 2 != 0)
         {
             even[wp / 2] = row[wp - 1];
+            even[phase_step + wp / 2] = T(0);
         }
+    }
+    if (hp % 2 != 0)
+    {
+        T* last = phases + 2 * phase_step + hp / 2 * pitch;
+        std::fill(last, last + pitch, T(0));
+        std::fill(last + phase_step, last + phase_step + pitch, T(0));
     }
 }
 
-/// V[xi][c][t0 + k] for the k-th tile of the input plane whose phases are `phases`, k < TH TW:
-/// B^T d B with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. `stride` is the distance between
-/// two xi of V (C_in times the chunk's tiles).
+/// V[xi][c][k] for the k-th tile of `images` input planes whose phases are `phases` (phase f of
+/// image i at (f images + i) phase planes), image i's tiles from k = i TH TW: B^T d B with B^T =
+/// [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. `stride` is the distance between two xi of V (C_in
+/// times the chunk's tiles). The grid positions run on from one image's phase plane into the
+/// next, so that a vector holds the tiles of several small planes.
 template <class T>
-void winograd_input_tiles(const winograd_grid& grid, const std::uint32_t* tile_lanes, const T* phases, T* v,
-                          std::size_t stride)
+void winograd_input_tiles(const winograd_grid& grid, std::size_t images, const std::uint32_t* tile_lanes,
+                          const T* phases, T* v, std::size_t stride)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
-    const std::size_t pitch = grid.pitch(), plane = grid.phase_plane(), positions = grid.th * pitch;
-    const T* phase[4] = {phases, phases + plane, phases + 2 * plane, phases + 3 * plane};
+    const std::size_t pitch = grid.pitch(), step = images * grid.phase_plane();
+    // The last image's bottom row of positions holds no tile (nor do the others', masked off).
+    const std::size_t positions = step - grid.phase_plane() + grid.th * pitch;
+    const T* phase[4] = {phases, phases + step, phases + 2 * step, phases + 3 * step};
     std::size_t stored = 0;
     for (std::size_t q = 0, vector = 0; q < positions; q += S, ++vector)
     {
@@ -271,20 +283,23 @@ void winograd_input_tiles(const winograd_grid& grid, const std::uint32_t* tile_l
     }
 }
 
-/// The output plane y (OH, OW) from M[xi][o][t0 + k] for the plane's tiles k < TH TW: the 2x2
-/// block A^T m A of each tile, A^T = [1 1 1 0; 0 1 -1 -1], plus `bias`, through ReLU when
-/// `relu`; `phases` holds the four TH x TW output phases on the way. `stride` is the distance
-/// between two xi of M.
+/// The output planes y (OH, OW) of `images` consecutive images, `image_step` apart in y, from
+/// M[xi][k] for their tiles (image i's are k = i TH TW ... (i + 1) TH TW - 1): the 2x2 block
+/// A^T m A of each tile, A^T = [1 1 1 0; 0 1 -1 -1], plus `bias`, through ReLU when `relu`;
+/// `phases` (4 images TH TW elements and a vector) holds the four output phases on the way.
+/// `stride` is the distance between two xi of M. The transform runs along all the images'
+/// tiles in whole vectors: a plane at a time, a small plane's tiles filled a fraction of one
+/// (a 4 x 4 output is 4 tiles).
 template <class T>
-void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, const T* m, std::size_t stride, T bias,
-                           bool relu, T* phases, T* y)
+void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, const T* m, std::size_t stride,
+                           std::size_t images, T bias, bool relu, T* phases, T* y, std::size_t image_step)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
-    const std::size_t tiles = grid.tiles();
-    for (std::size_t k = 0; k < tiles; k += S)
+    const std::size_t tiles = grid.tiles(), columns = images * tiles;
+    for (std::size_t k = 0; k < columns; k += S)
     {
-        const std::uint32_t lanes = first_lanes(std::min(S, tiles - k));
+        const std::uint32_t lanes = first_lanes(std::min(S, columns - k));
         batch s[2][4];
         for (std::size_t c = 0; c < 4; ++c)
         {
@@ -305,26 +320,29 @@ void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, co
                 {
                     out[b] = xsimd::max(out[b], batch(T(0)));
                 }
-                store_masked(phases + (a * 2 + b) * tiles + k, out[b], lanes);
+                store_masked(phases + (a * 2 + b) * columns + k, out[b], lanes);
             }
         }
     }
     const std::size_t oh = g.out_h(), ow = g.out_w(), tw = grid.tw;
-    for (std::size_t row = 0; row < oh; ++row)
+    for (std::size_t i = 0; i < images; ++i)
     {
-        const T* even = phases + (row % 2) * 2 * tiles + row / 2 * tw;
-        T* out = y + row * ow;
-        interleave_pairs(even, even + tiles, ow / 2, out);
-        if (ow % 2 != 0)
+        for (std::size_t row = 0; row < oh; ++row)
         {
-            out[ow - 1] = even[ow / 2];
+            const T* even = phases + (row % 2) * 2 * columns + i * tiles + row / 2 * tw;
+            T* out = y + i * image_step + row * ow;
+            interleave_pairs(even, even + columns, ow / 2, out);
+            if (ow % 2 != 0)
+            {
+                out[ow - 1] = even[ow / 2];
+            }
         }
     }
 }
 
 /// Sizes the buffers for `g` (they only grow) and the offset tables of the forward products,
 /// whose V and M rows lie a whole chunk's tiles apart whatever the chunk's images; fills the lanes
-/// of the tile grid; zeros the input phases beyond the padded plane.
+/// of the tile grid.
 template <class T>
 void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
@@ -339,21 +357,20 @@ void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws, gemm_wo
     {
         ws.threads.resize(workers);
     }
-    const std::size_t phase_elements = 4 * grid.phase_plane() + S;
+    const std::size_t phase_elements = 4 * winograd_chunk(g) * grid.phase_plane() + S;
     for (auto& t : ws.threads)
     {
         grow_to(t.phases, phase_elements);
-        grow_to(t.outputs, 4 * tiles + S);
+        grow_to(t.outputs, 4 * pitch + S);
         grow_to(t.input, 16 * c_in * pitch);
         grow_to(t.product, 16 * c_out * pitch);
-        // Beyond the padded plane the phases hold zeros; the split rewrites only the inside.
-        std::fill(t.phases.begin(), t.phases.begin() + static_cast<std::ptrdiff_t>(phase_elements), T(0));
     }
-    const std::size_t positions = grid.th * grid.pitch(), vectors = (positions + S - 1) / S;
+    const std::size_t positions = winograd_chunk(g) * grid.phase_plane(), vectors = (positions + S - 1) / S;
     ws.tile_lanes.assign(vectors, 0);
     for (std::size_t q = 0; q < positions; ++q)
     {
-        if (q % grid.pitch() < grid.tw)
+        const std::size_t at = q % grid.phase_plane();
+        if (at < grid.th * grid.pitch() && at % grid.pitch() < grid.tw)
         {
             ws.tile_lanes[q / S] |= std::uint32_t(1) << (q % S);
         }
@@ -382,23 +399,27 @@ void winograd_items(bool shared, std::size_t own, std::size_t count, std::size_t
 }
 
 /// V (16, C_in, chunk tiles) in `v`, rows `pitch` apart, for images [n0, n1) of `padded`: plane
-/// (n, c) fills columns [(n - n0) tiles, ...) of row c of every V[xi].
+/// (n, c) fills columns [(n - n0) tiles, ...) of row c of every V[xi]. A channel's planes are
+/// split side by side and transformed together.
 template <class T>
 void winograd_transform_input(const conv_geometry& g, const T* padded, std::size_t n0, std::size_t n1, T* v,
                               std::size_t pitch, bool shared, std::size_t own, winograd_workspace<T>& ws)
 {
-    const std::size_t c_in = g.in_channels, in_plane = g.padded_h() * g.padded_w();
+    const std::size_t c_in = g.in_channels, in_plane = g.padded_h() * g.padded_w(), images = n1 - n0;
     const winograd_grid grid = winograd_tiles(g);
-    const std::size_t tiles = grid.tiles();
-    winograd_items(shared, own, (n1 - n0) * c_in, 16 * tiles,
+    const std::size_t plane = grid.phase_plane();
+    winograd_items(shared, own, c_in, 16 * grid.tiles() * images,
                    [&](std::size_t begin, std::size_t end, std::size_t worker)
                    {
                        T* phases = ws.threads[worker].phases.data();
-                       for (std::size_t p = begin; p < end; ++p)
+                       for (std::size_t c = begin; c < end; ++c)
                        {
-                           const std::size_t n = n0 + p / c_in, c = p % c_in;
-                           winograd_split(g, grid, padded + (n * c_in + c) * in_plane, phases);
-                           winograd_input_tiles(grid, ws.tile_lanes.data(), phases, v + c * pitch + (n - n0) * tiles,
+                           for (std::size_t i = 0; i < images; ++i)
+                           {
+                               winograd_split(g, grid, padded + ((n0 + i) * c_in + c) * in_plane, phases + i * plane,
+                                              images * plane);
+                           }
+                           winograd_input_tiles(grid, images, ws.tile_lanes.data(), phases, v + c * pitch,
                                                 c_in * pitch);
                        }
                    });
@@ -435,16 +456,15 @@ void winograd_forward_images(const conv_geometry& g, const T* bias, const T* pad
         {
             gemm_batch_serial<T>(c_out, cols, c_in, a, b, c, {}, gemm_ws.threads[own], products, 0, 16);
         }
-        winograd_items(shared, own, (n1 - n0) * c_out, 16 * tiles,
+        winograd_items(shared, own, c_out, 16 * cols,
                        [&](std::size_t begin, std::size_t end, std::size_t worker)
                        {
                            T* phases = ws.threads[worker].outputs.data();
-                           for (std::size_t p = begin; p < end; ++p)
+                           for (std::size_t o = begin; o < end; ++o)
                            {
-                               const std::size_t n = n0 + p / c_out, o = p % c_out;
-                               winograd_output_tiles(g, grid, m + o * pitch + (n - n0) * tiles, c_out * pitch,
+                               winograd_output_tiles(g, grid, m + o * pitch, c_out * pitch, n1 - n0,
                                                      bias == nullptr ? T(0) : bias[o], relu, phases,
-                                                     y + (n * c_out + o) * out_plane);
+                                                     y + (n0 * c_out + o) * out_plane, c_out * out_plane);
                            }
                        });
     }
