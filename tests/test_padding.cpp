@@ -319,8 +319,9 @@ namespace
 
 /// copy_short, copy_short_masked and copy_short_relu against element-wise loops, for every
 /// count up to three vectors and a bit (the overlapping last vector), out of place and in place,
-/// with NaN, negative zero and the guard elements past `count` untouched.
-template <class T>
+/// with NaN, negative zero and the guard elements past `count` untouched; below a vector element
+/// by element or, with `Masked`, with masked accesses.
+template <class T, bool Masked>
 void short_copies()
 {
     constexpr std::size_t S = xsimd::batch<T>::size;
@@ -342,13 +343,13 @@ void short_copies()
             return (std::isnan(a) && std::isnan(b)) || (a == b && std::signbit(a) == std::signbit(b));
         };
         std::vector<T> dst(count + 4, guard);
-        xcnn::detail::copy_short(src.data(), count, dst.data());
+        xcnn::detail::copy_short<Masked>(src.data(), count, dst.data());
         for (std::size_t i = 0; i < count + 4; ++i)
         {
             CHECK(same(dst[i], i < count ? src[i] : guard));
         }
         std::fill(dst.begin(), dst.end(), guard);
-        xcnn::detail::copy_short_masked(src.data(), mask.data(), count, dst.data());
+        xcnn::detail::copy_short_masked<Masked>(src.data(), mask.data(), count, dst.data());
         for (std::size_t i = 0; i < count + 4; ++i)
         {
             CHECK(same(dst[i], i < count ? (mask[i] > T(0) ? src[i] : T(0)) : guard));
@@ -358,16 +359,16 @@ void short_copies()
             return v < T(0) ? T(0) : v;
         };
         std::fill(dst.begin(), dst.end(), guard);
-        xcnn::detail::copy_short_relu(src.data(), count, dst.data());
+        xcnn::detail::copy_short_relu<Masked>(src.data(), count, dst.data());
         for (std::size_t i = 0; i < count + 4; ++i)
         {
             CHECK(same(dst[i], i < count ? relu(src[i]) : guard));
         }
         // In place, as Conv2D's window form applies a fused ReLU to its own output.
         std::vector<T> in_place = src;
-        xcnn::detail::copy_short_relu(in_place.data(), count, in_place.data());
+        xcnn::detail::copy_short_relu<Masked>(in_place.data(), count, in_place.data());
         std::vector<T> masked_in_place = src;
-        xcnn::detail::copy_short_masked(masked_in_place.data(), mask.data(), count, masked_in_place.data());
+        xcnn::detail::copy_short_masked<Masked>(masked_in_place.data(), mask.data(), count, masked_in_place.data());
         for (std::size_t i = 0; i < count + 4; ++i)
         {
             CHECK(same(in_place[i], i < count ? relu(src[i]) : src[i]));
@@ -382,10 +383,12 @@ TEST_CASE("copy_short, copy_short_masked and copy_short_relu at every count up t
 {
     SECTION("float")
     {
-        short_copies<float>();
+        short_copies<float, false>();
+        short_copies<float, true>();
     }
     SECTION("double")
     {
-        short_copies<double>();
+        short_copies<double, false>();
+        short_copies<double, true>();
     }
 }

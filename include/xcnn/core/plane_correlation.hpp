@@ -175,11 +175,11 @@ void crop_planes(const T* flat, std::size_t planes, std::size_t flat_plane, std:
                                {
                                    if (relu)
                                    {
-                                       copy_short_relu(src + r * row_stride, cols, out + r * cols);
+                                       copy_short_relu<true>(src + r * row_stride, cols, out + r * cols);
                                    }
                                    else
                                    {
-                                       copy_short(src + r * row_stride, cols, out + r * cols);
+                                       copy_short<true>(src + r * row_stride, cols, out + r * cols);
                                    }
                                }
                            }

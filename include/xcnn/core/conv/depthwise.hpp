@@ -487,7 +487,7 @@ void depthwise_backward(const conv_geometry& g, const T* weight, const T* padded
                     T* dx_plane = dx + plane * h * w;
                     for (std::size_t r = 0; r < h; ++r)
                     {
-                        copy_short(buffers.out.data() + r * wp, w, dx_plane + r * w);
+                        copy_short<true>(buffers.out.data() + r * wp, w, dx_plane + r * w);
                     }
                 }
                 std::copy(buffers.weight_grad.begin(), buffers.weight_grad.begin() + m * taps, dw + c * m * taps);

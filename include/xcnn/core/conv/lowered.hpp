@@ -103,7 +103,7 @@ void lower_columns(const conv_geometry& g, const T* padded, std::size_t n0, std:
                                        // Rows are short (8 pixels): a library copy's call costs more than the copy.
                                        if (s[1] == 1)
                                        {
-                                           copy_short(src + i * s[0] * wp, ow, dst);
+                                           copy_short<true>(src + i * s[0] * wp, ow, dst);
                                        }
                                        else
                                        {

@@ -781,11 +781,11 @@ void winograd_input_grad(const conv_geometry& g, const T* weight, const T* dy, c
                                    T* row = out + (top + r) * wp + left;
                                    if (mask != nullptr)
                                    {
-                                       copy_short_masked(dy + at, mask + at, ow, row);
+                                       copy_short_masked<true>(dy + at, mask + at, ow, row);
                                    }
                                    else
                                    {
-                                       copy_short(dy + at, ow, row);
+                                       copy_short<true>(dy + at, ow, row);
                                    }
                                }
                            }
