@@ -91,7 +91,8 @@ inline std::size_t winograd_chunk(const conv_geometry& g) noexcept
 template <class T>
 struct winograd_thread_buffers
 {
-    /// The four phases of a padded input plane with a vector of slack, zeros beyond the plane.
+    /// The four phases of a chunk's padded input planes of one channel, side by side, with a
+    /// vector of slack.
     conv_buffer<T> phases;
     /// The four phases of a chunk's output planes of one channel.
     conv_buffer<T> outputs;
@@ -349,7 +350,7 @@ void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws, gemm_wo
     constexpr std::size_t S = xsimd::batch<T>::size;
     const std::size_t c_in = g.in_channels, c_out = g.out_channels;
     const winograd_grid grid = winograd_tiles(g);
-    const std::size_t tiles = grid.tiles(), pitch = winograd_chunk(g) * tiles;
+    const std::size_t chunk = winograd_chunk(g), tiles = grid.tiles(), pitch = chunk * tiles;
     grow_to(ws.kernel, 16 * c_out * c_in);
     const std::size_t workers = get_num_threads();
     gemm_ws.reserve_threads(workers);
@@ -357,7 +358,7 @@ void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws, gemm_wo
     {
         ws.threads.resize(workers);
     }
-    const std::size_t phase_elements = 4 * winograd_chunk(g) * grid.phase_plane() + S;
+    const std::size_t phase_elements = 4 * chunk * grid.phase_plane() + S;
     for (auto& t : ws.threads)
     {
         grow_to(t.phases, phase_elements);
@@ -365,7 +366,7 @@ void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws, gemm_wo
         grow_to(t.input, 16 * c_in * pitch);
         grow_to(t.product, 16 * c_out * pitch);
     }
-    const std::size_t positions = winograd_chunk(g) * grid.phase_plane(), vectors = (positions + S - 1) / S;
+    const std::size_t positions = chunk * grid.phase_plane(), vectors = (positions + S - 1) / S;
     ws.tile_lanes.assign(vectors, 0);
     for (std::size_t q = 0; q < positions; ++q)
     {
