@@ -390,6 +390,10 @@ std::vector<conv_geometry> winograd_cases()
     };
 }
 
+/// The Winograd form's tiles, 2 x 2 and 4 x 4, each run on every case whatever
+/// `winograd_tile_size` would choose.
+constexpr std::size_t winograd_tile_sizes[] = {2, 4};
+
 template <class T>
 void check_winograd()
 {
@@ -398,35 +402,38 @@ void check_winograd()
     bool chunked = false;
     for (const auto& g : winograd_cases())
     {
-        INFO(describe(g));
-        REQUIRE(xcnn::detail::winograd_applies(g));
-        chunked = chunked || xcnn::detail::winograd_chunk(g) < g.batch;
         const problem<T> p(g, rng);
-        for (const bool relu : {false, true})
+        for (const std::size_t tile : winograd_tile_sizes)
         {
-            for (const bool bias : {false, true})
+            INFO(describe(g) << ", tiles of " << tile);
+            REQUIRE(xcnn::detail::winograd_applies(g));
+            chunked = chunked || xcnn::detail::winograd_chunk(g, xcnn::detail::winograd_tiles(g, tile)) < g.batch;
+            for (const bool relu : {false, true})
             {
-                INFO("relu " << relu << " bias " << bias);
-                xt::xtensor<T, 4> y(g.output_shape());
-                y.fill(T(7));
-                xcnn::detail::winograd_forward(g, p.w.data(), bias ? p.b.data() : static_cast<const T*>(nullptr),
-                                               p.padded.data(), y.data(), relu, ws.winograd, ws.gemm);
-                xt::xtensor<double, 4> expected = p.y;
-                if (!bias)
+                for (const bool bias : {false, true})
                 {
-                    for (std::size_t n = 0; n < g.batch; ++n)
+                    INFO("relu " << relu << " bias " << bias);
+                    xt::xtensor<T, 4> y(g.output_shape());
+                    y.fill(T(7));
+                    xcnn::detail::winograd_forward(g, p.w.data(), bias ? p.b.data() : static_cast<const T*>(nullptr),
+                                                   p.padded.data(), y.data(), relu, ws.winograd, ws.gemm, tile);
+                    xt::xtensor<double, 4> expected = p.y;
+                    if (!bias)
                     {
-                        for (std::size_t o = 0; o < g.out_channels; ++o)
+                        for (std::size_t n = 0; n < g.batch; ++n)
                         {
-                            xt::view(expected, n, o) -= static_cast<double>(p.b(o));
+                            for (std::size_t o = 0; o < g.out_channels; ++o)
+                            {
+                                xt::view(expected, n, o) -= static_cast<double>(p.b(o));
+                            }
                         }
                     }
+                    if (relu)
+                    {
+                        expected = relu_of(expected);
+                    }
+                    CHECK(max_scaled_error(y, expected, p.y_magnitude) <= tolerance<T>());
                 }
-                if (relu)
-                {
-                    expected = relu_of(expected);
-                }
-                CHECK(max_scaled_error(y, expected, p.y_magnitude) <= tolerance<T>());
             }
         }
     }
@@ -446,27 +453,30 @@ void check_winograd_input_grad()
     xcnn::detail::conv_workspace<T> ws;
     for (const auto& g : winograd_cases())
     {
-        INFO(describe(g));
         const problem<T> p(g, rng);
-        xt::xtensor<T, 4> dx(g.input_shape());
-        dx.fill(T(7));
-        xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), static_cast<const T*>(nullptr), dx.data(),
-                                          ws.winograd, ws.gemm);
-        CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
-
-        // A mask (a ReLU'd output) applied in the padding copy equals a masked dY, bit for bit.
-        const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
-        xt::xtensor<T, 4> masked = p.dy;
-        for (std::size_t i = 0; i < masked.size(); ++i)
+        for (const std::size_t tile : winograd_tile_sizes)
         {
-            masked.data()[i] = mask.data()[i] > T(0) ? masked.data()[i] : T(0);
+            INFO(describe(g) << ", tiles of " << tile);
+            xt::xtensor<T, 4> dx(g.input_shape());
+            dx.fill(T(7));
+            xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), static_cast<const T*>(nullptr), dx.data(),
+                                              ws.winograd, ws.gemm, tile);
+            CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
+
+            // A mask (a ReLU'd output) applied in the padding copy equals a masked dY, bit for bit.
+            const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
+            xt::xtensor<T, 4> masked = p.dy;
+            for (std::size_t i = 0; i < masked.size(); ++i)
+            {
+                masked.data()[i] = mask.data()[i] > T(0) ? masked.data()[i] : T(0);
+            }
+            xt::xtensor<T, 4> dx_masked(g.input_shape()), dx_fused(g.input_shape());
+            xcnn::detail::winograd_input_grad(g, p.w.data(), masked.data(), static_cast<const T*>(nullptr),
+                                              dx_masked.data(), ws.winograd, ws.gemm, tile);
+            xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), mask.data(), dx_fused.data(), ws.winograd,
+                                              ws.gemm, tile);
+            CHECK(xcnn_test::identical(dx_fused, dx_masked));
         }
-        xt::xtensor<T, 4> dx_masked(g.input_shape()), dx_fused(g.input_shape());
-        xcnn::detail::winograd_input_grad(g, p.w.data(), masked.data(), static_cast<const T*>(nullptr),
-                                          dx_masked.data(), ws.winograd, ws.gemm);
-        xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), mask.data(), dx_fused.data(), ws.winograd,
-                                          ws.gemm);
-        CHECK(xcnn_test::identical(dx_fused, dx_masked));
     }
 }
 
@@ -477,30 +487,33 @@ void check_winograd_weight_grad()
     xcnn::detail::conv_workspace<T> ws;
     for (const auto& g : winograd_cases())
     {
-        INFO(describe(g));
         const problem<T> p(g, rng);
-        xt::xtensor<T, 4> dw(p.w.shape());
-        xt::xtensor<T, 1> db(p.b.shape());
-        dw.fill(T(7));
-        xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), static_cast<const T*>(nullptr), dw.data(),
-                                           db.data(), ws.winograd, ws.gemm);
-        CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
-        CHECK(max_scaled_error(db, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
-
-        const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
-        xt::xtensor<T, 4> masked = p.dy;
-        for (std::size_t i = 0; i < masked.size(); ++i)
+        for (const std::size_t tile : winograd_tile_sizes)
         {
-            masked.data()[i] = mask.data()[i] > T(0) ? masked.data()[i] : T(0);
+            INFO(describe(g) << ", tiles of " << tile);
+            xt::xtensor<T, 4> dw(p.w.shape());
+            xt::xtensor<T, 1> db(p.b.shape());
+            dw.fill(T(7));
+            xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), static_cast<const T*>(nullptr),
+                                               dw.data(), db.data(), ws.winograd, ws.gemm, tile);
+            CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
+            CHECK(max_scaled_error(db, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
+
+            const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
+            xt::xtensor<T, 4> masked = p.dy;
+            for (std::size_t i = 0; i < masked.size(); ++i)
+            {
+                masked.data()[i] = mask.data()[i] > T(0) ? masked.data()[i] : T(0);
+            }
+            xt::xtensor<T, 4> dw_masked(p.w.shape()), dw_fused(p.w.shape());
+            xt::xtensor<T, 1> db_masked(p.b.shape()), db_fused(p.b.shape());
+            xcnn::detail::winograd_weight_grad(g, p.padded.data(), masked.data(), static_cast<const T*>(nullptr),
+                                               dw_masked.data(), db_masked.data(), ws.winograd, ws.gemm, tile);
+            xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), mask.data(), dw_fused.data(),
+                                               db_fused.data(), ws.winograd, ws.gemm, tile);
+            CHECK(xcnn_test::identical(dw_fused, dw_masked));
+            CHECK(xcnn_test::identical(db_fused, db_masked));
         }
-        xt::xtensor<T, 4> dw_masked(p.w.shape()), dw_fused(p.w.shape());
-        xt::xtensor<T, 1> db_masked(p.b.shape()), db_fused(p.b.shape());
-        xcnn::detail::winograd_weight_grad(g, p.padded.data(), masked.data(), static_cast<const T*>(nullptr),
-                                           dw_masked.data(), db_masked.data(), ws.winograd, ws.gemm);
-        xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), mask.data(), dw_fused.data(),
-                                           db_fused.data(), ws.winograd, ws.gemm);
-        CHECK(xcnn_test::identical(dw_fused, dw_masked));
-        CHECK(xcnn_test::identical(db_fused, db_masked));
     }
 }
 
@@ -525,35 +538,62 @@ TEST_CASE("conv forms: the Winograd form gives the same bits at 1, 2 and 3 threa
     bool whole_parts = false;
     for (const auto& g : winograd_cases())
     {
-        INFO(describe(g));
-        whole_parts = whole_parts || xcnn::detail::winograd_weight_grad_parts(g) > 1;
         const problem<float> p(g, rng);
-        std::vector<xt::xtensor<float, 4>> results;
-        for (const std::size_t threads : {1, 2, 3})
+        for (const std::size_t tile : winograd_tile_sizes)
         {
-            xcnn::set_num_threads(threads);
-            xcnn::detail::conv_workspace<float> ws;
-            xt::xtensor<float, 4> y(g.output_shape()), dx(g.input_shape()), dw(p.w.shape());
-            xt::xtensor<float, 1> db(p.b.shape());
-            xcnn::detail::winograd_forward(g, p.w.data(), p.b.data(), p.padded.data(), y.data(), false, ws.winograd,
-                                           ws.gemm);
-            xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), static_cast<const float*>(nullptr), dx.data(),
-                                              ws.winograd, ws.gemm);
-            xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), static_cast<const float*>(nullptr),
-                                               dw.data(), db.data(), ws.winograd, ws.gemm);
-            CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<float>());
-            results.push_back(y);
-            results.push_back(dx);
-            results.push_back(dw);
-        }
-        xcnn::set_num_threads(1);
-        for (std::size_t i = 3; i < results.size(); ++i)
-        {
-            INFO("threads " << i / 3 + 1 << ", result " << i % 3 << " (forward, dX, dW)");
-            CHECK(xcnn_test::identical(results[i], results[i % 3]));
+            INFO(describe(g) << ", tiles of " << tile);
+            whole_parts =
+                whole_parts || xcnn::detail::winograd_weight_grad_parts(g, xcnn::detail::winograd_tiles(g, tile)) > 1;
+            std::vector<xt::xtensor<float, 4>> results;
+            for (const std::size_t threads : {1, 2, 3})
+            {
+                xcnn::set_num_threads(threads);
+                xcnn::detail::conv_workspace<float> ws;
+                xt::xtensor<float, 4> y(g.output_shape()), dx(g.input_shape()), dw(p.w.shape());
+                xt::xtensor<float, 1> db(p.b.shape());
+                xcnn::detail::winograd_forward(g, p.w.data(), p.b.data(), p.padded.data(), y.data(), false, ws.winograd,
+                                               ws.gemm, tile);
+                xcnn::detail::winograd_input_grad(g, p.w.data(), p.dy.data(), static_cast<const float*>(nullptr),
+                                                  dx.data(), ws.winograd, ws.gemm, tile);
+                xcnn::detail::winograd_weight_grad(g, p.padded.data(), p.dy.data(), static_cast<const float*>(nullptr),
+                                                   dw.data(), db.data(), ws.winograd, ws.gemm, tile);
+                CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<float>());
+                results.push_back(y);
+                results.push_back(dx);
+                results.push_back(dw);
+            }
+            xcnn::set_num_threads(1);
+            for (std::size_t i = 3; i < results.size(); ++i)
+            {
+                INFO("threads " << i / 3 + 1 << ", result " << i % 3 << " (forward, dX, dW)");
+                CHECK(xcnn_test::identical(results[i], results[i % 3]));
+            }
         }
     }
     CHECK(whole_parts); // the cases reach a dW summed in several parts
+}
+
+TEST_CASE("conv forms: the Winograd form takes 4 x 4 tiles where they save 3/8 of the products", "[conv_forms]")
+{
+    using xcnn::detail::winograd_tile_size;
+    // Output planes of 3 to 28 (4 x 4 tiles: 36 products per 16 outputs against 16 per 4) in a
+    // batch of 64; 14 rounds up to 16 (0.73 of the products), 6 and 10 to as many or nearly as
+    // many products; 2 is one tile either way.
+    for (const std::size_t side : {3, 4, 7, 8, 12, 16, 28})
+    {
+        INFO("output " << side);
+        CHECK(winograd_tile_size(geometry(64, 32, 32, side, side, {3, 3}, {1, 1}, {1, 1})) == 4);
+    }
+    for (const std::size_t side : {1, 2, 5, 6, 10, 14})
+    {
+        INFO("output " << side);
+        CHECK(winograd_tile_size(geometry(64, 32, 32, side, side, {3, 3}, {1, 1}, {1, 1})) == 2);
+    }
+    // A wide plane of 2 rows: 1 x 18 tiles of 2 x 2 (288 products) against 1 x 9 of 4 x 4 (324).
+    CHECK(winograd_tile_size(geometry(64, 32, 32, 2, 36, {3, 3}, {1, 1}, {1, 1})) == 2);
+    // Fewer than 64 tiles of 4 x 4 in the batch: one 16 x 16 image is 16, four are 64.
+    CHECK(winograd_tile_size(geometry(1, 64, 64, 16, 16, {3, 3}, {1, 1}, {1, 1})) == 2);
+    CHECK(winograd_tile_size(geometry(4, 64, 64, 16, 16, {3, 3}, {1, 1}, {1, 1})) == 4);
 }
 
 TEST_CASE("conv forms: forward of the window view and of the plane form match the naive loops", "[conv_forms]")

@@ -62,12 +62,13 @@ inline conv_form depthwise_form(const conv_geometry& g) noexcept
 /// Whether the Winograd form runs the forward pass: where it applies (a 3x3 kernel at stride 1,
 /// one group), with 32 channels or more on both sides, so that its 2.25 times smaller GEMMs
 /// outweigh the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in C_out)
-/// (at 16 channels it lost), and 64 tiles or more in the batch, which the kernel's transform,
-/// O(C_in C_out) per call, is paid for (one 7 x 7 or 14 x 14 image lost).
+/// (at 16 channels it lost), and 64 tiles of 2 x 2 or more in the batch, which the kernel's
+/// transform, O(C_in C_out) per call, is paid for (one 7 x 7 or 14 x 14 image lost). The rules
+/// count 2 x 2 tiles, a quarter of the outputs, whichever tile the form then runs.
 inline bool winograd_wins(const conv_geometry& g) noexcept
 {
     return winograd_applies(g) && g.in_channels >= 32 && g.out_channels >= 32 &&
-           g.batch * winograd_tiles(g).tiles() >= 64;
+           g.batch * winograd_tiles(g, 2).tiles() >= 64;
 }
 
 /// Whether the Winograd form runs dX: as for the forward pass, and with at least half the lanes
@@ -89,12 +90,12 @@ bool winograd_input_grad_wins(const conv_geometry& g) noexcept
 }
 
 /// Whether the Winograd form runs dW and db: where it runs dX, and with 256 tiles or more in the
-/// batch, since its 16 GEMMs contract along the tiles and short dot products cost more in lane
+/// batch, since its GEMMs contract along the tiles and short dot products cost more in lane
 /// sums than they compute (a single 16 x 16 image is 64 tiles).
 template <class T>
 bool winograd_weight_grad_wins(const conv_geometry& g) noexcept
 {
-    return winograd_input_grad_wins<T>(g) && g.batch * winograd_tiles(g).tiles() >= 256;
+    return winograd_input_grad_wins<T>(g) && g.batch * winograd_tiles(g, 2).tiles() >= 256;
 }
 
 /// Whether the plane form applies: stride 1 and one group (it reads whole images of C_in

@@ -1,23 +1,27 @@
 /// @file
-/// The Winograd form F(2x2, 3x3) of a stride-1 3x3 convolution: 16 multiplications per 2x2
-/// output tile and input channel where the other forms take 36.
+/// The Winograd forms F(2x2, 3x3) and F(4x4, 3x3) of a stride-1 3x3 convolution: (m + 2)^2
+/// multiplications per m x m output tile and input channel where the other forms take 9 m^2 --
+/// 16 for 4 outputs, or 36 for 16.
 ///
 /// The window view contracts every 3x3 window with the kernel. Winograd's minimal filtering
-/// algorithm computes a 2x2 block of outputs from the 4x4 input tile d that covers it as
-/// Y = A^T [(G g G^T) . (B^T d B)] A, where . multiplies element by element: the 16 products of
-/// the transformed kernel U = G g G^T and the transformed tile V = B^T d B replace the 36 of the
-/// four windows, and the transforms only add and halve. Summed over input channels, each of the 16
-/// products is a GEMM: M[xi] (C_out, tiles) = U[xi] (C_out, C_in) V[xi] (C_in, tiles), so the
-/// convolution runs as 16 GEMMs 2.25 times smaller than the one the window view would run, plus
-/// the transforms, O((C_in + C_out) tiles) each against the GEMMs' O(C_in C_out tiles).
+/// algorithm computes an m x m block of outputs from the (m + 2) x (m + 2) input tile d that
+/// covers it as Y = A^T [(G g G^T) . (B^T d B)] A, where . multiplies element by element: the
+/// (m + 2)^2 products of the transformed kernel U = G g G^T and the transformed tile V = B^T d B
+/// replace the 9 m^2 of the windows, and the transforms only add and scale by constants. Summed
+/// over input channels, each of the products is a GEMM: M[xi] (C_out, tiles) = U[xi] (C_out,
+/// C_in) V[xi] (C_in, tiles), so the convolution runs as (m + 2)^2 GEMMs 9 m^2 / (m + 2)^2 times
+/// smaller than the one the window view would run (2.25 for m = 2, 4 for m = 4), plus the
+/// transforms, O((C_in + C_out) tiles) each against the GEMMs' O(C_in C_out tiles). The larger
+/// tile rounds the output up to a multiple of 4 and its transforms scale by up to 8, so
+/// `winograd_tile_size` takes it where it saves enough products; both tiles round by the same
+/// rule in float and double.
 ///
-/// The input transform reads the padded plane split into its four stride-2 phases with a pitch
-/// of TW + 1 (TW tiles per row): tile (i, j) reads phase (r mod 2, c mod 2) at row i + r / 2,
-/// column j + c / 2 for its element (r, c), so in the flattened phase grid every element of the
-/// tiles at consecutive positions is a contiguous vector, as in core/conv/depthwise_phases.hpp.
-/// The grid's last column holds no tile; its lanes are dropped when the transformed tiles are
-/// stored, compressed, tile after tile. The output transform writes the 2x2 blocks into the four
-/// phases of the output plane and interleaves them back into rows.
+/// The input transform first unfolds the padded planes: element (r, c) of tile (i, j), padded row
+/// m i + r, column m j + c, goes to row (r, c) of V at the tile's column, each padded row split
+/// into its m stride-m phases in registers (as core/conv/depthwise_phases.hpp splits planes) and
+/// stored to the one or two tile rows that read it; V's rows then hold whole vectors of one
+/// element of consecutive tiles, and the transform runs in place on them. The output transform writes the m x m blocks
+/// into the m^2 phases of the output plane and interleaves them back into rows.
 ///
 /// Batches are split into chunks of images whose transformed tiles stay in the last-level
 /// cache between the transform and the GEMMs; the chunk size depends on the geometry only, so the
@@ -29,6 +33,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -45,27 +50,54 @@ namespace xcnn
 namespace detail
 {
 
-/// Whether F(2x2, 3x3) computes `g`: one group, a 3x3 kernel, stride and dilation 1, padding up
-/// to 2 (dX is then the same kind of convolution, of dY padded by 2 - padding).
+/// Whether the Winograd form computes `g`: one group, a 3x3 kernel, stride and dilation 1,
+/// padding up to 2 (dX is then the same kind of convolution, of dY padded by 2 - padding).
 inline bool winograd_applies(const conv_geometry& g) noexcept
 {
     return g.groups == 1 && g.kernel[0] == 3 && g.kernel[1] == 3 && g.unit_stride() && g.undilated() &&
            g.padding[0] <= 2 && g.padding[1] <= 2;
 }
 
-/// The tile grid of `g`: TH x TW tiles of 2x2 outputs, and the phase planes' pitch TW + 1 and
-/// rows TH + 1.
+/// The tile grid of `g` for m x m output tiles (m = 2 or 4): TH x TW tiles; for 2 x 2 tiles, the
+/// phase planes' pitch TW + 1 and rows TH + 1.
 struct winograd_grid
 {
+    std::size_t m = 2;
     std::size_t th = 0, tw = 0;
+    /// The input tile's side m + 2, and the products (m + 2)^2.
+    std::size_t alpha() const noexcept { return m + 2; }
+    std::size_t products() const noexcept { return alpha() * alpha(); }
+    std::size_t tiles() const noexcept { return th * tw; }
     std::size_t pitch() const noexcept { return tw + 1; }
     std::size_t phase_plane() const noexcept { return (th + 1) * (tw + 1); }
-    std::size_t tiles() const noexcept { return th * tw; }
 };
+
+inline winograd_grid winograd_tiles(const conv_geometry& g, std::size_t m) noexcept
+{
+    return {m, (g.out_h() + m - 1) / m, (g.out_w() + m - 1) / m};
+}
+
+/// The output tile of `g`: 4 x 4 where its GEMMs take at most 5/8 of the 2 x 2 tiles' products
+/// (9/16 on a plane of 3, 4, 7, 8, 11, 12, 16 or 28 rows and columns; not 14, where the 4 x 4
+/// tiles cover 16 and take 0.73, nor 6 or 10) and the batch has 64 of them or more, else 2 x 2.
+/// Per product, the larger tile's transforms cost more (its unfold writes each input value 2.25
+/// times, against 4 times for 16 products of 2 x 2 tiles' 4 outputs); its kernel transform and
+/// packing, per call, cost 36 / 16 times more, and its GEMMs' N (the batch's tiles) fills the
+/// micro-kernel's 32 columns less: a single 16 x 16 image ran twice as long, 14 x 14 planes of 32
+/// channels 6-18 % longer (docs/performance.md).
+inline std::size_t winograd_tile_size(const conv_geometry& g) noexcept
+{
+    const auto products = [&](std::size_t m)
+    {
+        const winograd_grid grid = winograd_tiles(g, m);
+        return grid.products() * grid.tiles();
+    };
+    return 8 * products(4) <= 5 * products(2) && g.batch * winograd_tiles(g, 4).tiles() >= 64 ? 4 : 2;
+}
 
 inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
 {
-    return {(g.out_h() + 1) / 2, (g.out_w() + 1) / 2};
+    return winograd_tiles(g, winograd_tile_size(g));
 }
 
 /// Elements of the transformed input and output of one chunk: 1 MB of floats, so that they stay
@@ -73,31 +105,47 @@ inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
 /// through memory: each layer's buffers were cold at every call).
 constexpr std::size_t winograd_chunk_elements = std::size_t(1) << 18;
 /// Tiles of a chunk at least, whatever its size: the GEMMs' N, below which packing U for each
-/// of the 16 GEMMs costs more than the cache misses a larger chunk takes.
+/// of the products' GEMMs costs more than the cache misses a larger chunk takes.
 constexpr std::size_t winograd_chunk_tiles = 256;
 
-/// Images per chunk: as many as keep the transformed input and output, 16 (C_in + C_out) values
-/// per tile, within `winograd_chunk_elements`, but enough for `winograd_chunk_tiles`; at least one.
-inline std::size_t winograd_chunk(const conv_geometry& g) noexcept
+/// Images per chunk of `g` on `grid`: as many as keep the transformed input and output, (m + 2)^2
+/// (C_in + C_out) values per tile, within `winograd_chunk_elements`, but enough for
+/// `winograd_chunk_tiles`; at least one.
+inline std::size_t winograd_chunk(const conv_geometry& g, const winograd_grid& grid) noexcept
 {
-    const std::size_t tiles = std::max<std::size_t>(1, winograd_tiles(g).tiles());
-    const std::size_t per_image = 16 * (g.in_channels + g.out_channels) * tiles;
+    const std::size_t tiles = std::max<std::size_t>(1, grid.tiles());
+    const std::size_t per_image = grid.products() * (g.in_channels + g.out_channels) * tiles;
     const std::size_t images = std::max(winograd_chunk_elements / std::max<std::size_t>(per_image, 1),
                                         (winograd_chunk_tiles + tiles - 1) / tiles);
     return std::max<std::size_t>(1, std::min(g.batch, images));
+}
+
+/// Elements of a thread's unfolded tiles: 16 KB of floats, within L1 between the unfold and the
+/// transform (unfolded straight into V, whose rows lie C_in times a chunk's tiles apart, often a
+/// multiple of 4 KB, every 16-byte store of the unfold went to a line the other rows had evicted).
+constexpr std::size_t winograd_unfold_elements = 4096;
+
+/// Images unfolded together: as many as `winograd_unfold_elements` holds, at least one, so that
+/// the transform's vectors run on from one small plane's tiles into the next's.
+inline std::size_t winograd_unfold_images(const winograd_grid& grid) noexcept
+{
+    return std::max<std::size_t>(1,
+                                 winograd_unfold_elements / std::max<std::size_t>(1, grid.products() * grid.tiles()));
 }
 
 /// What one thread of the Winograd form works in.
 template <class T>
 struct winograd_thread_buffers
 {
-    /// The four phases of a chunk's padded input planes of one channel, side by side, with a
-    /// vector of slack.
+    /// 2 x 2 tiles: the four phases of a chunk's padded input planes of one channel, side by side,
+    /// with a vector of slack.
     conv_buffer<T> phases;
-    /// The four phases of a chunk's output planes of one channel.
+    /// 4 x 4 tiles: the tiles of a few images of one channel, unfolded (`winograd_unfold_images`).
+    conv_buffer<T> unfolded;
+    /// The m^2 phases of a chunk's output planes of one channel.
     conv_buffer<T> outputs;
-    /// The chunk this thread runs: V (16, C_in, chunk tiles), and M (16, C_out, chunk tiles) or,
-    /// for dW, dY's transformed tiles (16, C_out, chunk tiles).
+    /// The chunk this thread runs: V ((m + 2)^2, C_in, chunk tiles), and M ((m + 2)^2, C_out,
+    /// chunk tiles) or, for dW, dY's transformed tiles ((m + 2)^2, C_out, chunk tiles).
     conv_buffer<T> input, product;
     /// dW: a chunk's share of dU, added to its part's sum.
     conv_buffer<T> chunk_kernel_grad;
@@ -107,14 +155,14 @@ struct winograd_thread_buffers
 template <class T>
 struct winograd_workspace
 {
-    /// U (16, C_out, C_in).
+    /// U ((m + 2)^2, C_out, C_in).
     conv_buffer<T> kernel;
     /// dX's pass: the kernel rotated and transposed (C_in, C_out, 3, 3), and dY padded.
     conv_buffer<T> rotated, padded_grad;
-    /// dW's pass: the gradient of U (16, C_out, C_in), one sum per part of the batch.
+    /// dW's pass: the gradient of U ((m + 2)^2, C_out, C_in), one sum per part of the batch.
     conv_buffer<T> kernel_grad;
     std::vector<winograd_thread_buffers<T>> threads;
-    /// Lanes of each vector of the phase grid that hold a tile.
+    /// 2 x 2 tiles: lanes of each vector of the phase grid that hold a tile.
     std::vector<std::uint32_t> tile_lanes;
     std::vector<std::ptrdiff_t> a_rows, a_cols, b_rows, b_cols, c_rows, c_cols;
     /// Offset tables of dU's packed GEMMs.
@@ -135,50 +183,190 @@ inline bool winograd_whole_units(std::size_t units) noexcept
 
 /// dW's parts: runs of whole chunks each summed into its own copy of dU, the copies then added in
 /// order, so that threads can run whole parts and the sums still do not depend on the thread
-/// count. Up to 8 parts and 2^20 elements of copies (a 256 x 256 layer's dU has 2^20: one part,
-/// whose chunks' products the threads then share).
-inline std::size_t winograd_weight_grad_parts(const conv_geometry& g) noexcept
+/// count. Up to 8 parts and 2^20 elements of copies (a 256 x 256 layer's dU has 2^20 for 2 x 2
+/// tiles: one part, whose chunks' products the threads then share).
+inline std::size_t winograd_weight_grad_parts(const conv_geometry& g, const winograd_grid& grid)
 {
-    const std::size_t chunk = winograd_chunk(g), chunks = (g.batch + chunk - 1) / chunk;
-    const std::size_t copy = 16 * g.out_channels * g.in_channels;
+    const std::size_t chunk = winograd_chunk(g, grid), chunks = (g.batch + chunk - 1) / chunk;
+    const std::size_t copy = grid.products() * g.out_channels * g.in_channels;
     const std::size_t fit = (std::size_t(1) << 20) / std::max<std::size_t>(copy, 1);
     return std::max<std::size_t>(1, std::min({chunks, std::size_t(8), fit}));
 }
 
-/// t[xi] = (G g G^T)[xi] for a 3x3 kernel g (g[k] = row k / 3, column k % 3), G = [1 0 0;
-/// 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]; for scalars or for vectors of S kernels.
-template <class V>
-void winograd_kernel_tile(const V (&g)[9], V (&u)[16])
+/// The one-dimensional transforms of F(m, 3), on scalars or on vectors V: `input` B^T d,
+/// `output` A^T e, `kernel` G g, `grad` A y (dY's tiles, for dW) and `kernel_grad` G^T e (dU back
+/// to dW). Written out, so that each costs the adds and multiplies its zeros and ones leave.
+template <std::size_t M>
+struct winograd_transforms;
+
+/// F(2, 3) on the points 0, 1, -1 and infinity: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
+/// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], A^T = [1 1 1 0; 0 1 -1 -1].
+template <>
+struct winograd_transforms<2>
 {
-    using T = decltype(g[0] + g[0]);
-    V t[4][3];
+    static constexpr std::size_t alpha = 4;
+
+    template <class V>
+    static void input(const V (&d)[4], V (&out)[4])
+    {
+        out[0] = d[0] - d[2];
+        out[1] = d[1] + d[2];
+        out[2] = d[2] - d[1];
+        out[3] = d[1] - d[3];
+    }
+    template <class V>
+    static void output(const V (&e)[4], V (&out)[2])
+    {
+        out[0] = e[0] + e[1] + e[2];
+        out[1] = e[1] - e[2] - e[3];
+    }
+    template <class V>
+    static void kernel(const V (&g)[3], V (&out)[4])
+    {
+        using S = decltype(g[0] + g[0]);
+        out[0] = g[0];
+        out[1] = (g[0] + g[1] + g[2]) * S(0.5);
+        out[2] = (g[0] - g[1] + g[2]) * S(0.5);
+        out[3] = g[2];
+    }
+    template <class V>
+    static void grad(const V (&y)[2], V (&out)[4])
+    {
+        out[0] = y[0];
+        out[1] = y[0] + y[1];
+        out[2] = y[0] - y[1];
+        out[3] = -y[1];
+    }
+    template <class V>
+    static void kernel_grad(const V (&e)[4], V (&out)[3])
+    {
+        using S = decltype(e[0] + e[0]);
+        out[0] = e[0] + S(0.5) * (e[1] + e[2]);
+        out[1] = S(0.5) * (e[1] - e[2]);
+        out[2] = S(0.5) * (e[1] + e[2]) + e[3];
+    }
+};
+
+/// F(4, 3) on the points 0, 1, -1, 2, -2 and infinity: B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0;
+/// 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1], G = [1/4 0 0; -1/6 -1/6 -1/6;
+/// -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0;
+/// 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+template <>
+struct winograd_transforms<4>
+{
+    static constexpr std::size_t alpha = 6;
+
+    template <class V>
+    static void input(const V (&d)[6], V (&out)[6])
+    {
+        using S = decltype(d[0] + d[0]);
+        const V a = d[4] - S(4) * d[2], b = d[3] - S(4) * d[1];
+        const V c = d[4] - d[2], e = S(2) * (d[3] - d[1]);
+        out[0] = d[4] + S(4) * d[0] - S(5) * d[2];
+        out[1] = a + b;
+        out[2] = a - b;
+        out[3] = c + e;
+        out[4] = c - e;
+        out[5] = d[5] + S(4) * d[1] - S(5) * d[3];
+    }
+    template <class V>
+    static void output(const V (&e)[6], V (&out)[4])
+    {
+        using S = decltype(e[0] + e[0]);
+        const V s1 = e[1] + e[2], t1 = e[1] - e[2], s2 = e[3] + e[4], t2 = e[3] - e[4];
+        out[0] = e[0] + s1 + s2;
+        out[1] = t1 + S(2) * t2;
+        out[2] = s1 + S(4) * s2;
+        out[3] = t1 + S(8) * t2 + e[5];
+    }
+    template <class V>
+    static void kernel(const V (&g)[3], V (&out)[6])
+    {
+        using S = decltype(g[0] + g[0]);
+        const V outer = g[0] + g[2], near = g[0] * S(1.0 / 24) + g[2] * S(1.0 / 6), odd = g[1] * S(1.0 / 12);
+        out[0] = g[0] * S(0.25);
+        out[1] = (outer + g[1]) * S(-1.0 / 6);
+        out[2] = (outer - g[1]) * S(-1.0 / 6);
+        out[3] = near + odd;
+        out[4] = near - odd;
+        out[5] = g[2];
+    }
+    template <class V>
+    static void grad(const V (&y)[4], V (&out)[6])
+    {
+        using S = decltype(y[0] + y[0]);
+        const V s1 = y[0] + y[2], t1 = y[1] + y[3];
+        const V s2 = y[0] + S(4) * y[2], t2 = S(2) * y[1] + S(8) * y[3];
+        out[0] = y[0];
+        out[1] = s1 + t1;
+        out[2] = s1 - t1;
+        out[3] = s2 + t2;
+        out[4] = s2 - t2;
+        out[5] = y[3];
+    }
+    template <class V>
+    static void kernel_grad(const V (&e)[6], V (&out)[3])
+    {
+        using S = decltype(e[0] + e[0]);
+        const V s1 = e[1] + e[2], t1 = e[2] - e[1], s2 = e[3] + e[4], t2 = e[3] - e[4];
+        out[0] = e[0] * S(0.25) - s1 * S(1.0 / 6) + s2 * S(1.0 / 24);
+        out[1] = t1 * S(1.0 / 6) + t2 * S(1.0 / 12);
+        out[2] = (s2 - s1) * S(1.0 / 6) + e[5];
+    }
+};
+
+/// Runs `body(std::integral_constant<std::size_t, m>{})` for the tile size m of `grid`.
+template <class F>
+void with_winograd_tile(const winograd_grid& grid, F&& body)
+{
+    if (grid.m == 4)
+    {
+        body(std::integral_constant<std::size_t, 4>{});
+    }
+    else
+    {
+        body(std::integral_constant<std::size_t, 2>{});
+    }
+}
+
+/// u = G g G^T for a 3x3 kernel g (g[k] = row k / 3, column k % 3), u[r (m + 2) + c] its row r,
+/// column c; for scalars or for vectors of S kernels.
+template <std::size_t M, class V>
+void winograd_kernel_tile(const V (&g)[9], V (&u)[(M + 2) * (M + 2)])
+{
+    using F = winograd_transforms<M>;
+    constexpr std::size_t A = F::alpha;
+    V t[A][3];
     for (std::size_t col = 0; col < 3; ++col)
     {
-        const V a = g[col], b = g[3 + col], c = g[6 + col];
-        t[0][col] = a;
-        t[1][col] = (a + b + c) * T(0.5);
-        t[2][col] = (a - b + c) * T(0.5);
-        t[3][col] = c;
+        const V column[3] = {g[col], g[3 + col], g[6 + col]};
+        V out[A];
+        F::kernel(column, out);
+        for (std::size_t r = 0; r < A; ++r)
+        {
+            t[r][col] = out[r];
+        }
     }
-    for (std::size_t row = 0; row < 4; ++row)
+    for (std::size_t row = 0; row < A; ++row)
     {
-        const V a = t[row][0], b = t[row][1], c = t[row][2];
-        u[row * 4] = a;
-        u[row * 4 + 1] = (a + b + c) * T(0.5);
-        u[row * 4 + 2] = (a - b + c) * T(0.5);
-        u[row * 4 + 3] = c;
+        V out[A];
+        F::kernel(t[row], out);
+        for (std::size_t c = 0; c < A; ++c)
+        {
+            u[row * A + c] = out[c];
+        }
     }
 }
 
 /// U[xi][o][c] = (G g G^T)[xi] for the 3x3 kernel g = weight[o][c]: S kernels at a time, gathered
-/// into vectors, so that each store writes a whole vector of one U[xi] (the 16 rows of U lie
+/// into vectors, so that each store writes a whole vector of one U[xi] (the rows of U lie
 /// C_out C_in apart, often a multiple of 4 KB, and a kernel at a time would write them one
 /// element at a time into the same cache sets).
-template <class T>
+template <std::size_t M, class T>
 void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* weight, T* u)
 {
     using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
+    constexpr std::size_t S = batch::size, P = (M + 2) * (M + 2);
     const std::size_t planes = c_out * c_in;
     alignas(64) gather_index<T> index[S];
     for (std::size_t l = 0; l < S; ++l)
@@ -188,35 +376,86 @@ void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* wei
     std::size_t p = 0;
     for (; p + S <= planes; p += S)
     {
-        batch g[9], out[16];
+        batch g[9], out[P];
         for (std::size_t k = 0; k < 9; ++k)
         {
             g[k] = gather(weight + p * 9 + k, index);
         }
-        winograd_kernel_tile(g, out);
-        for (std::size_t xi = 0; xi < 16; ++xi)
+        winograd_kernel_tile<M>(g, out);
+        for (std::size_t xi = 0; xi < P; ++xi)
         {
             out[xi].store_unaligned(u + xi * planes + p);
         }
     }
     for (; p < planes; ++p)
     {
-        T g[9], out[16];
+        T g[9], out[P];
         std::copy(weight + p * 9, weight + p * 9 + 9, g);
-        winograd_kernel_tile(g, out);
-        for (std::size_t xi = 0; xi < 16; ++xi)
+        winograd_kernel_tile<M>(g, out);
+        for (std::size_t xi = 0; xi < P; ++xi)
         {
             u[xi * planes + p] = out[xi];
         }
     }
 }
 
-/// The four stride-2 phases of the padded plane `padded` (Hp, Wp) into `phases`, each (TH + 1) x
-/// (TW + 1), phase (rho, gamma) at (2 rho + gamma) times `phase_step`; zeros where a phase has a
+/// The 4 x 4 transpose of a vector of 16 floats as lane indices: lane 4 b + j <- lane 4 j + b,
+/// so that four values of each stride-4 phase of a row come out in one 128-bit lane (and back).
+#if XSIMD_WITH_AVX512F
+inline __m512i quad_transpose_index() noexcept
+{
+    return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+}
+#endif
+
+/// out[0, count) from M phases, out[x] = phase x % M at x / M, phase b at `phases` + b `step`:
+/// the stride-m phases of a row interleaved back.
+template <std::size_t M, class T>
+void winograd_gather_row(const T* phases, std::size_t step, std::size_t count, T* out)
+{
+    static_assert(M == 2 || M == 4, "F(2, 3) and F(4, 3) only");
+    if constexpr (M == 2)
+    {
+        interleave_pairs(phases, phases + step, count / 2, out);
+        if (count % 2 != 0)
+        {
+            out[count - 1] = phases[count / 2];
+        }
+        return;
+    }
+    std::size_t x = 0;
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        const __m512i index = quad_transpose_index();
+        for (; x < count; x += 16)
+        {
+            const std::size_t n = std::min<std::size_t>(16, count - x), j = x / 4;
+            // Phase b holds ceil((n - b) / 4) of this piece's values.
+            const auto lanes = [n](std::size_t b)
+            {
+                return static_cast<__mmask8>(first_lanes((n + 3 - b) / 4));
+            };
+            __m512 v = _mm512_castps128_ps512(_mm_maskz_loadu_ps(lanes(0), phases + j));
+            v = _mm512_insertf32x4(v, _mm_maskz_loadu_ps(lanes(1), phases + step + j), 1);
+            v = _mm512_insertf32x4(v, _mm_maskz_loadu_ps(lanes(2), phases + 2 * step + j), 2);
+            v = _mm512_insertf32x4(v, _mm_maskz_loadu_ps(lanes(3), phases + 3 * step + j), 3);
+            _mm512_mask_storeu_ps(out + x, static_cast<__mmask16>(first_lanes(n)), _mm512_permutexvar_ps(index, v));
+        }
+    }
+#endif
+    for (; x < count; ++x)
+    {
+        out[x] = phases[(x % 4) * step + x / 4];
+    }
+}
+
+/// 2 x 2 tiles: the four stride-2 phases of the padded plane `padded` (Hp, Wp) into `phases`, each
+/// (TH + 1) x (TW + 1), phase (rho, gamma) at (2 rho + gamma) times `phase_step`; zeros where a phase has a
 /// row or column more than the plane (Hp or Wp odd), so that no value of an earlier plane is left.
 template <class T>
-void winograd_split(const conv_geometry& g, const winograd_grid& grid, const T* padded, T* phases,
-                    std::size_t phase_step)
+void winograd_split_pairs(const conv_geometry& g, const winograd_grid& grid, const T* padded, T* phases,
+                          std::size_t phase_step)
 {
     const std::size_t hp = g.padded_h(), wp = g.padded_w(), pitch = grid.pitch();
     for (std::size_t y = 0; y < hp; ++y)
@@ -238,13 +477,13 @@ void winograd_split(const conv_geometry& g, const winograd_grid& grid, const T* 
     }
 }
 
-/// V[xi][c][k] for the k-th tile of `images` input planes whose phases are `phases` (phase f of
+/// 2 x 2 tiles: V[xi][c][k] for the k-th tile of `images` input planes whose phases are `phases` (phase f of
 /// image i at (f images + i) phase planes), image i's tiles from k = i TH TW: B^T d B with B^T =
 /// [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. `stride` is the distance between two xi of V (C_in
 /// times the chunk's tiles). The grid positions run on from one image's phase plane into the
 /// next, so that a vector holds the tiles of several small planes.
 template <class T>
-void winograd_input_tiles(const winograd_grid& grid, std::size_t images, const std::uint32_t* tile_lanes,
+void winograd_phase_tiles(const winograd_grid& grid, std::size_t images, const std::uint32_t* tile_lanes,
                           const T* phases, T* v, std::size_t stride)
 {
     using batch = xsimd::batch<T>;
@@ -284,44 +523,190 @@ void winograd_input_tiles(const winograd_grid& grid, std::size_t images, const s
     }
 }
 
+/// out[t] + c `stride` + j = row[m j + c] for j < `tw`, c < E (m + 2 for the input's tiles, m for
+/// dY's) and each of the `targets` (one or two) tile rows that read the row `row` (`count` values;
+/// zeros past it); through `mask` (laid out like the row, or null) when given: a value passes
+/// where the mask is positive. With AVX-512 and m = 4, a vector of the row's stride-4 phases at a
+/// time, stored straight from registers (a phase row stored and read back would wait on every
+/// masked store: they do not forward).
+template <std::size_t M, std::size_t E, class T>
+void winograd_unfold_row(const T* row, const T* mask, std::size_t count, std::size_t tw, T* const* out,
+                         std::size_t targets, std::size_t stride)
+{
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value && M == 4)
+    {
+        // 16 values of the row: 4 of each stride-4 phase in a 128-bit lane after one permute. Tile
+        // j's elements c < 4 are phase c at j, elements 4 and 5 phases 0 and 1 at j + 1: each
+        // lane is stored at j and, for those two, one position back.
+        const __m512i index = quad_transpose_index();
+        const __m512 zero = _mm512_setzero_ps();
+        for (std::size_t j0 = 0; j0 <= tw; j0 += 4)
+        {
+            const std::size_t x = 4 * j0, real = x < count ? std::min<std::size_t>(16, count - x) : 0;
+            const auto lanes = static_cast<__mmask16>(first_lanes(real));
+            const auto from = static_cast<std::ptrdiff_t>(x);
+            __m512 values = _mm512_maskz_loadu_ps(lanes, address_at(row, from));
+            if (mask != nullptr)
+            {
+                const __m512 m = _mm512_maskz_loadu_ps(lanes, address_at(mask, from));
+                values = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m, zero, _CMP_GT_OQ), values);
+            }
+            values = _mm512_permutexvar_ps(index, values);
+            const __m128 q[4] = {_mm512_extractf32x4_ps(values, 0), _mm512_extractf32x4_ps(values, 1),
+                                 _mm512_extractf32x4_ps(values, 2), _mm512_extractf32x4_ps(values, 3)};
+            const auto here = static_cast<__mmask8>(j0 < tw ? first_lanes(std::min<std::size_t>(4, tw - j0)) : 0u);
+            const auto back =
+                static_cast<__mmask8>(first_lanes(std::min<std::size_t>(4, tw + 1 - j0)) & (j0 == 0 ? ~1u : ~0u));
+            for (std::size_t t = 0; t < targets; ++t)
+            {
+                T* at = out[t] + j0;
+                for (std::size_t c = 0; c < 4; ++c)
+                {
+                    _mm_mask_storeu_ps(at + c * stride, here, q[c]);
+                }
+                if constexpr (E > 4)
+                {
+                    _mm_mask_storeu_ps(address_at(at + 4 * stride, std::ptrdiff_t(-1)), back, q[0]);
+                    _mm_mask_storeu_ps(address_at(at + 5 * stride, std::ptrdiff_t(-1)), back, q[1]);
+                }
+            }
+        }
+        return;
+    }
+#endif
+    for (std::size_t t = 0; t < targets; ++t)
+    {
+        for (std::size_t c = 0; c < E; ++c)
+        {
+            T* to = out[t] + c * stride;
+            for (std::size_t j = 0; j < tw; ++j)
+            {
+                const std::size_t x = M * j + c;
+                to[j] = x < count && (mask == nullptr || mask[x] > T(0)) ? row[x] : T(0);
+            }
+        }
+    }
+}
+
+/// Element (r, c) of every m x m tile of the padded plane `padded` (Hp, Wp) into row r (m + 2) + c
+/// of `v`, rows `stride` apart: v[(r (m + 2) + c) stride + i TW + j] = padded[m i + r][m j + c],
+/// zeros past the plane, so that the transform reads and writes whole vectors of tiles.
+template <std::size_t M, class T>
+void winograd_unfold(const conv_geometry& g, const winograd_grid& grid, const T* padded, T* v, std::size_t stride)
+{
+    constexpr std::size_t A = M + 2;
+    const std::size_t hp = g.padded_h(), wp = g.padded_w(), th = grid.th, tw = grid.tw;
+    for (std::size_t y = 0; y < hp; ++y)
+    {
+        // Row y is element r = y mod m of tile row y / m, and r = y mod m + m of the row above.
+        T* out[2];
+        std::size_t targets = 0;
+        for (std::size_t above = 0; above < 2 && above <= y / M; ++above)
+        {
+            const std::size_t r = y % M + above * M, ti = y / M - above;
+            if (r < A && ti < th)
+            {
+                out[targets++] = v + r * A * stride + ti * tw;
+            }
+        }
+        winograd_unfold_row<M, A>(padded + y * wp, static_cast<const T*>(nullptr), wp, tw, out, targets, stride);
+    }
+    for (std::size_t ti = 0; ti < th; ++ti)
+    {
+        for (std::size_t r = hp > M * ti ? hp - M * ti : 0; r < A; ++r)
+        {
+            for (std::size_t c = 0; c < A; ++c)
+            {
+                T* out = v + (r * A + c) * stride + ti * tw;
+                std::fill(out, out + tw, T(0));
+            }
+        }
+    }
+}
+
+/// V[xi][k] = (B^T d B)[xi] into `v` (rows `stride` apart) for the `columns` tiles whose elements
+/// d `winograd_unfold` laid out in `d` (rows `d_stride` apart): a vector of tiles at a time, each
+/// element a whole vector.
+template <std::size_t M, class T>
+void winograd_input_tiles(std::size_t columns, const T* d, std::size_t d_stride, T* v, std::size_t stride)
+{
+    using batch = xsimd::batch<T>;
+    using F = winograd_transforms<M>;
+    constexpr std::size_t S = batch::size, A = F::alpha;
+    for (std::size_t k = 0; k < columns; k += S)
+    {
+        const std::uint32_t lanes = first_lanes(std::min(S, columns - k));
+        const auto at = static_cast<std::ptrdiff_t>(k);
+        batch t[A][A];
+        for (std::size_t c = 0; c < A; ++c)
+        {
+            batch column[A], out[A];
+            for (std::size_t r = 0; r < A; ++r)
+            {
+                column[r] = load_masked(d + (r * A + c) * d_stride, at, lanes);
+            }
+            F::input(column, out);
+            for (std::size_t r = 0; r < A; ++r)
+            {
+                t[r][c] = out[r];
+            }
+        }
+        for (std::size_t r = 0; r < A; ++r)
+        {
+            batch out[A];
+            F::input(t[r], out);
+            for (std::size_t c = 0; c < A; ++c)
+            {
+                store_masked(v + (r * A + c) * stride, at, out[c], lanes);
+            }
+        }
+    }
+}
+
 /// The output planes y (OH, OW) of `images` consecutive images, `image_step` apart in y, from
-/// M[xi][k] for their tiles (image i's are k = i TH TW ... (i + 1) TH TW - 1): the 2x2 block
-/// A^T m A of each tile, A^T = [1 1 1 0; 0 1 -1 -1], plus `bias`, through ReLU when `relu`;
-/// `phases` (4 images TH TW elements and a vector) holds the four output phases on the way.
-/// `stride` is the distance between two xi of M. The transform runs along all the images'
-/// tiles in whole vectors: a plane at a time, a small plane's tiles filled a fraction of one
-/// (a 4 x 4 output is 4 tiles).
-template <class T>
+/// M[xi][k] for their tiles (image i's are k = i TH TW ... (i + 1) TH TW - 1): the m x m block
+/// A^T e A of each tile, plus `bias`, through ReLU when `relu`; `phases` (m^2 images TH TW
+/// elements and a vector) holds the output phases on the way. `stride` is the distance between
+/// two xi of M. The transform runs along all the images' tiles in whole vectors: a plane at a
+/// time, a small plane's tiles filled a fraction of one (a 4 x 4 output is 4 tiles of 2 x 2).
+template <std::size_t M, class T>
 void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, const T* m, std::size_t stride,
                            std::size_t images, T bias, bool relu, T* phases, T* y, std::size_t image_step)
 {
     using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
+    using F = winograd_transforms<M>;
+    constexpr std::size_t S = batch::size, A = F::alpha;
     const std::size_t tiles = grid.tiles(), columns = images * tiles;
     for (std::size_t k = 0; k < columns; k += S)
     {
         const std::uint32_t lanes = first_lanes(std::min(S, columns - k));
-        batch s[2][4];
-        for (std::size_t c = 0; c < 4; ++c)
+        batch s[M][A];
+        for (std::size_t c = 0; c < A; ++c)
         {
-            batch e[4];
-            for (std::size_t r = 0; r < 4; ++r)
+            batch e[A], out[M];
+            for (std::size_t r = 0; r < A; ++r)
             {
-                e[r] = load_masked(m + (r * 4 + c) * stride, static_cast<std::ptrdiff_t>(k), lanes);
+                e[r] = load_masked(m + (r * A + c) * stride, static_cast<std::ptrdiff_t>(k), lanes);
             }
-            s[0][c] = e[0] + e[1] + e[2];
-            s[1][c] = e[1] - e[2] - e[3];
-        }
-        for (std::size_t a = 0; a < 2; ++a)
-        {
-            batch out[2] = {s[a][0] + s[a][1] + s[a][2] + batch(bias), s[a][1] - s[a][2] - s[a][3] + batch(bias)};
-            for (std::size_t b = 0; b < 2; ++b)
+            F::output(e, out);
+            for (std::size_t a = 0; a < M; ++a)
             {
+                s[a][c] = out[a];
+            }
+        }
+        for (std::size_t a = 0; a < M; ++a)
+        {
+            batch out[M];
+            F::output(s[a], out);
+            for (std::size_t b = 0; b < M; ++b)
+            {
+                out[b] = out[b] + batch(bias);
                 if (relu)
                 {
                     out[b] = xsimd::max(out[b], batch(T(0)));
                 }
-                store_masked(phases + (a * 2 + b) * columns + k, out[b], lanes);
+                store_masked(phases + (a * M + b) * columns + k, out[b], lanes);
             }
         }
     }
@@ -330,50 +715,55 @@ void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, co
     {
         for (std::size_t row = 0; row < oh; ++row)
         {
-            const T* even = phases + (row % 2) * 2 * columns + i * tiles + row / 2 * tw;
-            T* out = y + i * image_step + row * ow;
-            interleave_pairs(even, even + columns, ow / 2, out);
-            if (ow % 2 != 0)
-            {
-                out[ow - 1] = even[ow / 2];
-            }
+            const T* first = phases + (row % M) * M * columns + i * tiles + row / M * tw;
+            winograd_gather_row<M>(first, columns, ow, y + i * image_step + row * ow);
         }
     }
 }
 
-/// Sizes the buffers for `g` (they only grow) and the offset tables of the forward products,
-/// whose V and M rows lie a whole chunk's tiles apart whatever the chunk's images; fills the lanes
-/// of the tile grid.
+/// Sizes the buffers for `g` on `grid` (they only grow) and the offset tables of the forward
+/// products, whose V and M rows lie a whole chunk's tiles apart whatever the chunk's images; fills
+/// the lanes of the tile grid.
 template <class T>
-void prepare_winograd(const conv_geometry& g, winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+void prepare_winograd(const conv_geometry& g, const winograd_grid& grid, winograd_workspace<T>& ws,
+                      gemm_workspace<T>& gemm_ws)
 {
     constexpr std::size_t S = xsimd::batch<T>::size;
-    const std::size_t c_in = g.in_channels, c_out = g.out_channels;
-    const winograd_grid grid = winograd_tiles(g);
-    const std::size_t chunk = winograd_chunk(g), tiles = grid.tiles(), pitch = chunk * tiles;
-    grow_to(ws.kernel, 16 * c_out * c_in);
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, products = grid.products();
+    const std::size_t chunk = winograd_chunk(g, grid), tiles = grid.tiles(), pitch = chunk * tiles;
+    const std::size_t phases = grid.m * grid.m;
+    grow_to(ws.kernel, products * c_out * c_in);
     const std::size_t workers = get_num_threads();
     gemm_ws.reserve_threads(workers);
     if (ws.threads.size() < workers)
     {
         ws.threads.resize(workers);
     }
-    const std::size_t phase_elements = 4 * chunk * grid.phase_plane() + S;
     for (auto& t : ws.threads)
     {
-        grow_to(t.phases, phase_elements);
-        grow_to(t.outputs, 4 * pitch + S);
-        grow_to(t.input, 16 * c_in * pitch);
-        grow_to(t.product, 16 * c_out * pitch);
-    }
-    const std::size_t positions = chunk * grid.phase_plane(), vectors = (positions + S - 1) / S;
-    ws.tile_lanes.assign(vectors, 0);
-    for (std::size_t q = 0; q < positions; ++q)
-    {
-        const std::size_t at = q % grid.phase_plane();
-        if (at < grid.th * grid.pitch() && at % grid.pitch() < grid.tw)
+        if (grid.m == 2)
         {
-            ws.tile_lanes[q / S] |= std::uint32_t(1) << (q % S);
+            grow_to(t.phases, 4 * chunk * grid.phase_plane() + S);
+        }
+        else
+        {
+            grow_to(t.unfolded, grid.products() * winograd_unfold_images(grid) * tiles + S);
+        }
+        grow_to(t.outputs, phases * pitch + S);
+        grow_to(t.input, products * c_in * pitch);
+        grow_to(t.product, products * c_out * pitch);
+    }
+    if (grid.m == 2)
+    {
+        const std::size_t positions = chunk * grid.phase_plane(), vectors = (positions + S - 1) / S;
+        ws.tile_lanes.assign(vectors, 0);
+        for (std::size_t q = 0; q < positions; ++q)
+        {
+            const std::size_t at = q % grid.phase_plane();
+            if (at < grid.th * grid.pitch() && at % grid.pitch() < grid.tw)
+            {
+                ws.tile_lanes[q / S] |= std::uint32_t(1) << (q % S);
+            }
         }
     }
     fill_linear(ws.a_rows, c_out, c_in);
@@ -399,29 +789,53 @@ void winograd_items(bool shared, std::size_t own, std::size_t count, std::size_t
     }
 }
 
-/// V (16, C_in, chunk tiles) in `v`, rows `pitch` apart, for images [n0, n1) of `padded`: plane
-/// (n, c) fills columns [(n - n0) tiles, ...) of row c of every V[xi]. A channel's planes are
-/// split side by side and transformed together.
+/// V ((m + 2)^2, C_in, chunk tiles) in `v`, rows `pitch` apart, for images [n0, n1) of `padded`:
+/// plane (n, c) fills columns [(n - n0) tiles, ...) of row c of every V[xi]. A channel's planes
+/// are unfolded a few side by side (`winograd_unfold_images`) and transformed together.
 template <class T>
-void winograd_transform_input(const conv_geometry& g, const T* padded, std::size_t n0, std::size_t n1, T* v,
-                              std::size_t pitch, bool shared, std::size_t own, winograd_workspace<T>& ws)
+void winograd_transform_input(const conv_geometry& g, const winograd_grid& grid, const T* padded, std::size_t n0,
+                              std::size_t n1, T* v, std::size_t pitch, bool shared, std::size_t own,
+                              winograd_workspace<T>& ws)
 {
     const std::size_t c_in = g.in_channels, in_plane = g.padded_h() * g.padded_w(), images = n1 - n0;
-    const winograd_grid grid = winograd_tiles(g);
-    const std::size_t plane = grid.phase_plane();
-    winograd_items(shared, own, c_in, 16 * grid.tiles() * images,
+    const std::size_t tiles = grid.tiles(), group = winograd_unfold_images(grid), group_pitch = group * tiles;
+    if (grid.m == 2)
+    {
+        const std::size_t plane = grid.phase_plane();
+        winograd_items(shared, own, c_in, 16 * tiles * images,
+                       [&](std::size_t begin, std::size_t end, std::size_t worker)
+                       {
+                           T* phases = ws.threads[worker].phases.data();
+                           for (std::size_t c = begin; c < end; ++c)
+                           {
+                               for (std::size_t i = 0; i < images; ++i)
+                               {
+                                   winograd_split_pairs(g, grid, padded + ((n0 + i) * c_in + c) * in_plane,
+                                                        phases + i * plane, images * plane);
+                               }
+                               winograd_phase_tiles(grid, images, ws.tile_lanes.data(), phases, v + c * pitch,
+                                                    c_in * pitch);
+                           }
+                       });
+        return;
+    }
+    winograd_items(shared, own, c_in, grid.products() * tiles * images,
                    [&](std::size_t begin, std::size_t end, std::size_t worker)
                    {
-                       T* phases = ws.threads[worker].phases.data();
+                       T* unfolded = ws.threads[worker].unfolded.data();
                        for (std::size_t c = begin; c < end; ++c)
                        {
-                           for (std::size_t i = 0; i < images; ++i)
+                           for (std::size_t i0 = 0; i0 < images; i0 += group)
                            {
-                               winograd_split(g, grid, padded + ((n0 + i) * c_in + c) * in_plane, phases + i * plane,
-                                              images * plane);
+                               const std::size_t i1 = std::min(images, i0 + group);
+                               for (std::size_t i = i0; i < i1; ++i)
+                               {
+                                   winograd_unfold<4>(g, grid, padded + ((n0 + i) * c_in + c) * in_plane,
+                                                      unfolded + (i - i0) * tiles, group_pitch);
+                               }
+                               winograd_input_tiles<4>((i1 - i0) * tiles, unfolded, group_pitch,
+                                                       v + c * pitch + i0 * tiles, c_in * pitch);
                            }
-                           winograd_input_tiles(grid, images, ws.tile_lanes.data(), phases, v + c * pitch,
-                                                c_in * pitch);
                        }
                    });
 }
@@ -429,17 +843,17 @@ void winograd_transform_input(const conv_geometry& g, const T* padded, std::size
 /// The forward pass of images [first, last), chunk by chunk in worker `own`'s chunk buffers, the
 /// threads sharing each chunk's transforms and products when `shared`.
 template <class T>
-void winograd_forward_images(const conv_geometry& g, const T* bias, const T* padded, T* y, bool relu, std::size_t first,
-                             std::size_t last, bool shared, std::size_t own, winograd_workspace<T>& ws,
-                             gemm_workspace<T>& gemm_ws)
+void winograd_forward_images(const conv_geometry& g, const winograd_grid& grid, const T* bias, const T* padded, T* y,
+                             bool relu, std::size_t first, std::size_t last, bool shared, std::size_t own,
+                             winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
-    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
-    const winograd_grid grid = winograd_tiles(g);
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g, grid);
     const std::size_t tiles = grid.tiles(), pitch = chunk * tiles, out_plane = g.out_h() * g.out_w();
+    const std::size_t count = grid.products();
     const T* u = ws.kernel.data();
     T* v = ws.threads[own].input.data();
     T* m = ws.threads[own].product.data();
-    const gemm_batch_strides products{16, static_cast<std::ptrdiff_t>(c_out * c_in),
+    const gemm_batch_strides products{count, static_cast<std::ptrdiff_t>(c_out * c_in),
                                       static_cast<std::ptrdiff_t>(c_in * pitch),
                                       static_cast<std::ptrdiff_t>(c_out * pitch)};
     const offset_matrix<const T> a{u, ws.a_rows.data(), ws.a_cols.data()};
@@ -448,56 +862,73 @@ void winograd_forward_images(const conv_geometry& g, const T* bias, const T* pad
     for (std::size_t n0 = first; n0 < last; n0 += chunk)
     {
         const std::size_t n1 = std::min(last, n0 + chunk), cols = (n1 - n0) * tiles;
-        winograd_transform_input(g, padded, n0, n1, v, pitch, shared, own, ws);
+        winograd_transform_input(g, grid, padded, n0, n1, v, pitch, shared, own, ws);
         if (shared)
         {
             gemm_batch<T>(c_out, cols, c_in, a, b, c, {}, gemm_ws, products);
         }
         else
         {
-            gemm_batch_serial<T>(c_out, cols, c_in, a, b, c, {}, gemm_ws.threads[own], products, 0, 16);
+            gemm_batch_serial<T>(c_out, cols, c_in, a, b, c, {}, gemm_ws.threads[own], products, 0, count);
         }
-        winograd_items(shared, own, c_out, 16 * cols,
+        winograd_items(shared, own, c_out, count * cols,
                        [&](std::size_t begin, std::size_t end, std::size_t worker)
                        {
                            T* phases = ws.threads[worker].outputs.data();
-                           for (std::size_t o = begin; o < end; ++o)
-                           {
-                               winograd_output_tiles(g, grid, m + o * pitch, c_out * pitch, n1 - n0,
-                                                     bias == nullptr ? T(0) : bias[o], relu, phases,
-                                                     y + (n0 * c_out + o) * out_plane, c_out * out_plane);
-                           }
+                           with_winograd_tile(grid,
+                                              [&](auto tile)
+                                              {
+                                                  constexpr std::size_t M = decltype(tile)::value;
+                                                  for (std::size_t o = begin; o < end; ++o)
+                                                  {
+                                                      winograd_output_tiles<M>(
+                                                          g, grid, m + o * pitch, c_out * pitch, n1 - n0,
+                                                          bias == nullptr ? T(0) : bias[o], relu, phases,
+                                                          y + (n0 * c_out + o) * out_plane, c_out * out_plane);
+                                                  }
+                                              });
                        });
     }
 }
 
-/// y (N, C_out, OH, OW) = the convolution of `padded` (N, C_in, Hp, Wp) with `weight` (C_out,
-/// C_in, 3, 3), plus `bias` (C_out, or null), with ReLU when `relu`, for `g` where
-/// `winograd_applies`. Each output depends on its own tiles only, so the split of the images
-/// between threads (`winograd_whole_units`) does not change a bit of it.
-template <class T>
-void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, const T* padded, T* y, bool relu,
-                      winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+/// The grid of `g` for tiles of `tile` (2 or 4), or of `winograd_tile_size(g)` when `tile` is 0.
+inline winograd_grid winograd_tiles_of(const conv_geometry& g, std::size_t tile) noexcept
 {
-    prepare_winograd(g, ws, gemm_ws);
-    winograd_kernel_transform(g.out_channels, g.in_channels, weight, ws.kernel.data());
-    if (winograd_whole_units(g.batch))
-    {
-        parallel_for(g.batch, 1,
-                     [&](std::size_t begin, std::size_t end, std::size_t worker)
-                     { winograd_forward_images(g, bias, padded, y, relu, begin, end, false, worker, ws, gemm_ws); });
-        return;
-    }
-    winograd_forward_images(g, bias, padded, y, relu, 0, g.batch, true, 0, ws, gemm_ws);
+    return winograd_tiles(g, tile == 0 ? winograd_tile_size(g) : tile);
 }
 
-/// The 4x4 transforms A y A^T, A = [1 0; 1 1; 1 -1; 0 -1], of the 2x2 tiles of the dY plane `dy`
+/// y (N, C_out, OH, OW) = the convolution of `padded` (N, C_in, Hp, Wp) with `weight` (C_out,
+/// C_in, 3, 3), plus `bias` (C_out, or null), with ReLU when `relu`, for `g` where
+/// `winograd_applies`, on m x m tiles, m = `tile` (2 or 4) or, when 0, `winograd_tile_size`. Each
+/// output depends on its own tiles only, so the split of the images between threads
+/// (`winograd_whole_units`) does not change a bit of it.
+template <class T>
+void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, const T* padded, T* y, bool relu,
+                      winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws, std::size_t tile = 0)
+{
+    const winograd_grid grid = winograd_tiles_of(g, tile);
+    prepare_winograd(g, grid, ws, gemm_ws);
+    with_winograd_tile(
+        grid, [&](auto m)
+        { winograd_kernel_transform<decltype(m)::value>(g.out_channels, g.in_channels, weight, ws.kernel.data()); });
+    if (winograd_whole_units(g.batch))
+    {
+        parallel_for(
+            g.batch, 1,
+            [&](std::size_t begin, std::size_t end, std::size_t worker)
+            { winograd_forward_images(g, grid, bias, padded, y, relu, begin, end, false, worker, ws, gemm_ws); });
+        return;
+    }
+    winograd_forward_images(g, grid, bias, padded, y, relu, 0, g.batch, true, 0, ws, gemm_ws);
+}
+
+/// 2 x 2 tiles: the 4x4 transforms A y A^T, A = [1 0; 1 1; 1 -1; 0 -1], of the 2x2 tiles of the dY plane `dy`
 /// (OH, OW), through `mask` (laid out like dY, or null) when given: into Y[xi][t0 + k] for tile
 /// k, `stride` apart between two xi. `phases` holds the four TH x TW phases of dY on the way,
 /// zeros past an odd edge.
 template <class T>
-void winograd_grad_tiles(const conv_geometry& g, const winograd_grid& grid, const T* dy, const T* mask, T* phases,
-                         T* out, std::size_t stride)
+void winograd_plane_grad_tiles(const conv_geometry& g, const winograd_grid& grid, const T* dy, const T* mask, T* phases,
+                               T* out, std::size_t stride)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
@@ -556,70 +987,166 @@ void winograd_grad_tiles(const conv_geometry& g, const winograd_grid& grid, cons
     }
 }
 
-/// dw (C_out, C_in, 3, 3) = G^T dU G for every kernel, from dU (16, C_out C_in), G^T = [1 1/2 1/2 0;
-/// 0 1/2 -1/2 0; 0 1/2 1/2 1].
-template <class T>
-void winograd_kernel_grad_transform(std::size_t planes, const T* du, T* dw)
+/// Element (a, b) of every m x m tile of the dY plane `dy` (OH, OW) into row a m + b of `out`, rows
+/// `stride` apart: out[(a m + b) stride + i TW + j] = dy[m i + a][m j + b], zeros past the plane;
+/// through `mask` (laid out like dY, or null) when given.
+template <std::size_t M, class T>
+void winograd_unfold_grad(const conv_geometry& g, const winograd_grid& grid, const T* dy, const T* mask, T* out,
+                          std::size_t stride)
 {
-    for (std::size_t p = 0; p < planes; ++p)
+    const std::size_t oh = g.out_h(), ow = g.out_w(), tw = grid.tw;
+    for (std::size_t row = 0; row < M * grid.th; ++row)
     {
-        T m[4][4];
-        for (std::size_t xi = 0; xi < 16; ++xi)
+        T* first = out + row % M * M * stride + row / M * tw;
+        if (row >= oh)
         {
-            m[xi / 4][xi % 4] = du[xi * planes + p];
+            for (std::size_t b = 0; b < M; ++b)
+            {
+                std::fill(first + b * stride, first + b * stride + tw, T(0));
+            }
+            continue;
         }
-        T t[3][4];
-        for (std::size_t c = 0; c < 4; ++c)
+        winograd_unfold_row<M, M>(dy + row * ow, mask == nullptr ? nullptr : mask + row * ow, ow, tw, &first, 1,
+                                  stride);
+    }
+}
+
+/// The (m + 2) x (m + 2) transforms A y A^T into `out` (rows `stride` apart) of the `columns` tiles
+/// of dY whose elements y `winograd_unfold_grad` laid out in `d` (rows `d_stride` apart).
+template <std::size_t M, class T>
+void winograd_grad_tiles(std::size_t columns, const T* d, std::size_t d_stride, T* out, std::size_t stride)
+{
+    using batch = xsimd::batch<T>;
+    using F = winograd_transforms<M>;
+    constexpr std::size_t S = batch::size, A = F::alpha;
+    for (std::size_t k = 0; k < columns; k += S)
+    {
+        const std::uint32_t lanes = first_lanes(std::min(S, columns - k));
+        const auto at = static_cast<std::ptrdiff_t>(k);
+        // Each column of dY's tiles transformed, then each row of those.
+        batch t[A][M];
+        for (std::size_t b = 0; b < M; ++b)
         {
-            t[0][c] = m[0][c] + T(0.5) * (m[1][c] + m[2][c]);
-            t[1][c] = T(0.5) * (m[1][c] - m[2][c]);
-            t[2][c] = T(0.5) * (m[1][c] + m[2][c]) + m[3][c];
+            batch column[M], values[A];
+            for (std::size_t a = 0; a < M; ++a)
+            {
+                column[a] = load_masked(d + (a * M + b) * d_stride, at, lanes);
+            }
+            F::grad(column, values);
+            for (std::size_t r = 0; r < A; ++r)
+            {
+                t[r][b] = values[r];
+            }
         }
-        T* out = dw + p * 9;
-        for (std::size_t r = 0; r < 3; ++r)
+        for (std::size_t r = 0; r < A; ++r)
         {
-            out[r * 3] = t[r][0] + T(0.5) * (t[r][1] + t[r][2]);
-            out[r * 3 + 1] = T(0.5) * (t[r][1] - t[r][2]);
-            out[r * 3 + 2] = T(0.5) * (t[r][1] + t[r][2]) + t[r][3];
+            batch values[A];
+            F::grad(t[r], values);
+            for (std::size_t c = 0; c < A; ++c)
+            {
+                store_masked(out + (r * A + c) * stride, at, values[c], lanes);
+            }
         }
     }
 }
 
-/// dU's sum over chunks [c0, c1) of the batch into `du` (16, C_out C_in), in worker `own`'s chunk
-/// buffers, the threads sharing each chunk's transforms and products when `shared`: V and the
-/// transformed dY of each chunk, then dU[xi] += the transformed dY times V[xi] transposed, the
+/// dw (C_out, C_in, 3, 3) = G^T dU G for every kernel, from dU ((m + 2)^2, C_out C_in).
+template <std::size_t M, class T>
+void winograd_kernel_grad_transform(std::size_t planes, const T* du, T* dw)
+{
+    using F = winograd_transforms<M>;
+    constexpr std::size_t A = F::alpha;
+    for (std::size_t p = 0; p < planes; ++p)
+    {
+        T t[3][A];
+        for (std::size_t c = 0; c < A; ++c)
+        {
+            T column[A], values[3];
+            for (std::size_t r = 0; r < A; ++r)
+            {
+                column[r] = du[(r * A + c) * planes + p];
+            }
+            F::kernel_grad(column, values);
+            for (std::size_t r = 0; r < 3; ++r)
+            {
+                t[r][c] = values[r];
+            }
+        }
+        T* out = dw + p * 9;
+        for (std::size_t r = 0; r < 3; ++r)
+        {
+            T values[3];
+            F::kernel_grad(t[r], values);
+            std::copy(values, values + 3, out + r * 3);
+        }
+    }
+}
+
+/// dU's sum over chunks [c0, c1) of the batch into `du` ((m + 2)^2, C_out C_in), in worker `own`'s
+/// chunk buffers, the threads sharing each chunk's transforms and products when `shared`: V and
+/// the transformed dY of each chunk, then dU[xi] += the transformed dY times V[xi] transposed, the
 /// first chunk writing `du`.
 template <class T>
-void winograd_weight_grad_chunks(const conv_geometry& g, const T* padded, const T* dy, const T* mask, std::size_t c0,
-                                 std::size_t c1, T* du, bool shared, std::size_t own, winograd_workspace<T>& ws,
-                                 gemm_workspace<T>& gemm_ws)
+void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& grid, const T* padded, const T* dy,
+                                 const T* mask, std::size_t c0, std::size_t c1, T* du, bool shared, std::size_t own,
+                                 winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
-    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
-    const winograd_grid grid = winograd_tiles(g);
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g, grid);
     const std::size_t tiles = grid.tiles(), pitch = chunk * tiles, out_plane = g.out_h() * g.out_w();
-    const std::size_t planes = c_out * c_in;
+    const std::size_t planes = c_out * c_in, count = grid.products();
     winograd_thread_buffers<T>& mine = ws.threads[own];
     T* v = mine.input.data();
     T* dyt = mine.product.data();
     for (std::size_t q = c0; q < c1; ++q)
     {
         const std::size_t n0 = q * chunk, n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * tiles;
-        winograd_transform_input(g, padded, n0, n1, v, pitch, shared, own, ws);
-        winograd_items(shared, own, (n1 - n0) * c_out, 16 * tiles,
-                       [&](std::size_t begin, std::size_t end, std::size_t worker)
-                       {
-                           T* phases = ws.threads[worker].outputs.data();
-                           for (std::size_t p = begin; p < end; ++p)
+        winograd_transform_input(g, grid, padded, n0, n1, v, pitch, shared, own, ws);
+        const std::size_t images = n1 - n0;
+        if (grid.m == 2)
+        {
+            winograd_items(shared, own, images * c_out, 16 * tiles,
+                           [&](std::size_t begin, std::size_t end, std::size_t worker)
                            {
-                               const std::size_t n = n0 + p / c_out, o = p % c_out, at = (n * c_out + o) * out_plane;
-                               winograd_grad_tiles(g, grid, dy + at, mask == nullptr ? nullptr : mask + at, phases,
-                                                   dyt + o * pitch + (n - n0) * tiles, c_out * pitch);
-                           }
-                       });
+                               T* phases = ws.threads[worker].outputs.data();
+                               for (std::size_t p = begin; p < end; ++p)
+                               {
+                                   const std::size_t n = n0 + p / c_out, o = p % c_out,
+                                                     at = (n * c_out + o) * out_plane;
+                                   winograd_plane_grad_tiles(g, grid, dy + at, mask == nullptr ? nullptr : mask + at,
+                                                             phases, dyt + o * pitch + (n - n0) * tiles, c_out * pitch);
+                               }
+                           });
+        }
+        else
+        {
+            // dY's tiles of each output channel, a few images unfolded and transformed together.
+            const std::size_t group = winograd_unfold_images(grid), group_pitch = group * tiles;
+            winograd_items(shared, own, c_out, count * tiles * images,
+                           [&](std::size_t begin, std::size_t end, std::size_t worker)
+                           {
+                               T* unfolded = ws.threads[worker].unfolded.data();
+                               for (std::size_t o = begin; o < end; ++o)
+                               {
+                                   for (std::size_t i0 = 0; i0 < images; i0 += group)
+                                   {
+                                       const std::size_t i1 = std::min(images, i0 + group);
+                                       for (std::size_t i = i0; i < i1; ++i)
+                                       {
+                                           const std::size_t at = ((n0 + i) * c_out + o) * out_plane;
+                                           winograd_unfold_grad<4>(g, grid, dy + at,
+                                                                   mask == nullptr ? nullptr : mask + at,
+                                                                   unfolded + (i - i0) * tiles, group_pitch);
+                                       }
+                                       winograd_grad_tiles<4>((i1 - i0) * tiles, unfolded, group_pitch,
+                                                              dyt + o * pitch + i0 * tiles, c_out * pitch);
+                                   }
+                               }
+                           });
+        }
         if (packed_gemm_beats_nt(c_out))
         {
             const transposed_b_tables& tables = ws.transposed_tables;
-            const gemm_batch_strides products{16, static_cast<std::ptrdiff_t>(c_out * pitch),
+            const gemm_batch_strides products{count, static_cast<std::ptrdiff_t>(c_out * pitch),
                                               static_cast<std::ptrdiff_t>(c_in * pitch),
                                               static_cast<std::ptrdiff_t>(planes)};
             const gemm_epilogue<T> epilogue = transposed_b_epilogue<T>(q != c0);
@@ -632,12 +1159,12 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const T* padded, const 
             {
                 gemm_batch_serial<T>(c_out, c_in, cols, tables.a(static_cast<const T*>(dyt)),
                                      tables.b(static_cast<const T*>(v)), tables.c(du), epilogue, gemm_ws.threads[own],
-                                     products, 0, 16);
+                                     products, 0, count);
             }
             continue;
         }
         T* target = q == c0 ? du : mine.chunk_kernel_grad.data();
-        // The 16 products run whole, one thread each when shared (`gemm_nt` inside a parallel
+        // The products run whole, one thread each when shared (`gemm_nt` inside a parallel
         // section is serial).
         const auto run_products = [&](std::size_t begin, std::size_t end, std::size_t)
         {
@@ -656,15 +1183,15 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const T* padded, const 
         };
         if (shared)
         {
-            parallel_for(16, 1, run_products);
+            parallel_for(count, 1, run_products);
         }
         else
         {
-            run_products(0, 16, own);
+            run_products(0, count, own);
         }
         if (q != c0)
         {
-            for (std::size_t i = 0; i < 16 * planes; ++i)
+            for (std::size_t i = 0; i < count * planes; ++i)
             {
                 du[i] += target[i];
             }
@@ -673,30 +1200,32 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const T* padded, const 
 }
 
 /// dw (C_out, C_in, 3, 3) and db (C_out, or null) from dY (N, C_out, OH, OW) and `padded` (N, C_in,
-/// Hp, Wp) for `g` where `winograd_applies`: the forward pass is y = A^T [U . V] A per tile, so
-/// dU[xi] (C_out, C_in) is the sum over tiles of (A dy A^T)[xi] times V[xi], 16 GEMMs along the
-/// tiles (`gemm_nt`, or the packed GEMM for many output channels: `packed_gemm_beats_nt`), and
-/// dW = G^T dU G. The sum runs as `winograd_weight_grad_parts` partial sums, added in order. With
-/// `mask` (the ReLU'd output, laid out like dY), dY passes only where it is positive.
+/// Hp, Wp) for `g` where `winograd_applies`, on m x m tiles as `winograd_forward`: the forward pass
+/// is y = A^T [U . V] A per tile, so dU[xi] (C_out, C_in) is the sum over tiles of (A dy A^T)[xi]
+/// times V[xi], (m + 2)^2 GEMMs along the tiles (`gemm_nt`, or the packed GEMM for many output
+/// channels: `packed_gemm_beats_nt`), and dW = G^T dU G. The sum runs as
+/// `winograd_weight_grad_parts` partial sums, added in order. With `mask` (the ReLU'd output, laid
+/// out like dY), dY passes only where it is positive.
 template <class T>
 void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, const T* mask, T* dw, T* db,
-                          winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+                          winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws, std::size_t tile = 0)
 {
-    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g);
-    const std::size_t pitch = chunk * winograd_tiles(g).tiles(), planes = c_out * c_in;
-    const std::size_t chunks = (g.batch + chunk - 1) / chunk, parts = winograd_weight_grad_parts(g);
-    prepare_winograd(g, ws, gemm_ws);
-    grow_to(ws.kernel_grad, parts * 16 * planes);
+    const winograd_grid grid = winograd_tiles_of(g, tile);
+    const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g, grid);
+    const std::size_t pitch = chunk * grid.tiles(), planes = c_out * c_in, count = grid.products();
+    const std::size_t chunks = (g.batch + chunk - 1) / chunk, parts = winograd_weight_grad_parts(g, grid);
+    prepare_winograd(g, grid, ws, gemm_ws);
+    grow_to(ws.kernel_grad, parts * count * planes);
     for (auto& t : ws.threads)
     {
-        grow_to(t.chunk_kernel_grad, 16 * planes);
+        grow_to(t.chunk_kernel_grad, count * planes);
     }
     ws.transposed_tables.prepare(c_out, c_in, pitch, pitch, pitch, c_in);
     T* du = ws.kernel_grad.data();
     const auto run_part = [&](std::size_t p, bool shared, std::size_t own)
     {
-        winograd_weight_grad_chunks(g, padded, dy, mask, chunks * p / parts, chunks * (p + 1) / parts,
-                                    du + p * 16 * planes, shared, own, ws, gemm_ws);
+        winograd_weight_grad_chunks(g, grid, padded, dy, mask, chunks * p / parts, chunks * (p + 1) / parts,
+                                    du + p * count * planes, shared, own, ws, gemm_ws);
     };
     if (winograd_whole_units(parts))
     {
@@ -718,12 +1247,12 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
     }
     if (parts > 1)
     {
-        parallel_for_items(16 * planes, parts,
+        parallel_for_items(count * planes, parts,
                            [&](std::size_t begin, std::size_t end, std::size_t)
                            {
                                for (std::size_t p = 1; p < parts; ++p)
                                {
-                                   const T* part = du + p * 16 * planes;
+                                   const T* part = du + p * count * planes;
                                    for (std::size_t i = begin; i < end; ++i)
                                    {
                                        du[i] += part[i];
@@ -731,7 +1260,7 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
                                }
                            });
     }
-    winograd_kernel_grad_transform(planes, du, dw);
+    with_winograd_tile(grid, [&](auto m) { winograd_kernel_grad_transform<decltype(m)::value>(planes, du, dw); });
     if (db != nullptr)
     {
         output_bias_grad(g, dy, mask, db);
@@ -741,10 +1270,11 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
 /// dx (N, C_in, H, W) from dY (N, C_out, OH, OW) for `g` where `winograd_applies`: at stride 1,
 /// dX is the convolution of dY, padded by 2 - padding, with the kernel rotated by 180 degrees
 /// and its channel axes swapped, which `winograd_forward` computes. With `mask` (the ReLU'd
-/// output, laid out like dY), dY passes only where it is positive, inside the padding copy.
+/// output, laid out like dY), dY passes only where it is positive, inside the padding copy. `tile`
+/// is that forward pass's (0: `winograd_tile_size` of it).
 template <class T>
 void winograd_input_grad(const conv_geometry& g, const T* weight, const T* dy, const T* mask, T* dx,
-                         winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
+                         winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws, std::size_t tile = 0)
 {
     const std::size_t c_in = g.in_channels, c_out = g.out_channels, oh = g.out_h(), ow = g.out_w();
     conv_geometry back = g;
@@ -792,7 +1322,7 @@ void winograd_input_grad(const conv_geometry& g, const T* weight, const T* dy, c
                            }
                        });
     winograd_forward(back, ws.rotated.data(), static_cast<const T*>(nullptr), static_cast<const T*>(padded), dx, false,
-                     ws, gemm_ws);
+                     ws, gemm_ws, tile);
 }
 
 } // namespace detail
