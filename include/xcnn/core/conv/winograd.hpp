@@ -1050,21 +1050,25 @@ void winograd_grad_tiles(std::size_t columns, const T* d, std::size_t d_stride, 
     }
 }
 
-/// dw (C_out, C_in, 3, 3) = G^T dU G for every kernel, from dU ((m + 2)^2, C_out C_in).
+/// dw (C_out, C_in, 3, 3) = G^T dU G for every kernel, from dU ((m + 2)^2, C_out C_in): S kernels
+/// at a time, each element of dU a whole vector of them, then written kernel by kernel.
 template <std::size_t M, class T>
 void winograd_kernel_grad_transform(std::size_t planes, const T* du, T* dw)
 {
     using F = winograd_transforms<M>;
-    constexpr std::size_t A = F::alpha;
-    for (std::size_t p = 0; p < planes; ++p)
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t A = F::alpha, S = batch::size;
+    // G^T e G for one kernel, or for S of them; `load(xi)` gives element xi of dU.
+    const auto transform = [](auto load, auto(&out)[9])
     {
-        T t[3][A];
+        using V = std::decay_t<decltype(out[0])>;
+        V t[3][A];
         for (std::size_t c = 0; c < A; ++c)
         {
-            T column[A], values[3];
+            V column[A], values[3];
             for (std::size_t r = 0; r < A; ++r)
             {
-                column[r] = du[(r * A + c) * planes + p];
+                column[r] = load(r * A + c);
             }
             F::kernel_grad(column, values);
             for (std::size_t r = 0; r < 3; ++r)
@@ -1072,20 +1076,39 @@ void winograd_kernel_grad_transform(std::size_t planes, const T* du, T* dw)
                 t[r][c] = values[r];
             }
         }
-        T* out = dw + p * 9;
         for (std::size_t r = 0; r < 3; ++r)
         {
-            T values[3];
+            V values[3];
             F::kernel_grad(t[r], values);
             std::copy(values, values + 3, out + r * 3);
         }
+    };
+    std::size_t p = 0;
+    for (; p + S <= planes; p += S)
+    {
+        batch out[9];
+        transform([&](std::size_t xi) { return batch::load_unaligned(du + xi * planes + p); }, out);
+        alignas(64) T lanes[9][S];
+        for (std::size_t k = 0; k < 9; ++k)
+        {
+            out[k].store_aligned(lanes[k]);
+        }
+        for (std::size_t l = 0; l < S; ++l)
+        {
+            for (std::size_t k = 0; k < 9; ++k)
+            {
+                dw[(p + l) * 9 + k] = lanes[k][l];
+            }
+        }
+    }
+    for (; p < planes; ++p)
+    {
+        T out[9];
+        transform([&](std::size_t xi) { return du[xi * planes + p]; }, out);
+        std::copy(out, out + 9, dw + p * 9);
     }
 }
 
-/// dU's sum over chunks [c0, c1) of the batch into `du` ((m + 2)^2, C_out C_in), in worker `own`'s
-/// chunk buffers, the threads sharing each chunk's transforms and products when `shared`: V and
-/// the transformed dY of each chunk, then dU[xi] += the transformed dY times V[xi] transposed, the
-/// first chunk writing `du`.
 template <class T>
 void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& grid, const T* padded, const T* dy,
                                  const T* mask, std::size_t c0, std::size_t c1, T* du, bool shared, std::size_t own,
