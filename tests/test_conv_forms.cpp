@@ -573,27 +573,36 @@ TEST_CASE("conv forms: the Winograd form gives the same bits at 1, 2 and 3 threa
     CHECK(whole_parts); // the cases reach a dW summed in several parts
 }
 
-TEST_CASE("conv forms: the Winograd form takes 4 x 4 tiles where they save 3/8 of the products", "[conv_forms]")
+TEST_CASE("conv forms: the Winograd form takes 4 x 4 tiles where they save 3/8 of the products over a chunk's tiles",
+          "[conv_forms]")
 {
     using xcnn::detail::winograd_tile_size;
+    using xcnn::detail::winograd_weight_grad_tile_size;
     // Output planes of 3 to 28 (4 x 4 tiles: 36 products per 16 outputs against 16 per 4) in a
-    // batch of 64; 14 rounds up to 16 (0.73 of the products), 6 and 10 to as many or nearly as
+    // batch of 256; 14 rounds up to 16 (0.73 of the products), 6 and 10 to as many or nearly as
     // many products; 2 is one tile either way.
     for (const std::size_t side : {3, 4, 7, 8, 12, 16, 28})
     {
         INFO("output " << side);
-        CHECK(winograd_tile_size(geometry(64, 32, 32, side, side, {3, 3}, {1, 1}, {1, 1})) == 4);
+        CHECK(winograd_tile_size(geometry(256, 32, 32, side, side, {3, 3}, {1, 1}, {1, 1})) == 4);
     }
     for (const std::size_t side : {1, 2, 5, 6, 10, 14})
     {
         INFO("output " << side);
-        CHECK(winograd_tile_size(geometry(64, 32, 32, side, side, {3, 3}, {1, 1}, {1, 1})) == 2);
+        CHECK(winograd_tile_size(geometry(256, 32, 32, side, side, {3, 3}, {1, 1}, {1, 1})) == 2);
     }
     // A wide plane of 2 rows: 1 x 18 tiles of 2 x 2 (288 products) against 1 x 9 of 4 x 4 (324).
-    CHECK(winograd_tile_size(geometry(64, 32, 32, 2, 36, {3, 3}, {1, 1}, {1, 1})) == 2);
-    // Fewer than 64 tiles of 4 x 4 in the batch: one 16 x 16 image is 16, four are 64.
+    CHECK(winograd_tile_size(geometry(256, 32, 32, 2, 36, {3, 3}, {1, 1}, {1, 1})) == 2);
+    // Fewer 4 x 4 tiles in the batch than a chunk's 256: 15 images of 16 x 16 are 240, 16 are 256.
     CHECK(winograd_tile_size(geometry(1, 64, 64, 16, 16, {3, 3}, {1, 1}, {1, 1})) == 2);
-    CHECK(winograd_tile_size(geometry(4, 64, 64, 16, 16, {3, 3}, {1, 1}, {1, 1})) == 4);
+    CHECK(winograd_tile_size(geometry(15, 64, 64, 16, 16, {3, 3}, {1, 1}, {1, 1})) == 2);
+    CHECK(winograd_tile_size(geometry(16, 64, 64, 16, 16, {3, 3}, {1, 1}, {1, 1})) == 4);
+    // dW takes them only where its sum splits into parts: 64 images of 8 x 8 make one chunk (2 x 2
+    // tiles then), 64 of 28 x 28 eleven chunks in 8 parts.
+    CHECK(winograd_tile_size(geometry(64, 128, 128, 8, 8, {3, 3}, {1, 1}, {1, 1})) == 4);
+    CHECK(winograd_weight_grad_tile_size(geometry(64, 128, 128, 8, 8, {3, 3}, {1, 1}, {1, 1})) == 2);
+    CHECK(winograd_weight_grad_tile_size(geometry(64, 32, 32, 28, 28, {3, 3}, {1, 1}, {1, 1})) == 4);
+    CHECK(winograd_weight_grad_tile_size(geometry(64, 32, 32, 14, 14, {3, 3}, {1, 1}, {1, 1})) == 2);
 }
 
 TEST_CASE("conv forms: forward of the window view and of the plane form match the naive loops", "[conv_forms]")

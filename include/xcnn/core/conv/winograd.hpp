@@ -77,29 +77,6 @@ inline winograd_grid winograd_tiles(const conv_geometry& g, std::size_t m) noexc
     return {m, (g.out_h() + m - 1) / m, (g.out_w() + m - 1) / m};
 }
 
-/// The output tile of `g`: 4 x 4 where its GEMMs take at most 5/8 of the 2 x 2 tiles' products
-/// (9/16 on a plane of 3, 4, 7, 8, 11, 12, 16 or 28 rows and columns; not 14, where the 4 x 4
-/// tiles cover 16 and take 0.73, nor 6 or 10) and the batch has 64 of them or more, else 2 x 2.
-/// Per product, the larger tile's transforms cost more (its unfold writes each input value 2.25
-/// times, against 4 times for 16 products of 2 x 2 tiles' 4 outputs); its kernel transform and
-/// packing, per call, cost 36 / 16 times more, and its GEMMs' N (the batch's tiles) fills the
-/// micro-kernel's 32 columns less: a single 16 x 16 image ran twice as long, 14 x 14 planes of 32
-/// channels 6-18 % longer (docs/performance.md).
-inline std::size_t winograd_tile_size(const conv_geometry& g) noexcept
-{
-    const auto products = [&](std::size_t m)
-    {
-        const winograd_grid grid = winograd_tiles(g, m);
-        return grid.products() * grid.tiles();
-    };
-    return 8 * products(4) <= 5 * products(2) && g.batch * winograd_tiles(g, 4).tiles() >= 64 ? 4 : 2;
-}
-
-inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
-{
-    return winograd_tiles(g, winograd_tile_size(g));
-}
-
 /// Elements of the transformed input and output of one chunk: 1 MB of floats, so that they stay
 /// in L2 between the transforms and the GEMMs (with 4 MB, a network of a few such layers went
 /// through memory: each layer's buffers were cold at every call).
@@ -107,6 +84,28 @@ constexpr std::size_t winograd_chunk_elements = std::size_t(1) << 18;
 /// Tiles of a chunk at least, whatever its size: the GEMMs' N, below which packing U for each
 /// of the products' GEMMs costs more than the cache misses a larger chunk takes.
 constexpr std::size_t winograd_chunk_tiles = 256;
+
+/// The output tile of `g`: 4 x 4 where its GEMMs take at most 5/8 of the 2 x 2 tiles' products
+/// (9/16 on a plane of 3, 4, 7, 8, 11, 12, 16 or 28 rows and columns; not 14, where the 4 x 4
+/// tiles cover 16 and take 0.73, nor 6 or 10) and the batch has a chunk's worth of them
+/// (`winograd_chunk_tiles`), else 2 x 2. Per product the larger tile's transforms cost more (its
+/// unfold writes each input value 2.25 times), and its kernel transform and the packing of U, per
+/// chunk, cost 36 / 16 times more, paid back only over enough tiles: a single 16 x 16 image ran
+/// twice as long, 64 images of 4 x 4 at two threads 1.5 times (docs/performance.md).
+inline std::size_t winograd_tile_size(const conv_geometry& g) noexcept
+{
+    const auto products = [&](std::size_t m)
+    {
+        const winograd_grid grid = winograd_tiles(g, m);
+        return grid.products() * grid.tiles();
+    };
+    return 8 * products(4) <= 5 * products(2) && g.batch * winograd_tiles(g, 4).tiles() >= winograd_chunk_tiles ? 4 : 2;
+}
+
+inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
+{
+    return winograd_tiles(g, winograd_tile_size(g));
+}
 
 /// Images per chunk of `g` on `grid`: as many as keep the transformed input and output, (m + 2)^2
 /// (C_in + C_out) values per tile, within `winograd_chunk_elements`, but enough for
@@ -332,7 +331,7 @@ void with_winograd_tile(const winograd_grid& grid, F&& body)
 /// u = G g G^T for a 3x3 kernel g (g[k] = row k / 3, column k % 3), u[r (m + 2) + c] its row r,
 /// column c; for scalars or for vectors of S kernels.
 template <std::size_t M, class V>
-void winograd_kernel_tile(const V (&g)[9], V (&u)[(M + 2) * (M + 2)])
+XCNN_ALWAYS_INLINE void winograd_kernel_tile(const V (&g)[9], V (&u)[(M + 2) * (M + 2)])
 {
     using F = winograd_transforms<M>;
     constexpr std::size_t A = F::alpha;
@@ -361,7 +360,9 @@ void winograd_kernel_tile(const V (&g)[9], V (&u)[(M + 2) * (M + 2)])
 /// U[xi][o][c] = (G g G^T)[xi] for the 3x3 kernel g = weight[o][c]: S kernels at a time, gathered
 /// into vectors, so that each store writes a whole vector of one U[xi] (the rows of U lie
 /// C_out C_in apart, often a multiple of 4 KB, and a kernel at a time would write them one
-/// element at a time into the same cache sets).
+/// element at a time into the same cache sets); the vectors of kernels shared between the threads
+/// (with 4 x 4 tiles, a 256 x 128 layer's transform on one thread took a quarter of its forward
+/// pass at two).
 template <std::size_t M, class T>
 void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* weight, T* u)
 {
@@ -373,30 +374,38 @@ void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* wei
     {
         index[l] = static_cast<gather_index<T>>(9 * l);
     }
-    std::size_t p = 0;
-    for (; p + S <= planes; p += S)
-    {
-        batch g[9], out[P];
-        for (std::size_t k = 0; k < 9; ++k)
-        {
-            g[k] = gather(weight + p * 9 + k, index);
-        }
-        winograd_kernel_tile<M>(g, out);
-        for (std::size_t xi = 0; xi < P; ++xi)
-        {
-            out[xi].store_unaligned(u + xi * planes + p);
-        }
-    }
-    for (; p < planes; ++p)
-    {
-        T g[9], out[P];
-        std::copy(weight + p * 9, weight + p * 9 + 9, g);
-        winograd_kernel_tile<M>(g, out);
-        for (std::size_t xi = 0; xi < P; ++xi)
-        {
-            u[xi * planes + p] = out[xi];
-        }
-    }
+    parallel_for_items((planes + S - 1) / S, (9 + P) * S,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t block = begin; block < end; ++block)
+                           {
+                               const std::size_t p = block * S;
+                               if (p + S <= planes)
+                               {
+                                   batch g[9], out[P];
+                                   for (std::size_t k = 0; k < 9; ++k)
+                                   {
+                                       g[k] = gather(weight + p * 9 + k, index);
+                                   }
+                                   winograd_kernel_tile<M>(g, out);
+                                   for (std::size_t xi = 0; xi < P; ++xi)
+                                   {
+                                       out[xi].store_unaligned(u + xi * planes + p);
+                                   }
+                                   continue;
+                               }
+                               for (std::size_t q = p; q < planes; ++q)
+                               {
+                                   T g[9], out[P];
+                                   std::copy(weight + q * 9, weight + q * 9 + 9, g);
+                                   winograd_kernel_tile<M>(g, out);
+                                   for (std::size_t xi = 0; xi < P; ++xi)
+                                   {
+                                       u[xi * planes + q] = out[xi];
+                                   }
+                               }
+                           }
+                       });
 }
 
 /// The 4 x 4 transpose of a vector of 16 floats as lane indices: lane 4 b + j <- lane 4 j + b,
@@ -1222,8 +1231,20 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& gr
     }
 }
 
+/// The output tile dW's pass runs on: the forward pass's where its sum then splits into two parts
+/// or more (`winograd_weight_grad_parts`), else 2 x 2. A single part is shared by the threads chunk
+/// by chunk (`winograd_whole_units`), each stage's output crossing from one core's cache to the
+/// other's, and small planes' 4 x 4 tiles make a chunk of the whole batch: 8 x 8 planes of 128
+/// channels ran 13 % longer at two threads than on 2 x 2 tiles (docs/performance.md).
+inline std::size_t winograd_weight_grad_tile_size(const conv_geometry& g)
+{
+    const std::size_t m = winograd_tile_size(g);
+    return m == 4 && winograd_weight_grad_parts(g, winograd_tiles(g, 4)) >= 2 ? 4 : 2;
+}
+
 /// dw (C_out, C_in, 3, 3) and db (C_out, or null) from dY (N, C_out, OH, OW) and `padded` (N, C_in,
-/// Hp, Wp) for `g` where `winograd_applies`, on m x m tiles as `winograd_forward`: the forward pass
+/// Hp, Wp) for `g` where `winograd_applies`, on m x m tiles, m = `tile` or, when 0,
+/// `winograd_weight_grad_tile_size`: the forward pass
 /// is y = A^T [U . V] A per tile, so dU[xi] (C_out, C_in) is the sum over tiles of (A dy A^T)[xi]
 /// times V[xi], (m + 2)^2 GEMMs along the tiles (`gemm_nt`, or the packed GEMM for many output
 /// channels: `packed_gemm_beats_nt`), and dW = G^T dU G. The sum runs as
@@ -1233,7 +1254,7 @@ template <class T>
 void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, const T* mask, T* dw, T* db,
                           winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws, std::size_t tile = 0)
 {
-    const winograd_grid grid = winograd_tiles_of(g, tile);
+    const winograd_grid grid = winograd_tiles(g, tile == 0 ? winograd_weight_grad_tile_size(g) : tile);
     const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g, grid);
     const std::size_t pitch = chunk * grid.tiles(), planes = c_out * c_in, count = grid.products();
     const std::size_t chunks = (g.batch + chunk - 1) / chunk, parts = winograd_weight_grad_parts(g, grid);
