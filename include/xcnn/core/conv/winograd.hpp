@@ -634,43 +634,56 @@ void winograd_unfold(const conv_geometry& g, const winograd_grid& grid, const T*
     }
 }
 
+/// out[(r A + c) `stride` + k] = (P d P^T)[r][c] for the `columns` tiles k whose I x I elements
+/// d[a][b] lie at `d` + (a I + b) `d_stride` + k, where P, A x I, is the one-dimensional transform
+/// `apply(in[I], out[A])`: a vector of tiles at a time, each element a whole vector, the columns
+/// transformed, then the rows.
+template <std::size_t I, std::size_t A, class T, class Apply>
+void winograd_tile_transform(std::size_t columns, const T* d, std::size_t d_stride, T* out, std::size_t stride,
+                             Apply apply)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    for (std::size_t k = 0; k < columns; k += S)
+    {
+        const std::uint32_t lanes = first_lanes(std::min(S, columns - k));
+        const auto at = static_cast<std::ptrdiff_t>(k);
+        batch t[A][I];
+        for (std::size_t c = 0; c < I; ++c)
+        {
+            batch column[I], values[A];
+            for (std::size_t r = 0; r < I; ++r)
+            {
+                column[r] = load_masked(d + (r * I + c) * d_stride, at, lanes);
+            }
+            apply(column, values);
+            for (std::size_t r = 0; r < A; ++r)
+            {
+                t[r][c] = values[r];
+            }
+        }
+        for (std::size_t r = 0; r < A; ++r)
+        {
+            batch values[A];
+            apply(t[r], values);
+            for (std::size_t c = 0; c < A; ++c)
+            {
+                store_masked(out + (r * A + c) * stride, at, values[c], lanes);
+            }
+        }
+    }
+}
+
 /// V[xi][k] = (B^T d B)[xi] into `v` (rows `stride` apart) for the `columns` tiles whose elements
-/// d `winograd_unfold` laid out in `d` (rows `d_stride` apart): a vector of tiles at a time, each
-/// element a whole vector.
+/// d `winograd_unfold` laid out in `d` (rows `d_stride` apart).
 template <std::size_t M, class T>
 void winograd_input_tiles(std::size_t columns, const T* d, std::size_t d_stride, T* v, std::size_t stride)
 {
     using batch = xsimd::batch<T>;
     using F = winograd_transforms<M>;
-    constexpr std::size_t S = batch::size, A = F::alpha;
-    for (std::size_t k = 0; k < columns; k += S)
-    {
-        const std::uint32_t lanes = first_lanes(std::min(S, columns - k));
-        const auto at = static_cast<std::ptrdiff_t>(k);
-        batch t[A][A];
-        for (std::size_t c = 0; c < A; ++c)
-        {
-            batch column[A], out[A];
-            for (std::size_t r = 0; r < A; ++r)
-            {
-                column[r] = load_masked(d + (r * A + c) * d_stride, at, lanes);
-            }
-            F::input(column, out);
-            for (std::size_t r = 0; r < A; ++r)
-            {
-                t[r][c] = out[r];
-            }
-        }
-        for (std::size_t r = 0; r < A; ++r)
-        {
-            batch out[A];
-            F::input(t[r], out);
-            for (std::size_t c = 0; c < A; ++c)
-            {
-                store_masked(v + (r * A + c) * stride, at, out[c], lanes);
-            }
-        }
-    }
+    winograd_tile_transform<F::alpha, F::alpha>(columns, d, d_stride, v, stride,
+                                                [](const batch(&in)[F::alpha], batch(&values)[F::alpha])
+                                                { F::input(in, values); });
 }
 
 /// The output planes y (OH, OW) of `images` consecutive images, `image_step` apart in y, from
@@ -1027,36 +1040,8 @@ void winograd_grad_tiles(std::size_t columns, const T* d, std::size_t d_stride, 
 {
     using batch = xsimd::batch<T>;
     using F = winograd_transforms<M>;
-    constexpr std::size_t S = batch::size, A = F::alpha;
-    for (std::size_t k = 0; k < columns; k += S)
-    {
-        const std::uint32_t lanes = first_lanes(std::min(S, columns - k));
-        const auto at = static_cast<std::ptrdiff_t>(k);
-        // Each column of dY's tiles transformed, then each row of those.
-        batch t[A][M];
-        for (std::size_t b = 0; b < M; ++b)
-        {
-            batch column[M], values[A];
-            for (std::size_t a = 0; a < M; ++a)
-            {
-                column[a] = load_masked(d + (a * M + b) * d_stride, at, lanes);
-            }
-            F::grad(column, values);
-            for (std::size_t r = 0; r < A; ++r)
-            {
-                t[r][b] = values[r];
-            }
-        }
-        for (std::size_t r = 0; r < A; ++r)
-        {
-            batch values[A];
-            F::grad(t[r], values);
-            for (std::size_t c = 0; c < A; ++c)
-            {
-                store_masked(out + (r * A + c) * stride, at, values[c], lanes);
-            }
-        }
-    }
+    winograd_tile_transform<M, F::alpha>(columns, d, d_stride, out, stride,
+                                         [](const batch(&in)[M], batch(&values)[F::alpha]) { F::grad(in, values); });
 }
 
 /// dw (C_out, C_in, 3, 3) = G^T dU G for every kernel, from dU ((m + 2)^2, C_out C_in): S kernels
