@@ -12,16 +12,21 @@
 /// C_in) V[xi] (C_in, tiles), so the convolution runs as (m + 2)^2 GEMMs 9 m^2 / (m + 2)^2 times
 /// smaller than the one the window view would run (2.25 for m = 2, 4 for m = 4), plus the
 /// transforms, O((C_in + C_out) tiles) each against the GEMMs' O(C_in C_out tiles). The larger
-/// tile rounds the output up to a multiple of 4 and its transforms scale by up to 8, so
-/// `winograd_tile_size` takes it where it saves enough products; both tiles round by the same
-/// rule in float and double.
+/// tile rounds the output up to a multiple of 4 and its transforms cost more per product, so
+/// `winograd_tile_size` takes it only where it saves enough products over enough tiles.
 ///
-/// The input transform first unfolds the padded planes: element (r, c) of tile (i, j), padded row
-/// m i + r, column m j + c, goes to row (r, c) of V at the tile's column, each padded row split
-/// into its m stride-m phases in registers (as core/conv/depthwise_phases.hpp splits planes) and
-/// stored to the one or two tile rows that read it; V's rows then hold whole vectors of one
-/// element of consecutive tiles, and the transform runs in place on them. The output transform writes the m x m blocks
-/// into the m^2 phases of the output plane and interleaves them back into rows.
+/// The 2 x 2 tiles' input transform reads the padded plane split into its four stride-2 phases
+/// with a pitch of TW + 1 (TW tiles per row): tile (i, j) reads phase (r mod 2, c mod 2) at row
+/// i + r / 2, column j + c / 2 for its element (r, c), so every element of the tiles at
+/// consecutive grid positions is a contiguous vector, as in core/conv/depthwise_phases.hpp; the
+/// grid's last column holds no tile, and its lanes are dropped when the transformed tiles are
+/// stored, compressed. The 4 x 4 tiles' input transform first unfolds a few images' tiles into a
+/// buffer that stays in L1: element (r, c) of tile (i, j), padded row 4 i + r, column 4 j + c,
+/// goes to a row of its own at the tile's column (each padded row split into its stride-4 phases
+/// in registers and stored to the one or two tile rows that read it), and the transform reads
+/// whole vectors of one element of consecutive tiles from there into V. The output transform
+/// writes the m x m blocks into the m^2 phases of the output plane and interleaves them back into
+/// rows.
 ///
 /// Batches are split into chunks of images whose transformed tiles stay in the last-level
 /// cache between the transform and the GEMMs; the chunk size depends on the geometry only, so the
@@ -744,8 +749,8 @@ void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, co
 }
 
 /// Sizes the buffers for `g` on `grid` (they only grow) and the offset tables of the forward
-/// products, whose V and M rows lie a whole chunk's tiles apart whatever the chunk's images; fills
-/// the lanes of the tile grid.
+/// products, whose V and M rows lie a whole chunk's tiles apart whatever the chunk's images; for
+/// 2 x 2 tiles, fills the lanes of the phase grid that hold a tile.
 template <class T>
 void prepare_winograd(const conv_geometry& g, const winograd_grid& grid, winograd_workspace<T>& ws,
                       gemm_workspace<T>& gemm_ws)
@@ -1229,10 +1234,10 @@ inline std::size_t winograd_weight_grad_tile_size(const conv_geometry& g)
 
 /// dw (C_out, C_in, 3, 3) and db (C_out, or null) from dY (N, C_out, OH, OW) and `padded` (N, C_in,
 /// Hp, Wp) for `g` where `winograd_applies`, on m x m tiles, m = `tile` or, when 0,
-/// `winograd_weight_grad_tile_size`: the forward pass
-/// is y = A^T [U . V] A per tile, so dU[xi] (C_out, C_in) is the sum over tiles of (A dy A^T)[xi]
-/// times V[xi], (m + 2)^2 GEMMs along the tiles (`gemm_nt`, or the packed GEMM for many output
-/// channels: `packed_gemm_beats_nt`), and dW = G^T dU G. The sum runs as
+/// `winograd_weight_grad_tile_size`: the forward pass is y = A^T [U . V] A per tile, so dU[xi]
+/// (C_out, C_in) is the sum over tiles of (A dy A^T)[xi] times V[xi], (m + 2)^2 GEMMs along the
+/// tiles (`gemm_nt`, or the packed GEMM for many output channels: `packed_gemm_beats_nt`), and
+/// dW = G^T dU G. The sum runs as
 /// `winograd_weight_grad_parts` partial sums, added in order. With `mask` (the ReLU'd output, laid
 /// out like dY), dY passes only where it is positive.
 template <class T>
