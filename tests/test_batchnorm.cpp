@@ -484,16 +484,16 @@ auto make_net()
         xcnn::Dense<T>(4 * 3 * 3, 8),   BatchNorm1D<T>(8), xcnn::ReLU<T>{}, xcnn::Dense<T>(8, 3)};
 }
 
-TEST_CASE("Sequential: BatchNorm2D between Conv2D and ReLU breaks the training fusion and gives the layers' "
+TEST_CASE("Sequential: after Conv2D, BatchNorm2D applies the ReLU in training and gives the layers' "
           "results, at inference it folds into the convolution",
           "[batchnorm][sequential]")
 {
     using xcnn::detail::step_kind;
     using net_type = xcnn::Sequential<xcnn::Conv2D<double>, BatchNorm2D<double>, xcnn::ReLU<double>>;
-    // Conv2D fuses a ReLU that follows it directly; a BatchNorm2D between them runs on its own.
+    // Conv2D fuses a ReLU that follows it directly; between them, the BatchNorm2D applies it.
     STATIC_REQUIRE(net_type::plan[0] == step_kind::single);
-    STATIC_REQUIRE(net_type::plan[1] == step_kind::single);
-    STATIC_REQUIRE(net_type::plan[2] == step_kind::single);
+    STATIC_REQUIRE(net_type::plan[1] == step_kind::with_activation);
+    STATIC_REQUIRE(net_type::plan[2] == step_kind::absorbed);
     // predict folds the BatchNorm's map into the convolution's weights and applies the ReLU too.
     STATIC_REQUIRE(net_type::predict_plan[0] == step_kind::with_affine_activation);
     STATIC_REQUIRE(net_type::predict_plan[1] == step_kind::absorbed);
@@ -525,6 +525,62 @@ TEST_CASE("Sequential: BatchNorm2D between Conv2D and ReLU breaks the training f
         CHECK(xcnn_test::identical(net.get<1>().running_var(), bn.running_var()));
         const xt::xtensor<double, 4> layers = relu.predict(bn.predict(conv.predict(x)));
         CHECK(xcnn_test::max_abs_diff(net.predict(x), layers) < 1e-13 * (1 + xt::amax(xt::abs(layers))()));
+    }
+}
+
+/// {BatchNorm, activation} as one fused step against the two layers run one by one, over
+/// several training steps (the running statistics move) and `predict`: forward, dX and the
+/// parameter gradients bit for bit, and `backward_parameters` (the first step's parameters only).
+template <class BN, class Act, std::size_t N>
+void check_fused_activation(BN bn, Act act, const std::array<std::size_t, N>& shape, std::uint32_t seed)
+{
+    using T = typename BN::value_type;
+    xcnn::Sequential net{bn, act};
+    STATIC_REQUIRE(decltype(net)::plan[0] == xcnn::detail::step_kind::with_activation);
+    std::mt19937 rng(seed);
+    for (int step = 0; step < 3; ++step)
+    {
+        CAPTURE(step);
+        const auto x = random_tensor<T, N>(shape, rng, -2.0, 2.0);
+        const auto dy = random_tensor<T, N>(shape, rng);
+        const xt::xtensor<T, N> y = net.forward(x);
+        const xt::xtensor<T, N> pre = bn.forward(x);
+        const xt::xtensor<T, N> expected = act.forward(pre);
+        CHECK(xcnn_test::identical(y, expected));
+        CHECK(xt::any(xt::not_equal(y, pre))); // not vacuous: the activation changed values
+        const xt::xtensor<T, N> dx = net.backward(dy);
+        const xt::xtensor<T, N> expected_dx = bn.backward(act.backward(dy));
+        CHECK(xcnn_test::identical(dx, expected_dx));
+        CHECK(xcnn_test::identical(net.template get<0>().weight_grad(), bn.weight_grad()));
+        CHECK(xcnn_test::identical(net.template get<0>().bias_grad(), bn.bias_grad()));
+        net.backward_parameters(dy);
+        CHECK(xcnn_test::identical(net.template get<0>().weight_grad(), bn.weight_grad()));
+        CHECK(xcnn_test::identical(net.template get<0>().bias_grad(), bn.bias_grad()));
+        CHECK(xcnn_test::identical(net.template get<0>().running_var(), bn.running_var()));
+        CHECK(xcnn_test::identical(net.predict(x), act.predict(bn.predict(x))));
+    }
+}
+
+TEST_CASE("BatchNorm applies a following activation in its own passes, bit for bit the layers' results",
+          "[batchnorm][sequential]")
+{
+    SECTION("BatchNorm2D + ReLU: planes of whole vectors and planes with a scalar tail")
+    {
+        check_fused_activation(BatchNorm2D<double>(3), xcnn::ReLU<double>{}, std::array<std::size_t, 4>{4, 3, 5, 7},
+                               61);
+        check_fused_activation(BatchNorm2D<float>(5), xcnn::ReLU<float>{}, std::array<std::size_t, 4>{3, 5, 8, 8}, 62);
+        check_fused_activation(BatchNorm2D<float>(2), xcnn::ReLU<float>{}, std::array<std::size_t, 4>{2, 2, 19, 21},
+                               63);
+    }
+    SECTION("BatchNorm1D + ReLU")
+    {
+        check_fused_activation(BatchNorm1D<float>(37), xcnn::ReLU<float>{}, std::array<std::size_t, 2>{9, 37}, 64);
+    }
+    SECTION("activations applied in place: LeakyReLU, and GELU whose gradient reads its input")
+    {
+        check_fused_activation(BatchNorm2D<double>(3), xcnn::LeakyReLU<double>(0.2),
+                               std::array<std::size_t, 4>{4, 3, 5, 5}, 65);
+        check_fused_activation(BatchNorm2D<float>(4), xcnn::GELU<float>{}, std::array<std::size_t, 4>{3, 4, 6, 5}, 66);
     }
 }
 

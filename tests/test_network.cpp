@@ -394,8 +394,11 @@ TEST_CASE("predict folds each BatchNorm2D into the Conv2D before it, with the ac
     CHECK(S::predict_plan[3] == kind::with_affine_activation);
     CHECK(S::predict_plan[6] == kind::with_affine);
     CHECK(S::predict_plan[8] == kind::single);
-    CHECK(S::plan[0] == kind::single); // training: BatchNorm needs the batch's statistics
-    CHECK(S::plan[1] == kind::single);
+    // Training: the convolution alone (BatchNorm needs the batch's statistics), BatchNorm with
+    // the activation after it.
+    CHECK(S::plan[0] == kind::single);
+    CHECK(S::plan[1] == kind::with_activation);
+    CHECK(S::plan[2] == kind::absorbed);
 
     sequential.reset_parameters(8u);
     std::mt19937 rng(6);

@@ -1,7 +1,7 @@
 /// @file
 /// Element-wise activation kernels over raw arrays, for any activation functor: the activation
 /// layers and the layers that apply a following activation in their own output pass
-/// (`Conv2D`, `Dense`) share them.
+/// (`Conv2D`, `Dense`, BatchNorm) share them.
 ///
 /// An activation functor `Op` (layers/relu.hpp is the model) provides, on `xsimd::batch<T>`:
 /// - `forward(x)`: f(x);

@@ -4,7 +4,7 @@
 /// is `activation<T, relu_op>`; a new activation is a functor and an alias.
 ///
 /// In a `Sequential`, an activation right after a layer that can apply it in its own output pass
-/// (`Conv2D`, `Dense`: they provide `forward_activated`) runs as one step with it; see
+/// (`Conv2D`, `Dense`, BatchNorm: they provide `forward_activated`) runs as one step with it; see
 /// network/sequential.hpp.
 #ifndef XCNN_LAYERS_ACTIVATION_HPP
 #define XCNN_LAYERS_ACTIVATION_HPP

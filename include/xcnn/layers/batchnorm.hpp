@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../core/activation.hpp"
 #include "../core/error.hpp"
 #include "../core/parameter.hpp"
 #include "../core/simd.hpp"
@@ -87,9 +88,25 @@ T plane_squared_deviation(const T* p, std::size_t n, T mean)
     return s;
 }
 
-/// xhat = (x - mean) * invstd and y = xhat * weight + bias over `n` values: the training
-/// output and what its backward reads.
+/// y = xhat * weight + bias, the training output, as one expression for vectors and scalars:
+/// the backward pass of a fused ReLU recomputes its sign from xhat, and must get the same bits.
 template <class T>
+XCNN_ALWAYS_INLINE xsimd::batch<T> normalized_output(const xsimd::batch<T>& xhat, const xsimd::batch<T>& weight,
+                                                     const xsimd::batch<T>& bias)
+{
+    return xsimd::fma(xhat, weight, bias);
+}
+/// @overload
+template <class T>
+XCNN_ALWAYS_INLINE T normalized_output(T xhat, T weight, T bias)
+{
+    return std::fma(xhat, weight, bias);
+}
+
+/// xhat = (x - mean) * invstd and y = xhat * weight + bias over `n` values: the training
+/// output and what its backward reads. With `Rectified`, y goes through ReLU's max(y, 0) as it
+/// is written (a NaN passes, as `relu_op` lets it).
+template <bool Rectified, class T>
 void plane_normalize(const T* x, T* xhat, T* y, std::size_t n, T mean, T invstd, T weight, T bias)
 {
     using batch = xsimd::batch<T>;
@@ -100,12 +117,18 @@ void plane_normalize(const T* x, T* xhat, T* y, std::size_t n, T mean, T invstd,
     {
         const batch h = (batch::load_unaligned(x + i) - m) * s;
         h.store_unaligned(xhat + i);
-        xsimd::fma(h, w, b).store_unaligned(y + i);
+        batch out = normalized_output(h, w, b);
+        if constexpr (Rectified)
+        {
+            out = xsimd::select(out < batch(T(0)), batch(T(0)), out);
+        }
+        out.store_unaligned(y + i);
     }
     for (; i < n; ++i)
     {
         xhat[i] = (x[i] - mean) * invstd;
-        y[i] = xhat[i] * weight + bias;
+        const T out = normalized_output(xhat[i], weight, bias);
+        y[i] = Rectified && out < T(0) ? T(0) : out;
     }
 }
 
@@ -127,10 +150,44 @@ void plane_affine(const T* x, T* y, std::size_t n, T a, T b)
     }
 }
 
-/// sum(dy) into `sum_dy` and sum(dy * xhat) into `sum_dy_xhat` over `n` values: the bias and
-/// weight gradients, which the input gradient needs too.
+/// The ReLU after the layer that `forward_activated` fuses, as its backward pass sees it: dY
+/// passes where the output was positive, y = xhat * weight + bias recomputed from xhat (read
+/// anyway), so no pass over the activations is needed for the mask.
 template <class T>
-void plane_gradient_sums(const T* dy, const T* xhat, std::size_t n, T& sum_dy, T& sum_dy_xhat)
+struct rectifier
+{
+    T weight, bias;
+};
+
+/// dY through `rect` (a `rectifier`, or `std::nullptr_t` for none): ReLU's backward,
+/// select(y > 0, dy, 0).
+template <class V, class R>
+XCNN_ALWAYS_INLINE V rectified(const V& dy, const V& xhat, const R& rect)
+{
+    if constexpr (std::is_same<R, std::nullptr_t>::value)
+    {
+        (void)xhat;
+        (void)rect;
+        return dy;
+    }
+    else
+    {
+        using T = decltype(rect.weight);
+        if constexpr (std::is_same<V, T>::value)
+        {
+            return normalized_output(xhat, rect.weight, rect.bias) > T(0) ? dy : T(0);
+        }
+        else
+        {
+            return xsimd::select(normalized_output(xhat, V(rect.weight), V(rect.bias)) > V(T(0)), dy, V(T(0)));
+        }
+    }
+}
+
+/// sum(dy) into `sum_dy` and sum(dy * xhat) into `sum_dy_xhat` over `n` values, dY through
+/// `rect` (`rectified`): the bias and weight gradients, which the input gradient needs too.
+template <class T, class R>
+void plane_gradient_sums(const T* dy, const T* xhat, std::size_t n, T& sum_dy, T& sum_dy_xhat, const R& rect)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
@@ -138,35 +195,39 @@ void plane_gradient_sums(const T* dy, const T* xhat, std::size_t n, T& sum_dy, T
     std::size_t i = 0;
     for (; i + 2 * S <= n; i += 2 * S)
     {
-        const batch d0 = batch::load_unaligned(dy + i);
-        const batch d1 = batch::load_unaligned(dy + i + S);
+        const batch h0 = batch::load_unaligned(xhat + i);
+        const batch h1 = batch::load_unaligned(xhat + i + S);
+        const batch d0 = rectified(batch::load_unaligned(dy + i), h0, rect);
+        const batch d1 = rectified(batch::load_unaligned(dy + i + S), h1, rect);
         g0 += d0;
         g1 += d1;
-        p0 = xsimd::fma(d0, batch::load_unaligned(xhat + i), p0);
-        p1 = xsimd::fma(d1, batch::load_unaligned(xhat + i + S), p1);
+        p0 = xsimd::fma(d0, h0, p0);
+        p1 = xsimd::fma(d1, h1, p1);
     }
     if (i + S <= n)
     {
-        const batch d = batch::load_unaligned(dy + i);
+        const batch h = batch::load_unaligned(xhat + i);
+        const batch d = rectified(batch::load_unaligned(dy + i), h, rect);
         g0 += d;
-        p0 = xsimd::fma(d, batch::load_unaligned(xhat + i), p0);
+        p0 = xsimd::fma(d, h, p0);
         i += S;
     }
     T g = sum_lanes(g0 + g1), p = sum_lanes(p0 + p1);
     for (; i < n; ++i)
     {
-        g += dy[i];
-        p += dy[i] * xhat[i];
+        const T d = rectified(dy[i], xhat[i], rect);
+        g += d;
+        p += d * xhat[i];
     }
     sum_dy = g;
     sum_dy_xhat = p;
 }
 
-/// dx = a * dy + b * xhat + c over `n` values: the input gradient of a normalisation by the
-/// batch's own statistics (a = weight * invstd, b and c carry the paths through the variance
-/// and the mean).
-template <class T>
-void plane_input_gradient(const T* dy, const T* xhat, T* dx, std::size_t n, T a, T b, T c)
+/// dx = a * dy + b * xhat + c over `n` values, dY through `rect` (`rectified`): the input
+/// gradient of a normalisation by the batch's own statistics (a = weight * invstd, b and c
+/// carry the paths through the variance and the mean).
+template <class T, class R>
+void plane_input_gradient(const T* dy, const T* xhat, T* dx, std::size_t n, T a, T b, T c, const R& rect)
 {
     using batch = xsimd::batch<T>;
     constexpr std::size_t S = batch::size;
@@ -174,12 +235,13 @@ void plane_input_gradient(const T* dy, const T* xhat, T* dx, std::size_t n, T a,
     std::size_t i = 0;
     for (; i + S <= n; i += S)
     {
-        const batch h = xsimd::fma(batch::load_unaligned(xhat + i), vb, vc);
-        xsimd::fma(batch::load_unaligned(dy + i), va, h).store_unaligned(dx + i);
+        const batch xh = batch::load_unaligned(xhat + i);
+        const batch h = xsimd::fma(xh, vb, vc);
+        xsimd::fma(rectified(batch::load_unaligned(dy + i), xh, rect), va, h).store_unaligned(dx + i);
     }
     for (; i < n; ++i)
     {
-        dx[i] = dy[i] * a + (xhat[i] * b + c);
+        dx[i] = rectified(dy[i], xhat[i], rect) * a + (xhat[i] * b + c);
     }
 }
 
@@ -362,7 +424,111 @@ public:
     /// updates the running statistics. Inference: one pass with the running statistics.
     /// @throws value_error in training when a channel has a single value (N·H·W = 1), whose
     /// variance is undefined, as PyTorch does.
-    const output_type& run_forward(const input_type& x, bool training)
+    const output_type& run_forward(const input_type& x, bool training) { return normalize(x, training, false); }
+
+    /// What `Sequential` and `Network` run for this layer followed by an activation of functor
+    /// `Op`: f(batch_norm(x)) (`training` false is `predict`). In training, a rectifier (ReLU) is
+    /// applied as the output is written, and `backward_activated` passes dY where the output was
+    /// positive inside its own passes, recomputing the output's sign from xhat: neither direction
+    /// makes a pass over the activations for the ReLU. Other functors, and `predict`, run over
+    /// the output in place while it is in cache. The results are those of the two layers one
+    /// after the other, bit for bit.
+    template <class Op>
+    const output_type& forward_activated(const input_type& x, bool training, const Op& op)
+    {
+        if constexpr (detail::rectifies<Op>::value)
+        {
+            if (training)
+            {
+                this->check_parameter_shapes();
+                this->check_buffer_shapes();
+                return this->cached_forward(true, [&]() -> const output_type& { return normalize(x, true, true); });
+            }
+        }
+        if (training)
+        {
+            this->forward(x);
+        }
+        else
+        {
+            this->predict(x);
+        }
+        detail::activate_in_place(op, m_output, m_preactivation);
+        return m_output;
+    }
+
+    /// @overload
+    /// For inputs of any expression type; checks the rank and evaluates the input first.
+    template <class E, class Op>
+    const output_type& forward_activated(const xt::xexpression<E>& x, bool training, const Op& op)
+    {
+        return forward_activated(this->converted_input(x), training, op);
+    }
+
+    /// `backward` of the gradient of f(batch_norm(x)) after `forward_activated`.
+    template <class Op>
+    const input_type& backward_activated(const output_type& grad_output, const Op& op)
+    {
+        if constexpr (detail::rectifies<Op>::value)
+        {
+            this->require_cache(grad_output);
+            detail::ensure_shape(m_input_grad, grad_output.shape());
+            gradients(grad_output, m_input_grad.data(), true);
+            return m_input_grad;
+        }
+        else
+        {
+            return this->backward(activated_gradient(grad_output, op));
+        }
+    }
+
+    /// @overload
+    /// For gradients of any expression type; checks the rank and evaluates the gradient first.
+    template <class E, class Op>
+    const input_type& backward_activated(const xt::xexpression<E>& grad_output, const Op& op)
+    {
+        return backward_activated(this->converted_gradient(grad_output), op);
+    }
+
+    /// `backward_parameters` of the gradient of f(batch_norm(x)) after `forward_activated`.
+    template <class Op>
+    void backward_parameters_activated(const output_type& grad_output, const Op& op)
+    {
+        if constexpr (detail::rectifies<Op>::value)
+        {
+            this->require_cache(grad_output);
+            gradients(grad_output, nullptr, true);
+        }
+        else
+        {
+            this->backward_parameters(activated_gradient(grad_output, op));
+        }
+    }
+
+    /// @overload
+    /// For gradients of any expression type; checks the rank and evaluates the gradient first.
+    template <class E, class Op>
+    void backward_parameters_activated(const xt::xexpression<E>& grad_output, const Op& op)
+    {
+        backward_parameters_activated(this->converted_gradient(grad_output), op);
+    }
+
+    /// dX through the batch statistics:
+    /// dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)); overwrites
+    /// dweight = sum(dy * xhat) and dbias = sum(dy) over the batch (and H, W).
+    const input_type& run_backward(const output_type& grad_output)
+    {
+        detail::ensure_shape(m_input_grad, grad_output.shape());
+        gradients(grad_output, m_input_grad.data(), false);
+        return m_input_grad;
+    }
+
+    /// dweight and dbias alone: one pass over dY and xhat instead of two.
+    void run_backward_parameters(const output_type& grad_output) { gradients(grad_output, nullptr, false); }
+
+private:
+    /// `run_forward`, with ReLU applied to the training output when `rectified`.
+    const output_type& normalize(const input_type& x, bool training, bool rectified)
     {
         const auto shape = checked_output_shape(x.shape());
         const std::size_t n = shape[0], plane = plane_size(shape), count = n * plane;
@@ -431,7 +597,16 @@ public:
                     for (std::size_t b = 0; b < n; ++b)
                     {
                         const std::size_t at = b * stride + c * plane;
-                        detail::plane_normalize(in + at, xhat + at, out + at, plane, mean, invstd, weight[c], bias[c]);
+                        if (rectified)
+                        {
+                            detail::plane_normalize<true>(in + at, xhat + at, out + at, plane, mean, invstd, weight[c],
+                                                          bias[c]);
+                        }
+                        else
+                        {
+                            detail::plane_normalize<false>(in + at, xhat + at, out + at, plane, mean, invstd, weight[c],
+                                                           bias[c]);
+                        }
                     }
                     running_mean[c] = (T(1) - m_momentum) * running_mean[c] + m_momentum * mean;
                     running_var[c] = (T(1) - m_momentum) * running_var[c] + m_momentum * var * unbias;
@@ -441,20 +616,6 @@ public:
         return m_output;
     }
 
-    /// dX through the batch statistics:
-    /// dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)); overwrites
-    /// dweight = sum(dy * xhat) and dbias = sum(dy) over the batch (and H, W).
-    const input_type& run_backward(const output_type& grad_output)
-    {
-        detail::ensure_shape(m_input_grad, grad_output.shape());
-        gradients(grad_output, m_input_grad.data());
-        return m_input_grad;
-    }
-
-    /// dweight and dbias alone: one pass over dY and xhat instead of two.
-    void run_backward_parameters(const output_type& grad_output) { gradients(grad_output, nullptr); }
-
-private:
     /// weight / sqrt(running_var + eps) of channel `c`: the one expression `predict` and
     /// `inference_affine` share, so a folded convolution scales exactly as the layer does.
     T inference_scale(std::size_t c) const
@@ -468,8 +629,34 @@ private:
         return Rank == 4 ? shape[2] * shape[3] : 1;
     }
 
-    /// The parameter gradients, and, unless `dx` is null, dX into `dx`.
-    void gradients(const output_type& grad_output, T* dx)
+    /// dL/dy through an activation `forward_activated` applied in place.
+    template <class Op>
+    const output_type& activated_gradient(const output_type& grad_output, const Op& op)
+    {
+        this->require_cache(grad_output);
+        return detail::activation_gradient_into(op, grad_output, m_preactivation, m_output, m_activated_grad);
+    }
+
+    /// The parameter gradients, and, unless `dx` is null, dX into `dx`; with `rectified`, of
+    /// dY through the ReLU `forward_activated` applied.
+    void gradients(const output_type& grad_output, T* dx, bool rectified)
+    {
+        if (rectified)
+        {
+            gradients_through(grad_output, dx,
+                              [this](std::size_t c) {
+                                  return detail::rectifier<T>{m_weight.value().data()[c], m_bias.value().data()[c]};
+                              });
+        }
+        else
+        {
+            gradients_through(grad_output, dx, [](std::size_t) { return nullptr; });
+        }
+    }
+
+    /// `gradients`, dY through `rectifier_of(c)` in channel c (`detail::rectified`).
+    template <class R>
+    void gradients_through(const output_type& grad_output, T* dx, R rectifier_of)
     {
         const auto& shape = grad_output.shape();
         const std::size_t n = shape[0], plane = plane_size(shape), count = n * plane;
@@ -490,6 +677,7 @@ private:
                                    {
                                        for (std::size_t c = first; c < last; ++c)
                                        {
+                                           const auto rect = rectifier_of(c);
                                            // Planes summed in T, planes' sums in double, as in
                                            // the forward pass.
                                            double total_dy = 0, total_dy_xhat = 0;
@@ -497,7 +685,7 @@ private:
                                            {
                                                const std::size_t at = b * stride + c * plane;
                                                T g = 0, p = 0;
-                                               detail::plane_gradient_sums(dy + at, xhat + at, plane, g, p);
+                                               detail::plane_gradient_sums(dy + at, xhat + at, plane, g, p, rect);
                                                total_dy += static_cast<double>(g);
                                                total_dy_xhat += static_cast<double>(p);
                                            }
@@ -515,7 +703,7 @@ private:
                                            {
                                                const std::size_t at = b * stride + c * plane;
                                                detail::plane_input_gradient(dy + at, xhat + at, dx + at, plane, a,
-                                                                            -per * sum_dy_xhat, -per * sum_dy);
+                                                                            -per * sum_dy_xhat, -per * sum_dy, rect);
                                            }
                                        }
                                    });
@@ -529,10 +717,12 @@ private:
     persistent<T, 1> m_running_mean;
     persistent<T, 1> m_running_var;
     persistent<T, 0> m_num_batches_tracked;
-    std::vector<T> m_invstd; // 1 / sqrt(var + eps) of the last training forward, per channel
-    input_type m_normalized; // xhat of the last training forward
-    output_type m_output;    // y
-    input_type m_input_grad; // dX
+    std::vector<T> m_invstd;      // 1 / sqrt(var + eps) of the last training forward, per channel
+    input_type m_normalized;      // xhat of the last training forward
+    output_type m_output;         // y (f(y) after forward_activated)
+    output_type m_preactivation;  // y before an activation whose gradient reads it
+    output_type m_activated_grad; // dL/dy through an activation applied in place
+    input_type m_input_grad;      // dX
 };
 
 /// PyTorch's `BatchNorm2d(num_features, eps=1e-5, momentum=0.1)` over (N, C, H, W); see
