@@ -9,6 +9,7 @@
 
 #include <xcnn/core/conv/select.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <random>
@@ -101,6 +102,16 @@ std::vector<conv_geometry> lowered_cases()
     cases.push_back(geometry(3, 16, 3, 95, 90, {3, 3}, {2, 2}, {1, 0}));
     // dW's packed GEMM summed over two chunks.
     cases.push_back(geometry(2, 240, 128, 16, 16, {3, 3}, {1, 1}, {1, 1}));
+    // Planes of at most one vector of floats, moved whole (`lowered_planes_in_a_vector`): 4 x 4
+    // and 4 x 3 "same" layers, a stride, a dilation, a kernel larger than the plane; the last
+    // planes' windows read through masked loads.
+    cases.push_back(geometry(3, 5, 4, 4, 4, {3, 3}, {1, 1}, {1, 1}));
+    cases.push_back(geometry(2, 3, 2, 4, 3, {3, 3}, {1, 1}, {1, 1}));
+    cases.push_back(geometry(2, 3, 2, 4, 4, {3, 3}, {2, 2}, {1, 1}));
+    auto small_dilated = geometry(2, 2, 3, 4, 4, {3, 3}, {1, 1}, {2, 2});
+    small_dilated.dilation = {2, 2};
+    cases.push_back(small_dilated);
+    cases.push_back(geometry(2, 2, 3, 3, 2, {5, 4}, {1, 1}, {2, 2}));
     return cases;
 }
 
@@ -320,6 +331,14 @@ void check_lowered()
 
 TEST_CASE("conv forms: the lowered form matches the naive loops, with and without a mask", "[conv_forms]")
 {
+#if XSIMD_WITH_AVX512F
+    // Not vacuous: some of the cases move whole planes in a vector (and others do not).
+    const auto cases = lowered_cases();
+    CHECK(std::any_of(cases.begin(), cases.end(),
+                      [](const conv_geometry& g) { return xcnn::detail::lowered_planes_in_a_vector<float>(g); }));
+    CHECK_FALSE(std::all_of(cases.begin(), cases.end(),
+                            [](const conv_geometry& g) { return xcnn::detail::lowered_planes_in_a_vector<float>(g); }));
+#endif
     check_lowered<float>();
     check_lowered<double>();
 }

@@ -26,6 +26,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../elementwise.hpp"
@@ -78,6 +80,136 @@ inline void fill_linear(std::vector<std::ptrdiff_t>& table, std::size_t count, s
     }
 }
 
+/// The most kernel taps `raise_planes_in_a_vector` keeps permutations for (7 x 7).
+constexpr std::size_t lowered_vector_taps = 49;
+
+/// Whether `lower_columns` and `raise_columns` move whole planes in one vector of floats (AVX-512):
+/// an output plane (OH OW) and an input plane (H W) of at most 16 values, and every tap's
+/// window of the padded plane within 32 values of its first one. Each column segment is then one
+/// permute of two loads, and each plane of dX the sum of K permuted column segments held in a
+/// register: on 4 x 4 planes the rows of 4 values cost more in loop control than in copies, and
+/// col2im's zero fill and read-modify-writes went row by row (docs/performance.md).
+template <class T>
+bool lowered_planes_in_a_vector(const conv_geometry& g) noexcept
+{
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        const std::size_t oh = g.out_h(), ow = g.out_w();
+        return oh * ow <= 16 && g.input[0] * g.input[1] <= 16 && g.kernel[0] * g.kernel[1] <= lowered_vector_taps &&
+               (oh - 1) * g.stride[0] * g.padded_w() + (ow - 1) * g.stride[1] < 32;
+    }
+#endif
+    (void)g;
+    return false;
+}
+
+#if XSIMD_WITH_AVX512F
+/// `lower_columns` when `lowered_planes_in_a_vector`: output pixel q = i OW + j of every tap reads
+/// the padded plane at the same offset i SH Wp + j SW from the tap's first pixel.
+inline void lower_planes_in_a_vector(const conv_geometry& g, const float* padded, std::size_t n0, std::size_t n1,
+                                     float* columns)
+{
+    const std::size_t kh_count = g.kernel[0], kw_count = g.kernel[1], taps = kh_count * kw_count;
+    const std::size_t oh = g.out_h(), ow = g.out_w(), wp = g.padded_w(), plane = g.padded_h() * wp;
+    const std::size_t pixels = oh * ow, cols = (n1 - n0) * pixels, rows = g.in_channels * taps;
+    const std::size_t total = g.batch * g.in_channels * plane;
+    const auto s = g.stride, d = g.dilation;
+    alignas(64) std::int32_t offsets[16] = {};
+    for (std::size_t q = 0; q < pixels; ++q)
+    {
+        offsets[q] = static_cast<std::int32_t>(q / ow * s[0] * wp + q % ow * s[1]);
+    }
+    const __m512i index = _mm512_load_si512(offsets);
+    const std::size_t span = static_cast<std::size_t>(offsets[pixels - 1]) + 1; // values a window reads
+    const auto store_lanes = static_cast<__mmask16>(first_lanes(pixels));
+    parallel_for_items(
+        rows, cols,
+        [&](std::size_t begin, std::size_t end, std::size_t)
+        {
+            for (std::size_t r = begin; r < end; ++r)
+            {
+                const std::size_t c = r / taps, kh = r % taps / kw_count, kw = r % kw_count;
+                float* dst = columns + r * cols;
+                for (std::size_t n = n0; n < n1; ++n, dst += pixels)
+                {
+                    const std::size_t at = (n * g.in_channels + c) * plane + kh * d[0] * wp + kw * d[1];
+                    const float* src = padded + at;
+                    __m512 lo, hi;
+                    if (at + 32 <= total)
+                    {
+                        lo = _mm512_loadu_ps(src);
+                        hi = _mm512_loadu_ps(src + 16);
+                    }
+                    else // the last planes: nothing past the padded input is read
+                    {
+                        lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>(first_lanes(std::min<std::size_t>(span, 16))),
+                                                   src);
+                        hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>(first_lanes(span > 16 ? span - 16 : 0)),
+                                                   address_at(src, 16));
+                    }
+                    _mm512_mask_storeu_ps(dst, store_lanes, _mm512_permutex2var_ps(lo, index, hi));
+                }
+            }
+        });
+}
+
+/// `raise_columns` when `lowered_planes_in_a_vector`: each plane of dX is the sum, in a register,
+/// of its K column segments, each permuted to the input pixels its tap read (zero where the
+/// tap read padding), added tap by tap in the order the element loop adds them.
+inline void raise_planes_in_a_vector(const conv_geometry& g, const float* columns, std::size_t n0, std::size_t n1,
+                                     float* dx)
+{
+    const std::size_t kh_count = g.kernel[0], kw_count = g.kernel[1], taps = kh_count * kw_count;
+    const std::size_t oh = g.out_h(), ow = g.out_w(), h = g.input[0], w = g.input[1];
+    const std::size_t pixels = oh * ow, cols = (n1 - n0) * pixels, plane = h * w;
+    const auto s = g.stride, d = g.dilation, p = g.padding;
+    // Tap t: which output pixel each input pixel x receives (lane x of index[t]) and whether it
+    // receives one (bit x of receives[t]).
+    __m512i index[lowered_vector_taps];
+    __mmask16 receives[lowered_vector_taps];
+    for (std::size_t t = 0; t < taps; ++t)
+    {
+        alignas(64) std::int32_t source[16] = {};
+        std::uint32_t lanes = 0;
+        const std::size_t kh = t / kw_count, kw = t % kw_count;
+        for (std::size_t q = 0; q < pixels; ++q)
+        {
+            const std::size_t row = q / ow * s[0] + kh * d[0], col = q % ow * s[1] + kw * d[1];
+            if (row >= p[0] && row - p[0] < h && col >= p[1] && col - p[1] < w)
+            {
+                const std::size_t x = (row - p[0]) * w + (col - p[1]);
+                source[x] = static_cast<std::int32_t>(q);
+                lanes |= std::uint32_t(1) << x;
+            }
+        }
+        index[t] = _mm512_load_si512(source);
+        receives[t] = static_cast<__mmask16>(lanes);
+    }
+    const auto load_lanes = static_cast<__mmask16>(first_lanes(pixels));
+    const auto store_lanes = static_cast<__mmask16>(first_lanes(plane));
+    parallel_for_items(g.in_channels, taps * cols,
+                       [&](std::size_t begin, std::size_t end, std::size_t)
+                       {
+                           for (std::size_t c = begin; c < end; ++c)
+                           {
+                               for (std::size_t n = n0; n < n1; ++n)
+                               {
+                                   const float* src = columns + c * taps * cols + (n - n0) * pixels;
+                                   __m512 sum = _mm512_setzero_ps();
+                                   for (std::size_t t = 0; t < taps; ++t, src += cols)
+                                   {
+                                       const __m512 segment = _mm512_maskz_loadu_ps(load_lanes, src);
+                                       sum = _mm512_add_ps(sum,
+                                                           _mm512_maskz_permutexvar_ps(receives[t], index[t], segment));
+                                   }
+                                   _mm512_mask_storeu_ps(dx + (n * g.in_channels + c) * plane, store_lanes, sum);
+                               }
+                           }
+                       });
+}
+#endif
+
 /// The column matrix (K, (n1 - n0) OH OW) of images [n0, n1) of `padded` (N, C_in, Hp, Wp)
 /// into `columns`: row (c, kh, kw), column (n, oh, ow) holds padded[n, c, oh SH + kh DH,
 /// ow SW + kw DW]. Groups of 1 only.
@@ -88,6 +220,16 @@ void lower_columns(const conv_geometry& g, const T* padded, std::size_t n0, std:
     const std::size_t oh = g.out_h(), ow = g.out_w(), wp = g.padded_w(), plane = g.padded_h() * wp;
     const std::size_t cols = (n1 - n0) * oh * ow, rows = g.in_channels * taps;
     const auto s = g.stride, d = g.dilation;
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        if (lowered_planes_in_a_vector<T>(g))
+        {
+            lower_planes_in_a_vector(g, padded, n0, n1, columns);
+            return;
+        }
+    }
+#endif
     parallel_for_items(rows, cols,
                        [&](std::size_t begin, std::size_t end, std::size_t)
                        {
@@ -125,6 +267,16 @@ void raise_columns(const conv_geometry& g, const T* columns, std::size_t n0, std
     const std::size_t oh = g.out_h(), ow = g.out_w(), h = g.input[0], w = g.input[1];
     const std::size_t cols = (n1 - n0) * oh * ow;
     const auto s = g.stride, d = g.dilation, p = g.padding;
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value)
+    {
+        if (lowered_planes_in_a_vector<T>(g))
+        {
+            raise_planes_in_a_vector(g, columns, n0, n1, dx);
+            return;
+        }
+    }
+#endif
     parallel_for_items(
         g.in_channels, taps * cols,
         [&](std::size_t begin, std::size_t end, std::size_t)
