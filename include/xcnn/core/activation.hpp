@@ -159,6 +159,33 @@ const Tensor& activation_gradient_into(const Op& op, const Tensor& dy, const Ten
     return out;
 }
 
+/// What a layer keeps to apply a following activation to its output in place
+/// (`forward_activated`) and to take the gradient through it: the output before the activation,
+/// when the functor's gradient reads it, and dL/dy.
+template <class Tensor>
+class activated_output
+{
+public:
+    /// `op` applied to the layer's output `y` in place; returns `y`.
+    template <class Op>
+    const Tensor& apply(const Op& op, Tensor& y)
+    {
+        activate_in_place(op, y, m_preactivation);
+        return y;
+    }
+
+    /// dL/dy from `dy`, the gradient of the activation's output `y` (as `apply` left it).
+    template <class Op>
+    const Tensor& gradient(const Op& op, const Tensor& dy, const Tensor& y)
+    {
+        return activation_gradient_into(op, dy, m_preactivation, y, m_gradient);
+    }
+
+private:
+    Tensor m_preactivation;
+    Tensor m_gradient;
+};
+
 } // namespace detail
 } // namespace xcnn
 

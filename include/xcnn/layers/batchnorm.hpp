@@ -445,16 +445,8 @@ public:
                 return this->cached_forward(true, [&]() -> const output_type& { return normalize(x, true, true); });
             }
         }
-        if (training)
-        {
-            this->forward(x);
-        }
-        else
-        {
-            this->predict(x);
-        }
-        detail::activate_in_place(op, m_output, m_preactivation);
-        return m_output;
+        this->forward_or_predict(x, training);
+        return m_activated.apply(op, m_output);
     }
 
     /// @overload
@@ -634,7 +626,7 @@ private:
     const output_type& activated_gradient(const output_type& grad_output, const Op& op)
     {
         this->require_cache(grad_output);
-        return detail::activation_gradient_into(op, grad_output, m_preactivation, m_output, m_activated_grad);
+        return m_activated.gradient(op, grad_output, m_output);
     }
 
     /// The parameter gradients, and, unless `dx` is null, dX into `dx`; with `rectified`, of
@@ -717,12 +709,11 @@ private:
     persistent<T, 1> m_running_mean;
     persistent<T, 1> m_running_var;
     persistent<T, 0> m_num_batches_tracked;
-    std::vector<T> m_invstd;      // 1 / sqrt(var + eps) of the last training forward, per channel
-    input_type m_normalized;      // xhat of the last training forward
-    output_type m_output;         // y (f(y) after forward_activated)
-    output_type m_preactivation;  // y before an activation whose gradient reads it
-    output_type m_activated_grad; // dL/dy through an activation applied in place
-    input_type m_input_grad;      // dX
+    std::vector<T> m_invstd;                           // 1 / sqrt(var + eps) of the last training forward, per channel
+    input_type m_normalized;                           // xhat of the last training forward
+    output_type m_output;                              // y (f(y) after forward_activated)
+    detail::activated_output<output_type> m_activated; // what forward_activated keeps
+    input_type m_input_grad;                           // dX
 };
 
 /// PyTorch's `BatchNorm2d(num_features, eps=1e-5, momentum=0.1)` over (N, C, H, W); see

@@ -243,16 +243,8 @@ public:
     template <class Op>
     const output_type& forward_activated(const input_type& x, bool training, const Op& op)
     {
-        if (training)
-        {
-            this->forward(x);
-        }
-        else
-        {
-            this->predict(x);
-        }
-        detail::activate_in_place(op, m_output, m_preactivation);
-        return m_output;
+        this->forward_or_predict(x, training);
+        return m_activated.apply(op, m_output);
     }
 
     /// @overload
@@ -299,7 +291,7 @@ private:
     const output_type& activated_gradient(const output_type& grad_output, const Op& op)
     {
         this->require_cache(grad_output);
-        return detail::activation_gradient_into(op, grad_output, m_preactivation, m_output, m_activated_grad);
+        return m_activated.gradient(op, grad_output, m_output);
     }
 
     template <std::size_t N>
@@ -367,8 +359,7 @@ private:
     xt::xtensor<T, 4> m_flattened_input;            // forward_flattened's input if not an xtensor
     xt::xtensor<T, 2> m_output;
     xt::xtensor<T, 2> m_input_grad;
-    xt::xtensor<T, 2> m_preactivation;  // x W^T + b before an activation that needs it
-    xt::xtensor<T, 2> m_activated_grad; // dY through the activation
+    detail::activated_output<xt::xtensor<T, 2>> m_activated; // what forward_activated keeps
     detail::contraction_tables m_tables;
     std::vector<std::ptrdiff_t> m_weight_rows; // row offsets of W for gemm_nt
     gemm_workspace<T> m_workspace;

@@ -557,11 +557,11 @@ public:
     /// that the next call overwrites.
     /// @throws shape_error for an input the layer cannot take, or if a parameter was assigned a
     /// tensor of another shape; the layer is then unchanged.
-    const output_type& forward(const input_type& x) { return run(x, true); }
+    const output_type& forward(const input_type& x) { return forward_or_predict(x, true); }
 
     /// Same result as `forward`, marked as inference: `backward` after it is an error.
     /// @throws shape_error as `forward` does.
-    const output_type& predict(const input_type& x) { return run(x, false); }
+    const output_type& predict(const input_type& x) { return forward_or_predict(x, false); }
 
     /// dLoss/dinput for `grad_output` = dLoss/doutput of the last `forward`; overwrites the
     /// gradients of the parameters.
@@ -659,13 +659,15 @@ protected:
                                                "gradient");
     }
 
-private:
-    const output_type& run(const input_type& x, bool training)
+    /// `forward(x)` when `training`, else `predict(x)`: for a layer's fused forms that run the
+    /// plain pass and then work on its output.
+    const output_type& forward_or_predict(const input_type& x, bool training)
     {
         check_state_shapes();
         return cached_forward(training, [&]() -> const output_type& { return self().run_forward(x, training); });
     }
 
+private:
     /// Throws `shape_error` naming the layer if a parameter or a buffer was assigned a tensor of
     /// another shape, before `run_forward` or `run_backward` reads it.
     void check_state_shapes() const
