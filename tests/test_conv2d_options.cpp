@@ -340,9 +340,9 @@ TEST_CASE("Conv2D options: the GEMM forms share a batch out by images, with the 
 
 TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops, fused", "[conv2d][options]")
 {
-    // 32 channels or more, 3x3 at stride 1, 64 tiles or more: the forward pass and (on planes of
-    // 8 tiles or more) dX and dW run the Winograd form; padding 0, 1 and 2, odd sizes, with and
-    // without bias.
+    // 32 channels or more, 3x3 or 5x5 at stride 1, 64 tiles or more: the forward pass and (on
+    // planes of 8 tiles or more) dX and dW run the Winograd form; padding 0 to 4, odd sizes, with
+    // and without bias.
     const std::vector<options_case> cases{
         {4, 32, 33, 8, 8, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
         {4, 33, 32, 9, 11, {3, 3}, {1, 1}, {0, 0}, {1, 1}, 1, false},
@@ -351,6 +351,11 @@ TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops,
         // Several chunks and parts of dW's sum (threads run them whole), gemm_nt and packed dW.
         {12, 32, 32, 16, 16, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
         {8, 32, 128, 8, 8, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, false},
+        // F(2x2, 5x5).
+        {4, 32, 33, 8, 8, {5, 5}, {1, 1}, {2, 2}, {1, 1}, 1, true},
+        {8, 33, 32, 9, 11, {5, 5}, {1, 1}, {0, 0}, {1, 1}, 1, false},
+        {4, 32, 32, 7, 6, {5, 5}, {1, 1}, {4, 3}, {1, 1}, 1, true},
+        {12, 32, 32, 16, 16, {5, 5}, {1, 1}, {2, 2}, {1, 1}, 1, true},
     };
     std::mt19937 rng(37);
     for (const auto& c : cases)
@@ -435,6 +440,10 @@ TEST_CASE("Conv2D options: finite-difference gradients", "[conv2d][options][grad
         REQUIRE(xcnn::detail::choose_weight_grad_form<double>(g) == xcnn::detail::conv_form::winograd);
         // 128 K parameters and inputs: the differences of a spread of 400 of each.
         gradient_check(c, 12, 400);
+        const options_case k5{8, 32, 32, 12, 12, {5, 5}, {1, 1}, {2, 2}, {1, 1}, 1, true};
+        REQUIRE(xcnn::detail::choose_forward_form<double>(k5.geometry()) == xcnn::detail::conv_form::winograd);
+        REQUIRE(xcnn::detail::choose_weight_grad_form<double>(k5.geometry()) == xcnn::detail::conv_form::winograd);
+        gradient_check(k5, 13, 400);
     }
     SECTION("no bias")
     {

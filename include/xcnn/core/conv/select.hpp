@@ -59,8 +59,8 @@ inline conv_form depthwise_form(const conv_geometry& g) noexcept
     return depthwise_phases_apply(g) ? conv_form::depthwise_phases : conv_form::depthwise;
 }
 
-/// Whether the Winograd form runs the forward pass: where it applies (a 3x3 kernel at stride 1,
-/// one group), with 32 channels or more on both sides, so that its 2.25 times smaller GEMMs
+/// Whether the Winograd form runs the forward pass: where it applies (a 3x3 or 5x5 kernel at
+/// stride 1, one group), with 32 channels or more on both sides, so that its 2.25 times smaller GEMMs
 /// outweigh the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in C_out)
 /// (at 16 channels it lost), and 64 tiles of 2 x 2 or more in the batch, which the kernel's
 /// transform, O(C_in C_out) per call, is paid for (one 7 x 7 or 14 x 14 image lost). The rules
@@ -85,7 +85,7 @@ bool winograd_input_grad_wins(const conv_geometry& g) noexcept
     constexpr std::size_t S = xsimd::batch<T>::size;
     // dX's tiles cover the input plane, its transforms step through dY's padded phases.
     const std::size_t th = (g.input[0] + 1) / 2, tw = (g.input[1] + 1) / 2;
-    const std::size_t vectors = (th * (tw + 1) + S - 1) / S;
+    const std::size_t vectors = (th * (tw + (g.kernel[1] - 1) / 2) + S - 1) / S;
     return 2 * th * tw >= S * vectors;
 }
 

@@ -1,23 +1,24 @@
 /// @file
-/// The Winograd forms F(2x2, 3x3) and F(4x4, 3x3) of a stride-1 3x3 convolution: (m + 2)^2
-/// multiplications per m x m output tile and input channel where the other forms take 9 m^2 --
-/// 16 for 4 outputs, or 36 for 16.
+/// The Winograd forms F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) of a stride-1 3x3 or 5x5
+/// convolution: alpha^2 = (m + r - 1)^2 multiplications per m x m output tile and input channel
+/// where the other forms take r^2 m^2 -- 16 for 4 outputs of a 3x3 kernel, 36 for 16, and 36 for 4
+/// outputs of a 5x5 kernel.
 ///
-/// The window view contracts every 3x3 window with the kernel. Winograd's minimal filtering
-/// algorithm computes an m x m block of outputs from the (m + 2) x (m + 2) input tile d that
-/// covers it as Y = A^T [(G g G^T) . (B^T d B)] A, where . multiplies element by element: the
-/// (m + 2)^2 products of the transformed kernel U = G g G^T and the transformed tile V = B^T d B
-/// replace the 9 m^2 of the windows, and the transforms only add and scale by constants. Summed
-/// over input channels, each of the products is a GEMM: M[xi] (C_out, tiles) = U[xi] (C_out,
-/// C_in) V[xi] (C_in, tiles), so the convolution runs as (m + 2)^2 GEMMs 9 m^2 / (m + 2)^2 times
-/// smaller than the one the window view would run (2.25 for m = 2, 4 for m = 4), plus the
+/// The window view contracts every r x r window with the kernel. Winograd's minimal filtering
+/// algorithm computes an m x m block of outputs from the alpha x alpha input tile d that covers it
+/// as Y = A^T [(G g G^T) . (B^T d B)] A, where . multiplies element by element: the alpha^2
+/// products of the transformed kernel U = G g G^T and the transformed tile V = B^T d B replace the
+/// r^2 m^2 of the windows, and the transforms only add and scale by constants. Summed over input
+/// channels, each of the products is a GEMM: M[xi] (C_out, tiles) = U[xi] (C_out, C_in) V[xi]
+/// (C_in, tiles), so the convolution runs as alpha^2 GEMMs r^2 m^2 / alpha^2 times smaller than
+/// the one the window view would run (2.25 for F(2, 3), 4 for F(4, 3), 2.8 for F(2, 5)), plus the
 /// transforms, O((C_in + C_out) tiles) each against the GEMMs' O(C_in C_out tiles). The larger
 /// tile rounds the output up to a multiple of 4 and its transforms cost more per product, so
 /// `winograd_tile_size` takes it only where it saves enough products over enough tiles.
 ///
 /// The 2 x 2 tiles' input transform reads the padded plane split into its four stride-2 phases
-/// with a pitch of TW + 1 (TW tiles per row): tile (i, j) reads phase (r mod 2, c mod 2) at row
-/// i + r / 2, column j + c / 2 for its element (r, c), so every element of the tiles at
+/// with a pitch of TW + (r - 1) / 2 (TW tiles per row): tile (i, j) reads phase (a mod 2, b mod 2)
+/// at row i + a / 2, column j + b / 2 for its element (a, b), so every element of the tiles at
 /// consecutive grid positions is a contiguous vector, as in core/conv/depthwise_phases.hpp; the
 /// grid's last column holds no tile, and its lanes are dropped when the transformed tiles are
 /// stored, compressed. The 4 x 4 tiles' input transform first unfolds a few images' tiles into a
@@ -55,31 +56,43 @@ namespace xcnn
 namespace detail
 {
 
-/// Whether the Winograd form computes `g`: one group, a 3x3 kernel, stride and dilation 1,
-/// padding up to 2 (dX is then the same kind of convolution, of dY padded by 2 - padding).
+/// Whether the Winograd form computes `g`: one group, a 3x3 or 5x5 kernel, stride and dilation
+/// 1, padding up to the kernel's side less one (dX is then the same kind of convolution, of dY
+/// padded by the side less one less the padding).
 inline bool winograd_applies(const conv_geometry& g) noexcept
 {
-    return g.groups == 1 && g.kernel[0] == 3 && g.kernel[1] == 3 && g.unit_stride() && g.undilated() &&
-           g.padding[0] <= 2 && g.padding[1] <= 2;
+    const std::size_t r = g.kernel[0];
+    return g.groups == 1 && (r == 3 || r == 5) && g.kernel[1] == r && g.unit_stride() && g.undilated() &&
+           g.padding[0] < r && g.padding[1] < r;
 }
 
-/// The tile grid of `g` for m x m output tiles (m = 2 or 4): TH x TW tiles; for 2 x 2 tiles, the
-/// phase planes' pitch TW + 1 and rows TH + 1.
+/// The tile grid of `g` for m x m output tiles of an r x r kernel (F(2, 3), F(4, 3) or F(2, 5)):
+/// TH x TW tiles of input tiles alpha = m + r - 1 on a side; for 2 x 2 tiles, the phase planes'
+/// pitch TW + (r - 1) / 2 and rows TH + (r - 1) / 2 (a tile reads (r - 1) / 2 positions past its
+/// own in each phase).
 struct winograd_grid
 {
     std::size_t m = 2;
+    std::size_t r = 3;
     std::size_t th = 0, tw = 0;
-    /// The input tile's side m + 2, and the products (m + 2)^2.
-    std::size_t alpha() const noexcept { return m + 2; }
+    /// The input tile's side m + r - 1, and the products alpha^2.
+    std::size_t alpha() const noexcept { return m + r - 1; }
     std::size_t products() const noexcept { return alpha() * alpha(); }
     std::size_t tiles() const noexcept { return th * tw; }
-    std::size_t pitch() const noexcept { return tw + 1; }
-    std::size_t phase_plane() const noexcept { return (th + 1) * (tw + 1); }
+    std::size_t pitch() const noexcept { return tw + (r - 1) / 2; }
+    std::size_t phase_plane() const noexcept { return (th + (r - 1) / 2) * pitch(); }
 };
 
+/// The grid of `g` for m x m tiles; a 5x5 kernel takes 2 x 2 tiles whatever `m` (F(4, 5) would
+/// need input tiles of 8 and points whose powers lose a float's precision).
 inline winograd_grid winograd_tiles(const conv_geometry& g, std::size_t m) noexcept
 {
-    return {m, (g.out_h() + m - 1) / m, (g.out_w() + m - 1) / m};
+    const std::size_t r = g.kernel[0];
+    if (r != 3)
+    {
+        m = 2;
+    }
+    return {m, r, (g.out_h() + m - 1) / m, (g.out_w() + m - 1) / m};
 }
 
 /// Elements of the transformed input and output of one chunk: 1 MB of floats, so that they stay
@@ -99,6 +112,10 @@ constexpr std::size_t winograd_chunk_tiles = 256;
 /// twice as long, 64 images of 4 x 4 at two threads 1.5 times (docs/performance.md).
 inline std::size_t winograd_tile_size(const conv_geometry& g) noexcept
 {
+    if (g.kernel[0] != 3)
+    {
+        return 2;
+    }
     const auto products = [&](std::size_t m)
     {
         const winograd_grid grid = winograd_tiles(g, m);
@@ -112,7 +129,7 @@ inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
     return winograd_tiles(g, winograd_tile_size(g));
 }
 
-/// Images per chunk of `g` on `grid`: as many as keep the transformed input and output, (m + 2)^2
+/// Images per chunk of `g` on `grid`: as many as keep the transformed input and output, alpha^2
 /// (C_in + C_out) values per tile, within `winograd_chunk_elements`, but enough for
 /// `winograd_chunk_tiles`; at least one.
 inline std::size_t winograd_chunk(const conv_geometry& g, const winograd_grid& grid) noexcept
@@ -122,6 +139,16 @@ inline std::size_t winograd_chunk(const conv_geometry& g, const winograd_grid& g
     const std::size_t images = std::max(winograd_chunk_elements / std::max<std::size_t>(per_image, 1),
                                         (winograd_chunk_tiles + tiles - 1) / tiles);
     return std::max<std::size_t>(1, std::min(g.batch, images));
+}
+
+/// The distance between two products xi of a chunk's transformed tiles, `rows` (C_in or C_out)
+/// rows of `pitch` each: a cache line more than the rows, since rows a multiple of 4 KB apart
+/// (C_in times 256 tiles is one for every C_in a multiple of 4) fall into the same L1 sets, and the
+/// transforms, which write or read the alpha^2 products of each vector of tiles, evicted their
+/// own lines on every store.
+inline std::size_t winograd_product_stride(std::size_t rows, std::size_t pitch) noexcept
+{
+    return rows * pitch + 16;
 }
 
 /// Elements of a thread's unfolded tiles: 16 KB of floats, within L1 between the unfold and the
@@ -148,8 +175,9 @@ struct winograd_thread_buffers
     conv_buffer<T> unfolded;
     /// The m^2 phases of a chunk's output planes of one channel.
     conv_buffer<T> outputs;
-    /// The chunk this thread runs: V ((m + 2)^2, C_in, chunk tiles), and M ((m + 2)^2, C_out,
-    /// chunk tiles) or, for dW, dY's transformed tiles ((m + 2)^2, C_out, chunk tiles).
+    /// The chunk this thread runs: V (alpha^2, C_in, chunk tiles), and M (alpha^2, C_out, chunk
+    /// tiles) or, for dW, dY's transformed tiles (alpha^2, C_out, chunk tiles); the products
+    /// `winograd_product_stride` apart.
     conv_buffer<T> input, product;
     /// dW: a chunk's share of dU, added to its part's sum.
     conv_buffer<T> chunk_kernel_grad;
@@ -159,11 +187,11 @@ struct winograd_thread_buffers
 template <class T>
 struct winograd_workspace
 {
-    /// U ((m + 2)^2, C_out, C_in).
+    /// U (alpha^2, C_out, C_in).
     conv_buffer<T> kernel;
-    /// dX's pass: the kernel rotated and transposed (C_in, C_out, 3, 3), and dY padded.
+    /// dX's pass: the kernel rotated and transposed (C_in, C_out, r, r), and dY padded.
     conv_buffer<T> rotated, padded_grad;
-    /// dW's pass: the gradient of U ((m + 2)^2, C_out, C_in), one sum per part of the batch.
+    /// dW's pass: the gradient of U (alpha^2, C_out, C_in), one sum per part of the batch.
     conv_buffer<T> kernel_grad;
     std::vector<winograd_thread_buffers<T>> threads;
     /// 2 x 2 tiles: lanes of each vector of the phase grid that hold a tile.
@@ -197,18 +225,18 @@ inline std::size_t winograd_weight_grad_parts(const conv_geometry& g, const wino
     return std::max<std::size_t>(1, std::min({chunks, std::size_t(8), fit}));
 }
 
-/// The one-dimensional transforms of F(m, 3), on scalars or on vectors V: `input` B^T d,
+/// The one-dimensional transforms of F(m, r), on scalars or on vectors V: `input` B^T d,
 /// `output` A^T e, `kernel` G g, `grad` A y (dY's tiles, for dW) and `kernel_grad` G^T e (dU back
 /// to dW). Written out, so that each costs the adds and multiplies its zeros and ones leave.
-template <std::size_t M>
+template <std::size_t M, std::size_t R>
 struct winograd_transforms;
 
 /// F(2, 3) on the points 0, 1, -1 and infinity: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],
 /// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1], A^T = [1 1 1 0; 0 1 -1 -1].
 template <>
-struct winograd_transforms<2>
+struct winograd_transforms<2, 3>
 {
-    static constexpr std::size_t alpha = 4;
+    static constexpr std::size_t m = 2, r = 3, alpha = 4;
 
     template <class V>
     static void input(const V (&d)[4], V (&out)[4])
@@ -256,9 +284,9 @@ struct winograd_transforms<2>
 /// -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0;
 /// 0 1 1 4 4 0; 0 1 -1 8 -8 1].
 template <>
-struct winograd_transforms<4>
+struct winograd_transforms<4, 3>
 {
-    static constexpr std::size_t alpha = 6;
+    static constexpr std::size_t m = 4, r = 3, alpha = 6;
 
     template <class V>
     static void input(const V (&d)[6], V (&out)[6])
@@ -319,31 +347,115 @@ struct winograd_transforms<4>
     }
 };
 
-/// Runs `body(std::integral_constant<std::size_t, m>{})` for the tile size m of `grid`.
+/// F(2, 5) on the points of F(4, 3), whose input transform B^T it shares (B^T depends on the
+/// points only): G = [1/4 0 0 0 0; -1/6 -1/6 -1/6 -1/6 -1/6; -1/6 1/6 -1/6 1/6 -1/6;
+/// 1/24 1/12 1/6 1/3 2/3; 1/24 -1/12 1/6 -1/3 2/3; 0 0 0 0 1], A^T = [1 1 1 1 1 0;
+/// 0 1 -1 2 -2 1]: 36 products for 2 x 2 outputs where the windows take 100.
+template <>
+struct winograd_transforms<2, 5>
+{
+    static constexpr std::size_t m = 2, r = 5, alpha = 6;
+
+    template <class V>
+    static void input(const V (&d)[6], V (&out)[6])
+    {
+        winograd_transforms<4, 3>::input(d, out);
+    }
+    template <class V>
+    static void output(const V (&e)[6], V (&out)[2])
+    {
+        using S = decltype(e[0] + e[0]);
+        const V s1 = e[1] + e[2], s2 = e[3] + e[4];
+        out[0] = e[0] + s1 + s2;
+        out[1] = e[1] - e[2] + S(2) * (e[3] - e[4]) + e[5];
+    }
+    template <class V>
+    static void kernel(const V (&g)[5], V (&out)[6])
+    {
+        using S = decltype(g[0] + g[0]);
+        const V even = g[0] + g[2] + g[4], odd = g[1] + g[3];
+        const V even2 = g[0] * S(1.0 / 24) + g[2] * S(1.0 / 6) + g[4] * S(2.0 / 3);
+        const V odd2 = g[1] * S(1.0 / 12) + g[3] * S(1.0 / 3);
+        out[0] = g[0] * S(0.25);
+        out[1] = (even + odd) * S(-1.0 / 6);
+        out[2] = (even - odd) * S(-1.0 / 6);
+        out[3] = even2 + odd2;
+        out[4] = even2 - odd2;
+        out[5] = g[4];
+    }
+    template <class V>
+    static void grad(const V (&y)[2], V (&out)[6])
+    {
+        using S = decltype(y[0] + y[0]);
+        out[0] = y[0];
+        out[1] = y[0] + y[1];
+        out[2] = y[0] - y[1];
+        out[3] = y[0] + S(2) * y[1];
+        out[4] = y[0] - S(2) * y[1];
+        out[5] = y[1];
+    }
+    template <class V>
+    static void kernel_grad(const V (&e)[6], V (&out)[5])
+    {
+        using S = decltype(e[0] + e[0]);
+        // G^T e: column k of G holds (-1/6)(1, (-1)^k) and (1/24) 2^k (1, (-2)^k) at points 1, -1,
+        // 2 and -2.
+        const V s1 = e[1] + e[2], t1 = e[1] - e[2], s2 = e[3] + e[4], t2 = e[3] - e[4];
+        out[0] = e[0] * S(0.25) - s1 * S(1.0 / 6) + s2 * S(1.0 / 24);
+        out[1] = t1 * S(-1.0 / 6) + t2 * S(1.0 / 12);
+        out[2] = s1 * S(-1.0 / 6) + s2 * S(1.0 / 6);
+        out[3] = t1 * S(-1.0 / 6) + t2 * S(1.0 / 3);
+        out[4] = s1 * S(-1.0 / 6) + s2 * S(2.0 / 3) + e[5];
+    }
+};
+
+/// Runs `body(winograd_transforms<m, r>{})` for the tiles and kernel of `grid`.
 template <class F>
 void with_winograd_tile(const winograd_grid& grid, F&& body)
 {
-    if (grid.m == 4)
+    if (grid.r == 5)
     {
-        body(std::integral_constant<std::size_t, 4>{});
+        body(winograd_transforms<2, 5>{});
+    }
+    else if (grid.m == 4)
+    {
+        body(winograd_transforms<4, 3>{});
     }
     else
     {
-        body(std::integral_constant<std::size_t, 2>{});
+        body(winograd_transforms<2, 3>{});
     }
 }
 
-/// u = G g G^T for a 3x3 kernel g (g[k] = row k / 3, column k % 3), u[r (m + 2) + c] its row r,
-/// column c; for scalars or for vectors of S kernels.
-template <std::size_t M, class V>
-XCNN_ALWAYS_INLINE void winograd_kernel_tile(const V (&g)[9], V (&u)[(M + 2) * (M + 2)])
+/// Runs `body(winograd_transforms<2, r>{})` for the kernel of `grid`, whose tiles are 2 x 2 (the
+/// passes over stride-2 phases, which only those tiles read).
+template <class F>
+void with_winograd_pair_tile(const winograd_grid& grid, F&& body)
 {
-    using F = winograd_transforms<M>;
-    constexpr std::size_t A = F::alpha;
-    V t[A][3];
-    for (std::size_t col = 0; col < 3; ++col)
+    if (grid.r == 5)
     {
-        const V column[3] = {g[col], g[3 + col], g[6 + col]};
+        body(winograd_transforms<2, 5>{});
+    }
+    else
+    {
+        body(winograd_transforms<2, 3>{});
+    }
+}
+
+/// u = G g G^T for an r x r kernel g (g[k] = row k / r, column k % r), u[i alpha + c] its row i,
+/// column c; for scalars or for vectors of S kernels.
+template <class F, class V>
+XCNN_ALWAYS_INLINE void winograd_kernel_tile(const V (&g)[F::r * F::r], V (&u)[F::alpha * F::alpha])
+{
+    constexpr std::size_t A = F::alpha, R = F::r;
+    V t[A][R];
+    for (std::size_t col = 0; col < R; ++col)
+    {
+        V column[R];
+        for (std::size_t k = 0; k < R; ++k)
+        {
+            column[k] = g[k * R + col];
+        }
         V out[A];
         F::kernel(column, out);
         for (std::size_t r = 0; r < A; ++r)
@@ -362,24 +474,24 @@ XCNN_ALWAYS_INLINE void winograd_kernel_tile(const V (&g)[9], V (&u)[(M + 2) * (
     }
 }
 
-/// U[xi][o][c] = (G g G^T)[xi] for the 3x3 kernel g = weight[o][c]: S kernels at a time, gathered
+/// U[xi][o][c] = (G g G^T)[xi] for the r x r kernel g = weight[o][c]: S kernels at a time, gathered
 /// into vectors, so that each store writes a whole vector of one U[xi] (the rows of U lie
 /// C_out C_in apart, often a multiple of 4 KB, and a kernel at a time would write them one
 /// element at a time into the same cache sets); the vectors of kernels shared between the threads
 /// (with 4 x 4 tiles, a 256 x 128 layer's transform on one thread took a quarter of its forward
 /// pass at two).
-template <std::size_t M, class T>
+template <class F, class T>
 void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* weight, T* u)
 {
     using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size, P = (M + 2) * (M + 2);
+    constexpr std::size_t S = batch::size, P = F::alpha * F::alpha, K = F::r * F::r;
     const std::size_t planes = c_out * c_in;
     alignas(64) gather_index<T> index[S];
     for (std::size_t l = 0; l < S; ++l)
     {
-        index[l] = static_cast<gather_index<T>>(9 * l);
+        index[l] = static_cast<gather_index<T>>(K * l);
     }
-    parallel_for_items((planes + S - 1) / S, (9 + P) * S,
+    parallel_for_items((planes + S - 1) / S, (K + P) * S,
                        [&](std::size_t begin, std::size_t end, std::size_t)
                        {
                            for (std::size_t block = begin; block < end; ++block)
@@ -387,12 +499,12 @@ void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* wei
                                const std::size_t p = block * S;
                                if (p + S <= planes)
                                {
-                                   batch g[9], out[P];
-                                   for (std::size_t k = 0; k < 9; ++k)
+                                   batch g[K], out[P];
+                                   for (std::size_t k = 0; k < K; ++k)
                                    {
-                                       g[k] = gather(weight + p * 9 + k, index);
+                                       g[k] = gather(weight + p * K + k, index);
                                    }
-                                   winograd_kernel_tile<M>(g, out);
+                                   winograd_kernel_tile<F>(g, out);
                                    for (std::size_t xi = 0; xi < P; ++xi)
                                    {
                                        out[xi].store_unaligned(u + xi * planes + p);
@@ -401,9 +513,9 @@ void winograd_kernel_transform(std::size_t c_out, std::size_t c_in, const T* wei
                                }
                                for (std::size_t q = p; q < planes; ++q)
                                {
-                                   T g[9], out[P];
-                                   std::copy(weight + q * 9, weight + q * 9 + 9, g);
-                                   winograd_kernel_tile<M>(g, out);
+                                   T g[K], out[P];
+                                   std::copy(weight + q * K, weight + q * K + K, g);
+                                   winograd_kernel_tile<F>(g, out);
                                    for (std::size_t xi = 0; xi < P; ++xi)
                                    {
                                        u[xi * planes + q] = out[xi];
@@ -492,45 +604,47 @@ void winograd_split_pairs(const conv_geometry& g, const winograd_grid& grid, con
 }
 
 /// 2 x 2 tiles: V[xi][c][k] for the k-th tile of `images` input planes whose phases are `phases` (phase f of
-/// image i at (f images + i) phase planes), image i's tiles from k = i TH TW: B^T d B with B^T =
-/// [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. `stride` is the distance between two xi of V (C_in
-/// times the chunk's tiles). The grid positions run on from one image's phase plane into the
-/// next, so that a vector holds the tiles of several small planes.
-template <class T>
+/// image i at (f images + i) phase planes), image i's tiles from k = i TH TW: B^T d B (F's `input`).
+/// `stride` is the distance between two xi of V (C_in times the chunk's tiles). The grid positions
+/// run on from one image's phase plane into the next, so that a vector holds the tiles of several
+/// small planes.
+template <class F, class T>
 void winograd_phase_tiles(const winograd_grid& grid, std::size_t images, const std::uint32_t* tile_lanes,
                           const T* phases, T* v, std::size_t stride)
 {
     using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
+    constexpr std::size_t S = batch::size, A = F::alpha;
     const std::size_t pitch = grid.pitch(), step = images * grid.phase_plane();
-    // The last image's bottom row of positions holds no tile (nor do the others', masked off).
+    // The last image's bottom rows of positions hold no tile (nor do the others', masked off).
     const std::size_t positions = step - grid.phase_plane() + grid.th * pitch;
     const T* phase[4] = {phases, phases + step, phases + 2 * step, phases + 3 * step};
     std::size_t stored = 0;
     for (std::size_t q = 0, vector = 0; q < positions; q += S, ++vector)
     {
         // d[r][c] of the S tiles at grid positions q, q + 1, ...
-        batch t[4][4];
-        for (std::size_t c = 0; c < 4; ++c)
+        batch t[A][A];
+        for (std::size_t c = 0; c < A; ++c)
         {
-            batch d[4];
-            for (std::size_t r = 0; r < 4; ++r)
+            batch d[A], values[A];
+            for (std::size_t r = 0; r < A; ++r)
             {
                 d[r] = batch::load_unaligned(phase[(r % 2) * 2 + c % 2] + q + r / 2 * pitch + c / 2);
             }
-            t[0][c] = d[0] - d[2];
-            t[1][c] = d[1] + d[2];
-            t[2][c] = d[2] - d[1];
-            t[3][c] = d[1] - d[3];
+            F::input(d, values);
+            for (std::size_t r = 0; r < A; ++r)
+            {
+                t[r][c] = values[r];
+            }
         }
         const std::uint32_t lanes = tile_lanes[vector];
         std::size_t count = 0;
-        for (std::size_t r = 0; r < 4; ++r)
+        for (std::size_t r = 0; r < A; ++r)
         {
-            const batch out[4] = {t[r][0] - t[r][2], t[r][1] + t[r][2], t[r][2] - t[r][1], t[r][1] - t[r][3]};
-            for (std::size_t c = 0; c < 4; ++c)
+            batch out[A];
+            F::input(t[r], out);
+            for (std::size_t c = 0; c < A; ++c)
             {
-                count = compress_store(v + (r * 4 + c) * stride + stored, out[c], lanes);
+                count = compress_store(v + (r * A + c) * stride + stored, out[c], lanes);
             }
         }
         stored += count;
@@ -681,11 +795,10 @@ void winograd_tile_transform(std::size_t columns, const T* d, std::size_t d_stri
 
 /// V[xi][k] = (B^T d B)[xi] into `v` (rows `stride` apart) for the `columns` tiles whose elements
 /// d `winograd_unfold` laid out in `d` (rows `d_stride` apart).
-template <std::size_t M, class T>
+template <class F, class T>
 void winograd_input_tiles(std::size_t columns, const T* d, std::size_t d_stride, T* v, std::size_t stride)
 {
     using batch = xsimd::batch<T>;
-    using F = winograd_transforms<M>;
     winograd_tile_transform<F::alpha, F::alpha>(columns, d, d_stride, v, stride,
                                                 [](const batch(&in)[F::alpha], batch(&values)[F::alpha])
                                                 { F::input(in, values); });
@@ -697,13 +810,12 @@ void winograd_input_tiles(std::size_t columns, const T* d, std::size_t d_stride,
 /// elements and a vector) holds the output phases on the way. `stride` is the distance between
 /// two xi of M. The transform runs along all the images' tiles in whole vectors: a plane at a
 /// time, a small plane's tiles filled a fraction of one (a 4 x 4 output is 4 tiles of 2 x 2).
-template <std::size_t M, class T>
+template <class F, class T>
 void winograd_output_tiles(const conv_geometry& g, const winograd_grid& grid, const T* m, std::size_t stride,
                            std::size_t images, T bias, bool relu, T* phases, T* y, std::size_t image_step)
 {
     using batch = xsimd::batch<T>;
-    using F = winograd_transforms<M>;
-    constexpr std::size_t S = batch::size, A = F::alpha;
+    constexpr std::size_t S = batch::size, A = F::alpha, M = F::m;
     const std::size_t tiles = grid.tiles(), columns = images * tiles;
     for (std::size_t k = 0; k < columns; k += S)
     {
@@ -770,15 +882,17 @@ void prepare_winograd(const conv_geometry& g, const winograd_grid& grid, winogra
     {
         if (grid.m == 2)
         {
-            grow_to(t.phases, 4 * chunk * grid.phase_plane() + S);
+            // Slack past the last phase: a vector, and the (r - 1) / 2 columns a tile reads past its
+            // own position.
+            grow_to(t.phases, 4 * chunk * grid.phase_plane() + 2 * S);
         }
         else
         {
             grow_to(t.unfolded, grid.products() * winograd_unfold_images(grid) * tiles + S);
         }
         grow_to(t.outputs, phases * pitch + S);
-        grow_to(t.input, products * c_in * pitch);
-        grow_to(t.product, products * c_out * pitch);
+        grow_to(t.input, products * winograd_product_stride(c_in, pitch));
+        grow_to(t.product, products * winograd_product_stride(c_out, pitch));
     }
     if (grid.m == 2)
     {
@@ -816,7 +930,7 @@ void winograd_items(bool shared, std::size_t own, std::size_t count, std::size_t
     }
 }
 
-/// V ((m + 2)^2, C_in, chunk tiles) in `v`, rows `pitch` apart, for images [n0, n1) of `padded`:
+/// V (alpha^2, C_in, chunk tiles) in `v`, rows `pitch` apart, for images [n0, n1) of `padded`:
 /// plane (n, c) fills columns [(n - n0) tiles, ...) of row c of every V[xi]. A channel's planes
 /// are unfolded a few side by side (`winograd_unfold_images`) and transformed together.
 template <class T>
@@ -833,16 +947,22 @@ void winograd_transform_input(const conv_geometry& g, const winograd_grid& grid,
                        [&](std::size_t begin, std::size_t end, std::size_t worker)
                        {
                            T* phases = ws.threads[worker].phases.data();
-                           for (std::size_t c = begin; c < end; ++c)
-                           {
-                               for (std::size_t i = 0; i < images; ++i)
+                           with_winograd_pair_tile(
+                               grid,
+                               [&](auto tile)
                                {
-                                   winograd_split_pairs(g, grid, padded + ((n0 + i) * c_in + c) * in_plane,
-                                                        phases + i * plane, images * plane);
-                               }
-                               winograd_phase_tiles(grid, images, ws.tile_lanes.data(), phases, v + c * pitch,
-                                                    c_in * pitch);
-                           }
+                                   for (std::size_t c = begin; c < end; ++c)
+                                   {
+                                       for (std::size_t i = 0; i < images; ++i)
+                                       {
+                                           winograd_split_pairs(g, grid, padded + ((n0 + i) * c_in + c) * in_plane,
+                                                                phases + i * plane, images * plane);
+                                       }
+                                       winograd_phase_tiles<decltype(tile)>(grid, images, ws.tile_lanes.data(), phases,
+                                                                            v + c * pitch,
+                                                                            winograd_product_stride(c_in, pitch));
+                                   }
+                               });
                        });
         return;
     }
@@ -860,8 +980,9 @@ void winograd_transform_input(const conv_geometry& g, const winograd_grid& grid,
                                    winograd_unfold<4>(g, grid, padded + ((n0 + i) * c_in + c) * in_plane,
                                                       unfolded + (i - i0) * tiles, group_pitch);
                                }
-                               winograd_input_tiles<4>((i1 - i0) * tiles, unfolded, group_pitch,
-                                                       v + c * pitch + i0 * tiles, c_in * pitch);
+                               winograd_input_tiles<winograd_transforms<4, 3>>((i1 - i0) * tiles, unfolded, group_pitch,
+                                                                               v + c * pitch + i0 * tiles,
+                                                                               winograd_product_stride(c_in, pitch));
                            }
                        }
                    });
@@ -881,8 +1002,8 @@ void winograd_forward_images(const conv_geometry& g, const winograd_grid& grid, 
     T* v = ws.threads[own].input.data();
     T* m = ws.threads[own].product.data();
     const gemm_batch_strides products{count, static_cast<std::ptrdiff_t>(c_out * c_in),
-                                      static_cast<std::ptrdiff_t>(c_in * pitch),
-                                      static_cast<std::ptrdiff_t>(c_out * pitch)};
+                                      static_cast<std::ptrdiff_t>(winograd_product_stride(c_in, pitch)),
+                                      static_cast<std::ptrdiff_t>(winograd_product_stride(c_out, pitch))};
     const offset_matrix<const T> a{u, ws.a_rows.data(), ws.a_cols.data()};
     const offset_matrix<const T> b{v, ws.b_rows.data(), ws.b_cols.data()};
     const offset_matrix<T> c{m, ws.c_rows.data(), ws.c_cols.data()};
@@ -905,12 +1026,12 @@ void winograd_forward_images(const conv_geometry& g, const winograd_grid& grid, 
                            with_winograd_tile(grid,
                                               [&](auto tile)
                                               {
-                                                  constexpr std::size_t M = decltype(tile)::value;
+                                                  using F = decltype(tile);
                                                   for (std::size_t o = begin; o < end; ++o)
                                                   {
-                                                      winograd_output_tiles<M>(
-                                                          g, grid, m + o * pitch, c_out * pitch, n1 - n0,
-                                                          bias == nullptr ? T(0) : bias[o], relu, phases,
+                                                      winograd_output_tiles<F>(
+                                                          g, grid, m + o * pitch, winograd_product_stride(c_out, pitch),
+                                                          n1 - n0, bias == nullptr ? T(0) : bias[o], relu, phases,
                                                           y + (n0 * c_out + o) * out_plane, c_out * out_plane);
                                                   }
                                               });
@@ -925,7 +1046,7 @@ inline winograd_grid winograd_tiles_of(const conv_geometry& g, std::size_t tile)
 }
 
 /// y (N, C_out, OH, OW) = the convolution of `padded` (N, C_in, Hp, Wp) with `weight` (C_out,
-/// C_in, 3, 3), plus `bias` (C_out, or null), with ReLU when `relu`, for `g` where
+/// C_in, r, r), plus `bias` (C_out, or null), with ReLU when `relu`, for `g` where
 /// `winograd_applies`, on m x m tiles, m = `tile` (2 or 4) or, when 0, `winograd_tile_size`. Each
 /// output depends on its own tiles only, so the split of the images between threads
 /// (`winograd_whole_units`) does not change a bit of it.
@@ -936,8 +1057,8 @@ void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, co
     const winograd_grid grid = winograd_tiles_of(g, tile);
     prepare_winograd(g, grid, ws, gemm_ws);
     with_winograd_tile(
-        grid, [&](auto m)
-        { winograd_kernel_transform<decltype(m)::value>(g.out_channels, g.in_channels, weight, ws.kernel.data()); });
+        grid, [&](auto tile)
+        { winograd_kernel_transform<decltype(tile)>(g.out_channels, g.in_channels, weight, ws.kernel.data()); });
     if (winograd_whole_units(g.batch))
     {
         parallel_for(
@@ -949,16 +1070,16 @@ void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, co
     winograd_forward_images(g, grid, bias, padded, y, relu, 0, g.batch, true, 0, ws, gemm_ws);
 }
 
-/// 2 x 2 tiles: the 4x4 transforms A y A^T, A = [1 0; 1 1; 1 -1; 0 -1], of the 2x2 tiles of the dY plane `dy`
-/// (OH, OW), through `mask` (laid out like dY, or null) when given: into Y[xi][t0 + k] for tile
-/// k, `stride` apart between two xi. `phases` holds the four TH x TW phases of dY on the way,
+/// 2 x 2 tiles: the alpha x alpha transforms A y A^T (F's `grad`) of the 2x2 tiles of the dY plane
+/// `dy` (OH, OW), through `mask` (laid out like dY, or null) when given: into Y[xi][t0 + k] for
+/// tile k, `stride` apart between two xi. `phases` holds the four TH x TW phases of dY on the way,
 /// zeros past an odd edge.
-template <class T>
+template <class F, class T>
 void winograd_plane_grad_tiles(const conv_geometry& g, const winograd_grid& grid, const T* dy, const T* mask, T* phases,
                                T* out, std::size_t stride)
 {
     using batch = xsimd::batch<T>;
-    constexpr std::size_t S = batch::size;
+    constexpr std::size_t S = batch::size, A = F::alpha;
     const std::size_t oh = g.out_h(), ow = g.out_w(), tw = grid.tw, tiles = grid.tiles();
     T row_buffer[2][64];
     for (std::size_t row = 0; row < 2 * grid.th; ++row)
@@ -998,17 +1119,20 @@ void winograd_plane_grad_tiles(const conv_geometry& g, const winograd_grid& grid
     {
         const std::uint32_t lanes = first_lanes(std::min(S, tiles - k));
         const auto at = static_cast<std::ptrdiff_t>(k);
-        const batch y00 = load_masked(phases, at, lanes), y01 = load_masked(phases + tiles, at, lanes);
-        const batch y10 = load_masked(phases + 2 * tiles, at, lanes), y11 = load_masked(phases + 3 * tiles, at, lanes);
-        // Rows of A y: y0, y0 + y1, y0 - y1, -y1 (each a pair across the columns).
-        const batch rows[4][2] = {{y00, y01}, {y00 + y10, y01 + y11}, {y00 - y10, y01 - y11}, {-y10, -y11}};
-        for (std::size_t r = 0; r < 4; ++r)
+        const batch left[2] = {load_masked(phases, at, lanes), load_masked(phases + 2 * tiles, at, lanes)};
+        const batch right[2] = {load_masked(phases + tiles, at, lanes), load_masked(phases + 3 * tiles, at, lanes)};
+        // The rows of A y, each a pair across the columns, then A applied to each pair.
+        batch rows[2][A];
+        F::grad(left, rows[0]);
+        F::grad(right, rows[1]);
+        for (std::size_t r = 0; r < A; ++r)
         {
-            const batch a = rows[r][0], b = rows[r][1];
-            const batch values[4] = {a, a + b, a - b, -b};
-            for (std::size_t c = 0; c < 4; ++c)
+            const batch pair[2] = {rows[0][r], rows[1][r]};
+            batch values[A];
+            F::grad(pair, values);
+            for (std::size_t c = 0; c < A; ++c)
             {
-                store_masked(out + (r * 4 + c) * stride + k, values[c], lanes);
+                store_masked(out + (r * A + c) * stride + k, values[c], lanes);
             }
         }
     }
@@ -1038,73 +1162,72 @@ void winograd_unfold_grad(const conv_geometry& g, const winograd_grid& grid, con
     }
 }
 
-/// The (m + 2) x (m + 2) transforms A y A^T into `out` (rows `stride` apart) of the `columns` tiles
+/// The alpha x alpha transforms A y A^T into `out` (rows `stride` apart) of the `columns` tiles
 /// of dY whose elements y `winograd_unfold_grad` laid out in `d` (rows `d_stride` apart).
-template <std::size_t M, class T>
+template <class F, class T>
 void winograd_grad_tiles(std::size_t columns, const T* d, std::size_t d_stride, T* out, std::size_t stride)
 {
     using batch = xsimd::batch<T>;
-    using F = winograd_transforms<M>;
+    constexpr std::size_t M = F::m;
     winograd_tile_transform<M, F::alpha>(columns, d, d_stride, out, stride,
                                          [](const batch(&in)[M], batch(&values)[F::alpha]) { F::grad(in, values); });
 }
 
-/// dw (C_out, C_in, 3, 3) = G^T dU G for every kernel, from dU ((m + 2)^2, C_out C_in): S kernels
+/// dw (C_out, C_in, r, r) = G^T dU G for every kernel, from dU (alpha^2, C_out C_in): S kernels
 /// at a time, each element of dU a whole vector of them, then written kernel by kernel.
-template <std::size_t M, class T>
+template <class F, class T>
 void winograd_kernel_grad_transform(std::size_t planes, const T* du, T* dw)
 {
-    using F = winograd_transforms<M>;
     using batch = xsimd::batch<T>;
-    constexpr std::size_t A = F::alpha, S = batch::size;
+    constexpr std::size_t A = F::alpha, R = F::r, K = R * R, S = batch::size;
     // G^T e G for one kernel, or for S of them; `load(xi)` gives element xi of dU.
-    const auto transform = [](auto load, auto(&out)[9])
+    const auto transform = [](auto load, auto(&out)[K])
     {
         using V = std::decay_t<decltype(out[0])>;
-        V t[3][A];
+        V t[R][A];
         for (std::size_t c = 0; c < A; ++c)
         {
-            V column[A], values[3];
+            V column[A], values[R];
             for (std::size_t r = 0; r < A; ++r)
             {
                 column[r] = load(r * A + c);
             }
             F::kernel_grad(column, values);
-            for (std::size_t r = 0; r < 3; ++r)
+            for (std::size_t r = 0; r < R; ++r)
             {
                 t[r][c] = values[r];
             }
         }
-        for (std::size_t r = 0; r < 3; ++r)
+        for (std::size_t r = 0; r < R; ++r)
         {
-            V values[3];
+            V values[R];
             F::kernel_grad(t[r], values);
-            std::copy(values, values + 3, out + r * 3);
+            std::copy(values, values + R, out + r * R);
         }
     };
     std::size_t p = 0;
     for (; p + S <= planes; p += S)
     {
-        batch out[9];
+        batch out[K];
         transform([&](std::size_t xi) { return batch::load_unaligned(du + xi * planes + p); }, out);
-        alignas(64) T lanes[9][S];
-        for (std::size_t k = 0; k < 9; ++k)
+        alignas(64) T lanes[K][S];
+        for (std::size_t k = 0; k < K; ++k)
         {
             out[k].store_aligned(lanes[k]);
         }
         for (std::size_t l = 0; l < S; ++l)
         {
-            for (std::size_t k = 0; k < 9; ++k)
+            for (std::size_t k = 0; k < K; ++k)
             {
-                dw[(p + l) * 9 + k] = lanes[k][l];
+                dw[(p + l) * K + k] = lanes[k][l];
             }
         }
     }
     for (; p < planes; ++p)
     {
-        T out[9];
+        T out[K];
         transform([&](std::size_t xi) { return du[xi * planes + p]; }, out);
-        std::copy(out, out + 9, dw + p * 9);
+        std::copy(out, out + K, dw + p * K);
     }
 }
 
@@ -1130,13 +1253,20 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& gr
                            [&](std::size_t begin, std::size_t end, std::size_t worker)
                            {
                                T* phases = ws.threads[worker].outputs.data();
-                               for (std::size_t p = begin; p < end; ++p)
-                               {
-                                   const std::size_t n = n0 + p / c_out, o = p % c_out,
-                                                     at = (n * c_out + o) * out_plane;
-                                   winograd_plane_grad_tiles(g, grid, dy + at, mask == nullptr ? nullptr : mask + at,
-                                                             phases, dyt + o * pitch + (n - n0) * tiles, c_out * pitch);
-                               }
+                               with_winograd_pair_tile(grid,
+                                                       [&](auto tile)
+                                                       {
+                                                           for (std::size_t p = begin; p < end; ++p)
+                                                           {
+                                                               const std::size_t n = n0 + p / c_out, o = p % c_out,
+                                                                                 at = (n * c_out + o) * out_plane;
+                                                               winograd_plane_grad_tiles<decltype(tile)>(
+                                                                   g, grid, dy + at,
+                                                                   mask == nullptr ? nullptr : mask + at, phases,
+                                                                   dyt + o * pitch + (n - n0) * tiles,
+                                                                   winograd_product_stride(c_out, pitch));
+                                                           }
+                                                       });
                            });
         }
         else
@@ -1159,8 +1289,9 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& gr
                                                                    mask == nullptr ? nullptr : mask + at,
                                                                    unfolded + (i - i0) * tiles, group_pitch);
                                        }
-                                       winograd_grad_tiles<4>((i1 - i0) * tiles, unfolded, group_pitch,
-                                                              dyt + o * pitch + i0 * tiles, c_out * pitch);
+                                       winograd_grad_tiles<winograd_transforms<4, 3>>(
+                                           (i1 - i0) * tiles, unfolded, group_pitch, dyt + o * pitch + i0 * tiles,
+                                           winograd_product_stride(c_out, pitch));
                                    }
                                }
                            });
@@ -1168,8 +1299,8 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& gr
         if (packed_gemm_beats_nt(c_out))
         {
             const transposed_b_tables& tables = ws.transposed_tables;
-            const gemm_batch_strides products{count, static_cast<std::ptrdiff_t>(c_out * pitch),
-                                              static_cast<std::ptrdiff_t>(c_in * pitch),
+            const gemm_batch_strides products{count, static_cast<std::ptrdiff_t>(winograd_product_stride(c_out, pitch)),
+                                              static_cast<std::ptrdiff_t>(winograd_product_stride(c_in, pitch)),
                                               static_cast<std::ptrdiff_t>(planes)};
             const gemm_epilogue<T> epilogue = transposed_b_epilogue<T>(q != c0);
             if (shared)
@@ -1193,9 +1324,9 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& gr
             for (std::size_t xi = begin; xi < end; ++xi)
             {
                 gemm_nt_operands<T> op;
-                op.a = dyt + xi * c_out * pitch;
+                op.a = dyt + xi * winograd_product_stride(c_out, pitch);
                 op.a_row = pitch;
-                op.b = v + xi * c_in * pitch;
+                op.b = v + xi * winograd_product_stride(c_in, pitch);
                 op.b_rows = ws.b_rows.data();
                 op.length = cols;
                 op.c = target + xi * planes;
@@ -1232,10 +1363,10 @@ inline std::size_t winograd_weight_grad_tile_size(const conv_geometry& g)
     return m == 4 && winograd_weight_grad_parts(g, winograd_tiles(g, 4)) >= 2 ? 4 : 2;
 }
 
-/// dw (C_out, C_in, 3, 3) and db (C_out, or null) from dY (N, C_out, OH, OW) and `padded` (N, C_in,
+/// dw (C_out, C_in, r, r) and db (C_out, or null) from dY (N, C_out, OH, OW) and `padded` (N, C_in,
 /// Hp, Wp) for `g` where `winograd_applies`, on m x m tiles, m = `tile` or, when 0,
 /// `winograd_weight_grad_tile_size`: the forward pass is y = A^T [U . V] A per tile, so dU[xi]
-/// (C_out, C_in) is the sum over tiles of (A dy A^T)[xi] times V[xi], (m + 2)^2 GEMMs along the
+/// (C_out, C_in) is the sum over tiles of (A dy A^T)[xi] times V[xi], alpha^2 GEMMs along the
 /// tiles (`gemm_nt`, or the packed GEMM for many output channels: `packed_gemm_beats_nt`), and
 /// dW = G^T dU G. The sum runs as
 /// `winograd_weight_grad_parts` partial sums, added in order. With `mask` (the ReLU'd output, laid
@@ -1294,7 +1425,7 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
                                }
                            });
     }
-    with_winograd_tile(grid, [&](auto m) { winograd_kernel_grad_transform<decltype(m)::value>(planes, du, dw); });
+    with_winograd_tile(grid, [&](auto tile) { winograd_kernel_grad_transform<decltype(tile)>(planes, du, dw); });
     if (db != nullptr)
     {
         output_bias_grad(g, dy, mask, db);
@@ -1302,7 +1433,7 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
 }
 
 /// dx (N, C_in, H, W) from dY (N, C_out, OH, OW) for `g` where `winograd_applies`: at stride 1,
-/// dX is the convolution of dY, padded by 2 - padding, with the kernel rotated by 180 degrees
+/// dX is the convolution of dY, padded by r - 1 - padding, with the kernel rotated by 180 degrees
 /// and its channel axes swapped, which `winograd_forward` computes. With `mask` (the ReLU'd
 /// output, laid out like dY), dY passes only where it is positive, inside the padding copy. `tile`
 /// is that forward pass's (0: `winograd_tile_size` of it).
@@ -1315,17 +1446,18 @@ void winograd_input_grad(const conv_geometry& g, const T* weight, const T* dy, c
     back.in_channels = c_out;
     back.out_channels = c_in;
     back.input = {oh, ow};
-    back.padding = {2 - g.padding[0], 2 - g.padding[1]};
-    grow_to(ws.rotated, c_in * c_out * 9);
+    const std::size_t r = g.kernel[0], taps = r * r;
+    back.padding = {r - 1 - g.padding[0], r - 1 - g.padding[1]};
+    grow_to(ws.rotated, c_in * c_out * taps);
     for (std::size_t o = 0; o < c_out; ++o)
     {
         for (std::size_t c = 0; c < c_in; ++c)
         {
-            const T* from = weight + (o * c_in + c) * 9;
-            T* to = ws.rotated.data() + (c * c_out + o) * 9;
-            for (std::size_t t = 0; t < 9; ++t)
+            const T* from = weight + (o * c_in + c) * taps;
+            T* to = ws.rotated.data() + (c * c_out + o) * taps;
+            for (std::size_t t = 0; t < taps; ++t)
             {
-                to[t] = from[8 - t];
+                to[t] = from[taps - 1 - t];
             }
         }
     }
