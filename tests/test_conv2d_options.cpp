@@ -342,7 +342,7 @@ TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops,
 {
     // 32 channels or more, 3x3 or 5x5 at stride 1, 64 tiles or more: the forward pass and (on
     // planes of 8 tiles or more) dX and dW run the Winograd form; padding 0 to 4, odd sizes, with
-    // and without bias.
+    // and without bias, dilated layers over their dilation phases.
     const std::vector<options_case> cases{
         {4, 32, 33, 8, 8, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
         {4, 33, 32, 9, 11, {3, 3}, {1, 1}, {0, 0}, {1, 1}, 1, false},
@@ -356,6 +356,12 @@ TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops,
         {8, 33, 32, 9, 11, {5, 5}, {1, 1}, {0, 0}, {1, 1}, 1, false},
         {4, 32, 32, 7, 6, {5, 5}, {1, 1}, {4, 3}, {1, 1}, 1, true},
         {12, 32, 32, 16, 16, {5, 5}, {1, 1}, {2, 2}, {1, 1}, 1, true},
+        // Over the dilation phases: even and odd planes, dilation 2, 3 and (2, 1), 5x5.
+        {4, 32, 64, 12, 12, {3, 3}, {1, 1}, {2, 2}, {2, 2}, 1, true},
+        {4, 64, 32, 11, 13, {3, 3}, {1, 1}, {1, 3}, {2, 2}, 1, false},
+        {3, 64, 64, 15, 14, {3, 3}, {1, 1}, {3, 3}, {3, 3}, 1, true},
+        {4, 64, 48, 10, 9, {3, 3}, {1, 1}, {2, 1}, {2, 1}, 1, true},
+        {4, 48, 64, 13, 12, {5, 5}, {1, 1}, {4, 4}, {2, 2}, 1, true},
     };
     std::mt19937 rng(37);
     for (const auto& c : cases)
@@ -444,6 +450,10 @@ TEST_CASE("Conv2D options: finite-difference gradients", "[conv2d][options][grad
         REQUIRE(xcnn::detail::choose_forward_form<double>(k5.geometry()) == xcnn::detail::conv_form::winograd);
         REQUIRE(xcnn::detail::choose_weight_grad_form<double>(k5.geometry()) == xcnn::detail::conv_form::winograd);
         gradient_check(k5, 13, 400);
+        const options_case dilated{4, 32, 64, 11, 12, {3, 3}, {1, 1}, {2, 2}, {2, 2}, 1, true};
+        REQUIRE(xcnn::detail::choose_forward_form<double>(dilated.geometry()) == xcnn::detail::conv_form::winograd);
+        REQUIRE(xcnn::detail::choose_input_grad_form<double>(dilated.geometry()) == xcnn::detail::conv_form::winograd);
+        gradient_check(dilated, 14, 400);
     }
     SECTION("no bias")
     {

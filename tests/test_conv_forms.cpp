@@ -387,10 +387,26 @@ TEST_CASE("conv forms: the lowered form's dW, db and dX pass finite-difference c
 /// The Winograd form's geometries: 3x3 at stride 1 with padding 0, 1 and 2, even and odd
 /// output sizes (a half tile at the edge), planes of one tile and less than a vector of tiles,
 /// rows of more than a vector of tiles, channels that are not multiples of the GEMM's blocks,
-/// and a batch over several chunks; the same for 5x5 kernels with padding 0 to 4.
+/// and a batch over several chunks; the same for 5x5 kernels with padding 0 to 4; dilations 2, 3
+/// and (2, 1), on planes whose sizes and padding are and are not multiples of the dilation
+/// (phases of unequal sizes), over several chunks of whole images' phases.
 std::vector<conv_geometry> winograd_cases()
 {
+    const auto dilated = [](conv_geometry g, std::size_t dh, std::size_t dw)
+    {
+        g.dilation = {dh, dw};
+        return g;
+    };
     return {
+        dilated(geometry(2, 3, 5, 8, 8, {3, 3}, {1, 1}, {2, 2}), 2, 2),
+        dilated(geometry(3, 4, 6, 7, 9, {3, 3}, {1, 1}, {1, 1}), 2, 2),
+        dilated(geometry(2, 5, 3, 10, 11, {3, 3}, {1, 1}, {3, 2}), 3, 3),
+        dilated(geometry(2, 3, 4, 9, 8, {3, 3}, {1, 1}, {2, 1}), 2, 1),
+        dilated(geometry(1, 3, 4, 6, 5, {3, 3}, {1, 1}, {0, 4}), 2, 2),
+        dilated(geometry(2, 3, 5, 12, 13, {5, 5}, {1, 1}, {4, 3}), 2, 2),
+        dilated(geometry(9, 4, 4, 33, 33, {3, 3}, {1, 1}, {2, 2}), 2, 2),
+        dilated(geometry(2, 5, 130, 14, 14, {3, 3}, {1, 1}, {2, 2}), 2, 2),
+        dilated(geometry(3, 6, 5, 16, 16, {3, 3}, {1, 1}, {2, 2}), 2, 2),
         geometry(2, 3, 5, 8, 8, {3, 3}, {1, 1}, {1, 1}),
         geometry(3, 4, 6, 7, 9, {3, 3}, {1, 1}, {1, 1}),
         geometry(2, 5, 3, 6, 5, {3, 3}, {1, 1}, {0, 0}),
@@ -732,13 +748,20 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_forward_form<float>(stem) == conv_form::lowered);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(stem) == conv_form::window_view);
 
-    // The Winograd form: 3x3 or 5x5 at stride 1 and dilation 1 with 32 channels or more on both
-    // sides and 64 tiles or more in the batch, whatever the plane size or padding; not for 16
-    // channels, a single small image, a stem's few input channels, a stride, a dilation or
-    // another kernel size.
+    // The Winograd form: 3x3 or 5x5 at stride 1 with 32 channels or more on both sides and 64
+    // tiles or more in the batch, whatever the plane size or padding, dilated where C_in C_out
+    // is 2048 or more; not for 16 channels, a single small image, a stem's few input channels, a
+    // stride, a dilated 32 -> 32 layer or another kernel size.
+    auto dilated = geometry(64, 64, 64, 14, 14, {3, 3}, {1, 1}, {2, 2});
+    dilated.dilation = {2, 2};
+    auto dilated_narrow = geometry(64, 32, 32, 28, 28, {3, 3}, {1, 1}, {2, 2});
+    dilated_narrow.dilation = {2, 2};
+    auto dilated_wide = geometry(64, 32, 64, 28, 28, {3, 3}, {1, 1}, {3, 3});
+    dilated_wide.dilation = {3, 3};
     for (const auto& g :
          {geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1}), geometry(1, 32, 32, 40, 40, {3, 3}, {1, 1}, {0, 0}),
-          geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1}), geometry(64, 32, 32, 16, 16, {5, 5}, {1, 1}, {2, 2})})
+          geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1}), geometry(64, 32, 32, 16, 16, {5, 5}, {1, 1}, {2, 2}),
+          dilated, dilated_wide})
     {
         CHECK(xcnn::detail::choose_forward_form<float>(g) == conv_form::winograd);
     }
@@ -753,14 +776,12 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
           conv_form::winograd);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})) ==
           conv_form::lowered);
-    auto dilated = geometry(64, 64, 64, 14, 14, {3, 3}, {1, 1}, {2, 2});
-    dilated.dilation = {2, 2};
     for (const auto& g :
          {geometry(64, 3, 64, 32, 32, {3, 3}, {1, 1}, {1, 1}), geometry(64, 64, 8, 16, 16, {3, 3}, {1, 1}, {1, 1}),
           geometry(64, 16, 16, 28, 28, {3, 3}, {1, 1}, {1, 1}), geometry(1, 64, 64, 7, 7, {3, 3}, {1, 1}, {1, 1}),
           geometry(64, 64, 64, 16, 16, {3, 3}, {2, 2}, {1, 1}), geometry(64, 6, 16, 14, 14, {5, 5}, {1, 1}, {0, 0}),
           geometry(64, 64, 64, 16, 16, {7, 7}, {1, 1}, {3, 3}), geometry(64, 64, 64, 16, 16, {3, 5}, {1, 1}, {1, 2}),
-          dilated})
+          dilated_narrow})
     {
         CHECK(xcnn::detail::choose_forward_form<float>(g) != conv_form::winograd);
     }

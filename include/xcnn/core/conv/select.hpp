@@ -60,15 +60,22 @@ inline conv_form depthwise_form(const conv_geometry& g) noexcept
 }
 
 /// Whether the Winograd form runs the forward pass: where it applies (a 3x3 or 5x5 kernel at
-/// stride 1, one group), with 32 channels or more on both sides, so that its 2.25 times smaller GEMMs
-/// outweigh the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in C_out)
-/// (at 16 channels it lost), and 64 tiles of 2 x 2 or more in the batch, which the kernel's
-/// transform, O(C_in C_out) per call, is paid for (one 7 x 7 or 14 x 14 image lost). The rules
-/// count 2 x 2 tiles, a quarter of the outputs, whichever tile the form then runs.
+/// stride 1, one group, any dilation: over the dilation phases), with 32 channels or more on both sides, so that
+/// its 2.25 times smaller GEMMs outweigh the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in
+/// C_out) (at 16 channels it lost), and 64 tiles of 2 x 2 or more in the batch, which the kernel's transform, O(C_in
+/// C_out) per call, is paid for (one 7 x 7 or 14 x 14 image lost). The rules count 2 x 2 tiles, a quarter of the
+/// outputs, whichever tile the form then runs. A dilated layer also splits its input and dY into their dilation phases
+/// and merges its output, a copy per value, so it needs C_in C_out of 2048 or more (32 -> 32 ran 5 % slower than the
+/// plane form, 32 -> 64 5-10 % faster, 64 -> 64 and up 17-40 %).
 inline bool winograd_wins(const conv_geometry& g) noexcept
 {
-    return winograd_applies(g) && g.in_channels >= 32 && g.out_channels >= 32 &&
-           g.batch * winograd_tiles(g, 2).tiles() >= 64;
+    if (!winograd_applies(g) || g.in_channels < 32 || g.out_channels < 32 ||
+        (!g.undilated() && g.in_channels * g.out_channels < 2048))
+    {
+        return false;
+    }
+    const winograd_grid grid = winograd_tiles(g, 2);
+    return g.batch * grid.phases * grid.tiles() >= 64;
 }
 
 /// Whether the Winograd form runs dX: as for the forward pass, and with at least half the lanes
@@ -83,8 +90,11 @@ bool winograd_input_grad_wins(const conv_geometry& g) noexcept
         return false;
     }
     constexpr std::size_t S = xsimd::batch<T>::size;
-    // dX's tiles cover the input plane, its transforms step through dY's padded phases.
-    const std::size_t th = (g.input[0] + 1) / 2, tw = (g.input[1] + 1) / 2;
+    // dX's tiles cover the input plane (each of its dilation phases), its transforms step
+    // through dY's padded phases.
+    const std::size_t h = (g.input[0] + g.dilation[0] - 1) / g.dilation[0];
+    const std::size_t w = (g.input[1] + g.dilation[1] - 1) / g.dilation[1];
+    const std::size_t th = (h + 1) / 2, tw = (w + 1) / 2;
     const std::size_t vectors = (th * (tw + (g.kernel[1] - 1) / 2) + S - 1) / S;
     return 2 * th * tw >= S * vectors;
 }
@@ -95,7 +105,8 @@ bool winograd_input_grad_wins(const conv_geometry& g) noexcept
 template <class T>
 bool winograd_weight_grad_wins(const conv_geometry& g) noexcept
 {
-    return winograd_input_grad_wins<T>(g) && g.batch * winograd_tiles(g, 2).tiles() >= 256;
+    const winograd_grid grid = winograd_tiles(g, 2);
+    return winograd_input_grad_wins<T>(g) && g.batch * grid.phases * grid.tiles() >= 256;
 }
 
 /// Whether the plane form applies: stride 1 and one group (it reads whole images of C_in

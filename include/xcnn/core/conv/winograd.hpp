@@ -29,6 +29,13 @@
 /// writes the m x m blocks into the m^2 phases of the output plane and interleaves them back into
 /// rows.
 ///
+/// A dilated layer runs as the undilated convolution of its dilation phases
+/// (`winograd_phase_geometry`): output phase (p, q) is the correlation of input phase (p, q) with
+/// the same kernel, so the form's images are the phases of the layer's, split from each plane of
+/// the input and of dY as the transforms read it (`winograd_image_plane`, in a buffer that stays
+/// in L1) and merged into the output planes as the output transform writes them; no dilated
+/// kernel's wrap-around positions are computed and nothing of the size of the batch is copied.
+///
 /// Batches are split into chunks of images whose transformed tiles stay in the last-level
 /// cache between the transform and the GEMMs; the chunk size depends on the geometry only, so the
 /// sums (in another order than the other forms', hence other last bits) do not depend on the
@@ -43,6 +50,7 @@
 #include <utility>
 #include <vector>
 
+#include "../elementwise.hpp"
 #include "../gemm.hpp"
 #include "../gemm_nt.hpp"
 #include "../simd.hpp"
@@ -56,25 +64,51 @@ namespace xcnn
 namespace detail
 {
 
-/// Whether the Winograd form computes `g`: one group, a 3x3 or 5x5 kernel, stride and dilation
-/// 1, padding up to the kernel's side less one (dX is then the same kind of convolution, of dY
-/// padded by the side less one less the padding).
+/// Whether the Winograd form computes `g`: one group, a 3x3 or 5x5 kernel, stride 1, any
+/// dilation D, padding up to D (r - 1) (dX is then the same kind of convolution, of dY padded by
+/// D (r - 1) less the padding).
 inline bool winograd_applies(const conv_geometry& g) noexcept
 {
     const std::size_t r = g.kernel[0];
-    return g.groups == 1 && (r == 3 || r == 5) && g.kernel[1] == r && g.unit_stride() && g.undilated() &&
-           g.padding[0] < r && g.padding[1] < r;
+    return g.groups == 1 && (r == 3 || r == 5) && g.kernel[1] == r && g.unit_stride() &&
+           g.padding[0] <= g.dilation[0] * (r - 1) && g.padding[1] <= g.dilation[1] * (r - 1);
+}
+
+/// The undilated convolution the Winograd form computes for `g`: `g` itself, or with a dilation
+/// (DH, DW), the convolution of its dilation phases. Tap (a, b) of output pixel (y, x) reads
+/// padded pixel (y + a DH, x + b DW); with y = i DH + p and x = j DW + q, that is pixel (i + a,
+/// j + b) of phase (p, q) of the padded plane, the pixels (i DH + p, j DW + q). So output phase
+/// (p, q) is the undilated correlation of input phase (p, q) with the same kernel, and the DH DW
+/// phases of N images are one batch of N DH DW images of ceil(Hp / DH) x ceil(Wp / DW) pixels,
+/// already padded (zeros past the plane where Hp or Wp is not a multiple of the dilation); image
+/// n DH DW + p DW + q is phase (p, q) of image n. Its outputs are ceil(OH / DH) x ceil(OW / DW),
+/// the last row or column of a phase dropped where OH or OW is not a multiple of the dilation.
+inline conv_geometry winograd_phase_geometry(const conv_geometry& g) noexcept
+{
+    if (g.undilated())
+    {
+        return g;
+    }
+    const auto d = g.dilation;
+    conv_geometry p = g;
+    p.batch = g.batch * d[0] * d[1];
+    p.input = {(g.padded_h() + d[0] - 1) / d[0], (g.padded_w() + d[1] - 1) / d[1]};
+    p.padding = {0, 0};
+    p.dilation = {1, 1};
+    return p;
 }
 
 /// The tile grid of `g` for m x m output tiles of an r x r kernel (F(2, 3), F(4, 3) or F(2, 5)):
 /// TH x TW tiles of input tiles alpha = m + r - 1 on a side; for 2 x 2 tiles, the phase planes'
 /// pitch TW + (r - 1) / 2 and rows TH + (r - 1) / 2 (a tile reads (r - 1) / 2 positions past its
-/// own in each phase).
+/// own in each phase). A dilated layer's grid is that of its phases' convolution
+/// (`winograd_phase_geometry`), `phases` (DH DW) of its images for each of the layer's.
 struct winograd_grid
 {
     std::size_t m = 2;
     std::size_t r = 3;
     std::size_t th = 0, tw = 0;
+    std::size_t phases = 1;
     /// The input tile's side m + r - 1, and the products alpha^2.
     std::size_t alpha() const noexcept { return m + r - 1; }
     std::size_t products() const noexcept { return alpha() * alpha(); }
@@ -92,7 +126,8 @@ inline winograd_grid winograd_tiles(const conv_geometry& g, std::size_t m) noexc
     {
         m = 2;
     }
-    return {m, r, (g.out_h() + m - 1) / m, (g.out_w() + m - 1) / m};
+    const conv_geometry p = winograd_phase_geometry(g);
+    return {m, r, (p.out_h() + m - 1) / m, (p.out_w() + m - 1) / m, g.dilation[0] * g.dilation[1]};
 }
 
 /// Elements of the transformed input and output of one chunk: 1 MB of floats, so that they stay
@@ -121,7 +156,8 @@ inline std::size_t winograd_tile_size(const conv_geometry& g) noexcept
         const winograd_grid grid = winograd_tiles(g, m);
         return grid.products() * grid.tiles();
     };
-    return 8 * products(4) <= 5 * products(2) && g.batch * winograd_tiles(g, 4).tiles() >= winograd_chunk_tiles ? 4 : 2;
+    const std::size_t images = winograd_phase_geometry(g).batch;
+    return 8 * products(4) <= 5 * products(2) && images * winograd_tiles(g, 4).tiles() >= winograd_chunk_tiles ? 4 : 2;
 }
 
 inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
@@ -129,16 +165,17 @@ inline winograd_grid winograd_tiles(const conv_geometry& g) noexcept
     return winograd_tiles(g, winograd_tile_size(g));
 }
 
-/// Images per chunk of `g` on `grid`: as many as keep the transformed input and output, alpha^2
-/// (C_in + C_out) values per tile, within `winograd_chunk_elements`, but enough for
-/// `winograd_chunk_tiles`; at least one.
+/// Images per chunk of `g` on `grid` (images of its phases' convolution): as many as keep the
+/// transformed input and output, alpha^2 (C_in + C_out) values per tile, within
+/// `winograd_chunk_elements`, but enough for `winograd_chunk_tiles`; at least one of the layer's
+/// images, and whole ones (all of an image's dilation phases).
 inline std::size_t winograd_chunk(const conv_geometry& g, const winograd_grid& grid) noexcept
 {
     const std::size_t tiles = std::max<std::size_t>(1, grid.tiles());
-    const std::size_t per_image = grid.products() * (g.in_channels + g.out_channels) * tiles;
+    const std::size_t per_image = grid.products() * (g.in_channels + g.out_channels) * tiles * grid.phases;
     const std::size_t images = std::max(winograd_chunk_elements / std::max<std::size_t>(per_image, 1),
-                                        (winograd_chunk_tiles + tiles - 1) / tiles);
-    return std::max<std::size_t>(1, std::min(g.batch, images));
+                                        (winograd_chunk_tiles + tiles * grid.phases - 1) / (tiles * grid.phases));
+    return grid.phases * std::max<std::size_t>(1, std::min(g.batch, images));
 }
 
 /// The distance between two products xi of a chunk's transformed tiles, `rows` (C_in or C_out)
@@ -181,6 +218,10 @@ struct winograd_thread_buffers
     conv_buffer<T> input, product;
     /// dW: a chunk's share of dU, added to its part's sum.
     conv_buffer<T> chunk_kernel_grad;
+    /// A dilated layer: the dilation phases of one plane of the input or of dY and its column
+    /// phases on the way (`split_dilation_phases`), and the output planes of a chunk's phases of
+    /// one channel before they are merged.
+    conv_buffer<T> plane_phases, column_phases, phase_outputs;
 };
 
 /// What the Winograd form keeps between calls, so a steady shape allocates nothing.
@@ -219,7 +260,8 @@ inline bool winograd_whole_units(std::size_t units) noexcept
 /// tiles: one part, whose chunks' products the threads then share).
 inline std::size_t winograd_weight_grad_parts(const conv_geometry& g, const winograd_grid& grid)
 {
-    const std::size_t chunk = winograd_chunk(g, grid), chunks = (g.batch + chunk - 1) / chunk;
+    const std::size_t chunk = winograd_chunk(g, grid), images = g.batch * grid.phases;
+    const std::size_t chunks = (images + chunk - 1) / chunk;
     const std::size_t copy = grid.products() * g.out_channels * g.in_channels;
     const std::size_t fit = (std::size_t(1) << 20) / std::max<std::size_t>(copy, 1);
     return std::max<std::size_t>(1, std::min({chunks, std::size_t(8), fit}));
@@ -603,6 +645,139 @@ void winograd_split_pairs(const conv_geometry& g, const winograd_grid& grid, con
     }
 }
 
+/// The distance between two dilation phases of a plane in `split_dilation_phases`' output: a
+/// phase and a vector of slack, which its rows' whole-vector copies write into.
+template <class T>
+std::size_t dilation_phase_stride(std::size_t rows, std::size_t cols, std::size_t dh, std::size_t dw) noexcept
+{
+    return ((rows + dh - 1) / dh) * ((cols + dw - 1) / dw) + xsimd::batch<T>::size;
+}
+
+/// The DH DW dilation phases of the plane `src` (rows x cols) into `out`, each (ceil(rows / DH),
+/// ceil(cols / DW)), phase (p, q) at (p DW + q) `dilation_phase_stride`: out[i][j] = src[i DH +
+/// p][j DW + q], zeros past the plane; with `mask` (laid out like src, or null), a value passes
+/// where the mask is positive. `columns` (DW (rows + 1) (ceil(cols / DW) + a vector) elements)
+/// holds the plane's column phases on the way: for DW = 2 and an even width, the whole plane is
+/// one run of pairs, split by whole vectors (a row of a small plane is a fraction of one, and
+/// masked stores at every row's end cost more than the split), and each phase's rows are then
+/// copied by whole vectors, their excess overwritten by the next row or left in the slack.
+template <class T>
+void split_dilation_phases(const T* src, const T* mask, std::size_t rows, std::size_t cols, std::size_t dh,
+                           std::size_t dw, T* out, T* columns)
+{
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t S = batch::size;
+    const std::size_t out_rows = (rows + dh - 1) / dh, out_cols = (cols + dw - 1) / dw;
+    const std::size_t step = dilation_phase_stride<T>(rows, cols, dh, dw);
+    // Column phase q: `rows` rows of out_cols, at q (rows + 1) out_cols (a spare row of slack).
+    const std::size_t column_plane = (rows + 1) * out_cols + S;
+    if (dw == 2 && cols % 2 == 0)
+    {
+        const std::size_t pairs = rows * cols / 2;
+        if (mask == nullptr)
+        {
+            deinterleave_pairs(src, pairs, columns, columns + column_plane);
+        }
+        else
+        {
+            // Through the mask a piece at a time, in the slack of the second column phase.
+            T* piece = columns + 2 * column_plane;
+            for (std::size_t x = 0; x < 2 * pairs; x += 256)
+            {
+                const std::size_t count = std::min<std::size_t>(256, 2 * pairs - x);
+                copy_short_masked(src + x, mask + x, count, piece);
+                deinterleave_pairs(piece, count / 2, columns + x / 2, columns + column_plane + x / 2);
+            }
+        }
+    }
+    else
+    {
+        for (std::size_t y = 0; y < rows; ++y)
+        {
+            for (std::size_t q = 0; q < dw; ++q)
+            {
+                const std::size_t count = cols > q ? (cols - q + dw - 1) / dw : 0;
+                T* to = columns + q * column_plane + y * out_cols;
+                for (std::size_t j = 0; j < count; ++j)
+                {
+                    const std::size_t x = j * dw + q;
+                    to[j] = mask == nullptr || mask[y * cols + x] > T(0) ? src[y * cols + x] : T(0);
+                }
+                std::fill(to + count, to + out_cols, T(0));
+            }
+        }
+    }
+    for (std::size_t p = 0; p < dh; ++p)
+    {
+        for (std::size_t q = 0; q < dw; ++q)
+        {
+            T* to = out + (p * dw + q) * step;
+            const T* from = columns + q * column_plane;
+            for (std::size_t i = 0; i < out_rows; ++i)
+            {
+                const std::size_t y = i * dh + p;
+                for (std::size_t j = 0; j < out_cols; j += S)
+                {
+                    const batch values = y < rows ? batch::load_unaligned(from + y * out_cols + j) : batch(T(0));
+                    values.store_unaligned(to + i * out_cols + j);
+                }
+            }
+        }
+    }
+}
+
+/// The plane `dst` (rows x cols) from its DH DW dilation phases laid out as
+/// `split_dilation_phases` writes them: the phases' positions past the plane are dropped.
+template <class T>
+void merge_dilation_phases(const T* src, std::size_t rows, std::size_t cols, std::size_t dh, std::size_t dw, T* dst)
+{
+    const std::size_t out_rows = (rows + dh - 1) / dh, out_cols = (cols + dw - 1) / dw, plane = out_rows * out_cols;
+    for (std::size_t y = 0; y < rows; ++y)
+    {
+        const T* from = src + (y % dh) * dw * plane + y / dh * out_cols;
+        T* to = dst + y * cols;
+        if (dw == 2)
+        {
+            interleave_pairs(from, from + plane, cols / 2, to);
+            if (cols % 2 != 0)
+            {
+                to[cols - 1] = from[cols / 2];
+            }
+            continue;
+        }
+        for (std::size_t q = 0; q < dw; ++q)
+        {
+            const std::size_t count = cols > q ? (cols - q + dw - 1) / dw : 0;
+            scatter_strided(from + q * plane, dw, count, to + q);
+        }
+    }
+}
+
+/// Channel c of the Winograd form's image `image` from `planes` (N, C, rows, cols), the layer's
+/// input or dY: for an undilated `g`, plane (image, c); for a dilated one, phase image mod DH DW
+/// of plane (image / DH DW, c), all of whose phases are split into `buffer` at its first phase or
+/// when `refresh` (`columns` holds their column phases on the way). `mask` (laid out like
+/// `planes`, or null) passes a value where it is positive, for dilated layers only (the undilated
+/// passes read it with the plane).
+template <class T>
+const T* winograd_image_plane(const conv_geometry& g, const T* planes, const T* mask, std::size_t channels,
+                              std::size_t c, std::size_t rows, std::size_t cols, std::size_t image, bool refresh,
+                              T* buffer, T* columns)
+{
+    const std::size_t dh = g.dilation[0], dw = g.dilation[1], phases = dh * dw, plane = rows * cols;
+    if (phases == 1)
+    {
+        return planes + (image * channels + c) * plane;
+    }
+    const std::size_t n = image / phases, f = image % phases;
+    if (f == 0 || refresh)
+    {
+        const std::size_t at = (n * channels + c) * plane;
+        split_dilation_phases(planes + at, mask == nullptr ? nullptr : mask + at, rows, cols, dh, dw, buffer, columns);
+    }
+    return buffer + f * dilation_phase_stride<T>(rows, cols, dh, dw);
+}
+
 /// 2 x 2 tiles: V[xi][c][k] for the k-th tile of `images` input planes whose phases are `phases` (phase f of
 /// image i at (f images + i) phase planes), image i's tiles from k = i TH TW: B^T d B (F's `input`).
 /// `stride` is the distance between two xi of V (C_in times the chunk's tiles). The grid positions
@@ -893,6 +1068,15 @@ void prepare_winograd(const conv_geometry& g, const winograd_grid& grid, winogra
         grow_to(t.outputs, phases * pitch + S);
         grow_to(t.input, products * winograd_product_stride(c_in, pitch));
         grow_to(t.product, products * winograd_product_stride(c_out, pitch));
+        if (grid.phases > 1)
+        {
+            // A plane's dilation phases: the padded input's, which hold at least as many as dY's.
+            const conv_geometry p = winograd_phase_geometry(g);
+            const std::size_t hp = g.padded_h(), wp = g.padded_w();
+            grow_to(t.plane_phases, grid.phases * dilation_phase_stride<T>(hp, wp, g.dilation[0], g.dilation[1]));
+            grow_to(t.column_phases, g.dilation[1] * ((hp + 1) * p.padded_w() + S) + 256);
+            grow_to(t.phase_outputs, chunk * p.out_h() * p.out_w());
+        }
     }
     if (grid.m == 2)
     {
@@ -938,8 +1122,16 @@ void winograd_transform_input(const conv_geometry& g, const winograd_grid& grid,
                               std::size_t n1, T* v, std::size_t pitch, bool shared, std::size_t own,
                               winograd_workspace<T>& ws)
 {
-    const std::size_t c_in = g.in_channels, in_plane = g.padded_h() * g.padded_w(), images = n1 - n0;
+    const conv_geometry p = winograd_phase_geometry(g);
+    const std::size_t c_in = g.in_channels, hp = g.padded_h(), wp = g.padded_w(), images = n1 - n0;
     const std::size_t tiles = grid.tiles(), group = winograd_unfold_images(grid), group_pitch = group * tiles;
+    // The plane of image n0 + i, channel c.
+    const auto plane_of = [&](std::size_t worker, std::size_t c, std::size_t i)
+    {
+        winograd_thread_buffers<T>& mine = ws.threads[worker];
+        return winograd_image_plane(g, padded, static_cast<const T*>(nullptr), c_in, c, hp, wp, n0 + i, i == 0,
+                                    mine.plane_phases.data(), mine.column_phases.data());
+    };
     if (grid.m == 2)
     {
         const std::size_t plane = grid.phase_plane();
@@ -947,22 +1139,21 @@ void winograd_transform_input(const conv_geometry& g, const winograd_grid& grid,
                        [&](std::size_t begin, std::size_t end, std::size_t worker)
                        {
                            T* phases = ws.threads[worker].phases.data();
-                           with_winograd_pair_tile(
-                               grid,
-                               [&](auto tile)
-                               {
-                                   for (std::size_t c = begin; c < end; ++c)
-                                   {
-                                       for (std::size_t i = 0; i < images; ++i)
-                                       {
-                                           winograd_split_pairs(g, grid, padded + ((n0 + i) * c_in + c) * in_plane,
-                                                                phases + i * plane, images * plane);
-                                       }
-                                       winograd_phase_tiles<decltype(tile)>(grid, images, ws.tile_lanes.data(), phases,
-                                                                            v + c * pitch,
-                                                                            winograd_product_stride(c_in, pitch));
-                                   }
-                               });
+                           with_winograd_pair_tile(grid,
+                                                   [&](auto tile)
+                                                   {
+                                                       for (std::size_t c = begin; c < end; ++c)
+                                                       {
+                                                           for (std::size_t i = 0; i < images; ++i)
+                                                           {
+                                                               winograd_split_pairs(p, grid, plane_of(worker, c, i),
+                                                                                    phases + i * plane, images * plane);
+                                                           }
+                                                           winograd_phase_tiles<decltype(tile)>(
+                                                               grid, images, ws.tile_lanes.data(), phases,
+                                                               v + c * pitch, winograd_product_stride(c_in, pitch));
+                                                       }
+                                                   });
                        });
         return;
     }
@@ -977,8 +1168,8 @@ void winograd_transform_input(const conv_geometry& g, const winograd_grid& grid,
                                const std::size_t i1 = std::min(images, i0 + group);
                                for (std::size_t i = i0; i < i1; ++i)
                                {
-                                   winograd_unfold<4>(g, grid, padded + ((n0 + i) * c_in + c) * in_plane,
-                                                      unfolded + (i - i0) * tiles, group_pitch);
+                                   winograd_unfold<4>(p, grid, plane_of(worker, c, i), unfolded + (i - i0) * tiles,
+                                                      group_pitch);
                                }
                                winograd_input_tiles<winograd_transforms<4, 3>>((i1 - i0) * tiles, unfolded, group_pitch,
                                                                                v + c * pitch + i0 * tiles,
@@ -988,15 +1179,18 @@ void winograd_transform_input(const conv_geometry& g, const winograd_grid& grid,
                    });
 }
 
-/// The forward pass of images [first, last), chunk by chunk in worker `own`'s chunk buffers, the
-/// threads sharing each chunk's transforms and products when `shared`.
+/// The forward pass of the form's images [first, last) (whole images of the layer), chunk by
+/// chunk in worker `own`'s chunk buffers, the threads sharing each chunk's transforms and products
+/// when `shared`.
 template <class T>
 void winograd_forward_images(const conv_geometry& g, const winograd_grid& grid, const T* bias, const T* padded, T* y,
                              bool relu, std::size_t first, std::size_t last, bool shared, std::size_t own,
                              winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
+    const conv_geometry p = winograd_phase_geometry(g);
     const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g, grid);
     const std::size_t tiles = grid.tiles(), pitch = chunk * tiles, out_plane = g.out_h() * g.out_w();
+    const std::size_t phase_plane = p.out_h() * p.out_w();
     const std::size_t count = grid.products();
     const T* u = ws.kernel.data();
     T* v = ws.threads[own].input.data();
@@ -1023,18 +1217,35 @@ void winograd_forward_images(const conv_geometry& g, const winograd_grid& grid, 
                        [&](std::size_t begin, std::size_t end, std::size_t worker)
                        {
                            T* phases = ws.threads[worker].outputs.data();
-                           with_winograd_tile(grid,
-                                              [&](auto tile)
-                                              {
-                                                  using F = decltype(tile);
-                                                  for (std::size_t o = begin; o < end; ++o)
-                                                  {
-                                                      winograd_output_tiles<F>(
-                                                          g, grid, m + o * pitch, winograd_product_stride(c_out, pitch),
-                                                          n1 - n0, bias == nullptr ? T(0) : bias[o], relu, phases,
-                                                          y + (n0 * c_out + o) * out_plane, c_out * out_plane);
-                                                  }
-                                              });
+                           with_winograd_tile(
+                               grid,
+                               [&](auto tile)
+                               {
+                                   using F = decltype(tile);
+                                   for (std::size_t o = begin; o < end; ++o)
+                                   {
+                                       const T b = bias == nullptr ? T(0) : bias[o];
+                                       const std::size_t stride = winograd_product_stride(c_out, pitch);
+                                       if (grid.phases == 1)
+                                       {
+                                           winograd_output_tiles<F>(p, grid, m + o * pitch, stride, n1 - n0, b, relu,
+                                                                    phases, y + (n0 * c_out + o) * out_plane,
+                                                                    c_out * out_plane);
+                                           continue;
+                                       }
+                                       // The phases' output planes, then each of the
+                                       // layer's merged from its phases.
+                                       T* planes = ws.threads[worker].phase_outputs.data();
+                                       winograd_output_tiles<F>(p, grid, m + o * pitch, stride, n1 - n0, b, relu,
+                                                                phases, planes, phase_plane);
+                                       for (std::size_t n = n0 / grid.phases; n < n1 / grid.phases; ++n)
+                                       {
+                                           merge_dilation_phases(planes + (n * grid.phases - n0) * phase_plane,
+                                                                 g.out_h(), g.out_w(), g.dilation[0], g.dilation[1],
+                                                                 y + (n * c_out + o) * out_plane);
+                                       }
+                                   }
+                               });
                        });
     }
 }
@@ -1059,15 +1270,17 @@ void winograd_forward(const conv_geometry& g, const T* weight, const T* bias, co
     with_winograd_tile(
         grid, [&](auto tile)
         { winograd_kernel_transform<decltype(tile)>(g.out_channels, g.in_channels, weight, ws.kernel.data()); });
+    const std::size_t phases = grid.phases;
     if (winograd_whole_units(g.batch))
     {
-        parallel_for(
-            g.batch, 1,
-            [&](std::size_t begin, std::size_t end, std::size_t worker)
-            { winograd_forward_images(g, grid, bias, padded, y, relu, begin, end, false, worker, ws, gemm_ws); });
+        parallel_for(g.batch, 1,
+                     [&](std::size_t begin, std::size_t end, std::size_t worker) {
+                         winograd_forward_images(g, grid, bias, padded, y, relu, begin * phases, end * phases, false,
+                                                 worker, ws, gemm_ws);
+                     });
         return;
     }
-    winograd_forward_images(g, grid, bias, padded, y, relu, 0, g.batch, true, 0, ws, gemm_ws);
+    winograd_forward_images(g, grid, bias, padded, y, relu, 0, g.batch * phases, true, 0, ws, gemm_ws);
 }
 
 /// 2 x 2 tiles: the alpha x alpha transforms A y A^T (F's `grad`) of the 2x2 tiles of the dY plane
@@ -1236,19 +1449,32 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& gr
                                  const T* mask, std::size_t c0, std::size_t c1, T* du, bool shared, std::size_t own,
                                  winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws)
 {
+    const conv_geometry p = winograd_phase_geometry(g);
     const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g, grid);
-    const std::size_t tiles = grid.tiles(), pitch = chunk * tiles, out_plane = g.out_h() * g.out_w();
-    const std::size_t planes = c_out * c_in, count = grid.products();
+    const std::size_t tiles = grid.tiles(), pitch = chunk * tiles;
+    const std::size_t planes = c_out * c_in, count = grid.products(), batch = p.batch;
     winograd_thread_buffers<T>& mine = ws.threads[own];
     T* v = mine.input.data();
     T* dyt = mine.product.data();
     for (std::size_t q = c0; q < c1; ++q)
     {
-        const std::size_t n0 = q * chunk, n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * tiles;
+        const std::size_t n0 = q * chunk, n1 = std::min(batch, n0 + chunk), cols = (n1 - n0) * tiles;
         winograd_transform_input(g, grid, padded, n0, n1, v, pitch, shared, own, ws);
         const std::size_t images = n1 - n0;
+        // Channel o of dY for image n0 + i, and the mask to read it through (a dilated layer's
+        // phases pass through the mask as they are split).
+        const auto grad_plane = [&](std::size_t worker, std::size_t o, std::size_t i, bool refresh)
+        {
+            winograd_thread_buffers<T>& buffers = ws.threads[worker];
+            const T* plane = winograd_image_plane(g, dy, mask, c_out, o, g.out_h(), g.out_w(), n0 + i, refresh,
+                                                  buffers.plane_phases.data(), buffers.column_phases.data());
+            const T* through = mask == nullptr || grid.phases > 1 ? nullptr : mask + (plane - dy);
+            return std::make_pair(plane, through);
+        };
         if (grid.m == 2)
         {
+            // Items image-major for an undilated layer; channel-major for a dilated one, so that
+            // consecutive items read the phases of one plane of dY, split once.
             winograd_items(shared, own, images * c_out, 16 * tiles,
                            [&](std::size_t begin, std::size_t end, std::size_t worker)
                            {
@@ -1256,14 +1482,15 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& gr
                                with_winograd_pair_tile(grid,
                                                        [&](auto tile)
                                                        {
-                                                           for (std::size_t p = begin; p < end; ++p)
+                                                           for (std::size_t t = begin; t < end; ++t)
                                                            {
-                                                               const std::size_t n = n0 + p / c_out, o = p % c_out,
-                                                                                 at = (n * c_out + o) * out_plane;
+                                                               const bool dilated = grid.phases > 1;
+                                                               const std::size_t i = dilated ? t % images : t / c_out;
+                                                               const std::size_t o = dilated ? t / images : t % c_out;
+                                                               const auto source = grad_plane(worker, o, i, t == begin);
                                                                winograd_plane_grad_tiles<decltype(tile)>(
-                                                                   g, grid, dy + at,
-                                                                   mask == nullptr ? nullptr : mask + at, phases,
-                                                                   dyt + o * pitch + (n - n0) * tiles,
+                                                                   p, grid, source.first, source.second, phases,
+                                                                   dyt + o * pitch + i * tiles,
                                                                    winograd_product_stride(c_out, pitch));
                                                            }
                                                        });
@@ -1284,9 +1511,8 @@ void winograd_weight_grad_chunks(const conv_geometry& g, const winograd_grid& gr
                                        const std::size_t i1 = std::min(images, i0 + group);
                                        for (std::size_t i = i0; i < i1; ++i)
                                        {
-                                           const std::size_t at = ((n0 + i) * c_out + o) * out_plane;
-                                           winograd_unfold_grad<4>(g, grid, dy + at,
-                                                                   mask == nullptr ? nullptr : mask + at,
+                                           const auto source = grad_plane(worker, o, i, i == 0);
+                                           winograd_unfold_grad<4>(p, grid, source.first, source.second,
                                                                    unfolded + (i - i0) * tiles, group_pitch);
                                        }
                                        winograd_grad_tiles<winograd_transforms<4, 3>>(
@@ -1378,7 +1604,8 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
     const winograd_grid grid = winograd_tiles(g, tile == 0 ? winograd_weight_grad_tile_size(g) : tile);
     const std::size_t c_in = g.in_channels, c_out = g.out_channels, chunk = winograd_chunk(g, grid);
     const std::size_t pitch = chunk * grid.tiles(), planes = c_out * c_in, count = grid.products();
-    const std::size_t chunks = (g.batch + chunk - 1) / chunk, parts = winograd_weight_grad_parts(g, grid);
+    const std::size_t images = g.batch * grid.phases, chunks = (images + chunk - 1) / chunk;
+    const std::size_t parts = winograd_weight_grad_parts(g, grid);
     prepare_winograd(g, grid, ws, gemm_ws);
     grow_to(ws.kernel_grad, parts * count * planes);
     for (auto& t : ws.threads)
@@ -1433,7 +1660,7 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
 }
 
 /// dx (N, C_in, H, W) from dY (N, C_out, OH, OW) for `g` where `winograd_applies`: at stride 1,
-/// dX is the convolution of dY, padded by r - 1 - padding, with the kernel rotated by 180 degrees
+/// dX is the convolution of dY, padded by D (r - 1) - padding, with the kernel rotated by 180 degrees
 /// and its channel axes swapped, which `winograd_forward` computes. With `mask` (the ReLU'd
 /// output, laid out like dY), dY passes only where it is positive, inside the padding copy. `tile`
 /// is that forward pass's (0: `winograd_tile_size` of it).
@@ -1447,7 +1674,7 @@ void winograd_input_grad(const conv_geometry& g, const T* weight, const T* dy, c
     back.out_channels = c_in;
     back.input = {oh, ow};
     const std::size_t r = g.kernel[0], taps = r * r;
-    back.padding = {r - 1 - g.padding[0], r - 1 - g.padding[1]};
+    back.padding = {g.dilation[0] * (r - 1) - g.padding[0], g.dilation[1] * (r - 1) - g.padding[1]};
     grow_to(ws.rotated, c_in * c_out * taps);
     for (std::size_t o = 0; o < c_out; ++o)
     {
