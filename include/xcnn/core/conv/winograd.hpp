@@ -451,24 +451,6 @@ struct winograd_transforms<2, 5>
     }
 };
 
-/// Runs `body(winograd_transforms<m, r>{})` for the tiles and kernel of `grid`.
-template <class F>
-void with_winograd_tile(const winograd_grid& grid, F&& body)
-{
-    if (grid.r == 5)
-    {
-        body(winograd_transforms<2, 5>{});
-    }
-    else if (grid.m == 4)
-    {
-        body(winograd_transforms<4, 3>{});
-    }
-    else
-    {
-        body(winograd_transforms<2, 3>{});
-    }
-}
-
 /// Runs `body(winograd_transforms<2, r>{})` for the kernel of `grid`, whose tiles are 2 x 2 (the
 /// passes over stride-2 phases, which only those tiles read).
 template <class F>
@@ -481,6 +463,20 @@ void with_winograd_pair_tile(const winograd_grid& grid, F&& body)
     else
     {
         body(winograd_transforms<2, 3>{});
+    }
+}
+
+/// Runs `body(winograd_transforms<m, r>{})` for the tiles and kernel of `grid`.
+template <class F>
+void with_winograd_tile(const winograd_grid& grid, F&& body)
+{
+    if (grid.m == 4)
+    {
+        body(winograd_transforms<4, 3>{});
+    }
+    else
+    {
+        with_winograd_pair_tile(grid, std::forward<F>(body));
     }
 }
 
