@@ -60,13 +60,14 @@ inline conv_form depthwise_form(const conv_geometry& g) noexcept
 }
 
 /// Whether the Winograd form runs the forward pass: where it applies (a 3x3 or 5x5 kernel at
-/// stride 1, one group, any dilation: over the dilation phases), with 32 channels or more on both sides, so that
-/// its 2.25 times smaller GEMMs outweigh the transforms, which cost O(C_in + C_out) per tile against the GEMMs' O(C_in
-/// C_out) (at 16 channels it lost), and 64 tiles of 2 x 2 or more in the batch, which the kernel's transform, O(C_in
-/// C_out) per call, is paid for (one 7 x 7 or 14 x 14 image lost). The rules count 2 x 2 tiles, a quarter of the
-/// outputs, whichever tile the form then runs. A dilated layer also splits its input and dY into their dilation phases
-/// and merges its output, a copy per value, so it needs C_in C_out of 2048 or more (32 -> 32 ran 5 % slower than the
-/// plane form, 32 -> 64 5-10 % faster, 64 -> 64 and up 17-40 %).
+/// stride 1, one group, any dilation: over the dilation phases), with 32 channels or more on both
+/// sides, so that its 2.25 to 2.8 times smaller GEMMs outweigh the transforms, which cost
+/// O(C_in + C_out) per tile against the GEMMs' O(C_in C_out) (at 16 channels it lost), and 64
+/// tiles of 2 x 2 or more in the batch, which the kernel's transform, O(C_in C_out) per call, is
+/// paid for (one 7 x 7 or 14 x 14 image lost). The rules count 2 x 2 tiles, a quarter of the
+/// outputs, whichever tile the form then runs. A dilated layer also splits its input and dY into
+/// their dilation phases and merges its output, a copy per value, so it needs C_in C_out of 2048
+/// or more (at 32 -> 32 it lost to the padded-width form; docs/performance.md).
 inline bool winograd_wins(const conv_geometry& g) noexcept
 {
     if (!winograd_applies(g) || g.in_channels < 32 || g.out_channels < 32 ||

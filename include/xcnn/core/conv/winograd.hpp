@@ -774,8 +774,9 @@ const T* winograd_image_plane(const conv_geometry& g, const T* planes, const T* 
     return buffer + f * dilation_phase_stride<T>(rows, cols, dh, dw);
 }
 
-/// 2 x 2 tiles: V[xi][c][k] for the k-th tile of `images` input planes whose phases are `phases` (phase f of
-/// image i at (f images + i) phase planes), image i's tiles from k = i TH TW: B^T d B (F's `input`).
+/// 2 x 2 tiles: V[xi][c][k] for the k-th tile of `images` input planes whose phases are `phases`
+/// (phase f of image i at (f images + i) phase planes), image i's tiles from k = i TH TW: B^T d B
+/// (F's `input`).
 /// `stride` is the distance between two xi of V (C_in times the chunk's tiles). The grid positions
 /// run on from one image's phase plane into the next, so that a vector holds the tiles of several
 /// small planes.
@@ -1053,8 +1054,8 @@ void prepare_winograd(const conv_geometry& g, const winograd_grid& grid, winogra
     {
         if (grid.m == 2)
         {
-            // Slack past the last phase: a vector, and the (r - 1) / 2 columns a tile reads past its
-            // own position.
+            // Slack past the last phase: a vector, and the (r - 1) / 2 columns a tile reads past
+            // its own position.
             grow_to(t.phases, 4 * chunk * grid.phase_plane() + 2 * S);
         }
         else
@@ -1656,10 +1657,10 @@ void winograd_weight_grad(const conv_geometry& g, const T* padded, const T* dy, 
 }
 
 /// dx (N, C_in, H, W) from dY (N, C_out, OH, OW) for `g` where `winograd_applies`: at stride 1,
-/// dX is the convolution of dY, padded by D (r - 1) - padding, with the kernel rotated by 180 degrees
-/// and its channel axes swapped, which `winograd_forward` computes. With `mask` (the ReLU'd
-/// output, laid out like dY), dY passes only where it is positive, inside the padding copy. `tile`
-/// is that forward pass's (0: `winograd_tile_size` of it).
+/// dX is the convolution of dY, padded by D (r - 1) - padding, with the kernel rotated by 180
+/// degrees and its channel axes swapped (and g's dilation D), which `winograd_forward` computes.
+/// With `mask` (the ReLU'd output, laid out like dY), dY passes only where it is positive, inside
+/// the padding copy. `tile` is that forward pass's (0: `winograd_tile_size` of it).
 template <class T>
 void winograd_input_grad(const conv_geometry& g, const T* weight, const T* dy, const T* mask, T* dx,
                          winograd_workspace<T>& ws, gemm_workspace<T>& gemm_ws, std::size_t tile = 0)
