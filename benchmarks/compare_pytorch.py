@@ -13,7 +13,7 @@ What runs, at 1 and at 2 threads (see docs/performance.md):
   newlayers  bench_layers: BatchNorm, Dropout, activations, pools, depthwise, dilated and strided
           convolutions, a Residual block, batch 64: forward and forward + backward, images/s.
   sweep   the convolution sweep: every shape of benchmarks/conv_sweep.csv (the list bench_conv2d
-          reads too), forward and forward + backward with dX, ms per call; the table ends with the
+          reads too; XCNN_CONV_SWEEP names another file for both), forward and forward + backward with dX, ms per call; the table ends with the
           geometric mean of the xcnn / PyTorch speed ratios and the lowest ratio.
   models  LeNet-5, the seed net and resnet (xcnn-mnist --model resnet), batch 64: training step
           (forward, cross-entropy, backward, SGD with momentum) and inference (bench_models),
@@ -89,7 +89,8 @@ NEW_LAYERS = {
     "conv3x3s2_32to64x14": ("Conv2D 32→64 3×3 stride 2, 14×14", (32, 14, 14)),
     "residual_32x14": ("Residual block (2 × Conv-BN), 32×14×14", (32, 14, 14)),
 }
-SWEEP_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv_sweep.csv")
+SWEEP_FILE = os.environ.get("XCNN_CONV_SWEEP") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                             "conv_sweep.csv")
 
 
 def read_sweep(path=SWEEP_FILE):

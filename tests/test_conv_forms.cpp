@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <random>
 #include <sstream>
@@ -705,6 +706,149 @@ TEST_CASE("conv forms: the plane form's dX refuses a dY spread for another geome
     CHECK_THROWS_AS(xcnn::detail::plane_input_grad(g, w.data(), spread, dx.data(), ws.plane, ws.gemm), xcnn::error);
 }
 
+namespace
+{
+
+/// The direct form's geometries: those of `lowered_cases` (strides, dilations, small planes, a
+/// kernel larger than the plane) and tiles' edges: output channels filling one vector, two,
+/// and a partial last block of two vectors; pixel and tap counts that are not whole tiles;
+/// 1x1 and 1 x K kernels; dW summed over several blocks of pixels.
+std::vector<conv_geometry> direct_cases()
+{
+    auto cases = lowered_cases();
+    const std::vector<conv_geometry> more = {
+        geometry(3, 5, 1, 9, 8, {3, 3}, {2, 2}, {1, 1}),    geometry(2, 4, 16, 7, 7, {3, 3}, {1, 1}, {1, 1}),
+        geometry(2, 6, 17, 9, 11, {5, 5}, {1, 1}, {2, 2}),  geometry(2, 7, 40, 14, 14, {3, 3}, {2, 2}, {1, 1}),
+        geometry(1, 3, 33, 13, 13, {7, 7}, {2, 2}, {3, 3}), geometry(2, 9, 24, 6, 5, {1, 1}, {2, 2}, {0, 0}),
+        geometry(2, 4, 20, 8, 9, {1, 3}, {1, 2}, {0, 1}),   geometry(3, 8, 64, 24, 22, {3, 3}, {2, 2}, {1, 0}),
+    };
+    cases.insert(cases.end(), more.begin(), more.end());
+    return cases;
+}
+
+/// The direct form's forward pass (with and without bias and ReLU), dW and db against the naive
+/// loops; a mask equals a masked dY, bit for bit; 1, 2 and 3 threads give the same bits.
+template <class T>
+void check_direct()
+{
+    std::mt19937 rng(41);
+    bool blocks_of_pixels = false;
+    for (const auto& g : direct_cases())
+    {
+        INFO(describe(g));
+        blocks_of_pixels = blocks_of_pixels || g.batch * g.out_h() * g.out_w() > xcnn::detail::direct_pixel_block;
+        const problem<T> p(g, rng);
+        std::vector<xt::xtensor<T, 4>> results;
+        for (const std::size_t threads : {1, 2, 3})
+        {
+            xcnn::set_num_threads(threads);
+            xcnn::detail::conv_workspace<T> ws;
+            for (const bool relu : {false, true})
+            {
+                xt::xtensor<T, 4> y(g.output_shape());
+                y.fill(T(7)); // garbage: the form must overwrite all of y
+                xcnn::detail::direct_forward(g, p.w.data(), p.b.data(), p.padded.data(), y.data(), relu, ws.direct);
+                CHECK(max_scaled_error(y, relu ? relu_of(p.y) : p.y, p.y_magnitude) <= tolerance<T>());
+                results.push_back(y);
+            }
+            // Without a bias: the naive output less the bias.
+            xt::xtensor<T, 4> unbiased(g.output_shape());
+            xcnn::detail::direct_forward(g, p.w.data(), static_cast<const T*>(nullptr), p.padded.data(),
+                                         unbiased.data(), false, ws.direct);
+            xt::xtensor<double, 4> expected = p.y;
+            for (std::size_t i = 0; i < expected.size(); ++i)
+            {
+                expected.data()[i] -= double(p.b(i / (g.out_h() * g.out_w()) % g.out_channels));
+            }
+            CHECK(max_scaled_error(unbiased, expected, p.y_magnitude) <= tolerance<T>());
+
+            xt::xtensor<T, 4> dw(p.w.shape());
+            xt::xtensor<T, 1> db(p.b.shape());
+            xcnn::detail::direct_weight_grad(g, p.padded.data(), p.dy.data(), static_cast<const T*>(nullptr), dw.data(),
+                                             db.data(), ws.direct);
+            CHECK(max_scaled_error(dw, p.grads.dw, p.grads.dw_magnitude) <= tolerance<T>());
+            CHECK(max_scaled_error(db, p.grads.db, p.grads.db_magnitude) <= tolerance<T>());
+            results.push_back(dw);
+
+            const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
+            xt::xtensor<T, 4> masked = p.dy;
+            for (std::size_t i = 0; i < masked.size(); ++i)
+            {
+                masked.data()[i] = mask.data()[i] > 0 ? masked.data()[i] : T(0);
+            }
+            xt::xtensor<T, 4> dw_mask(p.w.shape()), dw_masked(p.w.shape());
+            xt::xtensor<T, 1> db_mask(p.b.shape()), db_masked(p.b.shape());
+            xcnn::detail::direct_weight_grad(g, p.padded.data(), p.dy.data(), mask.data(), dw_mask.data(),
+                                             db_mask.data(), ws.direct);
+            xcnn::detail::direct_weight_grad(g, p.padded.data(), masked.data(), static_cast<const T*>(nullptr),
+                                             dw_masked.data(), db_masked.data(), ws.direct);
+            CHECK(xcnn_test::identical(dw_mask, dw_masked));
+            CHECK(xcnn_test::identical(db_mask, db_masked));
+        }
+        xcnn::set_num_threads(1);
+        const std::size_t per_run = results.size() / 3;
+        for (std::size_t i = per_run; i < results.size(); ++i)
+        {
+            INFO("threads " << i / per_run + 1 << ", result " << i % per_run << " (forward, ReLU'd, dW)");
+            CHECK(xcnn_test::identical(results[i], results[i % per_run]));
+        }
+    }
+    CHECK(blocks_of_pixels); // the cases reach dW summed over several blocks of pixels
+}
+
+} // namespace
+
+TEST_CASE("conv forms: the direct form matches the naive loops, at 1, 2 and 3 threads", "[conv_forms]")
+{
+    check_direct<float>();
+    check_direct<double>();
+}
+
+TEST_CASE("conv forms: the direct form's dW and db pass finite-difference checks", "[conv_forms][gradcheck]")
+{
+    std::mt19937 rng(43);
+    auto g = geometry(2, 5, 19, 7, 8, {3, 3}, {2, 2}, {1, 1});
+    g.dilation = {1, 2};
+    const auto x = random_tensor<double, 4>(g.input_shape(), rng);
+    const auto w = random_tensor<double, 4>({g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]}, rng);
+    const auto b = random_tensor<double, 1>({g.out_channels}, rng);
+    const auto dy = random_tensor<double, 4>(g.output_shape(), rng);
+    xcnn::detail::direct_workspace<double> ws;
+    xt::xtensor<double, 4> padded;
+    xcnn::zero_pad2d_into(x, g.padding[0], g.padding[1], padded);
+    // L = sum(dY * y(W, b)): dL/dW and dL/db are the form's dW and db.
+    const auto loss = [&](const xt::xtensor<double, 4>& weight, const xt::xtensor<double, 1>& bias)
+    {
+        xt::xtensor<double, 4> y(g.output_shape());
+        xcnn::detail::direct_forward(g, weight.data(), bias.data(), padded.data(), y.data(), false, ws);
+        double sum = 0;
+        for (std::size_t i = 0; i < y.size(); ++i)
+        {
+            sum += y.data()[i] * dy.data()[i];
+        }
+        return sum;
+    };
+    xt::xtensor<double, 4> dw(w.shape());
+    xt::xtensor<double, 1> db(b.shape());
+    xcnn::detail::direct_weight_grad(g, padded.data(), dy.data(), static_cast<const double*>(nullptr), dw.data(),
+                                     db.data(), ws);
+    const double h = 1e-6;
+    for (std::size_t i = 0; i < w.size(); ++i)
+    {
+        auto plus = w, minus = w;
+        plus.data()[i] += h;
+        minus.data()[i] -= h;
+        CHECK(std::abs((loss(plus, b) - loss(minus, b)) / (2 * h) - dw.data()[i]) <= 1e-6);
+    }
+    for (std::size_t o = 0; o < b.size(); ++o)
+    {
+        auto plus = b, minus = b;
+        plus(o) += h;
+        minus(o) -= h;
+        CHECK(std::abs((loss(w, plus) - loss(w, minus)) / (2 * h) - db(o)) <= 1e-6);
+    }
+}
+
 TEST_CASE("conv forms: the selection rules", "[conv_forms]")
 {
     constexpr std::size_t nr = xcnn::detail::gemm_blocking<float>::nr;
@@ -728,25 +872,52 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_input_grad_form<float>(strided_rows) == conv_form::strided_col2im);
 
     // The lowered form: planes so small that the plane form computes twice the useful outputs
-    // (every pass); a stride above 1 with 32 output channels and 1024 output pixels or more
-    // (backward only); a strided stem (forward only). Not for a 1x1 kernel at stride 1, nor
-    // for few output pixels.
+    // (dW and dX; the forward pass where the direct form's sums are too short); a stride above
+    // 1 with 32 output channels and 1024 output pixels or more (dX, and dW where the direct form
+    // does not run it); a strided stem of one channel (forward only). Not for a 1x1 kernel at
+    // stride 1, nor for few output pixels.
     const auto tiny = geometry(256, 8, 32, 2, 2, {3, 3}, {1, 1}, {1, 1});
+    const auto tiny_short = geometry(256, 4, 32, 2, 2, {3, 3}, {1, 1}, {1, 1});
     const auto strided_wide = geometry(16, 8, 32, 16, 16, {3, 3}, {2, 2}, {1, 1});
+    const auto strided_short = geometry(16, 4, 32, 16, 16, {3, 3}, {2, 2}, {1, 1});
     const auto few_pixels = geometry(1, 8, 32, 16, 16, {3, 3}, {2, 2}, {1, 1});
     const auto one_by_one = geometry(256, 8, 32, 2, 2, {1, 1}, {1, 1}, {0, 0});
     const auto stem = geometry(2, 3, 8, 20, 20, {7, 7}, {2, 2}, {3, 3});
-    CHECK(xcnn::detail::choose_forward_form<float>(tiny) == conv_form::lowered);
+    const auto gray_stem = geometry(2, 1, 8, 20, 20, {7, 7}, {2, 2}, {3, 3});
+    CHECK(xcnn::detail::choose_forward_form<float>(tiny_short) == conv_form::lowered);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(tiny) == conv_form::lowered);
     CHECK(xcnn::detail::choose_input_grad_form<float>(tiny) == conv_form::lowered);
-    CHECK(xcnn::detail::choose_forward_form<float>(strided_wide) == conv_form::window_view);
-    CHECK(xcnn::detail::choose_weight_grad_form<float>(strided_wide) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(strided_short) == conv_form::lowered);
     CHECK(xcnn::detail::choose_input_grad_form<float>(strided_wide) == conv_form::lowered);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(few_pixels) == conv_form::window_view);
     CHECK(xcnn::detail::choose_input_grad_form<float>(few_pixels) == conv_form::strided_col2im);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(one_by_one) == conv_form::plane);
-    CHECK(xcnn::detail::choose_forward_form<float>(stem) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_forward_form<float>(gray_stem) == conv_form::lowered);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(stem) == conv_form::window_view);
+
+    // The direct form: sums of 64 terms or more over a kernel of more than one tap, at a stride
+    // above 1 (forward from 128 output pixels, dW from 256) or, forward only, on planes where the
+    // plane form computes 1.3 times the useful outputs or more. Not at stride 1 on larger planes,
+    // for 1x1 kernels, short sums or few pixels, nor where the Winograd form runs.
+    CHECK(xcnn::detail::choose_forward_form<float>(strided_wide) == conv_form::direct);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(strided_wide) == conv_form::direct);
+    CHECK(xcnn::detail::choose_forward_form<float>(stem) == conv_form::direct);
+    CHECK(xcnn::detail::choose_forward_form<float>(tiny) == conv_form::direct);
+    const auto lenet_second = geometry(64, 6, 16, 14, 14, {5, 5}, {1, 1}, {0, 0});
+    const auto resnet_down = geometry(64, 32, 64, 14, 14, {3, 3}, {2, 2}, {1, 1});
+    CHECK(xcnn::detail::choose_forward_form<float>(lenet_second) == conv_form::direct);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(lenet_second) == conv_form::plane);
+    CHECK(xcnn::detail::choose_forward_form<float>(resnet_down) == conv_form::direct);
+    CHECK(xcnn::detail::choose_weight_grad_form<float>(resnet_down) == conv_form::direct);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(resnet_down) == conv_form::lowered);
+    for (const auto& g : {geometry(64, 16, 16, 28, 28, {3, 3}, {1, 1}, {1, 1}), few_pixels, strided_short,
+                          geometry(64, 64, 128, 16, 16, {1, 1}, {2, 2}, {0, 0}),
+                          geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1}), tiny_short})
+    {
+        INFO(describe(g));
+        CHECK(xcnn::detail::choose_forward_form<float>(g) != conv_form::direct);
+        CHECK(xcnn::detail::choose_weight_grad_form<float>(g) != conv_form::direct);
+    }
 
     // The Winograd form: 3x3 or 5x5 at stride 1 with 32 channels or more on both sides and 64
     // tiles or more in the batch, whatever the plane size or padding, dilated where C_in C_out

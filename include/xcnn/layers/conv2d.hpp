@@ -378,6 +378,9 @@ public:
         case detail::conv_form::lowered:
             lowered_grads(g, dy, mask, false);
             break;
+        case detail::conv_form::direct:
+            direct_grads(g, dy, mask);
+            break;
         default:
             parameter_grads(g, dy, mask);
         }
@@ -466,7 +469,7 @@ public:
             const auto weight_form = detail::choose_weight_grad_form<T>(g);
             const bool fused = detail::depthwise(g) || weight_form == detail::conv_form::lowered ||
                                weight_form == detail::conv_form::winograd ||
-                               (weight_form == detail::conv_form::plane &&
+                               ((weight_form == detail::conv_form::plane || weight_form == detail::conv_form::direct) &&
                                 detail::choose_input_grad_form<T>(g) != detail::conv_form::strided_col2im);
             return fused ? gradients(grad_output, m_output.data())
                          : gradients(activated_gradient(grad_output, op), nullptr);
@@ -543,6 +546,9 @@ private:
         case detail::conv_form::lowered:
             lowered_grads(g, dy, mask, true);
             return m_input_grad;
+        case detail::conv_form::direct:
+            direct_grads(g, dy, mask);
+            return input_grad(g, dy, mask, {});
         default:
             return input_grad(g, dy, mask, parameter_grads(g, dy, mask));
         }
@@ -583,6 +589,13 @@ private:
     {
         detail::winograd_weight_grad(g, m_padded.data(), dy.data(), mask, m_weight.grad().data(), bias_grad_data(),
                                      m_work.winograd, m_work.gemm);
+    }
+
+    /// The direct form's dW and db.
+    void direct_grads(const detail::conv_geometry& g, const output_type& dy, const T* mask)
+    {
+        detail::direct_weight_grad(g, m_padded.data(), dy.data(), mask, m_weight.grad().data(), bias_grad_data(),
+                                   m_work.direct);
     }
 
     /// What the base checks before `run_backward`, for the fused forms.
@@ -633,13 +646,18 @@ private:
             detail::strided_input_grad(g, m_weight.value().data(), dy.data(), m_input_grad.data(), m_work.strided,
                                        m_work.gemm);
             break;
-        case detail::conv_form::depthwise: // `gradients` runs the depthwise and lowered forms itself
+        case detail::conv_form::depthwise: // `gradients` runs the depthwise form itself
         case detail::conv_form::winograd:
             detail::winograd_input_grad(g, m_weight.value().data(), dy.data(), mask, m_input_grad.data(),
                                         m_work.winograd, m_work.gemm);
             break;
+        case detail::conv_form::lowered: // dX alone: dW ran on another form
+            detail::lowered_backward(g, m_weight.value().data(), m_padded.data(), dy.data(), mask,
+                                     static_cast<T*>(nullptr), static_cast<T*>(nullptr), m_input_grad.data(),
+                                     m_work.lowered, m_work.gemm);
+            break;
         case detail::conv_form::depthwise_phases:
-        case detail::conv_form::lowered:
+        case detail::conv_form::direct:
             break;
         }
         return m_input_grad;

@@ -44,6 +44,9 @@ void forward_on_form(conv_form form, const conv_geometry& g, const T* weight, co
     case conv_form::winograd:
         winograd_forward(g, weight, bias, padded, y, relu, ws.winograd, ws.gemm);
         break;
+    case conv_form::direct:
+        direct_forward(g, weight, bias, padded, y, relu, ws.direct);
+        break;
     default:
         window_forward(g, padded, weight, bias, y, relu, ws.window, ws.gemm);
         break;

@@ -364,8 +364,8 @@ void lowered_forward(const conv_geometry& g, const T* weight, const T* bias, con
     }
 }
 
-/// Groups of 1. dw (C_out, C_in, KH, KW), db (C_out, or null) and, unless `dx` is null, dx
-/// (N, C_in, H, W) from dY (N, C_out, OH, OW) and the padded input, chunk by chunk: dW is the
+/// Groups of 1. dw (C_out, C_in, KH, KW; or null, for dX alone), db (C_out, or null) and,
+/// unless `dx` is null, dx (N, C_in, H, W) from dY (N, C_out, OH, OW) and the padded input, chunk by chunk: dW is the
 /// transposed dY times the column matrix transposed (`gemm_nt`, both read along their rows, or
 /// the packed GEMM for many output channels, `packed_gemm_beats_nt`), the
 /// column gradient is the weight transposed times dY, raised into dX by col2im. With `mask`
@@ -379,7 +379,7 @@ void lowered_backward(const conv_geometry& g, const T* weight, const T* padded, 
     const std::size_t c_out = g.out_channels, chunk = lowered_chunk(g), all = g.batch * pixels;
     if (g.batch == 0)
     {
-        std::fill(dw, dw + c_out * k, T(0));
+        std::fill(dw, dw == nullptr ? dw : dw + c_out * k, T(0));
         if (db != nullptr)
         {
             std::fill(db, db + c_out, T(0));
@@ -437,16 +437,17 @@ void lowered_backward(const conv_geometry& g, const T* weight, const T* padded, 
     for (std::size_t n0 = 0; n0 < g.batch; n0 += chunk)
     {
         const std::size_t n1 = std::min(g.batch, n0 + chunk), cols = (n1 - n0) * pixels;
-        lower_columns(g, padded, n0, n1, ws.columns.data());
         fill_linear(ws.c_rows, k, cols); // the columns' rows, for gemm_nt's B and dX's C
-        if (packed_gemm_beats_nt(c_out))
+        if (dw != nullptr && packed_gemm_beats_nt(c_out))
         {
             // dW += dY's rows times the columns transposed.
+            lower_columns(g, padded, n0, n1, ws.columns.data());
             gemm_transposed_b(c_out, k, cols, grad + n0 * pixels, all, ws.columns.data(), cols, dw, k, n0 != 0,
                               ws.weight_grad_tables, gemm_ws);
         }
-        else
+        else if (dw != nullptr)
         {
+            lower_columns(g, padded, n0, n1, ws.columns.data());
             gemm_nt_operands<T> op;
             op.a = grad + n0 * pixels;
             op.a_row = all;

@@ -7,7 +7,9 @@
 /// stride above 1 col2im as one contraction per kernel tap (core/conv/strided_input_grad.hpp),
 /// for a depthwise convolution the direct per-channel kernels (core/conv/depthwise.hpp), and
 /// im2col by chunks of images with one GEMM per chunk (core/conv/lowered.hpp) for small planes
-/// and strided layers.
+/// and strided layers, Winograd's transforms (core/conv/winograd.hpp) for 3x3 and 5x5 layers of
+/// 32 channels or more, and tiles of pixels summed in registers from the input in place
+/// (core/conv/direct.hpp) for strided layers and small planes.
 /// All of them compute the same sums, in orders of their own: the choice changes the last bits
 /// of a result, so it depends on the geometry only, never on timing or the thread count.
 #ifndef XCNN_CORE_CONV_SELECT_HPP
@@ -17,6 +19,7 @@
 #include "../xtensor_shim.hpp"
 #include "depthwise.hpp"
 #include "depthwise_phases.hpp"
+#include "direct.hpp"
 #include "geometry.hpp"
 #include "lowered.hpp"
 #include "plane_form.hpp"
@@ -38,7 +41,8 @@ enum class conv_form
     depthwise,        ///< core/conv/depthwise.hpp
     depthwise_phases, ///< core/conv/depthwise_phases.hpp
     winograd,         ///< core/conv/winograd.hpp
-    lowered           ///< core/conv/lowered.hpp
+    lowered,          ///< core/conv/lowered.hpp
+    direct            ///< core/conv/direct.hpp
 };
 
 /// Whether every output channel reads one input channel of a grouped convolution (groups =
@@ -136,6 +140,38 @@ double plane_overhead(const conv_geometry& g) noexcept
     return useful == 0 ? 1.0 : double(correlation_plane<T>(g.planes())) / double(useful);
 }
 
+/// Whether the direct form (core/conv/direct.hpp) can pay for itself on `g`: groups of 1, a kernel
+/// of more than one tap (a 1x1 kernel's windows are the input itself, which the GEMM forms read
+/// in place), sums of C_in KH KW terms of 64 or more (a tile writes its R x 32 outputs back one
+/// by one, which short sums do not pay for: 3x3 stems of 1 to 8 channels ran 1.5 to 3 times
+/// slower) and `pixels` output pixels or more in the batch (the weight is packed per call).
+inline bool direct_applies(const conv_geometry& g, std::size_t pixels) noexcept
+{
+    const std::size_t taps = g.kernel[0] * g.kernel[1];
+    return g.groups == 1 && taps > 1 && g.in_channels * taps >= 64 && g.batch * g.out_h() * g.out_w() >= pixels;
+}
+
+/// Whether the direct form runs the forward pass (where the Winograd form does not): where it
+/// applies with 128 output pixels or more, and either at a stride above 1, where the window view
+/// gathers every panel it packs and the plane form does not apply, or on planes so small that the
+/// plane form computes 1.3 times the useful outputs or more (5x5 kernels on 14 x 14, every 3x3
+/// layer below 10 x 10). At 1.1 to 1.28 the plane form's GEMM was as fast or faster
+/// (docs/performance.md).
+template <class T>
+bool direct_forward_wins(const conv_geometry& g) noexcept
+{
+    return direct_applies(g, 128) && (!g.unit_stride() || plane_overhead<T>(g) >= 1.3);
+}
+
+/// Whether the direct form runs dW and db (where the Winograd form does not): where it applies
+/// with 256 output pixels or more, at a stride above 1. At stride 1 the plane form's dot products
+/// of whole spread rows were faster on every 3x3 layer measured, whose dY the direct form
+/// transposes first.
+inline bool direct_weight_grad_wins(const conv_geometry& g) noexcept
+{
+    return direct_applies(g, 256) && !g.unit_stride();
+}
+
 /// Whether the lowered form (core/conv/lowered.hpp) runs the forward pass: groups of 1, and
 /// either planes so small that the plane form computes twice the useful outputs or more, or a
 /// stride above 1 on a few input channels with a large kernel (a stem), where the window view
@@ -183,6 +219,8 @@ bool lowered_backward_wins(const conv_geometry& g) noexcept
 /// place and pays (Wp - OW) / OW extra arithmetic and a crop. Otherwise (OW a multiple of NR,
 /// or a stride above 1, where the plane form does not apply) the window view: its panels are
 /// read in place, or packed where the stride forces it, and the output lands in NCHW directly.
+/// Before all of these, the Winograd form and then the direct form where they win
+/// (`winograd_wins`, `direct_forward_wins`).
 /// Depthwise: the direct kernels. Other grouped convolutions: the window view, group by group.
 template <class T>
 conv_form choose_forward_form(const conv_geometry& g) noexcept
@@ -195,6 +233,10 @@ conv_form choose_forward_form(const conv_geometry& g) noexcept
     {
         return conv_form::winograd;
     }
+    if (direct_forward_wins<T>(g))
+    {
+        return conv_form::direct;
+    }
     if (lowered_forward_wins<T>(g))
     {
         return conv_form::lowered;
@@ -205,7 +247,8 @@ conv_form choose_forward_form(const conv_geometry& g) noexcept
 /// dW and db. Stride 1: the plane form, whatever OW, since it reads dY's spread rows and the
 /// input's strips in place (or, for many output channels, transposes the strips once per GEMM
 /// block), where the window view's GEMM (K = N OH OW) would pack a window matrix; db comes from
-/// the spread for free. A stride above 1: the window view.
+/// the spread for free. A stride above 1: the direct form (`direct_weight_grad_wins`), the
+/// lowered form, or the window view. The Winograd form before all of them where it wins.
 /// Depthwise: the direct kernels; other grouped convolutions: the window view.
 template <class T>
 conv_form choose_weight_grad_form(const conv_geometry& g) noexcept
@@ -217,6 +260,10 @@ conv_form choose_weight_grad_form(const conv_geometry& g) noexcept
     if (winograd_weight_grad_wins<T>(g))
     {
         return conv_form::winograd;
+    }
+    if (direct_weight_grad_wins(g))
+    {
+        return conv_form::direct;
     }
     if (lowered_backward_wins<T>(g))
     {
@@ -276,6 +323,8 @@ struct conv_workspace
     lowered_workspace<T> lowered;
     /// The Winograd form's transformed kernel, input and products.
     winograd_workspace<T> winograd;
+    /// The direct form's packed weight, transposed dY and offset tables.
+    direct_workspace<T> direct;
     /// dY through a fused ReLU, for the passes that read dY in place (window dW, strided dX).
     xt::xtensor<T, 4> masked_grad;
 };
