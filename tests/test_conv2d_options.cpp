@@ -319,7 +319,7 @@ TEST_CASE("Conv2D options: the GEMM forms share a batch out by images, with the 
         {{6, 5, 12, 10, 10, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true}, xcnn::detail::conv_form::plane},
         {{7, 4, 6, 11, 9, {3, 3}, {1, 1}, {2, 2}, {2, 2}, 1, false}, xcnn::detail::conv_form::plane},
         {{6, 16, 40, 4, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true}, xcnn::detail::conv_form::lowered},
-        {{5, 3, 8, 20, 20, {7, 7}, {2, 2}, {3, 3}, {1, 1}, 1, true}, xcnn::detail::conv_form::lowered},
+        {{5, 1, 8, 20, 20, {7, 7}, {2, 2}, {3, 3}, {1, 1}, 1, true}, xcnn::detail::conv_form::lowered},
         {{6, 6, 10, 12, 12, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true}, xcnn::detail::conv_form::window_view},
         {{9, 6, 8, 9, 9, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 2, false}, xcnn::detail::conv_form::window_view},
     };
@@ -369,6 +369,35 @@ TEST_CASE("Conv2D options: the Winograd form in a layer matches the naive loops,
         INFO(c.describe());
         const auto g = c.geometry();
         REQUIRE(xcnn::detail::choose_forward_form<float>(g) == xcnn::detail::conv_form::winograd);
+        check_against_naive<float>(c, rng, 1e-5);
+        check_against_naive<double>(c, rng, 1e-12);
+        check_fused<xcnn::ReLU<double>>(c, rng);
+        check_fused<my::Softsign<double>>(c, rng);
+        check_thread_counts(c, rng);
+    }
+}
+
+TEST_CASE("Conv2D options: the direct form in a layer matches the naive loops, fused", "[conv2d][options]")
+{
+    // Strided layers with sums of 64 terms or more (forward and dW on the direct form, dX on it
+    // too where `direct_input_grad_wins`), a strided stem of three channels, 5x5 and 3x3 kernels
+    // on planes where the padded-width form would compute 1.3 times the outputs or more; odd
+    // sizes, dilation, padding 0, with and without bias, one vector of output channels or two.
+    const std::vector<options_case> cases{
+        {16, 8, 24, 14, 13, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true},
+        {16, 8, 32, 16, 16, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true}, // dX on the lowered form
+        {8, 32, 64, 14, 14, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, false},
+        {12, 16, 40, 12, 11, {3, 3}, {2, 2}, {0, 1}, {2, 1}, 1, true},
+        {6, 3, 16, 24, 24, {7, 7}, {2, 2}, {3, 3}, {1, 1}, 1, true},
+        {8, 6, 16, 14, 14, {5, 5}, {1, 1}, {0, 0}, {1, 1}, 1, true},
+        {16, 16, 24, 5, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, false},
+    };
+    std::mt19937 rng(39);
+    for (const auto& c : cases)
+    {
+        INFO(c.describe());
+        const auto g = c.geometry();
+        REQUIRE(xcnn::detail::choose_forward_form<float>(g) == xcnn::detail::conv_form::direct);
         check_against_naive<float>(c, rng, 1e-5);
         check_against_naive<double>(c, rng, 1e-12);
         check_fused<xcnn::ReLU<double>>(c, rng);
@@ -454,6 +483,16 @@ TEST_CASE("Conv2D options: finite-difference gradients", "[conv2d][options][grad
         REQUIRE(xcnn::detail::choose_forward_form<double>(dilated.geometry()) == xcnn::detail::conv_form::winograd);
         REQUIRE(xcnn::detail::choose_input_grad_form<double>(dilated.geometry()) == xcnn::detail::conv_form::winograd);
         gradient_check(dilated, 14, 400);
+    }
+    SECTION("direct")
+    {
+        const options_case strided{12, 8, 20, 10, 9, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 1, true};
+        REQUIRE(xcnn::detail::choose_forward_form<double>(strided.geometry()) == xcnn::detail::conv_form::direct);
+        REQUIRE(xcnn::detail::choose_weight_grad_form<double>(strided.geometry()) == xcnn::detail::conv_form::direct);
+        gradient_check(strided, 15, 400);
+        const options_case small{8, 8, 12, 5, 4, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true};
+        REQUIRE(xcnn::detail::choose_forward_form<double>(small.geometry()) == xcnn::detail::conv_form::direct);
+        gradient_check(small, 16, 400);
     }
     SECTION("no bias")
     {

@@ -274,7 +274,8 @@ void check_masks()
 }
 
 /// The lowered form's forward pass (with and without ReLU), dW, db and dX against the naive
-/// loops; dW without dX equals dW with it; a mask equals a masked dY, bit for bit.
+/// loops; dW without dX and dX without dW equal them computed together; a mask equals a masked
+/// dY, bit for bit.
 template <class T>
 void check_lowered()
 {
@@ -308,6 +309,12 @@ void check_lowered()
                                        dw_only.data(), static_cast<T*>(nullptr), static_cast<T*>(nullptr), ws.lowered,
                                        ws.gemm);
         CHECK(xcnn_test::identical(dw_only, dw));
+        xt::xtensor<T, 4> dx_only(g.input_shape());
+        dx_only.fill(T(7));
+        xcnn::detail::lowered_backward(g, p.w.data(), p.padded.data(), p.dy.data(), static_cast<const T*>(nullptr),
+                                       static_cast<T*>(nullptr), static_cast<T*>(nullptr), dx_only.data(), ws.lowered,
+                                       ws.gemm);
+        CHECK(xcnn_test::identical(dx_only, dx));
 
         const auto mask = random_tensor<T, 4>(g.output_shape(), rng);
         xt::xtensor<T, 4> masked = p.dy;
@@ -726,8 +733,8 @@ std::vector<conv_geometry> direct_cases()
     return cases;
 }
 
-/// The direct form's forward pass (with and without bias and ReLU), dW and db against the naive
-/// loops; a mask equals a masked dY, bit for bit; 1, 2 and 3 threads give the same bits.
+/// The direct form's forward pass (with and without bias and ReLU), dW, db and dX against the
+/// naive loops; a mask equals a masked dY, bit for bit; 1, 2 and 3 threads give the same bits.
 template <class T>
 void check_direct()
 {
@@ -784,12 +791,23 @@ void check_direct()
                                              dw_masked.data(), db_masked.data(), ws.direct);
             CHECK(xcnn_test::identical(dw_mask, dw_masked));
             CHECK(xcnn_test::identical(db_mask, db_masked));
+
+            xt::xtensor<T, 4> dx(g.input_shape()), dx_mask(g.input_shape()), dx_masked(g.input_shape());
+            dx.fill(T(7)); // garbage: the form must overwrite all of dX
+            xcnn::detail::direct_input_grad(g, p.w.data(), p.dy.data(), static_cast<const T*>(nullptr), dx.data(),
+                                            ws.direct);
+            CHECK(max_scaled_error(dx, p.grads.dx, p.grads.dx_magnitude) <= tolerance<T>());
+            results.push_back(dx);
+            xcnn::detail::direct_input_grad(g, p.w.data(), p.dy.data(), mask.data(), dx_mask.data(), ws.direct);
+            xcnn::detail::direct_input_grad(g, p.w.data(), masked.data(), static_cast<const T*>(nullptr),
+                                            dx_masked.data(), ws.direct);
+            CHECK(xcnn_test::identical(dx_mask, dx_masked));
         }
         xcnn::set_num_threads(1);
         const std::size_t per_run = results.size() / 3;
         for (std::size_t i = per_run; i < results.size(); ++i)
         {
-            INFO("threads " << i / per_run + 1 << ", result " << i % per_run << " (forward, ReLU'd, dW)");
+            INFO("threads " << i / per_run + 1 << ", result " << i % per_run << " (forward, ReLU'd, dW, dX)");
             CHECK(xcnn_test::identical(results[i], results[i % per_run]));
         }
     }
@@ -804,7 +822,7 @@ TEST_CASE("conv forms: the direct form matches the naive loops, at 1, 2 and 3 th
     check_direct<double>();
 }
 
-TEST_CASE("conv forms: the direct form's dW and db pass finite-difference checks", "[conv_forms][gradcheck]")
+TEST_CASE("conv forms: the direct form's dW, db and dX pass finite-difference checks", "[conv_forms][gradcheck]")
 {
     std::mt19937 rng(43);
     auto g = geometry(2, 5, 19, 7, 8, {3, 3}, {2, 2}, {1, 1});
@@ -846,6 +864,22 @@ TEST_CASE("conv forms: the direct form's dW and db pass finite-difference checks
         plus(o) += h;
         minus(o) -= h;
         CHECK(std::abs((loss(w, plus) - loss(w, minus)) / (2 * h) - db(o)) <= 1e-6);
+    }
+    // dL/dX through the padding: the padded input moved at (y + PH, x + PW).
+    xt::xtensor<double, 4> dx(g.input_shape());
+    xcnn::detail::direct_input_grad(g, w.data(), dy.data(), static_cast<const double*>(nullptr), dx.data(), ws);
+    const std::size_t hp = g.padded_h(), wp = g.padded_w();
+    for (std::size_t i = 0; i < x.size(); ++i)
+    {
+        const std::size_t plane = i / (g.input[0] * g.input[1]), y = i / g.input[1] % g.input[0], col = i % g.input[1];
+        const std::size_t at = plane * hp * wp + (y + g.padding[0]) * wp + col + g.padding[1];
+        const double saved = padded.data()[at];
+        padded.data()[at] = saved + h;
+        const double up = loss(w, b);
+        padded.data()[at] = saved - h;
+        const double down = loss(w, b);
+        padded.data()[at] = saved;
+        CHECK(std::abs((up - down) / (2 * h) - dx.data()[i]) <= 1e-6);
     }
 }
 
@@ -909,7 +943,14 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_weight_grad_form<float>(lenet_second) == conv_form::plane);
     CHECK(xcnn::detail::choose_forward_form<float>(resnet_down) == conv_form::direct);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(resnet_down) == conv_form::direct);
-    CHECK(xcnn::detail::choose_input_grad_form<float>(resnet_down) == conv_form::lowered);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(resnet_down) == conv_form::direct);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(tiny) == conv_form::lowered); // 8 input channels
+    CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 16, 16, 4, 4, {3, 3}, {1, 1}, {1, 1})) ==
+          conv_form::direct);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 16, 16, 28, 28, {3, 3}, {1, 1}, {1, 1})) ==
+          conv_form::plane);
+    CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 3, 64, 56, 56, {7, 7}, {2, 2}, {3, 3})) !=
+          conv_form::direct);
     for (const auto& g : {geometry(64, 16, 16, 28, 28, {3, 3}, {1, 1}, {1, 1}), few_pixels, strided_short,
                           geometry(64, 64, 128, 16, 16, {1, 1}, {2, 2}, {0, 0}),
                           geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1}), tiny_short})
@@ -942,7 +983,7 @@ TEST_CASE("conv forms: the selection rules", "[conv_forms]")
     CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(1, 32, 32, 40, 40, {3, 3}, {1, 1}, {0, 0})) ==
           conv_form::winograd);
     CHECK(xcnn::detail::choose_input_grad_form<float>(geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})) ==
-          conv_form::lowered);
+          conv_form::direct);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(geometry(64, 64, 64, 8, 8, {3, 3}, {1, 1}, {1, 1})) ==
           conv_form::winograd);
     CHECK(xcnn::detail::choose_weight_grad_form<float>(geometry(64, 256, 256, 4, 4, {3, 3}, {1, 1}, {1, 1})) ==

@@ -544,8 +544,12 @@ private:
             winograd_grads(g, dy, mask);
             return input_grad(g, dy, mask, {});
         case detail::conv_form::lowered:
-            lowered_grads(g, dy, mask, true);
-            return m_input_grad;
+        {
+            // dX along, from the same transposed dY, unless another form runs it.
+            const bool along = detail::choose_input_grad_form<T>(g) == detail::conv_form::lowered;
+            lowered_grads(g, dy, mask, along);
+            return along ? m_input_grad : input_grad(g, dy, mask, {});
+        }
         case detail::conv_form::direct:
             direct_grads(g, dy, mask);
             return input_grad(g, dy, mask, {});
@@ -656,8 +660,10 @@ private:
                                      static_cast<T*>(nullptr), static_cast<T*>(nullptr), m_input_grad.data(),
                                      m_work.lowered, m_work.gemm);
             break;
-        case detail::conv_form::depthwise_phases:
         case detail::conv_form::direct:
+            detail::direct_input_grad(g, m_weight.value().data(), dy.data(), mask, m_input_grad.data(), m_work.direct);
+            break;
+        case detail::conv_form::depthwise_phases:
             break;
         }
         return m_input_grad;

@@ -69,8 +69,11 @@ struct direct_workspace
     conv_buffer<T> grad;
     /// dW's sums as (blocks, taps rounded up to whole tiles, block channels).
     conv_buffer<T> weight_grad;
-    /// Offsets of the taps and pixels in the source, and where each pixel's output lands.
-    std::vector<std::ptrdiff_t> taps, pixels, outputs;
+    /// Offsets of the taps and pixels in the source, where each pixel's output lands, and each
+    /// tap's weight.
+    std::vector<std::ptrdiff_t> taps, pixels, outputs, weights;
+    /// dX's stride phases: where each one's taps and pixels start in the tables.
+    std::vector<std::size_t> phase_taps, phase_pixels;
 };
 
 /// out (R x V vectors) = sum over k < count of `stream` row k (V vectors) times the broadcast
@@ -125,30 +128,35 @@ XCNN_NOINLINE void direct_tile(const T* const* bases, const std::ptrdiff_t* offs
     }
 }
 
-/// `packed` (blocks, taps, V lanes) = the (channels x taps) matrix whose element (o, t) is
-/// `weight[o * o_step + t * t_step]`, transposed into blocks of V vectors of channels, zeros past
+/// `packed` (blocks, taps, V vectors) = the (channels x taps) matrix whose element (o, t) is
+/// `weight[o * o_step + weights[t]]`, transposed into blocks of V vectors of channels, zeros past
 /// the last channel.
 template <class T>
 void pack_direct_weight(const T* weight, std::size_t channels, std::size_t taps, std::ptrdiff_t o_step,
-                        std::ptrdiff_t t_step, std::size_t vectors, conv_buffer<T>& packed)
+                        const std::ptrdiff_t* weights, std::size_t vectors, T* packed)
 {
     const std::size_t width = vectors * direct_blocking<T>::lanes, blocks = (channels + width - 1) / width;
-    grow_to(packed, blocks * taps * width);
     for (std::size_t b = 0; b < blocks; ++b)
     {
-        T* block = packed.data() + b * taps * width;
+        T* block = packed + b * taps * width;
         for (std::size_t t = 0; t < taps; ++t)
         {
             for (std::size_t j = 0; j < width; ++j)
             {
                 const std::size_t o = b * width + j;
                 block[t * width + j] =
-                    o < channels
-                        ? weight[static_cast<std::ptrdiff_t>(o) * o_step + static_cast<std::ptrdiff_t>(t) * t_step]
-                        : T(0);
+                    o < channels ? weight[static_cast<std::ptrdiff_t>(o) * o_step + weights[t]] : T(0);
             }
         }
     }
+}
+
+/// Elements `pack_direct_weight` writes for `channels` x `taps` with V = `vectors`.
+template <class T>
+std::size_t direct_packed_size(std::size_t channels, std::size_t taps, std::size_t vectors) noexcept
+{
+    const std::size_t width = vectors * direct_blocking<T>::lanes;
+    return (channels + width - 1) / width * taps * width;
 }
 
 /// out[outputs[q] + o * channel_step] = f(bias[o] + sum over taps t of packed(o, t) *
@@ -242,12 +250,130 @@ void direct_forward(const conv_geometry& g, const T* weight, const T* bias, cons
     const std::size_t taps = g.in_channels * g.kernel[0] * g.kernel[1], vectors = direct_vectors<T>(g.out_channels);
     fill_direct_taps(g, ws.taps);
     fill_direct_pixels(g, ws.pixels, ws.outputs);
-    pack_direct_weight(weight, g.out_channels, taps, static_cast<std::ptrdiff_t>(taps), 1, vectors, ws.packed);
+    ws.weights.resize(taps);
+    for (std::size_t t = 0; t < taps; ++t)
+    {
+        ws.weights[t] = static_cast<std::ptrdiff_t>(t);
+    }
+    grow_to(ws.packed, direct_packed_size<T>(g.out_channels, taps, vectors));
+    pack_direct_weight(weight, g.out_channels, taps, static_cast<std::ptrdiff_t>(taps), ws.weights.data(), vectors,
+                       ws.packed.data());
     const auto run = [&](auto v)
     {
         direct_contract<T, decltype(v)::value>(padded, ws.pixels.data(), ws.outputs.data(), ws.pixels.size(),
                                                ws.taps.data(), taps, ws.packed.data(), g.out_channels,
                                                g.out_h() * g.out_w(), bias, relu, y);
+    };
+    if (vectors == 1)
+    {
+        run(std::integral_constant<std::size_t, 1>{});
+    }
+    else
+    {
+        run(std::integral_constant<std::size_t, 2>{});
+    }
+}
+
+/// dx (N, C_in, H, W) from dY (N, C_out, OH, OW): input pixel (y, x) receives W[o, c, kh, kw]
+/// dY[o, oh, ow] wherever oh SH + kh DH = y + PH and ow SW + kw DW = x + PW. The pixels of one
+/// phase, (y + PH) mod SH = a and (x + PW) mod SW = b, are reached by the taps with kh DH = a and
+/// kw DW = b modulo the strides only, at oh = (y + PH - a) / SH - (kh DH - a) / SH: a stride-1
+/// correlation of dY with those taps, which `direct_contract` runs phase by phase on dY placed in
+/// a zero border (through `mask` when given), whose reads past dY's edges find zeros. Pixels of a
+/// phase no tap reaches get zeros.
+template <class T>
+void direct_input_grad(const conv_geometry& g, const T* weight, const T* dy, const T* mask, T* dx,
+                       direct_workspace<T>& ws)
+{
+    const std::size_t sh = g.stride[0], sw = g.stride[1], dh = g.dilation[0], dw = g.dilation[1];
+    const std::size_t kh_count = g.kernel[0], kw_count = g.kernel[1], h = g.input[0], w = g.input[1];
+    const std::size_t oh = g.out_h(), ow = g.out_w(), c_in = g.in_channels, c_out = g.out_channels;
+    // dY at (top, left) of a (gh, gw) plane of zeros: every row index a tap subtracts from a
+    // pixel's (y + PH - a) / SH, at most (KH - 1) DH / SH, lands in it.
+    const std::size_t top = (kh_count - 1) * dh / sh, left = (kw_count - 1) * dw / sw;
+    const std::size_t gh = top + std::max(oh, (h - 1 + g.padding[0]) / sh + 1);
+    const std::size_t gw = left + std::max(ow, (w - 1 + g.padding[1]) / sw + 1);
+    const std::size_t plane = gh * gw, vectors = direct_vectors<T>(c_in);
+    grow_to(ws.grad, g.batch * c_out * plane);
+    place_2d(dy, g.batch * c_out, oh, ow, ws.grad.data(), gh, gw, static_cast<std::ptrdiff_t>(top),
+             static_cast<std::ptrdiff_t>(left), mask);
+    ws.taps.clear();
+    ws.weights.clear();
+    ws.pixels.clear();
+    ws.outputs.clear();
+    ws.phase_taps.assign(1, 0);
+    ws.phase_pixels.assign(1, 0);
+    for (std::size_t a = 0; a < sh; ++a)
+    {
+        for (std::size_t b = 0; b < sw; ++b)
+        {
+            for (std::size_t o = 0; o < c_out; ++o)
+            {
+                for (std::size_t kh = 0; kh < kh_count; ++kh)
+                {
+                    for (std::size_t kw = 0; kw < kw_count; ++kw)
+                    {
+                        if (kh * dh % sh != a || kw * dw % sw != b)
+                        {
+                            continue;
+                        }
+                        ws.taps.push_back(static_cast<std::ptrdiff_t>(o * plane) -
+                                          static_cast<std::ptrdiff_t>((kh * dh - a) / sh * gw + (kw * dw - b) / sw));
+                        ws.weights.push_back(static_cast<std::ptrdiff_t>((o * c_in * kh_count + kh) * kw_count + kw));
+                    }
+                }
+            }
+            for (std::size_t n = 0; n < g.batch; ++n)
+            {
+                for (std::size_t y = 0; y < h; ++y)
+                {
+                    if ((y + g.padding[0]) % sh != a)
+                    {
+                        continue;
+                    }
+                    for (std::size_t x = 0; x < w; ++x)
+                    {
+                        if ((x + g.padding[1]) % sw != b)
+                        {
+                            continue;
+                        }
+                        const std::size_t i = (y + g.padding[0] - a) / sh, j = (x + g.padding[1] - b) / sw;
+                        ws.pixels.push_back(static_cast<std::ptrdiff_t>(n * c_out * plane + (i + top) * gw + j + left));
+                        ws.outputs.push_back(static_cast<std::ptrdiff_t>(n * c_in * h * w + y * w + x));
+                    }
+                }
+            }
+            ws.phase_taps.push_back(ws.taps.size());
+            ws.phase_pixels.push_back(ws.pixels.size());
+        }
+    }
+    grow_to(ws.packed, direct_packed_size<T>(c_in, ws.taps.size(), vectors));
+    const auto run = [&](auto v)
+    {
+        std::size_t packed = 0;
+        for (std::size_t f = 0; f + 1 < ws.phase_taps.size(); ++f)
+        {
+            const std::size_t t0 = ws.phase_taps[f], taps = ws.phase_taps[f + 1] - t0;
+            const std::size_t q0 = ws.phase_pixels[f], count = ws.phase_pixels[f + 1] - q0;
+            if (taps == 0)
+            {
+                for (std::size_t q = q0; q < q0 + count; ++q)
+                {
+                    for (std::size_t c = 0; c < c_in; ++c)
+                    {
+                        dx[ws.outputs[q] + static_cast<std::ptrdiff_t>(c * h * w)] = T(0);
+                    }
+                }
+                continue;
+            }
+            T* phase_weight = ws.packed.data() + packed;
+            pack_direct_weight(weight, c_in, taps, static_cast<std::ptrdiff_t>(kh_count * kw_count),
+                               ws.weights.data() + t0, decltype(v)::value, phase_weight);
+            packed += direct_packed_size<T>(c_in, taps, decltype(v)::value);
+            direct_contract<T, decltype(v)::value>(ws.grad.data(), ws.pixels.data() + q0, ws.outputs.data() + q0, count,
+                                                   ws.taps.data() + t0, taps, phase_weight, c_in, h * w,
+                                                   static_cast<const T*>(nullptr), false, dx);
+        }
     };
     if (vectors == 1)
     {

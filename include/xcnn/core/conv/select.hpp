@@ -172,6 +172,20 @@ inline bool direct_weight_grad_wins(const conv_geometry& g) noexcept
     return direct_applies(g, 256) && !g.unit_stride();
 }
 
+/// Whether the direct form runs dX (where the Winograd form does not): groups of 1, a kernel of
+/// more than one tap, input channels (dX's outputs, along the vector lanes) filling a vector,
+/// C_out KH KW of 64 or more, 128 input pixels or more in the batch, and either a stride above 1
+/// or planes where the plane form computes 1.3 times the useful outputs or more, as for the
+/// forward pass. A stem's 1 to 8 input channels left most lanes empty and ran 1.5 to 2 times
+/// slower than the lowered or padded-width dX.
+template <class T>
+bool direct_input_grad_wins(const conv_geometry& g) noexcept
+{
+    const std::size_t taps = g.kernel[0] * g.kernel[1];
+    return g.groups == 1 && taps > 1 && g.in_channels >= direct_blocking<T>::lanes && g.out_channels * taps >= 64 &&
+           g.batch * g.input[0] * g.input[1] >= 128 && (!g.unit_stride() || plane_overhead<T>(g) >= 1.3);
+}
+
 /// Whether the lowered form (core/conv/lowered.hpp) runs the forward pass: groups of 1, and
 /// either planes so small that the plane form computes twice the useful outputs or more, or a
 /// stride above 1 on a few input channels with a large kernel (a stem), where the window view
@@ -272,12 +286,12 @@ conv_form choose_weight_grad_form(const conv_geometry& g) noexcept
     return plane_applies(g) ? conv_form::plane : conv_form::window_view;
 }
 
-/// dX. A stride above 1: col2im by per-tap contractions (a window view of dY would need the
-/// zeros of a dilated dY). Stride 1 with OW not a multiple of NR: the plane form, for the
-/// forward's reason, and because the rotated-kernel correlation would multiply the zero border
-/// placed around dY (2.5 times the useful work for LeNet's second convolution) in a GEMM of
-/// only C_in rows. Stride 1 with OW a multiple of NR: the window view's rotated-kernel
-/// correlation, whose panels are all read in place (docs/performance.md has L1's numbers).
+/// dX. The Winograd form, then the direct form where they win (`direct_input_grad_wins`), then
+/// the lowered form with its rule. Otherwise a stride above 1: col2im by per-tap contractions (a window view of dY
+/// would need the zeros of a dilated dY). Stride 1 with OW not a multiple of NR: the plane form, for the forward's
+/// reason, and because the rotated-kernel correlation would multiply the zero border placed around dY (2.5 times the
+/// useful work for LeNet's second convolution) in a GEMM of only C_in rows. Stride 1 with OW a multiple of NR: the
+/// window view's rotated-kernel correlation, whose panels are all read in place (docs/performance.md has L1's numbers).
 /// Depthwise: the direct kernels; other grouped convolutions at stride 1: the window view.
 template <class T>
 conv_form choose_input_grad_form(const conv_geometry& g) noexcept
@@ -289,6 +303,10 @@ conv_form choose_input_grad_form(const conv_geometry& g) noexcept
     if (winograd_input_grad_wins<T>(g))
     {
         return conv_form::winograd;
+    }
+    if (direct_input_grad_wins<T>(g))
+    {
+        return conv_form::direct;
     }
     if (lowered_backward_wins<T>(g))
     {
