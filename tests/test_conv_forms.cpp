@@ -740,6 +740,8 @@ void check_direct()
 {
     std::mt19937 rng(41);
     bool blocks_of_pixels = false;
+    // Kept across the geometries: its tables must follow each new one.
+    xcnn::detail::direct_workspace<T> shared;
     for (const auto& g : direct_cases())
     {
         INFO(describe(g));
@@ -804,6 +806,18 @@ void check_direct()
             CHECK(xcnn_test::identical(dx_mask, dx_masked));
         }
         xcnn::set_num_threads(1);
+        {
+            xt::xtensor<T, 4> y(g.output_shape()), dx(g.input_shape()), dw(p.w.shape());
+            xt::xtensor<T, 1> db(p.b.shape());
+            xcnn::detail::direct_forward(g, p.w.data(), p.b.data(), p.padded.data(), y.data(), false, shared);
+            xcnn::detail::direct_weight_grad(g, p.padded.data(), p.dy.data(), static_cast<const T*>(nullptr), dw.data(),
+                                             db.data(), shared);
+            xcnn::detail::direct_input_grad(g, p.w.data(), p.dy.data(), static_cast<const T*>(nullptr), dx.data(),
+                                            shared);
+            CHECK(xcnn_test::identical(y, results[0]));
+            CHECK(xcnn_test::identical(dw, results[2]));
+            CHECK(xcnn_test::identical(dx, results[3]));
+        }
         const std::size_t per_run = results.size() / 3;
         for (std::size_t i = per_run; i < results.size(); ++i)
         {

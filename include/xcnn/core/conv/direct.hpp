@@ -59,6 +59,28 @@ std::size_t direct_vectors(std::size_t channels) noexcept
     return channels <= direct_blocking<T>::lanes ? 1 : 2;
 }
 
+/// Offset tables of one pass, rebuilt only when the geometry changes.
+struct direct_tables
+{
+    /// Offsets of the taps and pixels in the source, where each pixel's output lands, and each
+    /// tap's weight.
+    std::vector<std::ptrdiff_t> taps, pixels, outputs, weights;
+    /// dX's stride phases: where each one's taps and pixels start in the tables.
+    std::vector<std::size_t> phase_taps, phase_pixels;
+    /// The geometry the tables were built for, if `built`.
+    conv_geometry geometry;
+    bool built = false;
+
+    /// Whether the tables were built for `g`.
+    bool hold(const conv_geometry& g) const noexcept
+    {
+        const conv_geometry& h = geometry;
+        return built && h.batch == g.batch && h.in_channels == g.in_channels && h.out_channels == g.out_channels &&
+               h.input == g.input && h.kernel == g.kernel && h.stride == g.stride && h.padding == g.padding &&
+               h.dilation == g.dilation && h.groups == g.groups;
+    }
+};
+
 /// What the direct passes keep between calls, so a steady shape allocates nothing.
 template <class T>
 struct direct_workspace
@@ -69,11 +91,8 @@ struct direct_workspace
     conv_buffer<T> grad;
     /// dW's sums as (blocks, taps rounded up to whole tiles, block channels).
     conv_buffer<T> weight_grad;
-    /// Offsets of the taps and pixels in the source, where each pixel's output lands, and each
-    /// tap's weight.
-    std::vector<std::ptrdiff_t> taps, pixels, outputs, weights;
-    /// dX's stride phases: where each one's taps and pixels start in the tables.
-    std::vector<std::size_t> phase_taps, phase_pixels;
+    /// The tables of the forward pass and dW, and those of dX.
+    direct_tables forward, input_grad;
 };
 
 /// out (R x V vectors) = sum over k < count of `stream` row k (V vectors) times the broadcast
@@ -240,6 +259,28 @@ inline void fill_direct_pixels(const conv_geometry& g, std::vector<std::ptrdiff_
     }
 }
 
+/// The tables of the forward pass and dW of `g` (taps, pixels, outputs, and the weight's taps in
+/// order), built on the first call for a geometry.
+template <class T>
+direct_tables& forward_tables(const conv_geometry& g, direct_workspace<T>& ws)
+{
+    direct_tables& tables = ws.forward;
+    if (!tables.hold(g))
+    {
+        tables.built = false;
+        fill_direct_taps(g, tables.taps);
+        fill_direct_pixels(g, tables.pixels, tables.outputs);
+        tables.weights.resize(tables.taps.size());
+        for (std::size_t t = 0; t < tables.weights.size(); ++t)
+        {
+            tables.weights[t] = static_cast<std::ptrdiff_t>(t);
+        }
+        tables.geometry = g;
+        tables.built = true;
+    }
+    return tables;
+}
+
 /// Groups of 1. y (N, C_out, OH, OW) = the correlation of `padded` (N, C_in, Hp, Wp) with
 /// `weight` (C_out, C_in, KH, KW), plus `bias` (C_out, or null), ReLU'd with `relu`: tiles of
 /// output pixels times blocks of output channels, each summed in registers.
@@ -248,21 +289,15 @@ void direct_forward(const conv_geometry& g, const T* weight, const T* bias, cons
                     direct_workspace<T>& ws)
 {
     const std::size_t taps = g.in_channels * g.kernel[0] * g.kernel[1], vectors = direct_vectors<T>(g.out_channels);
-    fill_direct_taps(g, ws.taps);
-    fill_direct_pixels(g, ws.pixels, ws.outputs);
-    ws.weights.resize(taps);
-    for (std::size_t t = 0; t < taps; ++t)
-    {
-        ws.weights[t] = static_cast<std::ptrdiff_t>(t);
-    }
+    direct_tables& tables = forward_tables(g, ws);
     grow_to(ws.packed, direct_packed_size<T>(g.out_channels, taps, vectors));
-    pack_direct_weight(weight, g.out_channels, taps, static_cast<std::ptrdiff_t>(taps), ws.weights.data(), vectors,
+    pack_direct_weight(weight, g.out_channels, taps, static_cast<std::ptrdiff_t>(taps), tables.weights.data(), vectors,
                        ws.packed.data());
     const auto run = [&](auto v)
     {
-        direct_contract<T, decltype(v)::value>(padded, ws.pixels.data(), ws.outputs.data(), ws.pixels.size(),
-                                               ws.taps.data(), taps, ws.packed.data(), g.out_channels,
-                                               g.out_h() * g.out_w(), bias, relu, y);
+        direct_contract<T, decltype(v)::value>(padded, tables.pixels.data(), tables.outputs.data(),
+                                               tables.pixels.size(), tables.taps.data(), taps, ws.packed.data(),
+                                               g.out_channels, g.out_h() * g.out_w(), bias, relu, y);
     };
     if (vectors == 1)
     {
@@ -297,82 +332,92 @@ void direct_input_grad(const conv_geometry& g, const T* weight, const T* dy, con
     grow_to(ws.grad, g.batch * c_out * plane);
     place_2d(dy, g.batch * c_out, oh, ow, ws.grad.data(), gh, gw, static_cast<std::ptrdiff_t>(top),
              static_cast<std::ptrdiff_t>(left), mask);
-    ws.taps.clear();
-    ws.weights.clear();
-    ws.pixels.clear();
-    ws.outputs.clear();
-    ws.phase_taps.assign(1, 0);
-    ws.phase_pixels.assign(1, 0);
-    for (std::size_t a = 0; a < sh; ++a)
+    direct_tables& tables = ws.input_grad;
+    if (!tables.hold(g))
     {
-        for (std::size_t b = 0; b < sw; ++b)
+        tables.built = false;
+        tables.taps.clear();
+        tables.weights.clear();
+        tables.pixels.clear();
+        tables.outputs.clear();
+        tables.phase_taps.assign(1, 0);
+        tables.phase_pixels.assign(1, 0);
+        for (std::size_t a = 0; a < sh; ++a)
         {
-            for (std::size_t o = 0; o < c_out; ++o)
+            for (std::size_t b = 0; b < sw; ++b)
             {
-                for (std::size_t kh = 0; kh < kh_count; ++kh)
+                for (std::size_t o = 0; o < c_out; ++o)
                 {
-                    for (std::size_t kw = 0; kw < kw_count; ++kw)
+                    for (std::size_t kh = 0; kh < kh_count; ++kh)
                     {
-                        if (kh * dh % sh != a || kw * dw % sw != b)
+                        for (std::size_t kw = 0; kw < kw_count; ++kw)
+                        {
+                            if (kh * dh % sh != a || kw * dw % sw != b)
+                            {
+                                continue;
+                            }
+                            tables.taps.push_back(
+                                static_cast<std::ptrdiff_t>(o * plane) -
+                                static_cast<std::ptrdiff_t>((kh * dh - a) / sh * gw + (kw * dw - b) / sw));
+                            tables.weights.push_back(
+                                static_cast<std::ptrdiff_t>((o * c_in * kh_count + kh) * kw_count + kw));
+                        }
+                    }
+                }
+                for (std::size_t n = 0; n < g.batch; ++n)
+                {
+                    for (std::size_t y = 0; y < h; ++y)
+                    {
+                        if ((y + g.padding[0]) % sh != a)
                         {
                             continue;
                         }
-                        ws.taps.push_back(static_cast<std::ptrdiff_t>(o * plane) -
-                                          static_cast<std::ptrdiff_t>((kh * dh - a) / sh * gw + (kw * dw - b) / sw));
-                        ws.weights.push_back(static_cast<std::ptrdiff_t>((o * c_in * kh_count + kh) * kw_count + kw));
-                    }
-                }
-            }
-            for (std::size_t n = 0; n < g.batch; ++n)
-            {
-                for (std::size_t y = 0; y < h; ++y)
-                {
-                    if ((y + g.padding[0]) % sh != a)
-                    {
-                        continue;
-                    }
-                    for (std::size_t x = 0; x < w; ++x)
-                    {
-                        if ((x + g.padding[1]) % sw != b)
+                        for (std::size_t x = 0; x < w; ++x)
                         {
-                            continue;
+                            if ((x + g.padding[1]) % sw != b)
+                            {
+                                continue;
+                            }
+                            const std::size_t i = (y + g.padding[0] - a) / sh, j = (x + g.padding[1] - b) / sw;
+                            tables.pixels.push_back(
+                                static_cast<std::ptrdiff_t>(n * c_out * plane + (i + top) * gw + j + left));
+                            tables.outputs.push_back(static_cast<std::ptrdiff_t>(n * c_in * h * w + y * w + x));
                         }
-                        const std::size_t i = (y + g.padding[0] - a) / sh, j = (x + g.padding[1] - b) / sw;
-                        ws.pixels.push_back(static_cast<std::ptrdiff_t>(n * c_out * plane + (i + top) * gw + j + left));
-                        ws.outputs.push_back(static_cast<std::ptrdiff_t>(n * c_in * h * w + y * w + x));
                     }
                 }
+                tables.phase_taps.push_back(tables.taps.size());
+                tables.phase_pixels.push_back(tables.pixels.size());
             }
-            ws.phase_taps.push_back(ws.taps.size());
-            ws.phase_pixels.push_back(ws.pixels.size());
         }
+        tables.geometry = g;
+        tables.built = true;
     }
-    grow_to(ws.packed, direct_packed_size<T>(c_in, ws.taps.size(), vectors));
+    grow_to(ws.packed, direct_packed_size<T>(c_in, tables.taps.size(), vectors));
     const auto run = [&](auto v)
     {
         std::size_t packed = 0;
-        for (std::size_t f = 0; f + 1 < ws.phase_taps.size(); ++f)
+        for (std::size_t f = 0; f + 1 < tables.phase_taps.size(); ++f)
         {
-            const std::size_t t0 = ws.phase_taps[f], taps = ws.phase_taps[f + 1] - t0;
-            const std::size_t q0 = ws.phase_pixels[f], count = ws.phase_pixels[f + 1] - q0;
+            const std::size_t t0 = tables.phase_taps[f], taps = tables.phase_taps[f + 1] - t0;
+            const std::size_t q0 = tables.phase_pixels[f], count = tables.phase_pixels[f + 1] - q0;
             if (taps == 0)
             {
                 for (std::size_t q = q0; q < q0 + count; ++q)
                 {
                     for (std::size_t c = 0; c < c_in; ++c)
                     {
-                        dx[ws.outputs[q] + static_cast<std::ptrdiff_t>(c * h * w)] = T(0);
+                        dx[tables.outputs[q] + static_cast<std::ptrdiff_t>(c * h * w)] = T(0);
                     }
                 }
                 continue;
             }
             T* phase_weight = ws.packed.data() + packed;
             pack_direct_weight(weight, c_in, taps, static_cast<std::ptrdiff_t>(kh_count * kw_count),
-                               ws.weights.data() + t0, decltype(v)::value, phase_weight);
+                               tables.weights.data() + t0, decltype(v)::value, phase_weight);
             packed += direct_packed_size<T>(c_in, taps, decltype(v)::value);
-            direct_contract<T, decltype(v)::value>(ws.grad.data(), ws.pixels.data() + q0, ws.outputs.data() + q0, count,
-                                                   ws.taps.data() + t0, taps, phase_weight, c_in, h * w,
-                                                   static_cast<const T*>(nullptr), false, dx);
+            direct_contract<T, decltype(v)::value>(
+                ws.grad.data(), tables.pixels.data() + q0, tables.outputs.data() + q0, count, tables.taps.data() + t0,
+                taps, phase_weight, c_in, h * w, static_cast<const T*>(nullptr), false, dx);
         }
     };
     if (vectors == 1)
@@ -397,8 +442,7 @@ void direct_weight_grad_on(const conv_geometry& g, const T* padded, const T* dy,
     const std::size_t c_out = g.out_channels, blocks = (c_out + W - 1) / W, plane = g.out_h() * g.out_w();
     const std::size_t pixels = g.batch * plane, taps = g.in_channels * g.kernel[0] * g.kernel[1];
     const std::size_t tiles = (taps + R - 1) / R, rows = tiles * R;
-    fill_direct_taps(g, ws.taps);
-    fill_direct_pixels(g, ws.pixels, ws.outputs);
+    const direct_tables& tables = forward_tables(g, ws);
     // dY through the mask into (blocks, pixels, W), zeros in the lanes past C_out; db from it.
     grow_to(ws.grad, blocks * pixels * W);
     T* grad = ws.grad.data();
@@ -456,9 +500,9 @@ void direct_weight_grad_on(const conv_geometry& g, const T* padded, const T* dy,
                              for (std::size_t r = 0; r < R; ++r)
                              {
                                  // Past the last tap, the tile repeats it; those sums are dropped.
-                                 bases[r] = padded + ws.taps[std::min(tile * R + r, taps - 1)];
+                                 bases[r] = padded + tables.taps[std::min(tile * R + r, taps - 1)];
                              }
-                             direct_tile<T, R, V>(bases, ws.pixels.data() + q0, count, grad + (b * pixels + q0) * W,
+                             direct_tile<T, R, V>(bases, tables.pixels.data() + q0, count, grad + (b * pixels + q0) * W,
                                                   sums + (b * rows + tile * R) * W, q0 != 0);
                          }
                      });
