@@ -178,6 +178,77 @@ std::size_t direct_packed_size(std::size_t channels, std::size_t taps, std::size
     return (channels + width - 1) / width * taps * width;
 }
 
+/// Channel j < `width` of a tile's `sums` (R rows of pixels, V vectors of channels each) plus
+/// bias[j] (when not null), ReLU'd with `relu`, into `out` + j `channel_step`, rows [0, `rows`)
+/// side by side: each vector of 16 channels transposed in registers to 16 runs of pixels, each one
+/// masked store, where the element loop wrote R times 32 values one by one. Returns false where
+/// it does not apply (not float with AVX-512).
+template <class T>
+bool write_tile_run(const T* sums, std::size_t rows, std::size_t width, std::size_t vectors, const T* bias, bool relu,
+                    T* out, std::size_t channel_step)
+{
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_same<T, float>::value && direct_blocking<T>::rows <= 16)
+    {
+        constexpr std::size_t R = direct_blocking<T>::rows;
+        const auto lanes = static_cast<__mmask16>(first_lanes(rows));
+        const std::size_t stride = vectors * 16;
+        for (std::size_t v = 0; v * 16 < width; ++v)
+        {
+            __m512 row[16];
+            for (std::size_t r = 0; r < 16; ++r)
+            {
+                row[r] = r < R ? _mm512_load_ps(sums + r * stride + v * 16) : _mm512_setzero_ps();
+            }
+            // Pairs, then quads of rows interleaved within 128-bit lanes, then the lanes gathered:
+            // col[j] lane r = row[r] lane j.
+            __m512 pair[16], quad[16], col[16];
+            for (std::size_t r = 0; r < 16; r += 2)
+            {
+                pair[r] = _mm512_unpacklo_ps(row[r], row[r + 1]);
+                pair[r + 1] = _mm512_unpackhi_ps(row[r], row[r + 1]);
+            }
+            for (std::size_t r = 0; r < 16; r += 4)
+            {
+                quad[r] = _mm512_shuffle_ps(pair[r], pair[r + 2], 0x44);
+                quad[r + 1] = _mm512_shuffle_ps(pair[r], pair[r + 2], 0xEE);
+                quad[r + 2] = _mm512_shuffle_ps(pair[r + 1], pair[r + 3], 0x44);
+                quad[r + 3] = _mm512_shuffle_ps(pair[r + 1], pair[r + 3], 0xEE);
+            }
+            // quad[4 g + k] holds element k + 4 l of rows 4 g .. 4 g + 3 in 128-bit lane l.
+            for (std::size_t k = 0; k < 4; ++k)
+            {
+                const __m512 low0 = _mm512_shuffle_f32x4(quad[k], quad[4 + k], 0x88);
+                const __m512 high0 = _mm512_shuffle_f32x4(quad[k], quad[4 + k], 0xDD);
+                const __m512 low1 = _mm512_shuffle_f32x4(quad[8 + k], quad[12 + k], 0x88);
+                const __m512 high1 = _mm512_shuffle_f32x4(quad[8 + k], quad[12 + k], 0xDD);
+                col[k] = _mm512_shuffle_f32x4(low0, low1, 0x88);
+                col[k + 8] = _mm512_shuffle_f32x4(low0, low1, 0xDD);
+                col[k + 4] = _mm512_shuffle_f32x4(high0, high1, 0x88);
+                col[k + 12] = _mm512_shuffle_f32x4(high0, high1, 0xDD);
+            }
+            for (std::size_t j = 0; j < 16 && v * 16 + j < width; ++j)
+            {
+                const std::size_t o = v * 16 + j;
+                __m512 value = col[j];
+                if (bias != nullptr)
+                {
+                    value = _mm512_add_ps(value, _mm512_set1_ps(bias[o]));
+                }
+                if (relu)
+                {
+                    value = _mm512_max_ps(value, _mm512_setzero_ps());
+                }
+                _mm512_mask_storeu_ps(out + o * channel_step, lanes, value);
+            }
+        }
+        return true;
+    }
+#endif
+    (void)sums, (void)rows, (void)width, (void)vectors, (void)bias, (void)relu, (void)out, (void)channel_step;
+    return false;
+}
+
 /// out[outputs[q] + o * channel_step] = f(bias[o] + sum over taps t of packed(o, t) *
 /// source[pixels[q] + taps[t]]) for every pixel q < `count` and channel o < `channels`, f = ReLU
 /// with `relu`, the identity otherwise; `bias` may be null. `packed` as `pack_direct_weight` made
@@ -210,17 +281,24 @@ void direct_contract(const T* source, const std::ptrdiff_t* pixels, const std::p
                              // Past the last pixel, the tile repeats it; those sums are dropped.
                              bases[r] = source + pixels[q0 + std::min(r, rows - 1)];
                          }
+                         // The tile's outputs lie side by side in each channel's plane (a run of
+                         // one output row, or rows of a plane) unless they are a stride phase's.
+                         const bool run = outputs[q0 + rows - 1] - outputs[q0] == std::ptrdiff_t(rows - 1);
                          for (std::size_t b = 0; b < blocks; ++b)
                          {
                              direct_tile<T, R, V>(bases, taps, tap_count, packed + b * tap_count * W, sums, false);
                              const std::size_t o0 = b * W, width = std::min(W, channels - o0);
+                             if (run && write_tile_run(sums, rows, width, V, bias == nullptr ? nullptr : bias + o0,
+                                                       relu, out + o0 * channel_step + outputs[q0], channel_step))
+                             {
+                                 continue;
+                             }
                              for (std::size_t j = 0; j < width; ++j)
                              {
-                                 const T add = bias != nullptr ? bias[o0 + j] : T(0);
                                  T* channel = out + (o0 + j) * channel_step;
                                  for (std::size_t r = 0; r < rows; ++r)
                                  {
-                                     const T value = sums[r * W + j] + add;
+                                     const T value = bias != nullptr ? sums[r * W + j] + bias[o0 + j] : sums[r * W + j];
                                      channel[outputs[q0 + r]] = relu ? (value > T(0) ? value : T(0)) : value;
                                  }
                              }
