@@ -365,10 +365,10 @@ void lowered_forward(const conv_geometry& g, const T* weight, const T* bias, con
 }
 
 /// Groups of 1. dw (C_out, C_in, KH, KW; or null, for dX alone), db (C_out, or null) and,
-/// unless `dx` is null, dx (N, C_in, H, W) from dY (N, C_out, OH, OW) and the padded input, chunk by chunk: dW is the
-/// transposed dY times the column matrix transposed (`gemm_nt`, both read along their rows, or
-/// the packed GEMM for many output channels, `packed_gemm_beats_nt`), the
-/// column gradient is the weight transposed times dY, raised into dX by col2im. With `mask`
+/// unless `dx` is null, dx (N, C_in, H, W) from dY (N, C_out, OH, OW) and the padded input,
+/// chunk by chunk: dW is the transposed dY times the column matrix transposed (`gemm_nt`, both
+/// read along their rows, or the packed GEMM for many output channels, `packed_gemm_beats_nt`),
+/// the column gradient is the weight transposed times dY, raised into dX by col2im. With `mask`
 /// (the ReLU'd output, laid out like dY), dY passes only where it is positive, inside the
 /// transposing copy.
 template <class T>

@@ -287,11 +287,13 @@ conv_form choose_weight_grad_form(const conv_geometry& g) noexcept
 }
 
 /// dX. The Winograd form, then the direct form where they win (`direct_input_grad_wins`), then
-/// the lowered form with its rule. Otherwise a stride above 1: col2im by per-tap contractions (a window view of dY
-/// would need the zeros of a dilated dY). Stride 1 with OW not a multiple of NR: the plane form, for the forward's
-/// reason, and because the rotated-kernel correlation would multiply the zero border placed around dY (2.5 times the
-/// useful work for LeNet's second convolution) in a GEMM of only C_in rows. Stride 1 with OW a multiple of NR: the
-/// window view's rotated-kernel correlation, whose panels are all read in place (docs/performance.md has L1's numbers).
+/// the lowered form with its rule. Otherwise a stride above 1: col2im by per-tap contractions (a
+/// window view of dY would need the zeros of a dilated dY). Stride 1 with OW not a multiple of
+/// NR: the plane form, for the forward's reason, and because the rotated-kernel correlation
+/// would multiply the zero border placed around dY (2.5 times the useful work for LeNet's second
+/// convolution) in a GEMM of only C_in rows. Stride 1 with OW a multiple of NR: the window view's
+/// rotated-kernel correlation, whose panels are all read in place (docs/performance.md has L1's
+/// numbers).
 /// Depthwise: the direct kernels; other grouped convolutions at stride 1: the window view.
 template <class T>
 conv_form choose_input_grad_form(const conv_geometry& g) noexcept
